@@ -1,0 +1,620 @@
+// Package api is centrald's HTTP interface (PRODUCT.md §4, documented in
+// docs/api.md): it decodes and validates requests, asks the booking service,
+// and writes JSON answers and errors in the one shape of the contract.
+package api
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/parkgate/parkgate/central/booking"
+	"github.com/parkgate/parkgate/central/reservation"
+	"github.com/parkgate/parkgate/central/store"
+)
+
+// Options configure the handler.
+type Options struct {
+	// AdminToken opens the operator endpoints; empty disables them.
+	AdminToken string
+	// PaymentHold is shown to drivers as paymentDueBy.
+	PaymentHold time.Duration
+	// Registry collects the HTTP metrics and serves /metrics; nil serves
+	// the default gatherer without HTTP metrics.
+	Registry *prometheus.Registry
+	Log      *slog.Logger
+}
+
+// Handler is centrald's HTTP handler.
+type Handler struct {
+	svc   *booking.Service
+	opt   Options
+	log   *slog.Logger
+	mux   *http.ServeMux
+	ready atomic.Bool
+	dur   *prometheus.HistogramVec
+}
+
+// New returns the handler. It answers /readyz with 503 until SetReady.
+func New(svc *booking.Service, opt Options) *Handler {
+	h := &Handler{svc: svc, opt: opt, log: opt.Log, mux: http.NewServeMux()}
+	if h.log == nil {
+		h.log = slog.New(slog.DiscardHandler)
+	}
+	h.dur = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "parkgate_http_request_duration_seconds",
+		Help:    "HTTP requests by route, method and status code.",
+		Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1},
+	}, []string{"route", "method", "code"})
+	var metrics http.Handler = promhttp.Handler()
+	if opt.Registry != nil {
+		opt.Registry.MustRegister(h.dur)
+		metrics = promhttp.HandlerFor(opt.Registry, promhttp.HandlerOpts{})
+	}
+	m := h.mux
+	m.HandleFunc("GET /parkings", h.listSpots)
+	m.HandleFunc("GET /parkings/{id}", h.getSpot)
+	m.HandleFunc("POST /reserve/parking/{id}", h.reserve)
+	m.HandleFunc("POST /pay/parking/{id}", h.pay)
+	m.HandleFunc("POST /park/parking/{id}", h.park)
+	m.HandleFunc("POST /parking/{id}/status/{status}", h.admin(h.force))
+	m.HandleFunc("GET /parking/{id}/ticket", h.ticket)
+	m.HandleFunc("GET /reservations/{id}", h.getReservation)
+	m.HandleFunc("DELETE /reservations/{id}", h.cancel)
+	m.HandleFunc("POST /admin/reservations", h.admin(h.push))
+	m.HandleFunc("GET /admin/reservations", h.admin(h.listReservations))
+	m.HandleFunc("GET /admin/changes", h.admin(h.changes))
+	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	m.HandleFunc("GET /readyz", h.readyz)
+	m.Handle("GET /metrics", metrics)
+	return h
+}
+
+// SetReady marks the server ready (or not) for /readyz.
+func (h *Handler) SetReady(ok bool) { h.ready.Store(ok) }
+
+// ServeHTTP routes, recovers from panics, logs and measures every request.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	_, pattern := h.mux.Handler(r)
+	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+	defer func() {
+		if p := recover(); p != nil {
+			// A bug must cost one request, never the daemon.
+			h.log.Error("panic in handler", "route", pattern, "panic", p)
+			if !rec.wrote {
+				writeError(rec, http.StatusInternalServerError, "internal", "internal error")
+			}
+		}
+		route := pattern
+		if route == "" {
+			route = "unmatched"
+		}
+		code := strconv.Itoa(rec.status)
+		h.dur.WithLabelValues(route, r.Method, code).Observe(time.Since(start).Seconds())
+		// Paths and status only: never headers (tokens) or bodies.
+		h.log.Debug("http", "method", r.Method, "route", route, "status", rec.status, "dur", time.Since(start))
+	}()
+	if pattern == "" {
+		h.unmatched(rec, r)
+		return
+	}
+	h.mux.ServeHTTP(rec, r)
+}
+
+// unmatched answers 404 and 405 in the API's error shape instead of the
+// mux's plain text.
+func (h *Handler) unmatched(w http.ResponseWriter, r *http.Request) {
+	probe := &statusRecorder{ResponseWriter: discard{header: http.Header{}}, status: http.StatusOK}
+	h.mux.ServeHTTP(probe, r)
+	if probe.status == http.StatusMethodNotAllowed {
+		w.Header().Set("Allow", probe.Header().Get("Allow"))
+		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed here; allowed: "+probe.Header().Get("Allow"))
+		return
+	}
+	writeError(w, http.StatusNotFound, "not_found", "no such endpoint; see docs/api.md")
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+	wrote  bool
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if !s.wrote {
+		s.status, s.wrote = code, true
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	s.wrote = true
+	return s.ResponseWriter.Write(b)
+}
+
+type discard struct{ header http.Header }
+
+func (d discard) Header() http.Header         { return d.header }
+func (d discard) Write(b []byte) (int, error) { return len(b), nil }
+func (d discard) WriteHeader(int)             {}
+
+// fail writes err as the API's error shape with the status its kind has.
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var br *badRequest
+	if errors.As(err, &br) {
+		writeError(w, br.status, br.code, br.msg)
+		return
+	}
+	if e, ok := booking.AsError(err); ok {
+		writeError(w, statusOf(e.Kind), e.Code, e.Message)
+		return
+	}
+	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+		return // the client left
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "not_found", "not found")
+		return
+	}
+	h.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	writeError(w, http.StatusInternalServerError, "internal", "internal error; the request may be retried")
+}
+
+func statusOf(k booking.Kind) int {
+	switch k {
+	case booking.Invalid:
+		return http.StatusBadRequest
+	case booking.Unauthorized:
+		return http.StatusUnauthorized
+	case booking.Forbidden:
+		return http.StatusForbidden
+	case booking.NotFound:
+		return http.StatusNotFound
+	case booking.Conflict:
+		return http.StatusConflict
+	case booking.Unprocessable:
+		return http.StatusUnprocessableEntity
+	case booking.Declined:
+		return http.StatusPaymentRequired
+	case booking.Unavailable:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+// bearer returns the token of an "Authorization: Bearer" header.
+func bearer(r *http.Request) string {
+	a := r.Header.Get("Authorization")
+	if len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
+		return strings.TrimSpace(a[7:])
+	}
+	return ""
+}
+
+func (h *Handler) isAdmin(tok string) bool {
+	return h.opt.AdminToken != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(h.opt.AdminToken)) == 1
+}
+
+// caller says who the request comes from.
+func (h *Handler) caller(r *http.Request) booking.Caller {
+	tok := bearer(r)
+	if h.isAdmin(tok) {
+		return booking.Caller{Operator: true}
+	}
+	return booking.Caller{Token: tok}
+}
+
+// admin wraps an operator-only handler.
+func (h *Handler) admin(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		tok := bearer(r)
+		switch {
+		case h.opt.AdminToken == "":
+			writeError(w, http.StatusForbidden, "admin_disabled", "operator endpoints are disabled: set auth.admin_token")
+		case tok == "":
+			writeError(w, http.StatusUnauthorized, "missing_token", "send the admin token as 'Authorization: Bearer <token>'")
+		case !h.isAdmin(tok):
+			writeError(w, http.StatusForbidden, "not_operator", "this endpoint needs the admin token")
+		default:
+			next(w, r)
+		}
+	}
+}
+
+func (h *Handler) readyz(w http.ResponseWriter, r *http.Request) {
+	if !h.ready.Load() {
+		writeError(w, http.StatusServiceUnavailable, "not_ready", "centrald is starting or stopping")
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := h.svc.Store().Ping(ctx); err != nil {
+		writeError(w, http.StatusServiceUnavailable, "db_unavailable", "the database does not answer")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+func (h *Handler) listSpots(w http.ResponseWriter, r *http.Request) {
+	vs, err := h.svc.Spots(r.Context())
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	out := make([]parkingJSON, len(vs))
+	for i, v := range vs {
+		out[i] = spotJSON(v)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (h *Handler) getSpot(w http.ResponseWriter, r *http.Request) {
+	v, err := h.svc.Spot(r.Context(), r.PathValue("id"))
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, spotJSON(v))
+}
+
+// ReserveRequest is the body of POST /reserve/parking/{id}.
+type ReserveRequest struct {
+	ReservedFrom  string `json:"reservedFrom"`
+	ReservedUntil string `json:"reservedUntil"`
+}
+
+// DecodeReserve parses and checks a reservation request body.
+func DecodeReserve(b []byte) (reservation.Window, error) {
+	var req ReserveRequest
+	if err := decode(b, &req); err != nil {
+		return reservation.Window{}, err
+	}
+	from, err := parseTime("reservedFrom", req.ReservedFrom)
+	if err != nil {
+		return reservation.Window{}, err
+	}
+	until, err := parseTime("reservedUntil", req.ReservedUntil)
+	if err != nil {
+		return reservation.Window{}, err
+	}
+	return reservation.Window{From: from, Until: until}, nil
+}
+
+func (h *Handler) reserve(w http.ResponseWriter, r *http.Request) {
+	b, err := readBody(w, r)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	win, err := DecodeReserve(b)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	res, err := h.svc.Reserve(r.Context(), r.PathValue("id"), win)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, issuedJSON(res, h.opt.PaymentHold))
+}
+
+// PayRequest is the body of POST /pay/parking/{id}.
+type PayRequest struct {
+	CarID       string          `json:"carId"`
+	CardDetails json.RawMessage `json:"cardDetails"`
+}
+
+// CardDetails holds the only thing parkgate accepts about a card: a
+// reference to a payment method the provider holds.
+type CardDetails struct {
+	PaymentMethod string `json:"paymentMethod"`
+}
+
+// DecodePay parses and checks a payment request body. A raw card number
+// anywhere in the body is refused before anything else looks at it.
+func DecodePay(b []byte) (booking.PayRequest, error) {
+	if containsCardNumber(b) {
+		return booking.PayRequest{}, invalid("card_number_refused", "send a payment method reference such as {\"paymentMethod\":\"pm_card_visa\"}, never a card number")
+	}
+	var req PayRequest
+	if err := decode(b, &req); err != nil {
+		return booking.PayRequest{}, err
+	}
+	if len(req.CardDetails) == 0 || string(req.CardDetails) == "null" {
+		return booking.PayRequest{}, invalid("missing_field", "cardDetails is required, e.g. {\"paymentMethod\":\"pm_card_visa\"}")
+	}
+	var cd CardDetails
+	if err := decode(req.CardDetails, &cd); err != nil {
+		var br *badRequest
+		if errors.As(err, &br) && br.code == "unknown_field" {
+			return booking.PayRequest{}, invalid("unknown_field", "cardDetails takes only paymentMethod")
+		}
+		return booking.PayRequest{}, invalid("invalid_card_details", "cardDetails must be an object such as {\"paymentMethod\":\"pm_card_visa\"}")
+	}
+	if !validPaymentMethod(cd.PaymentMethod) {
+		return booking.PayRequest{}, invalid("invalid_payment_method", "cardDetails.paymentMethod must be a payment method reference such as pm_card_visa")
+	}
+	return booking.PayRequest{CarID: req.CarID, PaymentMethod: cd.PaymentMethod}, nil
+}
+
+func validPaymentMethod(pm string) bool {
+	if !strings.HasPrefix(pm, "pm_") || len(pm) > 255 {
+		return false
+	}
+	for _, c := range pm {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+func (h *Handler) pay(w http.ResponseWriter, r *http.Request) {
+	b, err := readBody(w, r)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	req, err := DecodePay(b)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	req.IdempotencyKey = r.Header.Get("Idempotency-Key")
+	res, err := h.svc.Pay(r.Context(), r.PathValue("id"), h.caller(r), req)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, issuedJSON(res, h.opt.PaymentHold))
+}
+
+func (h *Handler) park(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	var (
+		res reservation.Reservation
+		err error
+	)
+	switch q.Get("is_parking") {
+	case "true":
+		if q.Has("leaving_at") {
+			h.fail(w, r, invalid("invalid_query", "leaving_at goes with is_parking=false"))
+			return
+		}
+		res, err = h.svc.CheckIn(r.Context(), r.PathValue("id"), h.caller(r))
+	case "false":
+		var at time.Time
+		if q.Has("leaving_at") {
+			if at, err = parseTime("leaving_at", q.Get("leaving_at")); err != nil {
+				h.fail(w, r, err)
+				return
+			}
+		}
+		res, err = h.svc.CheckOut(r.Context(), r.PathValue("id"), h.caller(r), at)
+	default:
+		err = invalid("invalid_query", "is_parking must be true (check in) or false (check out)")
+	}
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, toJSON(res, h.opt.PaymentHold))
+}
+
+func (h *Handler) force(w http.ResponseWriter, r *http.Request) {
+	v, err := h.svc.Force(r.Context(), r.PathValue("id"), r.PathValue("status"))
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, spotJSON(v))
+}
+
+func (h *Handler) ticket(w http.ResponseWriter, r *http.Request) {
+	t, err := h.svc.Ticket(r.Context(), r.PathValue("id"), h.caller(r))
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"ticket": t})
+}
+
+func (h *Handler) getReservation(w http.ResponseWriter, r *http.Request) {
+	res, err := h.svc.Reservation(r.Context(), r.PathValue("id"), h.caller(r))
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, toJSON(res, h.opt.PaymentHold))
+}
+
+func (h *Handler) cancel(w http.ResponseWriter, r *http.Request) {
+	res, err := h.svc.Cancel(r.Context(), r.PathValue("id"), h.caller(r))
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, toJSON(res, h.opt.PaymentHold))
+}
+
+// PushRequest is the body of POST /admin/reservations.
+type PushRequest struct {
+	Reservations []PushItem `json:"reservations"`
+}
+
+// PushItem is one pushed reservation.
+type PushItem struct {
+	SpotID        string `json:"spotId"`
+	ReservedFrom  string `json:"reservedFrom"`
+	ReservedUntil string `json:"reservedUntil"`
+	CarID         string `json:"carId"`
+	Reference     string `json:"reference"`
+}
+
+// maxPush bounds one push request.
+const maxPush = 1000
+
+// DecodePush parses and checks a push request body.
+func DecodePush(b []byte) ([]booking.PushItem, error) {
+	var req PushRequest
+	if err := decode(b, &req); err != nil {
+		return nil, err
+	}
+	if len(req.Reservations) == 0 {
+		return nil, invalid("missing_field", "reservations must list at least one reservation")
+	}
+	if len(req.Reservations) > maxPush {
+		return nil, invalid("too_many", "push at most %d reservations per request", maxPush)
+	}
+	items := make([]booking.PushItem, len(req.Reservations))
+	for i, p := range req.Reservations {
+		from, err := parseTime("reservedFrom", p.ReservedFrom)
+		if err == nil {
+			var until time.Time
+			until, err = parseTime("reservedUntil", p.ReservedUntil)
+			items[i] = booking.PushItem{SpotID: p.SpotID, Window: reservation.Window{From: from, Until: until}, CarID: p.CarID, Reference: p.Reference}
+		}
+		if err != nil {
+			br := err.(*badRequest)
+			return nil, invalid(br.code, "reservation %d: %s", i+1, br.msg)
+		}
+		if p.SpotID == "" {
+			return nil, invalid("missing_field", "reservation %d: spotId is required", i+1)
+		}
+	}
+	return items, nil
+}
+
+func (h *Handler) push(w http.ResponseWriter, r *http.Request) {
+	b, err := readBody(w, r)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	items, err := DecodePush(b)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	res, err := h.svc.Push(r.Context(), items)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	out := make([]reservationJSON, len(res))
+	for i, x := range res {
+		out[i] = issuedJSON(x, h.opt.PaymentHold)
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"reservations": out})
+}
+
+func (h *Handler) listReservations(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f := store.Filter{SpotID: q.Get("spot"), Limit: 1000}
+	if s := q.Get("state"); s != "" {
+		for _, st := range strings.Split(s, ",") {
+			if !reservation.State(st).Valid() {
+				h.fail(w, r, invalid("invalid_query", "state must be one of reserved, paid, taken, left, expired, no_show, cancelled"))
+				return
+			}
+			f.States = append(f.States, reservation.State(st))
+		}
+	}
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > 10000 {
+			h.fail(w, r, invalid("invalid_query", "limit must be a number from 1 to 10000"))
+			return
+		}
+		f.Limit = n
+	}
+	rs, err := h.svc.Store().List(r.Context(), f)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	out := make([]reservationJSON, len(rs))
+	for i, x := range rs {
+		out[i] = toJSON(x, h.opt.PaymentHold)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (h *Handler) changes(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	after, limit := int64(0), 500
+	if s := q.Get("after"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n < 0 {
+			h.fail(w, r, invalid("invalid_query", "after must be a change version (a number ≥ 0)"))
+			return
+		}
+		after = n
+	}
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 5000 {
+			h.fail(w, r, invalid("invalid_query", "limit must be a number from 1 to 5000"))
+			return
+		}
+		limit = n
+	}
+	cs, err := h.svc.Store().Changes(r.Context(), after, limit)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	if cs == nil {
+		cs = []store.Change{}
+	}
+	writeJSON(w, http.StatusOK, cs)
+}
+
+// Server serves the handler on a listener that the caller bound (so a
+// port in use is reported before anything starts).
+type Server struct {
+	Listener net.Listener
+	Handler  http.Handler
+	Log      *slog.Logger
+}
+
+// Serve implements the service contract: it serves until ctx ends, then
+// shuts down gracefully, letting requests in flight finish.
+func (s *Server) Serve(ctx context.Context) error {
+	srv := &http.Server{
+		Handler:           s.Handler,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(s.Log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(s.Listener) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	<-errc
+	return err
+}

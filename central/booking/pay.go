@@ -1,0 +1,237 @@
+package booking
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/parkgate/parkgate/central/payment"
+	"github.com/parkgate/parkgate/central/reservation"
+	"github.com/parkgate/parkgate/central/store"
+)
+
+// PayRequest is a driver's payment of a reservation.
+type PayRequest struct {
+	CarID         string
+	PaymentMethod string // provider reference, e.g. "pm_card_visa"
+	// IdempotencyKey is the client's Idempotency-Key header: a retried
+	// request with the same key gets the first answer and is never charged
+	// twice.
+	IdempotencyKey string
+}
+
+// pendingStale is how long an attempt may stay pending before a new request
+// may drive it again (a crash between charging and recording).
+func (s *Service) pendingStale() time.Duration { return 2 * s.cfg.PaymentTimeout }
+
+// Pay charges the reservation that the caller's token opens and, on
+// success, marks it paid and issues its ticket.
+//
+// Payment is three steps so that no database lock is held while the
+// provider is called: (1) claim an attempt in a transaction, (2) charge
+// with an idempotency key derived from reservation and attempt, (3) record
+// the outcome. A crash after (2) leaves the attempt pending; the next
+// request re-drives that same attempt with the same provider key, so the
+// provider reports the first charge instead of making a second one.
+func (s *Service) Pay(ctx context.Context, spotID string, c Caller, req PayRequest) (Issued, error) {
+	if c.Operator {
+		return Issued{}, newErr(Forbidden, "driver_only", "payment needs the reservation's token, not the admin token")
+	}
+	car, err := NormaliseCarID(req.CarID)
+	if err != nil {
+		return Issued{}, err
+	}
+	if car == "" {
+		return Issued{}, newErr(Invalid, "missing_field", "carId is required")
+	}
+	if len(req.IdempotencyKey) > 255 {
+		return Issued{}, newErr(Invalid, "invalid_idempotency_key", "Idempotency-Key is longer than 255 characters")
+	}
+	r, err := s.byToken(ctx, spotID, c.Token)
+	if err != nil {
+		return Issued{}, err
+	}
+	var keyHash []byte
+	if req.IdempotencyKey != "" {
+		h := sha256.Sum256([]byte(req.IdempotencyKey))
+		keyHash = h[:]
+	}
+
+	// (1) claim.
+	var att store.PaymentAttempt
+	var replay *store.PaymentAttempt
+	err = s.store.Write(ctx, func(tx store.Tx) error {
+		replay = nil
+		cur, err := tx.Get(r.ID)
+		if err != nil {
+			return err
+		}
+		now := s.now()
+		if keyHash != nil {
+			prev, err := tx.Attempt(cur.ID, keyHash)
+			switch {
+			case err == nil && (prev.Outcome == store.AttemptSucceeded || prev.Outcome == store.AttemptDeclined):
+				replay = &prev
+				return nil
+			case err == nil && prev.CarID != car:
+				return newErr(Unprocessable, "idempotency_key_reused", "this Idempotency-Key was used for a different request")
+			case err != nil && !errors.Is(err, store.ErrNotFound):
+				return err
+			}
+		}
+		if err := reservation.CanMove(cur.State, reservation.Paid); err != nil {
+			return conflict(err)
+		}
+		if !cur.PaymentStartedAt.IsZero() && now.Sub(cur.PaymentStartedAt) < s.pendingStale() {
+			return newErr(Conflict, "payment_in_progress", "a payment of this reservation is in progress; retry in a few seconds")
+		}
+		att = store.PaymentAttempt{
+			ReservationID: cur.ID,
+			KeyHash:       keyHash,
+			Outcome:       store.AttemptPending,
+			Amount:        cur.Amount,
+			Currency:      cur.Currency,
+			CarID:         car,
+			StartedAt:     now,
+		}
+		if last, ok, err := s.lastUnsettled(ctx, cur); err != nil {
+			return err
+		} else if ok {
+			// The last attempt's outcome is unknown (crash or provider
+			// error): re-drive it with its provider key so a charge that
+			// did happen is found, not repeated.
+			att.Number, att.ProviderKey = last.Number, last.ProviderKey
+		} else {
+			cur.PaymentAttempts++
+			att.Number = cur.PaymentAttempts
+			att.ProviderKey = fmt.Sprintf("parkgate-%s-%d", cur.ID, att.Number)
+		}
+		cur.PaymentStartedAt = now
+		if err := tx.Update(cur); err != nil {
+			return err
+		}
+		return tx.PutAttempt(att)
+	})
+	if err != nil {
+		return Issued{}, err
+	}
+	if replay != nil {
+		return s.replay(ctx, r.ID, *replay)
+	}
+
+	// (2) charge, outside any transaction.
+	cctx, cancel := context.WithTimeout(ctx, s.cfg.PaymentTimeout)
+	receipt, perr := s.pay.Charge(cctx, payment.Charge{
+		Amount:         att.Amount,
+		Currency:       att.Currency,
+		PaymentMethod:  req.PaymentMethod,
+		IdempotencyKey: att.ProviderKey,
+		Metadata:       map[string]string{"reservation_id": r.ID, "spot_id": r.SpotID},
+	})
+	cancel()
+
+	// (3) record. Use a context that outlives a client that hung up: the
+	// money has moved, so the outcome must be written.
+	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer rcancel()
+	var decline *payment.DeclineError
+	switch {
+	case perr == nil:
+		att.Outcome, att.ProviderRef = store.AttemptSucceeded, receipt.Ref
+	case errors.As(perr, &decline):
+		att.Outcome, att.Message = store.AttemptDeclined, decline.Reason
+	default:
+		att.Outcome = store.AttemptFailed
+	}
+	att.FinishedAt = s.now()
+	var paid reservation.Reservation
+	err = s.store.Write(rctx, func(tx store.Tx) error {
+		cur, err := tx.Get(r.ID)
+		if err != nil {
+			return err
+		}
+		cur.PaymentStartedAt = time.Time{}
+		kind := store.KindPaymentDeclined
+		if att.Outcome == store.AttemptSucceeded {
+			if err := reservation.CanMove(cur.State, reservation.Paid); err != nil {
+				// Paid meanwhile by another attempt, or cancelled: the
+				// money is recorded on the attempt for an operator (and,
+				// with Stripe, a refund) to settle.
+				s.log.Warn("charge succeeded on a reservation that cannot be paid", "reservation", cur.ID, "state", cur.State, "attempt", att.Number)
+			} else {
+				cur.State, cur.PaidAt, cur.CarID, cur.PaymentRef = reservation.Paid, att.FinishedAt, car, att.ProviderRef
+			}
+			kind = store.KindPaid
+		}
+		if err := tx.Update(cur); err != nil {
+			return err
+		}
+		if err := tx.PutAttempt(att); err != nil {
+			return err
+		}
+		if att.Outcome != store.AttemptFailed {
+			if _, err := tx.Log(change(kind, "driver", cur, att.FinishedAt)); err != nil {
+				return err
+			}
+		}
+		paid = cur
+		return nil
+	})
+	s.metrics.payment(att.Outcome)
+	if err != nil {
+		return Issued{}, err
+	}
+	switch att.Outcome {
+	case store.AttemptDeclined:
+		s.log.Info("payment declined", "reservation", r.ID, "attempt", att.Number, "code", decline.Code)
+		return Issued{}, &Error{Kind: Declined, Code: "payment_declined", Message: decline.Reason}
+	case store.AttemptFailed:
+		s.log.Warn("payment provider failed", "reservation", r.ID, "attempt", att.Number, "err", perr)
+		return Issued{}, &Error{Kind: Unavailable, Code: "payment_unavailable", Message: "the payment provider did not answer; nothing was charged twice, retry in a moment", Err: perr}
+	}
+	if paid.State != reservation.Paid || paid.PaymentRef != att.ProviderRef {
+		return Issued{}, newErr(Conflict, "wrong_state", "the reservation is %s; the charge %s is recorded for an operator to settle", paid.State, att.ProviderRef)
+	}
+	s.log.Info("paid", "reservation", r.ID, "spot", r.SpotID, "attempt", att.Number)
+	t, err := s.ticket(paid)
+	if err != nil {
+		return Issued{}, err
+	}
+	return Issued{Reservation: paid, Ticket: t}, nil
+}
+
+// lastUnsettled returns the reservation's latest attempt if its outcome is
+// not known (pending after a crash, or failed at the provider).
+func (s *Service) lastUnsettled(ctx context.Context, r reservation.Reservation) (store.PaymentAttempt, bool, error) {
+	if r.PaymentAttempts == 0 {
+		return store.PaymentAttempt{}, false, nil
+	}
+	atts, err := s.store.PaymentAttempts(ctx, r.ID)
+	if err != nil || len(atts) == 0 {
+		return store.PaymentAttempt{}, false, err
+	}
+	last := atts[len(atts)-1]
+	return last, last.Outcome == store.AttemptPending || last.Outcome == store.AttemptFailed, nil
+}
+
+// replay answers a retried request (same Idempotency-Key) with the first
+// request's outcome.
+func (s *Service) replay(ctx context.Context, id string, att store.PaymentAttempt) (Issued, error) {
+	if att.Outcome == store.AttemptDeclined {
+		return Issued{}, &Error{Kind: Declined, Code: "payment_declined", Message: att.Message}
+	}
+	r, err := s.store.Get(ctx, id)
+	if err != nil {
+		return Issued{}, err
+	}
+	if r.PaymentRef != att.ProviderRef {
+		return Issued{}, newErr(Conflict, "wrong_state", "the reservation is %s", r.State)
+	}
+	t, err := s.ticket(r)
+	if err != nil {
+		return Issued{}, err
+	}
+	return Issued{Reservation: r, Ticket: t}, nil
+}

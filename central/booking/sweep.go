@@ -1,0 +1,104 @@
+package booking
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/parkgate/parkgate/central/reservation"
+	"github.com/parkgate/parkgate/central/store"
+)
+
+// Sweep expires unpaid reservations past the payment hold and releases paid
+// ones whose car has not come by reservedFrom + the no-show grace. Each is
+// its own transaction that re-checks the condition on the locked row, so
+// several centrald instances may sweep at once without double effects.
+func (s *Service) Sweep(ctx context.Context) (expired, noShows int, err error) {
+	now := s.now()
+	unpaid, err := s.store.List(ctx, store.Filter{States: []reservation.State{reservation.Reserved}, CreatedBefore: now.Add(-s.cfg.PaymentHold).Add(time.Microsecond)})
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, r := range unpaid {
+		ok, err := s.sweepOne(ctx, r.ID, reservation.Expired, store.KindExpired)
+		if err != nil {
+			return expired, noShows, err
+		}
+		if ok {
+			expired++
+		}
+	}
+	late, err := s.store.List(ctx, store.Filter{States: []reservation.State{reservation.Paid}, FromBefore: now.Add(-s.cfg.NoShowGrace).Add(time.Microsecond)})
+	if err != nil {
+		return expired, noShows, err
+	}
+	for _, r := range late {
+		ok, err := s.sweepOne(ctx, r.ID, reservation.NoShow, store.KindNoShow)
+		if err != nil {
+			return expired, noShows, err
+		}
+		if ok {
+			noShows++
+		}
+	}
+	if expired+noShows > 0 {
+		s.log.Info("swept reservations", "expired", expired, "no_shows", noShows)
+	}
+	return expired, noShows, nil
+}
+
+// errSkip ends a sweep transaction that found nothing to do.
+var errSkip = errors.New("nothing to sweep")
+
+func (s *Service) sweepOne(ctx context.Context, id string, to reservation.State, kind string) (bool, error) {
+	_, err := s.move(ctx, id, "system", func(r *reservation.Reservation, now time.Time) (string, error) {
+		if !s.due(*r, to, now) {
+			return "", errSkip
+		}
+		r.State, r.EndedAt = to, now
+		return kind, nil
+	})
+	if errors.Is(err, errSkip) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// due re-checks, on the locked row, that r should move to state to now.
+func (s *Service) due(r reservation.Reservation, to reservation.State, now time.Time) bool {
+	switch to {
+	case reservation.Expired:
+		if r.State != reservation.Reserved || now.Before(r.CreatedAt.Add(s.cfg.PaymentHold)) {
+			return false
+		}
+		// Never expire a reservation while its charge is in flight.
+		return r.PaymentStartedAt.IsZero() || now.Sub(r.PaymentStartedAt) >= s.pendingStale()
+	case reservation.NoShow:
+		return r.State == reservation.Paid && !now.Before(r.From.Add(s.cfg.NoShowGrace))
+	}
+	return false
+}
+
+// Sweeper runs Sweep every Interval until its context ends.
+type Sweeper struct {
+	Service  *Service
+	Interval time.Duration
+}
+
+// Serve implements the service contract of internal/service.
+func (sw *Sweeper) Serve(ctx context.Context) error {
+	for {
+		if _, _, err := sw.Service.Sweep(ctx); err != nil && ctx.Err() == nil {
+			// A failed sweep is retried at the next tick; the rows it
+			// missed are still due then.
+			sw.Service.log.Error("sweep failed", "err", err)
+		}
+		t := sw.Service.clock.NewTimer(sw.Interval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C():
+		}
+	}
+}

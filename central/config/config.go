@@ -1,0 +1,302 @@
+// Package config loads centrald's configuration (PRODUCT.md §9): defaults,
+// then the YAML file given with --config, then PARKING_* environment
+// variables (key upper-cased, "." → "_"). It is the only package of centrald
+// that imports viper; the rest receives a validated Config.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/spf13/viper"
+)
+
+// Config is centrald's whole configuration.
+type Config struct {
+	Site         string       `mapstructure:"site"`
+	HTTP         HTTP         `mapstructure:"http"`
+	DB           DB           `mapstructure:"db"`
+	Spots        Spots        `mapstructure:"spots"`
+	MQTT         MQTT         `mapstructure:"mqtt"`
+	Payment      Payment      `mapstructure:"payment"`
+	Auth         Auth         `mapstructure:"auth"`
+	Tickets      Tickets      `mapstructure:"tickets"`
+	Reservations Reservations `mapstructure:"reservations"`
+	Log          Log          `mapstructure:"log"`
+}
+
+// HTTP is the API listener.
+type HTTP struct {
+	Addr string `mapstructure:"addr"`
+}
+
+// DB selects the store.
+type DB struct {
+	Driver string `mapstructure:"driver"`
+	DSN    string `mapstructure:"dsn"`
+}
+
+// Spots are the site's parking spots.
+type Spots struct {
+	Count int      `mapstructure:"count"`
+	IDs   []string `mapstructure:"ids"`
+}
+
+// MQTT is the broker the gates sync through.
+type MQTT struct {
+	Embedded       bool   `mapstructure:"embedded"`
+	Listen         string `mapstructure:"listen"`
+	URL            string `mapstructure:"url"`
+	Username       string `mapstructure:"username"`
+	Password       string `mapstructure:"password"`
+	AllowAnonymous bool   `mapstructure:"allow_anonymous"`
+}
+
+// Payment configures prices and the provider.
+type Payment struct {
+	Provider     string        `mapstructure:"provider"`
+	Stripe       Stripe        `mapstructure:"stripe"`
+	PricePerHour float64       `mapstructure:"price_per_hour"`
+	Currency     string        `mapstructure:"currency"`
+	Timeout      time.Duration `mapstructure:"timeout"`
+}
+
+// Stripe is the Stripe provider's account.
+type Stripe struct {
+	SecretKey string `mapstructure:"secret_key"`
+	APIURL    string `mapstructure:"api_url"`
+}
+
+// Auth holds the operators' credential.
+type Auth struct {
+	AdminToken string `mapstructure:"admin_token"`
+}
+
+// Tickets configures ticket signing.
+type Tickets struct {
+	KeyFile string `mapstructure:"key_file"`
+}
+
+// Reservations are the booking rules.
+type Reservations struct {
+	PaymentHold   time.Duration `mapstructure:"payment_hold"`
+	NoShowGrace   time.Duration `mapstructure:"noshow_grace"`
+	EarlyArrival  time.Duration `mapstructure:"early_arrival"`
+	MaxDuration   time.Duration `mapstructure:"max_duration"`
+	MaxAdvance    time.Duration `mapstructure:"max_advance"`
+	SweepInterval time.Duration `mapstructure:"sweep_interval"`
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `mapstructure:"level"`
+	Format string `mapstructure:"format"`
+}
+
+// defaults are the values used when neither file nor environment set a
+// key. Every key must be here: viper only maps PARKING_* variables onto
+// keys it knows.
+var defaults = map[string]any{
+	"site":                        "demo",
+	"http.addr":                   "127.0.0.1:8080",
+	"db.driver":                   "sqlite",
+	"db.dsn":                      "centrald.db",
+	"spots.count":                 10,
+	"spots.ids":                   []string{},
+	"mqtt.embedded":               true,
+	"mqtt.listen":                 "127.0.0.1:1884",
+	"mqtt.url":                    "tcp://127.0.0.1:1883",
+	"mqtt.username":               "",
+	"mqtt.password":               "",
+	"mqtt.allow_anonymous":        false,
+	"payment.provider":            "fake",
+	"payment.stripe.secret_key":   "",
+	"payment.stripe.api_url":      "",
+	"payment.price_per_hour":      2.50,
+	"payment.currency":            "eur",
+	"payment.timeout":             "10s",
+	"auth.admin_token":            "",
+	"tickets.key_file":            "tickets.key",
+	"reservations.payment_hold":   "15m",
+	"reservations.noshow_grace":   "30m",
+	"reservations.early_arrival":  "15m",
+	"reservations.max_duration":   "168h",
+	"reservations.max_advance":    "8760h",
+	"reservations.sweep_interval": "5s",
+	"log.level":                   "info",
+	"log.format":                  "auto",
+}
+
+// Load reads the configuration: path may be empty (defaults and
+// environment only). environ is the process environment as os.Environ
+// returns it, passed in so tests do not depend on the real one.
+func Load(path string, environ []string) (Config, error) {
+	v := viper.New()
+	for k, val := range defaults {
+		v.SetDefault(k, val)
+	}
+	if path != "" {
+		v.SetConfigFile(path)
+		v.SetConfigType("yaml")
+		if err := v.ReadInConfig(); err != nil {
+			return Config{}, fmt.Errorf("reading %s: %w", path, err)
+		}
+	}
+	// Environment overrides, from the given environment rather than
+	// viper.AutomaticEnv (which reads os.Getenv).
+	for _, kv := range environ {
+		name, val, ok := strings.Cut(kv, "=")
+		if !ok || !strings.HasPrefix(name, "PARKING_") {
+			continue
+		}
+		key := envKey(name)
+		if key == "" {
+			continue // PARKING_* of another program or a test helper
+		}
+		v.Set(key, val)
+	}
+	var c Config
+	err := v.UnmarshalExact(&c, viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(
+		mapstructure.StringToTimeDurationHookFunc(),
+		mapstructure.StringToSliceHookFunc(","),
+	)))
+	if err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+// envKey maps PARKING_RESERVATIONS_NOSHOW_GRACE to reservations.noshow_grace
+// by looking the name up among the known keys ("_" is ambiguous: it both
+// separates and appears inside key names).
+func envKey(name string) string {
+	for k := range defaults {
+		if "PARKING_"+strings.ToUpper(strings.ReplaceAll(k, ".", "_")) == name {
+			return k
+		}
+	}
+	return ""
+}
+
+var (
+	siteRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,31}$`)
+	spotRe = regexp.MustCompile(`^[A-Za-z0-9_-]{1,32}$`)
+	curRe  = regexp.MustCompile(`^[a-z]{3}$`)
+)
+
+// Validate checks every value and reports all problems at once.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if !siteRe.MatchString(c.Site) {
+		bad("site %q: use 1-32 lower-case letters, digits, '-' or '_' (it names MQTT topics)", c.Site)
+	}
+	if _, _, err := net.SplitHostPort(c.HTTP.Addr); err != nil {
+		bad("http.addr %q: want host:port", c.HTTP.Addr)
+	}
+	switch c.DB.Driver {
+	case "sqlite":
+		if c.DB.DSN == "" {
+			bad("db.dsn: give the SQLite file's path")
+		}
+	case "postgres":
+		bad("db.driver postgres: not available in this version yet; use sqlite")
+	default:
+		bad("db.driver %q: want sqlite or postgres", c.DB.Driver)
+	}
+	if len(c.Spots.IDs) > 0 {
+		seen := map[string]bool{}
+		for _, id := range c.Spots.IDs {
+			if !spotRe.MatchString(id) {
+				bad("spots.ids: %q is not a valid spot id (1-32 letters, digits, '-', '_')", id)
+			}
+			if seen[id] {
+				bad("spots.ids: %q is listed twice", id)
+			}
+			seen[id] = true
+		}
+	} else if c.Spots.Count < 1 || c.Spots.Count > 100000 {
+		bad("spots.count %d: want 1 to 100000 (or list spots.ids)", c.Spots.Count)
+	}
+	if c.MQTT.Embedded {
+		if _, _, err := net.SplitHostPort(c.MQTT.Listen); err != nil {
+			bad("mqtt.listen %q: want host:port", c.MQTT.Listen)
+		}
+	}
+	switch c.Payment.Provider {
+	case "fake":
+	case "stripe":
+		bad("payment.provider stripe: not available in this version yet; use fake")
+	default:
+		bad("payment.provider %q: want fake or stripe", c.Payment.Provider)
+	}
+	if c.Payment.PricePerHour < 0 || c.Payment.PricePerHour > 10000 || math.IsNaN(c.Payment.PricePerHour) {
+		bad("payment.price_per_hour %v: want 0 to 10000", c.Payment.PricePerHour)
+	}
+	if !curRe.MatchString(c.Payment.Currency) {
+		bad("payment.currency %q: want a lower-case ISO 4217 code such as eur", c.Payment.Currency)
+	}
+	if c.Payment.Timeout < time.Second || c.Payment.Timeout > 2*time.Minute {
+		bad("payment.timeout %s: want 1s to 2m", c.Payment.Timeout)
+	}
+	if c.Auth.AdminToken != "" && len(c.Auth.AdminToken) < 16 {
+		bad("auth.admin_token: use at least 16 characters")
+	}
+	if c.Tickets.KeyFile == "" {
+		bad("tickets.key_file: give a path for the site's signing key")
+	}
+	r := c.Reservations
+	for _, d := range []struct {
+		key      string
+		v, lo, hi time.Duration
+	}{
+		{"reservations.payment_hold", r.PaymentHold, time.Second, 24 * time.Hour},
+		{"reservations.noshow_grace", r.NoShowGrace, time.Second, 24 * time.Hour},
+		{"reservations.early_arrival", r.EarlyArrival, 0, 24 * time.Hour},
+		{"reservations.max_duration", r.MaxDuration, time.Minute, 366 * 24 * time.Hour},
+		{"reservations.max_advance", r.MaxAdvance, time.Minute, 5 * 366 * 24 * time.Hour},
+		{"reservations.sweep_interval", r.SweepInterval, 100 * time.Millisecond, time.Hour},
+	} {
+		if d.v < d.lo || d.v > d.hi {
+			bad("%s %s: want %s to %s", d.key, d.v, d.lo, d.hi)
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("invalid configuration:\n  %w", joinIndented(errs))
+	}
+	return nil
+}
+
+func joinIndented(errs []error) error {
+	msgs := make([]string, len(errs))
+	for i, e := range errs {
+		msgs[i] = e.Error()
+	}
+	return errors.New(strings.Join(msgs, "\n  "))
+}
+
+// SpotIDs returns the configured spot ids: spots.ids, or "1".."N".
+func (c *Config) SpotIDs() []string {
+	if len(c.Spots.IDs) > 0 {
+		return c.Spots.IDs
+	}
+	ids := make([]string, c.Spots.Count)
+	for i := range ids {
+		ids[i] = fmt.Sprint(i + 1)
+	}
+	return ids
+}
+
+// PricePerHourMinor is the hourly price in the currency's minor unit.
+func (c *Config) PricePerHourMinor() int64 {
+	return int64(math.Round(c.Payment.PricePerHour * 100))
+}

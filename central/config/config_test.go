@@ -1,0 +1,109 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDefaultsWithoutFile(t *testing.T) {
+	c, err := Load("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.HTTP.Addr != "127.0.0.1:8080" || c.DB.Driver != "sqlite" || c.Reservations.NoShowGrace != 30*time.Minute {
+		t.Fatalf("unexpected defaults: %+v", c)
+	}
+	if got := c.SpotIDs(); len(got) != 10 || got[0] != "1" || got[9] != "10" {
+		t.Fatalf("SpotIDs = %v", got)
+	}
+	if c.PricePerHourMinor() != 250 {
+		t.Fatalf("price = %d", c.PricePerHourMinor())
+	}
+}
+
+// The shipped example must load as it is and say exactly the defaults, so
+// that its comments stay true.
+func TestExampleFileIsTheDefaults(t *testing.T) {
+	file, err := Load("../../configs/centrald.yaml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	def, _ := Load("", nil)
+	if file.Site != def.Site || file.HTTP != def.HTTP || file.DB != def.DB || file.MQTT != def.MQTT ||
+		file.Payment != def.Payment || file.Auth != def.Auth || file.Tickets != def.Tickets ||
+		file.Reservations != def.Reservations || file.Log != def.Log || file.Spots.Count != def.Spots.Count ||
+		len(file.Spots.IDs) != 0 {
+		t.Fatalf("configs/centrald.yaml differs from the defaults:\nfile %+v\ndef  %+v", file, def)
+	}
+	// And every default key appears in the example.
+	raw, _ := os.ReadFile("../../configs/centrald.yaml")
+	for k := range defaults {
+		leaf := k[strings.LastIndex(k, ".")+1:]
+		if !strings.Contains(string(raw), leaf+":") {
+			t.Errorf("configs/centrald.yaml does not document %s", k)
+		}
+	}
+}
+
+func TestFileThenEnvironment(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(p, []byte("site: north\nhttp:\n  addr: 127.0.0.1:9000\nspots:\n  ids: [A1, A2]\nreservations:\n  noshow_grace: 10m\n"), 0o600)
+	c, err := Load(p, []string{
+		"PARKING_HTTP_ADDR=127.0.0.1:9100",
+		"PARKING_RESERVATIONS_NOSHOW_GRACE=2m",
+		"PARKING_AUTH_ADMIN_TOKEN=0123456789abcdef",
+		"PARKING_MQTT_ALLOW_ANONYMOUS=true",
+		"PARKING_PAYMENT_PRICE_PER_HOUR=3.2",
+		"PARKING_TEST_POSTGRES_DSN=ignored", // a test variable, not a key
+		"HOME=/root",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Site != "north" || c.HTTP.Addr != "127.0.0.1:9100" || c.Reservations.NoShowGrace != 2*time.Minute ||
+		c.Auth.AdminToken != "0123456789abcdef" || !c.MQTT.AllowAnonymous || c.PricePerHourMinor() != 320 {
+		t.Fatalf("got %+v", c)
+	}
+	if ids := c.SpotIDs(); len(ids) != 2 || ids[1] != "A2" {
+		t.Fatalf("ids %v", ids)
+	}
+	c, err = Load(p, []string{"PARKING_SPOTS_IDS=x,y,z"})
+	if err != nil || len(c.SpotIDs()) != 3 || c.SpotIDs()[2] != "z" {
+		t.Fatalf("spots from env: %v %v", c.SpotIDs(), err)
+	}
+}
+
+func TestBadConfigIsReportedClearly(t *testing.T) {
+	for _, tc := range []struct{ yaml, want string }{
+		{"sit: x\n", "sit"},
+		{"http:\n  addr: nope\n", "http.addr"},
+		{"db:\n  driver: mysql\n", "db.driver"},
+		{"spots:\n  count: 0\n", "spots.count"},
+		{"spots:\n  ids: [a, a]\n", "listed twice"},
+		{"spots:\n  ids: ['a/b']\n", "not a valid spot id"},
+		{"reservations:\n  payment_hold: soon\n", "payment_hold"},
+		{"reservations:\n  noshow_grace: 0s\n", "noshow_grace"},
+		{"payment:\n  currency: EURO\n", "payment.currency"},
+		{"payment:\n  provider: paypal\n", "payment.provider"},
+		{"auth:\n  admin_token: short\n", "admin_token"},
+		{"site: Big Site\n", "site"},
+		{"log:\n  level: loud\n", ""}, // checked by logging, not here
+		{": [\n", "reading"},
+	} {
+		p := filepath.Join(t.TempDir(), "c.yaml")
+		os.WriteFile(p, []byte(tc.yaml), 0o600)
+		_, err := Load(p, nil)
+		if tc.want == "" {
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: err = %v, want mention of %q", tc.yaml, err, tc.want)
+		}
+	}
+	if _, err := Load("/nonexistent/c.yaml", nil); err == nil {
+		t.Error("missing file accepted")
+	}
+}

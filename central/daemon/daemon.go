@@ -1,0 +1,110 @@
+// Package daemon assembles centrald from its parts — store, payment
+// provider, ticket signer, booking service, HTTP API, sweeper, watchdog —
+// and runs them as supervised services until its context ends. cmd/centrald
+// only parses flags, loads the config and handles signals.
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/parkgate/parkgate/central/api"
+	"github.com/parkgate/parkgate/central/booking"
+	"github.com/parkgate/parkgate/central/config"
+	"github.com/parkgate/parkgate/central/payment/fakepay"
+	"github.com/parkgate/parkgate/central/store"
+	"github.com/parkgate/parkgate/central/store/sqlitestore"
+	"github.com/parkgate/parkgate/clock"
+	"github.com/parkgate/parkgate/internal/sdnotify"
+	"github.com/parkgate/parkgate/internal/service"
+	"github.com/parkgate/parkgate/internal/version"
+)
+
+// Options are what the caller decides beyond the config.
+type Options struct {
+	Log   *slog.Logger
+	Clock clock.Clock
+	// Started, if set, is called once the API listens, with its address.
+	Started func(httpAddr string)
+}
+
+// OpenStore opens the configured store.
+func OpenStore(ctx context.Context, cfg config.Config) (store.Store, error) {
+	switch cfg.DB.Driver {
+	case "sqlite":
+		return sqlitestore.Open(ctx, cfg.DB.DSN)
+	}
+	return nil, fmt.Errorf("db.driver %q is not supported", cfg.DB.Driver)
+}
+
+// Run runs centrald until ctx ends. It returns an error if a part fails to
+// start or fails while running.
+func Run(ctx context.Context, cfg config.Config, opt Options) error {
+	log := opt.Log
+	if opt.Clock == nil {
+		opt.Clock = clock.Real{}
+	}
+	st, err := OpenStore(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("opening the database: %w", err)
+	}
+	defer st.Close()
+	if err := st.SetSpots(ctx, cfg.SpotIDs(), opt.Clock.Now()); err != nil {
+		return fmt.Errorf("setting up spots: %w", err)
+	}
+	tickets, err := LoadTickets(cfg)
+	if err != nil {
+		return err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	svc := booking.New(st, &fakepay.Provider{}, tickets, opt.Clock, bookingConfig(cfg), log, booking.NewMetrics(reg))
+	h := api.New(svc, api.Options{
+		AdminToken:  cfg.Auth.AdminToken,
+		PaymentHold: cfg.Reservations.PaymentHold,
+		Registry:    reg,
+		Log:         log,
+	})
+	if cfg.Auth.AdminToken == "" {
+		log.Warn("auth.admin_token is not set: operator endpoints are disabled")
+	}
+
+	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
+	if err != nil {
+		return fmt.Errorf("http.addr: %w", err)
+	}
+	h.SetReady(true)
+	log.Info("centrald started", "version", version.Version, "site", cfg.Site, "http", ln.Addr().String(), "db", cfg.DB.Driver, "spots", len(cfg.SpotIDs()))
+	if opt.Started != nil {
+		opt.Started(ln.Addr().String())
+	}
+	_, _ = sdnotify.Notify(sdnotify.Ready)
+	defer func() { _, _ = sdnotify.Notify(sdnotify.Stopping) }()
+
+	return service.Run(ctx, log,
+		service.Named{Name: "http", Service: &api.Server{Listener: ln, Handler: h, Log: log}},
+		service.Named{Name: "sweeper", Service: &booking.Sweeper{Service: svc, Interval: cfg.Reservations.SweepInterval}},
+		service.Named{Name: "watchdog", Service: sdnotify.Watchdog{Interval: sdnotify.WatchdogInterval(), Healthy: st.Ping}},
+	)
+}
+
+func bookingConfig(cfg config.Config) booking.Config {
+	b := booking.DefaultConfig()
+	r := cfg.Reservations
+	b.PaymentHold, b.NoShowGrace, b.EarlyArrival = r.PaymentHold, r.NoShowGrace, r.EarlyArrival
+	b.MaxDuration, b.MaxAdvance = r.MaxDuration, r.MaxAdvance
+	b.PricePerHour, b.Currency = cfg.PricePerHourMinor(), cfg.Payment.Currency
+	b.PaymentTimeout = cfg.Payment.Timeout
+	return b
+}
+
+// LoadTickets returns the site's ticket issuer (nil until tickets exist).
+func LoadTickets(cfg config.Config) (booking.TicketIssuer, error) {
+	return nil, nil
+}

@@ -1,0 +1,79 @@
+// Package fakepay is a payment provider for demos and tests that mirrors
+// Stripe's test payment methods: pm_card_visa (and the other pm_card_*
+// brands) succeed, pm_card_chargeDeclined and its kin decline, and
+// pm_card_timeout never answers until the context ends. It remembers
+// idempotency keys like Stripe does, so a retried charge is not counted twice.
+package fakepay
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/parkgate/parkgate/central/payment"
+)
+
+// declines maps Stripe's declining test methods to their decline codes.
+var declines = map[string]string{
+	"pm_card_chargeDeclined":                  "card_declined",
+	"pm_card_chargeDeclinedInsufficientFunds": "insufficient_funds",
+	"pm_card_chargeDeclinedExpiredCard":       "expired_card",
+	"pm_card_chargeDeclinedIncorrectCvc":      "incorrect_cvc",
+	"pm_card_chargeDeclinedLostCard":          "lost_card",
+	"pm_card_chargeDeclinedStolenCard":        "stolen_card",
+	"pm_card_chargeDeclinedFraudulent":        "fraudulent",
+}
+
+// Timeout is the payment method that never answers.
+const Timeout = "pm_card_timeout"
+
+// Provider is the fake. The zero value is ready to use.
+type Provider struct {
+	mu      sync.Mutex
+	byKey   map[string]outcome
+	charges int
+}
+
+type outcome struct {
+	receipt payment.Receipt
+	err     error
+}
+
+// Charges reports how many distinct charges succeeded (retries with the same
+// idempotency key count once).
+func (p *Provider) Charges() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.charges
+}
+
+// Charge implements payment.Provider.
+func (p *Provider) Charge(ctx context.Context, c payment.Charge) (payment.Receipt, error) {
+	if c.PaymentMethod == Timeout {
+		<-ctx.Done()
+		return payment.Receipt{}, fmt.Errorf("%w: %v", payment.ErrUnavailable, ctx.Err())
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if o, ok := p.byKey[c.IdempotencyKey]; ok && c.IdempotencyKey != "" {
+		return o.receipt, o.err
+	}
+	var o outcome
+	switch code, declined := declines[c.PaymentMethod]; {
+	case declined:
+		o.err = &payment.DeclineError{Code: code, Reason: "your card was declined (" + code + ")"}
+	case strings.HasPrefix(c.PaymentMethod, "pm_card_"):
+		p.charges++
+		o.receipt = payment.Receipt{Ref: fmt.Sprintf("pi_fake_%06d", p.charges)}
+	default:
+		o.err = &payment.DeclineError{Code: "resource_missing", Reason: "no such payment method"}
+	}
+	if c.IdempotencyKey != "" {
+		if p.byKey == nil {
+			p.byKey = map[string]outcome{}
+		}
+		p.byKey[c.IdempotencyKey] = o
+	}
+	return o.receipt, o.err
+}

@@ -1,0 +1,492 @@
+// Package sqlitestore is the embedded default store.Store: one SQLite file,
+// pure Go (modernc.org/sqlite), so centrald needs no database server and
+// cross-compiles without cgo.
+//
+// SQLite allows one writer at a time. Instead of letting connections fight
+// for the write lock (and fail with SQLITE_BUSY under load), every write goes
+// through a single connection whose transactions begin IMMEDIATE, so writes
+// queue in database/sql; reads use a separate pool of query-only connections,
+// which WAL mode lets run alongside the writer.
+package sqlitestore
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/parkgate/parkgate/central/reservation"
+	"github.com/parkgate/parkgate/central/store"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Every connection waits this long for a lock rather than failing at once:
+// the writer can still meet another process (a backup, the sqlite3 shell),
+// and readers meet checkpoints.
+const busyTimeout = "busy_timeout(5000)"
+
+// Store is a store.Store on one SQLite file.
+type Store struct {
+	w *sql.DB // the only connection that writes
+	r *sql.DB // query-only pool for reads outside Write
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open opens (creating it and its directory if needed) the database at path
+// and brings its schema up to date. The path must not contain '?', which the
+// driver reads as the start of its parameters.
+func Open(ctx context.Context, path string) (*Store, error) {
+	if strings.Contains(path, "?") {
+		return nil, fmt.Errorf("sqlitestore: path %q must not contain '?'", path)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, fmt.Errorf("sqlitestore: %w", err)
+	}
+	// synchronous=FULL syncs the WAL on every commit: a committed write
+	// survives a power cut, which NORMAL (the usual WAL choice) does not
+	// promise.
+	w, err := sql.Open("sqlite", dsn(path, "_txlock=immediate",
+		busyTimeout, "foreign_keys(1)", "journal_mode(WAL)", "synchronous(FULL)"))
+	if err != nil {
+		return nil, fmt.Errorf("sqlitestore: %w", err)
+	}
+	w.SetMaxOpenConns(1)
+	if err := migrate(ctx, w); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("sqlitestore: migrate %s: %w", path, err)
+	}
+	// Readers leave the journal mode alone (the writer set it, and changing
+	// it needs the write lock). synchronous matters to them only when one
+	// closes last and checkpoints the WAL into the main file.
+	r, err := sql.Open("sqlite", dsn(path, "", busyTimeout, "synchronous(FULL)", "query_only(1)"))
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("sqlitestore: %w", err)
+	}
+	n := max(4, runtime.GOMAXPROCS(0))
+	r.SetMaxOpenConns(n)
+	r.SetMaxIdleConns(n)
+	s := &Store{w: w, r: r}
+	if err := s.Ping(ctx); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("sqlitestore: %w", err)
+	}
+	return s, nil
+}
+
+// dsn builds a modernc DSN. Pragmas go through _pragma, which every driver
+// version understands (the _journal_mode style shorthands are recent).
+func dsn(path, extra string, pragmas ...string) string {
+	q := make([]string, 0, len(pragmas)+1)
+	for _, p := range pragmas {
+		q = append(q, "_pragma="+p)
+	}
+	if extra != "" {
+		q = append(q, extra)
+	}
+	return path + "?" + strings.Join(q, "&")
+}
+
+// migrate applies the embedded migrations not yet recorded, all in one
+// transaction, so a crash mid-way leaves the schema as it was.
+func migrate(ctx context.Context, db *sql.DB) error {
+	names, err := fs.Glob(migrations, "migrations/*.sql")
+	if err != nil {
+		return err
+	}
+	type mig struct {
+		v    int
+		name string
+	}
+	var ms []mig
+	for _, n := range names {
+		base := filepath.Base(n)
+		num, _, _ := strings.Cut(base, "_")
+		v, err := strconv.Atoi(num)
+		if err != nil || v <= 0 {
+			return fmt.Errorf("migration %s: name must start with a positive number and '_'", base)
+		}
+		ms = append(ms, mig{v, n})
+	}
+	slices.SortFunc(ms, func(a, b mig) int { return a.v - b.v })
+	for i := 1; i < len(ms); i++ {
+		if ms[i].v == ms[i-1].v {
+			return fmt.Errorf("migrations %s and %s share version %d", ms[i-1].name, ms[i].name, ms[i].v)
+		}
+	}
+
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT`); err != nil {
+		return err
+	}
+	var cur int
+	if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&cur); err != nil {
+		return err
+	}
+	for _, m := range ms {
+		if m.v <= cur {
+			continue
+		}
+		body, err := migrations.ReadFile(m.name)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, string(body)); err != nil {
+			return fmt.Errorf("%s: %w", m.name, err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
+			m.v, filepath.Base(m.name), time.Now().UnixMicro()); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
+// Ping checks both pools.
+func (s *Store) Ping(ctx context.Context) error {
+	return errors.Join(s.w.PingContext(ctx), s.r.PingContext(ctx))
+}
+
+// Close closes the readers first, so that the writer's connection is the
+// last one and SQLite checkpoints the WAL into the main file on the way out.
+func (s *Store) Close() error {
+	return errors.Join(s.r.Close(), s.w.Close())
+}
+
+// Write runs fn in one IMMEDIATE transaction on the writer. fn runs once:
+// with a single writer there is no serialisation failure to retry. fn must
+// not call Write itself, which would wait forever for the one connection.
+func (s *Store) Write(ctx context.Context, fn func(tx store.Tx) error) error {
+	sqlTx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlitestore: begin: %w", err)
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			sqlTx.Rollback()
+			panic(p)
+		}
+	}()
+	if err := fn(&tx{ctx: ctx, q: sqlTx}); err != nil {
+		sqlTx.Rollback()
+		return err
+	}
+	if err := sqlTx.Commit(); err != nil {
+		return fmt.Errorf("sqlitestore: commit: %w", err)
+	}
+	return nil
+}
+
+// SetSpots makes ids the active spots, in that order; see store.Store.
+// A retired spot listed again is re-activated and logged as added, so that
+// followers of the change log learn it is back.
+func (s *Store) SetSpots(ctx context.Context, ids []string, at time.Time) error {
+	seen := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		if id == "" {
+			return errors.New("sqlitestore: empty spot id")
+		}
+		if seen[id] {
+			return fmt.Errorf("sqlitestore: spot %q listed twice: %w", id, store.ErrDuplicate)
+		}
+		seen[id] = true
+	}
+	return s.Write(ctx, func(t store.Tx) error {
+		tx := t.(*tx)
+		rows, err := tx.q.QueryContext(ctx, `SELECT id, active FROM spots ORDER BY id`)
+		if err != nil {
+			return err
+		}
+		type spot struct {
+			id     string
+			active bool
+		}
+		known, err := collect(rows, func(sc scanner) (sp spot, err error) { return sp, sc.Scan(&sp.id, &sp.active) })
+		if err != nil {
+			return err
+		}
+		active := map[string]bool{}
+		for _, sp := range known {
+			active[sp.id] = sp.active
+		}
+		logSpot := func(kind, id string) error {
+			_, err := tx.Log(store.Change{At: at, Kind: kind, SpotID: id, Actor: "system"})
+			return err
+		}
+		for i, id := range ids {
+			if _, err := tx.q.ExecContext(ctx, `INSERT INTO spots (id, position, active, added_at) VALUES (?, ?, 1, ?)
+				ON CONFLICT (id) DO UPDATE SET position = excluded.position, active = 1`, id, i, micros(at)); err != nil {
+				return err
+			}
+			if !active[id] {
+				if err := logSpot(store.KindSpotAdded, id); err != nil {
+					return err
+				}
+			}
+		}
+		// known is in id order, so retirements are logged the same on every run.
+		for _, sp := range known {
+			if !sp.active || seen[sp.id] {
+				continue
+			}
+			if _, err := tx.q.ExecContext(ctx, `UPDATE spots SET active = 0 WHERE id = ?`, sp.id); err != nil {
+				return err
+			}
+			if err := logSpot(store.KindSpotRetired, sp.id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Spots lists the active spots in SetSpots order.
+func (s *Store) Spots(ctx context.Context) ([]string, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT id FROM spots WHERE active = 1 ORDER BY position, id`)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, func(sc scanner) (id string, err error) { return id, sc.Scan(&id) })
+}
+
+// Get returns one reservation, or store.ErrNotFound.
+func (s *Store) Get(ctx context.Context, id string) (reservation.Reservation, error) {
+	return getOne(s.r.QueryRowContext(ctx, `SELECT `+resCols+` FROM reservations WHERE id = ?`, id), id)
+}
+
+// ByTokenHash returns the reservation whose token hashes to h.
+func (s *Store) ByTokenHash(ctx context.Context, h []byte) (reservation.Reservation, error) {
+	if len(h) == 0 {
+		return reservation.Reservation{}, fmt.Errorf("reservation by token: %w", store.ErrNotFound)
+	}
+	return getOne(s.r.QueryRowContext(ctx, `SELECT `+resCols+` FROM reservations WHERE token_hash = ?`, h), "by token")
+}
+
+// List returns the reservations matching f, by spot position then window.
+func (s *Store) List(ctx context.Context, f store.Filter) ([]reservation.Reservation, error) {
+	var (
+		where []string
+		args  []any
+	)
+	add := func(cond string, a ...any) { where = append(where, cond); args = append(args, a...) }
+	if f.SpotID != "" {
+		add(`spot_id = ?`, f.SpotID)
+	}
+	if len(f.States) > 0 {
+		ph := strings.TrimSuffix(strings.Repeat("?, ", len(f.States)), ", ")
+		a := make([]any, len(f.States))
+		for i, st := range f.States {
+			a[i] = string(st)
+		}
+		add(`state IN (`+ph+`)`, a...)
+	}
+	if !f.UntilAfter.IsZero() {
+		add(`reserved_until > ?`, micros(f.UntilAfter))
+	}
+	if !f.FromBefore.IsZero() {
+		add(`reserved_from < ?`, micros(f.FromBefore))
+	}
+	if !f.CreatedBefore.IsZero() {
+		add(`created_at < ?`, micros(f.CreatedBefore))
+	}
+	q := `SELECT ` + resCols + ` FROM reservations`
+	if len(where) > 0 {
+		q += ` WHERE ` + strings.Join(where, ` AND `)
+	}
+	q += ` ORDER BY (SELECT position FROM spots WHERE id = spot_id), spot_id, reserved_from, id`
+	if f.Limit > 0 {
+		q += ` LIMIT ?`
+		args = append(args, f.Limit)
+	}
+	rows, err := s.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, scanRes)
+}
+
+// Changes returns up to limit entries after version after (all of them if
+// limit <= 0).
+func (s *Store) Changes(ctx context.Context, after int64, limit int) ([]store.Change, error) {
+	if limit <= 0 {
+		limit = -1 // SQLite: no limit
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT version, at, kind, spot_id, reservation_id, actor, reservation
+		FROM changes WHERE version > ? ORDER BY version LIMIT ?`, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, func(sc scanner) (store.Change, error) {
+		var (
+			c    store.Change
+			at   sql.NullInt64
+			snap sql.NullString
+		)
+		if err := sc.Scan(&c.Version, &at, &c.Kind, &c.SpotID, &c.ReservationID, &c.Actor, &snap); err != nil {
+			return c, err
+		}
+		c.At = fromMicros(at)
+		if snap.Valid {
+			var r reservation.Reservation
+			if err := json.Unmarshal([]byte(snap.String), &r); err != nil {
+				return c, fmt.Errorf("change %d: %w", c.Version, err)
+			}
+			r = normalize(r)
+			c.Reservation = &r
+		}
+		return c, nil
+	})
+}
+
+// PaymentAttempts lists a reservation's attempts by number.
+func (s *Store) PaymentAttempts(ctx context.Context, reservationID string) ([]store.PaymentAttempt, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT `+attemptCols+` FROM payment_attempts
+		WHERE reservation_id = ? ORDER BY number`, reservationID)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, scanAttempt)
+}
+
+// Error mapping. RAISE(ABORT) in the guard triggers arrives as
+// SQLITE_CONSTRAINT_TRIGGER with the trigger's message in the text.
+const (
+	msgOverlap     = "parkgate: overlap"
+	msgUnknownSpot = "parkgate: unknown spot"
+)
+
+// mapErr turns constraint failures into store errors; fk is what a foreign
+// key failure means for the statement at hand.
+func mapErr(err error, what string, fk error) error {
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	switch se.Code() {
+	case sqlite3.SQLITE_CONSTRAINT_TRIGGER:
+		switch {
+		case strings.Contains(se.Error(), msgOverlap):
+			return fmt.Errorf("%s: %w", what, store.ErrOverlap)
+		case strings.Contains(se.Error(), msgUnknownSpot):
+			return fmt.Errorf("%s: %w", what, store.ErrUnknownSpot)
+		}
+	case sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY, sqlite3.SQLITE_CONSTRAINT_UNIQUE:
+		return fmt.Errorf("%s: %w", what, store.ErrDuplicate)
+	case sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY:
+		if fk != nil {
+			return fmt.Errorf("%s: %w", what, fk)
+		}
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// micros stores a time as unix microseconds UTC, the zero time as NULL.
+func micros(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UnixMicro()
+}
+
+func fromMicros(v sql.NullInt64) time.Time {
+	if !v.Valid {
+		return time.Time{}
+	}
+	return time.UnixMicro(v.Int64).UTC()
+}
+
+// blob stores an empty hash as NULL, so that "no token" never collides in
+// the unique index and reads back as nil.
+func blob(b []byte) any {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
+}
+
+// normalize gives r the precision and zone it has once stored, so that the
+// change-log snapshot equals what Get returns.
+func normalize(r reservation.Reservation) reservation.Reservation {
+	for _, t := range []*time.Time{&r.From, &r.Until, &r.CreatedAt, &r.PaidAt, &r.CheckedInAt, &r.LeftAt, &r.EndedAt} {
+		if t.IsZero() {
+			*t = time.Time{}
+		} else {
+			*t = time.UnixMicro(t.UnixMicro()).UTC()
+		}
+	}
+	return r
+}
+
+type scanner interface{ Scan(dest ...any) error }
+
+func collect[T any](rows *sql.Rows, scan func(scanner) (T, error)) ([]T, error) {
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+const resCols = `id, spot_id, state, source, reserved_from, reserved_until, created_at, car_id, amount, currency,
+	reference, paid_at, checked_in_at, left_at, ended_at, token_hash, payment_attempts, payment_ref, payment_started_at`
+
+func scanRes(sc scanner) (reservation.Reservation, error) {
+	var (
+		r                                                reservation.Reservation
+		from, until, created, paid, checkedIn, left, end, payStart sql.NullInt64
+	)
+	err := sc.Scan(&r.ID, &r.SpotID, &r.State, &r.Source, &from, &until, &created, &r.CarID, &r.Amount, &r.Currency,
+		&r.Reference, &paid, &checkedIn, &left, &end, &r.TokenHash, &r.PaymentAttempts, &r.PaymentRef, &payStart)
+	r.From, r.Until, r.CreatedAt = fromMicros(from), fromMicros(until), fromMicros(created)
+	r.PaidAt, r.CheckedInAt, r.LeftAt, r.EndedAt = fromMicros(paid), fromMicros(checkedIn), fromMicros(left), fromMicros(end)
+	r.PaymentStartedAt = fromMicros(payStart)
+	return r, err
+}
+
+func getOne(row *sql.Row, what string) (reservation.Reservation, error) {
+	r, err := scanRes(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return r, fmt.Errorf("reservation %s: %w", what, store.ErrNotFound)
+	}
+	return r, err
+}
+
+const attemptCols = `reservation_id, number, key_hash, provider_key, outcome, provider_ref, message, amount, currency,
+	car_id, started_at, finished_at`
+
+func scanAttempt(sc scanner) (store.PaymentAttempt, error) {
+	var (
+		a                 store.PaymentAttempt
+		started, finished sql.NullInt64
+	)
+	err := sc.Scan(&a.ReservationID, &a.Number, &a.KeyHash, &a.ProviderKey, &a.Outcome, &a.ProviderRef, &a.Message,
+		&a.Amount, &a.Currency, &a.CarID, &started, &finished)
+	a.StartedAt, a.FinishedAt = fromMicros(started), fromMicros(finished)
+	return a, err
+}

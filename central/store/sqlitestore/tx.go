@@ -1,0 +1,123 @@
+package sqlitestore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/parkgate/parkgate/central/reservation"
+	"github.com/parkgate/parkgate/central/store"
+)
+
+// tx is a store.Tx on the writer's transaction. Its reads need no row
+// locks: the transaction holds SQLite's write lock from its BEGIN IMMEDIATE,
+// so nothing else changes the database until it ends.
+type tx struct {
+	ctx context.Context
+	q   *sql.Tx
+}
+
+var _ store.Tx = (*tx)(nil)
+
+func (t *tx) Spot(id string) (bool, error) {
+	var active bool
+	err := t.q.QueryRowContext(t.ctx, `SELECT active FROM spots WHERE id = ?`, id).Scan(&active)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	return active, err
+}
+
+func (t *tx) Get(id string) (reservation.Reservation, error) {
+	return getOne(t.q.QueryRowContext(t.ctx, `SELECT `+resCols+` FROM reservations WHERE id = ?`, id), id)
+}
+
+func (t *tx) Live(spotID string, w reservation.Window) ([]reservation.Reservation, error) {
+	rows, err := t.q.QueryContext(t.ctx, `SELECT `+resCols+` FROM reservations
+		WHERE spot_id = ? AND state IN ('reserved', 'paid', 'taken') AND reserved_from < ? AND reserved_until > ?
+		ORDER BY reserved_from, id`, spotID, micros(w.Until), micros(w.From))
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, scanRes)
+}
+
+func (t *tx) Insert(r reservation.Reservation) error {
+	_, err := t.q.ExecContext(t.ctx, `INSERT INTO reservations (`+resCols+`)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, resArgs(r)...)
+	if err != nil {
+		return mapErr(err, "insert reservation "+r.ID, store.ErrUnknownSpot)
+	}
+	return nil
+}
+
+func (t *tx) Update(r reservation.Reservation) error {
+	res, err := t.q.ExecContext(t.ctx, `UPDATE reservations SET spot_id = ?2, state = ?3, source = ?4,
+		reserved_from = ?5, reserved_until = ?6, created_at = ?7, car_id = ?8, amount = ?9, currency = ?10,
+		reference = ?11, paid_at = ?12, checked_in_at = ?13, left_at = ?14, ended_at = ?15, token_hash = ?16,
+		payment_attempts = ?17, payment_ref = ?18, payment_started_at = ?19 WHERE id = ?1`, resArgs(r)...)
+	if err != nil {
+		return mapErr(err, "update reservation "+r.ID, store.ErrUnknownSpot)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return err
+	} else if n == 0 {
+		return fmt.Errorf("update reservation %s: %w", r.ID, store.ErrNotFound)
+	}
+	return nil
+}
+
+// resArgs lists r's fields in resCols order.
+func resArgs(r reservation.Reservation) []any {
+	return []any{r.ID, r.SpotID, string(r.State), string(r.Source), micros(r.From), micros(r.Until), micros(r.CreatedAt),
+		r.CarID, r.Amount, r.Currency, r.Reference, micros(r.PaidAt), micros(r.CheckedInAt), micros(r.LeftAt),
+		micros(r.EndedAt), blob(r.TokenHash), r.PaymentAttempts, r.PaymentRef, micros(r.PaymentStartedAt)}
+}
+
+// Log stores the reservation snapshot as JSON: its tags already leave out
+// the token hash and payment internals, which followers must not see.
+func (t *tx) Log(c store.Change) (int64, error) {
+	var snap any
+	if c.Reservation != nil {
+		b, err := json.Marshal(normalize(*c.Reservation))
+		if err != nil {
+			return 0, fmt.Errorf("log %s: %w", c.Kind, err)
+		}
+		snap = string(b)
+	}
+	if c.At.IsZero() {
+		return 0, fmt.Errorf("log %s: the change has no time", c.Kind)
+	}
+	res, err := t.q.ExecContext(t.ctx, `INSERT INTO changes (at, kind, spot_id, reservation_id, actor, reservation)
+		VALUES (?, ?, ?, ?, ?, ?)`, micros(c.At), c.Kind, c.SpotID, c.ReservationID, c.Actor, snap)
+	if err != nil {
+		return 0, fmt.Errorf("log %s: %w", c.Kind, err)
+	}
+	return res.LastInsertId()
+}
+
+func (t *tx) Attempt(reservationID string, keyHash []byte) (store.PaymentAttempt, error) {
+	a, err := scanAttempt(t.q.QueryRowContext(t.ctx, `SELECT `+attemptCols+` FROM payment_attempts
+		WHERE reservation_id = ? AND key_hash = ?`, reservationID, blob(keyHash)))
+	if errors.Is(err, sql.ErrNoRows) {
+		return a, fmt.Errorf("payment attempt of %s: %w", reservationID, store.ErrNotFound)
+	}
+	return a, err
+}
+
+func (t *tx) PutAttempt(a store.PaymentAttempt) error {
+	_, err := t.q.ExecContext(t.ctx, `INSERT INTO payment_attempts (`+attemptCols+`)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (reservation_id, number) DO UPDATE SET key_hash = excluded.key_hash,
+			provider_key = excluded.provider_key, outcome = excluded.outcome, provider_ref = excluded.provider_ref,
+			message = excluded.message, amount = excluded.amount, currency = excluded.currency,
+			car_id = excluded.car_id, started_at = excluded.started_at, finished_at = excluded.finished_at`,
+		a.ReservationID, a.Number, blob(a.KeyHash), a.ProviderKey, a.Outcome, a.ProviderRef, a.Message, a.Amount,
+		a.Currency, a.CarID, micros(a.StartedAt), micros(a.FinishedAt))
+	if err != nil {
+		return mapErr(err, fmt.Sprintf("payment attempt %s/%d", a.ReservationID, a.Number), store.ErrNotFound)
+	}
+	return nil
+}

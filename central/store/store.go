@@ -1,0 +1,157 @@
+// Package store defines what centrald needs from its database, so that the
+// booking rules and the HTTP layer never depend on one engine. The embedded
+// default is sqlitestore; a PostgreSQL implementation follows the same
+// contract (storetest runs one suite against every implementation).
+//
+// Reads go straight to the Store. Every change happens inside Write, one
+// transaction that the implementation serialises per spot or globally, and
+// every change appends to the change log in that same transaction: the log's
+// version is the one total order the gates are fed from.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/parkgate/parkgate/central/reservation"
+)
+
+// Errors the implementations return (possibly wrapped).
+var (
+	// ErrNotFound: no such reservation (or spot, where a spot was named).
+	ErrNotFound = errors.New("not found")
+	// ErrUnknownSpot: the spot id is not one of the site's spots.
+	ErrUnknownSpot = errors.New("unknown spot")
+	// ErrOverlap: the window overlaps a live reservation of the same spot.
+	// The database itself enforces this, so it holds even if a caller
+	// forgot to check first.
+	ErrOverlap = errors.New("window overlaps a live reservation of this spot")
+	// ErrDuplicate: an id (reservation, idempotency key) is taken.
+	ErrDuplicate = errors.New("duplicate id")
+)
+
+// Store is the persistent state of a site.
+type Store interface {
+	// SetSpots makes the site's spots exactly ids: missing ones are added
+	// (with a change), spots no longer listed are retired (they keep their
+	// history and stop being listed or reservable).
+	SetSpots(ctx context.Context, ids []string, at time.Time) error
+	// Spots lists the active spot ids, in the order SetSpots was given them.
+	Spots(ctx context.Context) ([]string, error)
+
+	// Get returns one reservation, or ErrNotFound.
+	Get(ctx context.Context, id string) (reservation.Reservation, error)
+	// ByTokenHash returns the reservation whose token hashes to h.
+	ByTokenHash(ctx context.Context, h []byte) (reservation.Reservation, error)
+	// List returns the reservations matching f, ordered by spot then window.
+	List(ctx context.Context, f Filter) ([]reservation.Reservation, error)
+
+	// Changes returns up to limit change-log entries with a version above
+	// after, in version order.
+	Changes(ctx context.Context, after int64, limit int) ([]Change, error)
+	// PaymentAttempts lists the payment attempts of a reservation, oldest
+	// first.
+	PaymentAttempts(ctx context.Context, reservationID string) ([]PaymentAttempt, error)
+
+	// Write runs fn in one write transaction and commits if fn returns nil.
+	// Implementations may call fn more than once (to retry a serialisation
+	// failure), so fn must not have effects outside tx.
+	Write(ctx context.Context, fn func(tx Tx) error) error
+
+	// Ping checks that the database answers.
+	Ping(ctx context.Context) error
+	// Close releases the database.
+	Close() error
+}
+
+// Tx is what a write transaction may do. Reservations read through a Tx are
+// locked until the transaction ends.
+type Tx interface {
+	// Spot reports whether the spot exists and is active.
+	Spot(id string) (bool, error)
+	// Get returns a reservation, locked for this transaction.
+	Get(id string) (reservation.Reservation, error)
+	// Live returns the live reservations of a spot whose window overlaps w.
+	Live(spotID string, w reservation.Window) ([]reservation.Reservation, error)
+	// Insert adds a new reservation; ErrOverlap if it is live and overlaps
+	// another live reservation of its spot, ErrUnknownSpot, ErrDuplicate.
+	Insert(r reservation.Reservation) error
+	// Update stores r (found by r.ID) as it now is; ErrOverlap as Insert.
+	Update(r reservation.Reservation) error
+	// Log appends c to the change log and returns its version.
+	Log(c Change) (int64, error)
+	// Attempt returns the reservation's payment attempt with the given
+	// idempotency key hash, or ErrNotFound.
+	Attempt(reservationID string, keyHash []byte) (PaymentAttempt, error)
+	// PutAttempt inserts or replaces (by reservation and number) a payment
+	// attempt.
+	PutAttempt(a PaymentAttempt) error
+}
+
+// Filter selects reservations for List. Zero fields select everything.
+type Filter struct {
+	SpotID        string
+	States        []reservation.State
+	UntilAfter    time.Time // reservedUntil > UntilAfter
+	FromBefore    time.Time // reservedFrom < FromBefore
+	CreatedBefore time.Time // reservationCreatedAt < CreatedBefore
+	Limit         int
+}
+
+// Change is one entry of the change log.
+type Change struct {
+	Version       int64     `json:"version"`
+	At            time.Time `json:"at"`
+	Kind          string    `json:"kind"`
+	SpotID        string    `json:"spotId,omitempty"`
+	ReservationID string    `json:"reservationId,omitempty"`
+	// Actor says who caused the change: "driver", "operator", "system",
+	// later "gate:<id>".
+	Actor string `json:"actor"`
+	// Reservation is the reservation as it is after the change (nil for
+	// spot changes).
+	Reservation *reservation.Reservation `json:"reservation,omitempty"`
+}
+
+// Change kinds.
+const (
+	KindSpotAdded        = "spot.added"
+	KindSpotRetired      = "spot.retired"
+	KindCreated          = "reservation.created"
+	KindPaid             = "reservation.paid"
+	KindCheckedIn        = "reservation.checked_in"
+	KindCheckInReverted  = "reservation.check_in_reverted"
+	KindLeft             = "reservation.left"
+	KindExpired          = "reservation.expired"
+	KindNoShow           = "reservation.no_show"
+	KindCancelled        = "reservation.cancelled"
+	KindPaymentDeclined  = "payment.declined"
+	KindPaymentSucceeded = "payment.succeeded"
+)
+
+// Attempt outcomes.
+const (
+	AttemptPending   = "pending"
+	AttemptSucceeded = "succeeded"
+	AttemptDeclined  = "declined"
+	AttemptFailed    = "failed" // provider error or timeout: nothing known to be charged
+)
+
+// PaymentAttempt records one try to charge a reservation: every money
+// movement is kept, with the provider's object id, never card data.
+type PaymentAttempt struct {
+	ReservationID string
+	Number        int
+	// KeyHash is the SHA-256 of the client's Idempotency-Key (nil if none).
+	KeyHash     []byte
+	ProviderKey string // idempotency key sent to the provider
+	Outcome     string
+	ProviderRef string // provider's object id (charge, payment intent)
+	Message     string // decline reason, for replays
+	Amount      int64
+	Currency    string
+	CarID       string
+	StartedAt   time.Time
+	FinishedAt  time.Time
+}

@@ -1,0 +1,796 @@
+// Package storetest is the contract every store.Store implementation must
+// pass, so that the embedded SQLite store and the PostgreSQL one behave the
+// same for the booking rules. It assumes nothing about the engine.
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/parkgate/parkgate/central/reservation"
+	"github.com/parkgate/parkgate/central/store"
+)
+
+// base is a fixed instant, so runs are reproducible; it is in the future so
+// nothing in a store could treat the windows as already past.
+var base = time.Date(2030, 6, 3, 8, 0, 0, 0, time.UTC)
+
+func at(h float64) time.Time { return base.Add(time.Duration(h * float64(time.Hour))) }
+
+// Run runs the contract suite. open must return a new, empty store for each
+// call and arrange (with t.Cleanup) for it to be closed and removed.
+func Run(t *testing.T, open func(t *testing.T) store.Store) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, s store.Store)
+	}{
+		{"Spots", testSpots},
+		{"RoundTrip", testRoundTrip},
+		{"Overlap", testOverlap},
+		{"FinalStatesFreeWindow", testFinalStates},
+		{"Errors", testErrors},
+		{"Rollback", testRollback},
+		{"ChangeLog", testChangeLog},
+		{"ChangeLogCommitOrder", testChangeLogCommitOrder},
+		{"List", testList},
+		{"PaymentAttempts", testPaymentAttempts},
+		{"ConcurrentBooking", testConcurrentBooking},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
+	}
+}
+
+// write runs fn in s.Write and fails the test on error.
+func write(t *testing.T, s store.Store, fn func(tx store.Tx) error) {
+	t.Helper()
+	if err := s.Write(context.Background(), fn); err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+}
+
+// try runs fn in its own Write and returns its error: after a failed
+// statement some engines (PostgreSQL) refuse the rest of the transaction, so
+// each expected failure gets a transaction of its own.
+func try(s store.Store, fn func(tx store.Tx) error) error {
+	return s.Write(context.Background(), fn)
+}
+
+func insert(t *testing.T, s store.Store, rs ...reservation.Reservation) {
+	t.Helper()
+	write(t, s, func(tx store.Tx) error {
+		for _, r := range rs {
+			if err := tx.Insert(r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func setSpots(t *testing.T, s store.Store, ids ...string) {
+	t.Helper()
+	if err := s.SetSpots(context.Background(), ids, base.Add(-time.Hour)); err != nil {
+		t.Fatalf("SetSpots(%v): %v", ids, err)
+	}
+}
+
+// res is a live reservation with the fields a fresh one has.
+func res(id, spot string, from, until float64) reservation.Reservation {
+	return reservation.Reservation{
+		ID: id, SpotID: spot, State: reservation.Reserved, Source: reservation.SourceDriver,
+		From: at(from), Until: at(until), CreatedAt: base.Add(-2 * time.Hour),
+		Amount: 250, Currency: "eur", TokenHash: []byte("hash-" + id),
+	}
+}
+
+func wantErr(t *testing.T, what string, err, want error) {
+	t.Helper()
+	if !errors.Is(err, want) {
+		t.Errorf("%s: got error %v, want %v", what, err, want)
+	}
+}
+
+func get(t *testing.T, s store.Store, id string) reservation.Reservation {
+	t.Helper()
+	r, err := s.Get(context.Background(), id)
+	if err != nil {
+		t.Fatalf("Get(%s): %v", id, err)
+	}
+	return r
+}
+
+// allChanges reads the whole change log.
+func allChanges(t *testing.T, s store.Store) []store.Change { t.Helper(); return changesAfter(t, s, 0) }
+
+// changesAfter reads the change log after version after, in small pages.
+func changesAfter(t *testing.T, s store.Store, after int64) []store.Change {
+	t.Helper()
+	var out []store.Change
+	for {
+		cs, err := s.Changes(context.Background(), after, 100)
+		if err != nil {
+			t.Fatalf("Changes: %v", err)
+		}
+		if len(cs) == 0 {
+			return out
+		}
+		out = append(out, cs...)
+		after = cs[len(cs)-1].Version
+	}
+}
+
+func lastVersion(t *testing.T, s store.Store) int64 {
+	t.Helper()
+	cs := allChanges(t, s)
+	if len(cs) == 0 {
+		return 0
+	}
+	return cs[len(cs)-1].Version
+}
+
+// checkUTC fails unless every time in r is UTC (or zero).
+func checkUTC(t *testing.T, what string, ts ...time.Time) {
+	t.Helper()
+	for i, x := range ts {
+		if !x.IsZero() && x.Location() != time.UTC {
+			t.Errorf("%s: time #%d %v is not UTC", what, i, x)
+		}
+	}
+}
+
+func resTimes(r reservation.Reservation) []time.Time {
+	return []time.Time{r.From, r.Until, r.CreatedAt, r.PaidAt, r.CheckedInAt, r.LeftAt, r.EndedAt, r.PaymentStartedAt}
+}
+
+// sameRes compares reservations field by field, times by instant, and
+// requires the got times to be UTC.
+func sameRes(t *testing.T, what string, got, want reservation.Reservation) {
+	t.Helper()
+	checkUTC(t, what, resTimes(got)...)
+	g, w := got, want
+	for _, p := range []struct{ g, w *time.Time }{{&g.From, &w.From}, {&g.Until, &w.Until},
+		{&g.CreatedAt, &w.CreatedAt}, {&g.PaidAt, &w.PaidAt}, {&g.CheckedInAt, &w.CheckedInAt},
+		{&g.LeftAt, &w.LeftAt}, {&g.EndedAt, &w.EndedAt}, {&g.PaymentStartedAt, &w.PaymentStartedAt}} {
+		if !p.g.Equal(*p.w) || p.g.IsZero() != p.w.IsZero() {
+			t.Errorf("%s: time %v, want %v", what, *p.g, *p.w)
+		}
+		*p.g, *p.w = time.Time{}, time.Time{}
+	}
+	if !reflect.DeepEqual(g, w) {
+		t.Errorf("%s:\n got %+v\nwant %+v", what, g, w)
+	}
+}
+
+// public is what the change log may show of r.
+func public(r reservation.Reservation) reservation.Reservation {
+	r.TokenHash, r.PaymentAttempts, r.PaymentRef, r.PaymentStartedAt = nil, 0, "", time.Time{}
+	return r
+}
+
+func ids(rs []reservation.Reservation) []string {
+	out := make([]string, len(rs))
+	for i, r := range rs {
+		out[i] = r.ID
+	}
+	return out
+}
+
+func testSpots(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	spots := func(want ...string) {
+		t.Helper()
+		got, err := s.Spots(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("Spots = %v, want %v", got, want)
+		}
+	}
+	// kinds returns the kind:spot of the changes after v, sorted, since
+	// the order of adds and retires within one SetSpots is not part of the
+	// contract.
+	kinds := func(after int64, when time.Time) []string {
+		t.Helper()
+		var out []string
+		for _, c := range changesAfter(t, s, after) {
+			if c.Actor != "system" || c.Reservation != nil || c.ReservationID != "" || !c.At.Equal(when) {
+				t.Errorf("spot change %+v: want actor system, no reservation, at %v", c, when)
+			}
+			checkUTC(t, "change", c.At)
+			out = append(out, c.Kind+":"+c.SpotID)
+		}
+		slices.Sort(out)
+		return out
+	}
+	t0, t1, t2 := at(-10), at(-5), at(-1)
+	spots()
+	if err := s.SetSpots(ctx, []string{"1", "2", "3", "10"}, t0); err != nil {
+		t.Fatal(err)
+	}
+	spots("1", "2", "3", "10")
+	if got, want := kinds(0, t0), []string{"spot.added:1", "spot.added:10", "spot.added:2", "spot.added:3"}; !slices.Equal(got, want) {
+		t.Errorf("changes = %v, want %v", got, want)
+	}
+	v := lastVersion(t, s)
+	if err := s.SetSpots(ctx, []string{"1", "2", "3", "10"}, t1); err != nil {
+		t.Fatal(err)
+	}
+	if got := kinds(v, t1); len(got) != 0 {
+		t.Errorf("same spots again logged %v", got)
+	}
+
+	if err := s.SetSpots(ctx, []string{"10", "3", "1", "4"}, t1); err != nil {
+		t.Fatal(err)
+	}
+	spots("10", "3", "1", "4")
+	if got, want := kinds(v, t1), []string{"spot.added:4", "spot.retired:2"}; !slices.Equal(got, want) {
+		t.Errorf("changes = %v, want %v", got, want)
+	}
+	write(t, s, func(tx store.Tx) error {
+		for id, want := range map[string]bool{"1": true, "4": true, "2": false, "nope": false} {
+			got, err := tx.Spot(id)
+			if err != nil {
+				return err
+			}
+			if got != want {
+				t.Errorf("Tx.Spot(%q) = %v, want %v", id, got, want)
+			}
+		}
+		return nil
+	})
+
+	// A retired spot listed again is back, where it is now listed.
+	v = lastVersion(t, s)
+	if err := s.SetSpots(ctx, []string{"2", "1"}, t2); err != nil {
+		t.Fatal(err)
+	}
+	spots("2", "1")
+	if got, want := kinds(v, t2), []string{"spot.added:2", "spot.retired:10", "spot.retired:3", "spot.retired:4"}; !slices.Equal(got, want) {
+		t.Errorf("changes = %v, want %v", got, want)
+	}
+}
+
+func testRoundTrip(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	setSpots(t, s, "A", "B")
+	cest := time.FixedZone("CEST", 2*3600)
+	full := reservation.Reservation{
+		ID: "r-full", SpotID: "A", State: reservation.Taken, Source: reservation.SourceOperator,
+		From: time.Date(2030, 6, 3, 10, 0, 0, 123456000, cest), Until: time.Date(2030, 6, 3, 12, 30, 0, 0, cest),
+		CreatedAt: time.Date(2030, 6, 1, 9, 15, 1, 999999000, time.UTC), CarID: "KLM42", Amount: 1250,
+		Currency: "eur", Reference: "fleet 7 / invoice 2030-118", PaidAt: at(-1).Add(7 * time.Microsecond),
+		CheckedInAt: at(1.5), LeftAt: at(4), EndedAt: at(4.25), TokenHash: []byte{0, 1, 2, 0xfe, 0xff},
+		PaymentAttempts: 3, PaymentRef: "pi_123", PaymentStartedAt: at(-1.5),
+	}
+	bare := reservation.Reservation{
+		ID: "r-bare", SpotID: "B", State: reservation.Reserved, Source: reservation.SourceDriver,
+		From: at(1), Until: at(2),
+	}
+	insert(t, s, full, bare)
+	sameRes(t, "full", get(t, s, full.ID), full)
+	sameRes(t, "bare", get(t, s, bare.ID), bare)
+	if g := get(t, s, bare.ID); !g.PaidAt.IsZero() || !g.CreatedAt.IsZero() || g.TokenHash != nil {
+		t.Errorf("zero fields came back set: %+v", g)
+	}
+	write(t, s, func(tx store.Tx) error {
+		g, err := tx.Get(full.ID)
+		if err != nil {
+			return err
+		}
+		sameRes(t, "Tx.Get", g, full)
+		return nil
+	})
+
+	r, err := s.ByTokenHash(ctx, full.TokenHash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameRes(t, "ByTokenHash", r, full)
+	_, err = s.ByTokenHash(ctx, []byte("no such hash"))
+	wantErr(t, "ByTokenHash(unknown)", err, store.ErrNotFound)
+
+	// Update stores every field, including clearing ones.
+	upd := full
+	upd.State, upd.CarID, upd.Amount, upd.Reference = reservation.Paid, "B-XY 1", 999, ""
+	upd.CheckedInAt, upd.LeftAt, upd.EndedAt = time.Time{}, time.Time{}, time.Time{}
+	upd.TokenHash, upd.PaymentAttempts, upd.PaymentRef, upd.PaymentStartedAt = []byte("new"), 4, "pi_456", time.Time{}
+	upd.From, upd.Until = at(20), at(21.5)
+	write(t, s, func(tx store.Tx) error { return tx.Update(upd) })
+	sameRes(t, "updated", get(t, s, full.ID), upd)
+	if r, err := s.ByTokenHash(ctx, []byte("new")); err != nil || r.ID != upd.ID {
+		t.Errorf("ByTokenHash(new) = %v, %v", r.ID, err)
+	}
+	_, err = s.ByTokenHash(ctx, full.TokenHash)
+	wantErr(t, "ByTokenHash(old)", err, store.ErrNotFound)
+}
+
+func testOverlap(t *testing.T, s store.Store) {
+	setSpots(t, s, "1", "2")
+	insert(t, s, res("a", "1", 10, 12))
+	for _, c := range []struct {
+		name        string
+		from, until float64
+	}{{"inside", 10.5, 11.5}, {"start", 11, 13}, {"end", 9, 10.5}, {"around", 9, 13}, {"same", 10, 12}} {
+		err := try(s, func(tx store.Tx) error { return tx.Insert(res("x-"+c.name, "1", c.from, c.until)) })
+		wantErr(t, "Insert overlapping "+c.name, err, store.ErrOverlap)
+	}
+	// Adjacent windows are half-open and do not overlap; nor do other spots.
+	insert(t, s, res("before", "1", 8, 10), res("after", "1", 12, 14), res("other", "2", 10, 12))
+	// A final reservation holds nothing, and may overlap.
+	gone := res("gone", "1", 11, 13)
+	gone.State = reservation.Cancelled
+	insert(t, s, gone)
+
+	// Update is guarded the same way, without the caller checking Live.
+	moved := res("after", "1", 11, 14)
+	err := try(s, func(tx store.Tx) error { return tx.Update(moved) })
+	wantErr(t, "Update into an overlap", err, store.ErrOverlap)
+	revived := gone
+	revived.State = reservation.Reserved
+	err = try(s, func(tx store.Tx) error { return tx.Update(revived) })
+	wantErr(t, "Update final to live over a live one", err, store.ErrOverlap)
+	toSpot := res("other", "1", 10, 12)
+	err = try(s, func(tx store.Tx) error { return tx.Update(toSpot) })
+	wantErr(t, "Update onto a taken spot", err, store.ErrOverlap)
+
+	// A reservation does not overlap itself.
+	paid := res("a", "1", 10, 12)
+	paid.State, paid.PaidAt = reservation.Paid, at(0)
+	write(t, s, func(tx store.Tx) error { return tx.Update(paid) })
+	shrunk := res("after", "1", 12.5, 14)
+	write(t, s, func(tx store.Tx) error { return tx.Update(shrunk) })
+
+	// Nothing failed left a trace.
+	for _, id := range []string{"x-inside", "x-start", "x-end", "x-around", "x-same"} {
+		_, err := s.Get(context.Background(), id)
+		wantErr(t, "Get "+id, err, store.ErrNotFound)
+	}
+	if r := get(t, s, "gone"); r.State != reservation.Cancelled {
+		t.Errorf("gone is %s after a refused update", r.State)
+	}
+
+	write(t, s, func(tx store.Tx) error {
+		live, err := tx.Live("1", reservation.Window{From: at(9), Until: at(12.5)})
+		if err != nil {
+			return err
+		}
+		got := ids(live)
+		slices.Sort(got)
+		if want := []string{"a", "before"}; !slices.Equal(got, want) {
+			t.Errorf("Live = %v, want %v", got, want)
+		}
+		return nil
+	})
+}
+
+func testFinalStates(t *testing.T, s store.Store) {
+	setSpots(t, s, "1")
+	for i, st := range []reservation.State{reservation.Left, reservation.Expired, reservation.NoShow, reservation.Cancelled} {
+		from := float64(10 * i)
+		old := res("old-"+string(st), "1", from, from+2)
+		insert(t, s, old)
+		err := try(s, func(tx store.Tx) error { return tx.Insert(res("early-"+string(st), "1", from+1, from+3)) })
+		wantErr(t, "Insert over live "+string(st), err, store.ErrOverlap)
+		old.State, old.EndedAt = st, at(from+0.5)
+		write(t, s, func(tx store.Tx) error { return tx.Update(old) })
+		insert(t, s, res("new-"+string(st), "1", from+1, from+3))
+		write(t, s, func(tx store.Tx) error {
+			live, err := tx.Live("1", reservation.Window{From: at(from), Until: at(from + 3)})
+			if err != nil {
+				return err
+			}
+			if got := ids(live); !slices.Equal(got, []string{"new-" + string(st)}) {
+				t.Errorf("%s: Live = %v", st, got)
+			}
+			return nil
+		})
+		// The final one stays final: it cannot come back over the new one.
+		old.State = reservation.Paid
+		err = try(s, func(tx store.Tx) error { return tx.Update(old) })
+		wantErr(t, "revive "+string(st), err, store.ErrOverlap)
+	}
+}
+
+func testErrors(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	setSpots(t, s, "1", "2")
+	setSpots(t, s, "1")
+	insert(t, s, res("a", "1", 1, 2))
+
+	err := try(s, func(tx store.Tx) error { return tx.Insert(res("b", "nope", 1, 2)) })
+	wantErr(t, "Insert on unknown spot", err, store.ErrUnknownSpot)
+	err = try(s, func(tx store.Tx) error { return tx.Insert(res("b", "2", 1, 2)) })
+	wantErr(t, "Insert on retired spot", err, store.ErrUnknownSpot)
+	err = try(s, func(tx store.Tx) error { return tx.Insert(res("a", "1", 5, 6)) })
+	wantErr(t, "Insert duplicate id", err, store.ErrDuplicate)
+
+	_, err = s.Get(ctx, "nope")
+	wantErr(t, "Get", err, store.ErrNotFound)
+	_, err = s.ByTokenHash(ctx, []byte("nope"))
+	wantErr(t, "ByTokenHash", err, store.ErrNotFound)
+	err = try(s, func(tx store.Tx) error { _, err := tx.Get("nope"); return err })
+	wantErr(t, "Tx.Get", err, store.ErrNotFound)
+	err = try(s, func(tx store.Tx) error { return tx.Update(res("nope", "1", 7, 8)) })
+	wantErr(t, "Tx.Update", err, store.ErrNotFound)
+	err = try(s, func(tx store.Tx) error { _, err := tx.Attempt("a", []byte("nope")); return err })
+	wantErr(t, "Tx.Attempt", err, store.ErrNotFound)
+
+	// A reservation on a spot retired later keeps its history and can
+	// still be finished.
+	setSpots(t, s, "2")
+	a := get(t, s, "a")
+	a.State, a.EndedAt = reservation.Cancelled, at(0)
+	write(t, s, func(tx store.Tx) error { return tx.Update(a) })
+	if got := get(t, s, "a"); got.State != reservation.Cancelled {
+		t.Errorf("state on retired spot = %s", got.State)
+	}
+}
+
+func testRollback(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	setSpots(t, s, "1")
+	v := lastVersion(t, s)
+	boom := errors.New("boom")
+	r := res("a", "1", 1, 2)
+	err := s.Write(ctx, func(tx store.Tx) error {
+		if err := tx.Insert(r); err != nil {
+			return err
+		}
+		if _, err := tx.Log(store.Change{At: at(0), Kind: store.KindCreated, SpotID: "1", ReservationID: "a", Actor: "driver", Reservation: &r}); err != nil {
+			return err
+		}
+		if err := tx.PutAttempt(store.PaymentAttempt{ReservationID: "a", Number: 1, Outcome: store.AttemptPending, StartedAt: at(0)}); err != nil {
+			return err
+		}
+		return fmt.Errorf("wrapped: %w", boom)
+	})
+	wantErr(t, "Write", err, boom)
+	_, err = s.Get(ctx, "a")
+	wantErr(t, "Get after rollback", err, store.ErrNotFound)
+	if got := lastVersion(t, s); got != v {
+		t.Errorf("change log moved from %d to %d", v, got)
+	}
+	if as, err := s.PaymentAttempts(ctx, "a"); err != nil || len(as) != 0 {
+		t.Errorf("PaymentAttempts after rollback = %v, %v", as, err)
+	}
+
+	// A panic rolls back too, and reaches the caller.
+	func() {
+		defer func() {
+			if p := recover(); p != "kaboom" {
+				t.Errorf("recovered %v, want the panic", p)
+			}
+		}()
+		s.Write(ctx, func(tx store.Tx) error {
+			if err := tx.Insert(r); err != nil {
+				return err
+			}
+			panic("kaboom")
+		})
+	}()
+	_, err = s.Get(ctx, "a")
+	wantErr(t, "Get after panic", err, store.ErrNotFound)
+
+	// The store is still usable, and the window is free.
+	insert(t, s, r)
+	get(t, s, "a")
+}
+
+func testChangeLog(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	setSpots(t, s, "1")
+	v0 := lastVersion(t, s)
+	var want []store.Change
+	for i := range 5 {
+		r := res(fmt.Sprintf("r%d", i), "1", float64(2*i), float64(2*i+1))
+		r.PaymentAttempts, r.PaymentRef = 2, "secret"
+		r.From = r.From.In(time.FixedZone("X", -3*3600))
+		cancelled := r
+		cancelled.State = reservation.Cancelled
+		pubR, pubC := public(r), public(cancelled)
+		c := store.Change{At: at(float64(i)).Add(time.Microsecond), Kind: store.KindCreated, SpotID: "1", ReservationID: r.ID, Actor: "driver", Reservation: &r}
+		c2 := store.Change{At: at(float64(i)), Kind: store.KindCancelled, SpotID: "1", ReservationID: r.ID, Actor: "operator", Reservation: &cancelled}
+		// fn may run more than once (a retried serialisation failure), so it
+		// only sets the versions.
+		write(t, s, func(tx store.Tx) (err error) {
+			if err := tx.Insert(r); err != nil {
+				return err
+			}
+			if c.Version, err = tx.Log(c); err != nil {
+				return err
+			}
+			if err := tx.Update(cancelled); err != nil {
+				return err
+			}
+			c2.Version, err = tx.Log(c2)
+			return err
+		})
+		if c.Version <= v0 || c2.Version <= c.Version {
+			t.Errorf("versions %d, %d after %d: want strictly increasing", c.Version, c2.Version, v0)
+		}
+		v0 = c2.Version
+		c.Reservation, c2.Reservation = &pubR, &pubC
+		want = append(want, c, c2)
+	}
+	cs := allChanges(t, s)
+	cs = cs[len(cs)-len(want):]
+	for i, c := range cs {
+		w := want[i]
+		checkUTC(t, "change", c.At)
+		if c.Version != w.Version || !c.At.Equal(w.At) || c.Kind != w.Kind || c.SpotID != w.SpotID ||
+			c.ReservationID != w.ReservationID || c.Actor != w.Actor || c.Reservation == nil {
+			t.Errorf("change %d = %+v, want %+v", i, c, w)
+			continue
+		}
+		sameRes(t, fmt.Sprintf("change %d snapshot", c.Version), *c.Reservation, *w.Reservation)
+	}
+	// Paging: after and limit.
+	page, err := s.Changes(ctx, want[3].Version, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page) != 2 || page[0].Version != want[4].Version || page[1].Version != want[5].Version {
+		t.Errorf("Changes(%d, 2) = %+v", want[3].Version, page)
+	}
+	if page, err := s.Changes(ctx, want[len(want)-1].Version, 10); err != nil || len(page) != 0 {
+		t.Errorf("Changes after the last = %v, %v", page, err)
+	}
+}
+
+// testChangeLogCommitOrder checks that a follower paging through the log
+// while writers commit never skips an entry: a version must not become
+// visible before every lower one is.
+func testChangeLogCommitOrder(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	setSpots(t, s, "1")
+	const writers, each = 8, 25
+	done := make(chan struct{})
+	var seen []int64
+	follower := make(chan error, 1)
+	go func() {
+		var after int64
+		for stop := false; ; {
+			select {
+			case <-done:
+				stop = true
+			default:
+			}
+			cs, err := s.Changes(ctx, after, 7)
+			if err != nil {
+				follower <- err
+				return
+			}
+			for _, c := range cs {
+				seen = append(seen, c.Version)
+				after = c.Version
+			}
+			if stop && len(cs) == 0 {
+				follower <- nil
+				return
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	errs := make(chan error, writers*each)
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				errs <- s.Write(ctx, func(tx store.Tx) error {
+					_, err := tx.Log(store.Change{At: at(float64(i)), Kind: store.KindPaymentDeclined, Actor: fmt.Sprintf("w%d", w)})
+					return err
+				})
+			}
+		})
+	}
+	wg.Wait()
+	close(done)
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := <-follower; err != nil {
+		t.Fatal(err)
+	}
+	var all []int64
+	for _, c := range allChanges(t, s) {
+		all = append(all, c.Version)
+	}
+	if !slices.IsSorted(all) || len(slices.Compact(slices.Clone(all))) != len(all) {
+		t.Fatalf("versions not strictly increasing: %v", all)
+	}
+	if !slices.Equal(seen, all) {
+		t.Errorf("the follower saw %d entries, the log has %d: an entry became visible after a higher version", len(seen), len(all))
+	}
+}
+
+func testList(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	setSpots(t, s, "b", "a", "c") // position order differs from id order
+	mk := func(id, spot string, from, until float64, st reservation.State, created float64) reservation.Reservation {
+		r := res(id, spot, from, until)
+		r.State, r.CreatedAt = st, at(created)
+		return r
+	}
+	insert(t, s,
+		mk("a1", "a", 5, 6, reservation.Reserved, -1),
+		mk("a0", "a", 1, 2, reservation.Paid, -3),
+		mk("b1", "b", 3, 4, reservation.Taken, -2),
+		mk("b0", "b", 0, 1, reservation.Left, -5),
+		mk("c0", "c", 2, 8, reservation.Expired, -4),
+		mk("c1", "c", 8, 9, reservation.Reserved, -0.5),
+	)
+	for _, c := range []struct {
+		name string
+		f    store.Filter
+		want string
+	}{
+		{"all", store.Filter{}, "b0 b1 a0 a1 c0 c1"},
+		{"spot", store.Filter{SpotID: "a"}, "a0 a1"},
+		{"unknown spot", store.Filter{SpotID: "z"}, ""},
+		{"states", store.Filter{States: []reservation.State{reservation.Reserved, reservation.Left}}, "b0 a1 c1"},
+		{"live", store.Filter{States: reservation.LiveStates}, "b1 a0 a1 c1"},
+		{"until after", store.Filter{UntilAfter: at(4)}, "a1 c0 c1"}, // strictly after: b1 ends at 4
+		{"from before", store.Filter{FromBefore: at(3)}, "b0 a0 c0"}, // strictly before: b1 starts at 3
+		{"created before", store.Filter{CreatedBefore: at(-2)}, "b0 a0 c0"},
+		{"window", store.Filter{UntilAfter: at(1.5), FromBefore: at(5.5)}, "b1 a0 a1 c0"},
+		{"combined", store.Filter{SpotID: "c", States: []reservation.State{reservation.Reserved}, UntilAfter: at(8.5)}, "c1"},
+		{"limit", store.Filter{Limit: 3}, "b0 b1 a0"},
+		{"limit with filter", store.Filter{States: reservation.LiveStates, Limit: 2}, "b1 a0"},
+	} {
+		rs, err := s.List(ctx, c.f)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if got := strings.Join(ids(rs), " "); got != c.want {
+			t.Errorf("List %s = %q, want %q", c.name, got, c.want)
+		}
+		for _, r := range rs {
+			checkUTC(t, "List", resTimes(r)...)
+		}
+	}
+	rs, err := s.List(ctx, store.Filter{SpotID: "b", States: []reservation.State{reservation.Taken}})
+	if err != nil || len(rs) != 1 {
+		t.Fatalf("List = %v, %v", rs, err)
+	}
+	sameRes(t, "List b1", rs[0], mk("b1", "b", 3, 4, reservation.Taken, -2))
+}
+
+func testPaymentAttempts(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	setSpots(t, s, "1")
+	insert(t, s, res("a", "1", 1, 2), res("b", "1", 3, 4))
+	key := []byte("sha256-of-key")
+	first := store.PaymentAttempt{
+		ReservationID: "a", Number: 1, KeyHash: key, ProviderKey: "a/1", Outcome: store.AttemptPending,
+		Amount: 250, Currency: "eur", CarID: "KLM42",
+		StartedAt: time.Date(2030, 6, 3, 9, 0, 0, 5000, time.FixedZone("X", 3600)),
+	}
+	write(t, s, func(tx store.Tx) error { return tx.PutAttempt(first) })
+	lookup := func(id string, key []byte) (store.PaymentAttempt, error) {
+		var a store.PaymentAttempt
+		err := try(s, func(tx store.Tx) error {
+			var err error
+			a, err = tx.Attempt(id, key)
+			return err
+		})
+		return a, err
+	}
+	same := func(what string, got, want store.PaymentAttempt) {
+		t.Helper()
+		checkUTC(t, what, got.StartedAt, got.FinishedAt)
+		if !got.StartedAt.Equal(want.StartedAt) || !got.FinishedAt.Equal(want.FinishedAt) ||
+			got.FinishedAt.IsZero() != want.FinishedAt.IsZero() {
+			t.Errorf("%s: times %v %v, want %v %v", what, got.StartedAt, got.FinishedAt, want.StartedAt, want.FinishedAt)
+		}
+		got.StartedAt, got.FinishedAt, want.StartedAt, want.FinishedAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s:\n got %+v\nwant %+v", what, got, want)
+		}
+	}
+	a, err := lookup("a", key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	same("first", a, first)
+
+	done := first
+	done.Outcome, done.ProviderRef, done.FinishedAt = store.AttemptSucceeded, "pi_1", first.StartedAt.Add(time.Second)
+	write(t, s, func(tx store.Tx) error { return tx.PutAttempt(done) })
+	a, err = lookup("a", key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	same("replaced", a, done)
+
+	second := store.PaymentAttempt{ReservationID: "a", Number: 2, ProviderKey: "a/2", Outcome: store.AttemptDeclined,
+		Message: "Your card was declined.", Amount: 250, Currency: "eur", StartedAt: at(0), FinishedAt: at(0.01)}
+	other := store.PaymentAttempt{ReservationID: "b", Number: 1, ProviderKey: "b/1", Outcome: store.AttemptFailed, StartedAt: at(0)}
+	write(t, s, func(tx store.Tx) error {
+		if err := tx.PutAttempt(second); err != nil {
+			return err
+		}
+		return tx.PutAttempt(other)
+	})
+	as, err := s.PaymentAttempts(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(as) != 2 {
+		t.Fatalf("PaymentAttempts = %+v", as)
+	}
+	same("list 1", as[0], done)
+	same("list 2", as[1], second)
+	if as, err := s.PaymentAttempts(ctx, "nope"); err != nil || len(as) != 0 {
+		t.Errorf("PaymentAttempts(nope) = %v, %v", as, err)
+	}
+	_, err = lookup("a", []byte("other key"))
+	wantErr(t, "Attempt(other key)", err, store.ErrNotFound)
+	_, err = lookup("b", key)
+	wantErr(t, "Attempt(key of another reservation)", err, store.ErrNotFound)
+}
+
+func testConcurrentBooking(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	spots := []string{"1", "2", "3"}
+	setSpots(t, s, spots...)
+	const n = 200
+	var (
+		wg                 sync.WaitGroup
+		mu                 sync.Mutex
+		booked, overlapped int
+	)
+	for i := range n {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(42, uint64(i)))
+			from := float64(rng.IntN(48)) / 4 // within 12 hours, quarter-hour steps
+			r := res(fmt.Sprintf("c%03d", i), spots[rng.IntN(len(spots))], from, from+0.25*float64(1+rng.IntN(12)))
+			err := s.Write(ctx, func(tx store.Tx) error {
+				live, err := tx.Live(r.SpotID, r.Window())
+				if err != nil {
+					return err
+				}
+				if len(live) > 0 {
+					return store.ErrOverlap
+				}
+				return tx.Insert(r)
+			})
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				booked++
+			case errors.Is(err, store.ErrOverlap):
+				overlapped++
+			default:
+				t.Errorf("%s: %v", r.ID, err)
+			}
+		})
+	}
+	wg.Wait()
+	all, err := s.List(ctx, store.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != booked || booked == 0 || overlapped == 0 {
+		t.Errorf("%d booked, %d overlapped, %d stored: want some of each, all booked ones stored", booked, overlapped, len(all))
+	}
+	for i, a := range all {
+		for _, b := range all[i+1:] {
+			if a.SpotID == b.SpotID && a.State.Live() && b.State.Live() && a.Window().Overlaps(b.Window()) {
+				t.Errorf("double booking on spot %s: %s %v-%v and %s %v-%v", a.SpotID, a.ID, a.From, a.Until, b.ID, b.From, b.Until)
+			}
+		}
+	}
+}

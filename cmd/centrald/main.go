@@ -1,0 +1,91 @@
+// Command centrald is parkgate's central reservation server. See README.md
+// and configs/centrald.yaml.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/parkgate/parkgate/central/config"
+	"github.com/parkgate/parkgate/central/daemon"
+	"github.com/parkgate/parkgate/internal/logging"
+	"github.com/parkgate/parkgate/internal/version"
+)
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitFailure = 1 // a runtime failure: systemd restarts
+	exitUsage   = 2 // bad flags or configuration: restarting will not help
+)
+
+func main() { os.Exit(run(os.Args[1:], os.Environ(), os.Stdout, os.Stderr)) }
+
+const usage = `usage: centrald [--config PATH] [command]
+
+commands:
+  (none)        run the server
+  check-config  validate the configuration and exit
+  version       print the version
+`
+
+func run(args, environ []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("centrald", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage) }
+	cfgPath := fs.String("config", "", "YAML configuration file")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	cmd := ""
+	if fs.NArg() > 0 {
+		cmd = fs.Arg(0)
+		// Flags may also follow the command: centrald check-config --config x.
+		if err := fs.Parse(fs.Args()[1:]); err != nil || fs.NArg() > 0 {
+			fs.Usage()
+			return exitUsage
+		}
+	}
+	if cmd == "version" {
+		fmt.Fprintln(stdout, version.Version)
+		return exitOK
+	}
+	cfg, err := config.Load(*cfgPath, environ)
+	if err != nil {
+		fmt.Fprintln(stderr, "centrald:", err)
+		return exitUsage
+	}
+	log, err := logging.New(stderr, cfg.Log.Level, cfg.Log.Format)
+	if err != nil {
+		fmt.Fprintln(stderr, "centrald:", err)
+		return exitUsage
+	}
+	switch cmd {
+	case "":
+	case "check-config":
+		fmt.Fprintln(stdout, "configuration ok")
+		return exitOK
+	default:
+		fmt.Fprintf(stderr, "centrald: unknown command %q\n", cmd)
+		fs.Usage()
+		return exitUsage
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err = daemon.Run(ctx, cfg, daemon.Options{Log: log, Started: func(addr string) {
+		fmt.Fprintf(stdout, "centrald is serving the parking API on http://%s (try: curl http://%s/parkings)\n", addr, addr)
+	}})
+	if err != nil && !errors.Is(err, context.Canceled) {
+		log.Error("centrald stopped", "err", err)
+		return exitFailure
+	}
+	log.Info("centrald stopped")
+	return exitOK
+}

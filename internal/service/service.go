@@ -1,0 +1,76 @@
+// Package service runs parkgate's long-lived parts (HTTP server, sweeper,
+// watchdog, later the MQTT sync) as services in the syncthing style: each is
+// a Serve(ctx) error, shutdown is context cancellation, and Run owns every
+// goroutine it starts and waits for all of them before it returns.
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+)
+
+// Service is a long-lived part of a daemon. Serve runs until ctx ends (then
+// it returns nil) or until it fails.
+type Service interface {
+	Serve(ctx context.Context) error
+}
+
+// Func adapts a function to Service.
+type Func func(ctx context.Context) error
+
+// Serve calls f.
+func (f Func) Serve(ctx context.Context) error { return f(ctx) }
+
+// Named is a service with a name for logs and errors.
+type Named struct {
+	Name string
+	Service
+}
+
+// Run serves all services until ctx ends or one of them fails; then it
+// cancels the others, waits for every one to return, and returns the first
+// failure (nil on a clean shutdown). Failing the whole daemon rather than
+// restarting one part in place is deliberate: systemd restarts the process
+// from a known state, and a lane's safety never depends on a half-dead one.
+func Run(ctx context.Context, log *slog.Logger, services ...Named) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg    sync.WaitGroup
+		once  sync.Once
+		first error
+	)
+	for _, s := range services {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := serve(ctx, s)
+			if err == nil && ctx.Err() == nil {
+				err = errors.New("stopped unexpectedly")
+			}
+			if err != nil && ctx.Err() == nil {
+				once.Do(func() {
+					first = fmt.Errorf("%s: %w", s.Name, err)
+					log.Error("service failed; stopping", "service", s.Name, "err", err)
+				})
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	return first
+}
+
+// serve runs one service, turning a panic into an error so the others get
+// to shut down cleanly.
+func serve(ctx context.Context, s Named) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("panic: %v", p)
+		}
+	}()
+	return s.Serve(ctx)
+}
