@@ -256,7 +256,7 @@ func (c *Config) Validate() error {
 	}
 	r := c.Reservations
 	for _, d := range []struct {
-		key      string
+		key       string
 		v, lo, hi time.Duration
 	}{
 		{"reservations.payment_hold", r.PaymentHold, time.Second, 24 * time.Hour},

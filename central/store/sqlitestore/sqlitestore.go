@@ -458,7 +458,7 @@ const resCols = `id, spot_id, state, source, reserved_from, reserved_until, crea
 
 func scanRes(sc scanner) (reservation.Reservation, error) {
 	var (
-		r                                                reservation.Reservation
+		r                                                          reservation.Reservation
 		from, until, created, paid, checkedIn, left, end, payStart sql.NullInt64
 	)
 	err := sc.Scan(&r.ID, &r.SpotID, &r.State, &r.Source, &from, &until, &created, &r.CarID, &r.Amount, &r.Currency,
