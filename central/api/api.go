@@ -28,6 +28,10 @@ import (
 type Options struct {
 	// AdminToken opens the operator endpoints; empty disables them.
 	AdminToken string
+	// PublicKey is the site's ticket verification key in the form
+	// tickets.public_key takes, and KeyID its id; served to gates.
+	PublicKey string
+	KeyID     string
 	// PaymentHold is shown to drivers as paymentDueBy.
 	PaymentHold time.Duration
 	// Registry collects the HTTP metrics and serves /metrics; nil serves
@@ -75,6 +79,9 @@ func New(svc *booking.Service, opt Options) *Handler {
 	m.HandleFunc("POST /admin/reservations", h.admin(h.push))
 	m.HandleFunc("GET /admin/reservations", h.admin(h.listReservations))
 	m.HandleFunc("GET /admin/changes", h.admin(h.changes))
+	m.HandleFunc("GET /tickets/public-key", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"keyId": opt.KeyID, "publicKey": opt.PublicKey})
+	})
 	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})

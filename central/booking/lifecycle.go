@@ -185,8 +185,13 @@ func (s *Service) CheckOut(ctx context.Context, spotID string, c Caller, leaving
 		if at.After(now.Add(s.cfg.LeaveTolerance)) {
 			return "", newErr(Unprocessable, "leaving_in_future", "leaving_at may be at most %s in the future", s.cfg.LeaveTolerance)
 		}
-		if at.Before(r.CheckedInAt) {
+		// Clients send whole seconds; a leaving_at in the second of the
+		// check-in means "right after it".
+		if at.Before(r.CheckedInAt.Truncate(time.Second)) {
 			return "", newErr(Unprocessable, "leaving_before_check_in", "leaving_at is before the check-in at %s", r.CheckedInAt.Format(time.RFC3339))
+		}
+		if at.Before(r.CheckedInAt) {
+			at = r.CheckedInAt
 		}
 		r.State = reservation.Left
 		r.LeftAt = at

@@ -85,7 +85,7 @@ func view(id string, rs []reservation.Reservation, now time.Time) SpotView {
 		switch {
 		case r.State.Live() && r.From.After(now) && (next == nil || r.From.Before(next.From)):
 			next = r
-		case r.State == reservation.Left && r.Window().Contains(now) && (ended == nil || r.LeftAt.After(ended.LeftAt)):
+		case r.State == reservation.Left && stay(*r).Contains(now) && (ended == nil || r.LeftAt.After(ended.LeftAt)):
 			ended = r
 		}
 	}
@@ -133,4 +133,14 @@ func (s *Service) Ticket(ctx context.Context, spotID string, c Caller) (string, 
 		return "", newErr(Unavailable, "tickets_disabled", "tickets are not configured on this server")
 	}
 	return s.ticket(r)
+}
+
+// stay is the span a reservation accounts for: its window, opened earlier
+// if the car checked in early.
+func stay(r reservation.Reservation) reservation.Window {
+	w := r.Window()
+	if !r.CheckedInAt.IsZero() && r.CheckedInAt.Before(w.From) {
+		w.From = r.CheckedInAt
+	}
+	return w
 }

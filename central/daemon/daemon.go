@@ -17,12 +17,14 @@ import (
 	"github.com/parkgate/parkgate/central/booking"
 	"github.com/parkgate/parkgate/central/config"
 	"github.com/parkgate/parkgate/central/payment/fakepay"
+	"github.com/parkgate/parkgate/central/reservation"
 	"github.com/parkgate/parkgate/central/store"
 	"github.com/parkgate/parkgate/central/store/sqlitestore"
 	"github.com/parkgate/parkgate/clock"
 	"github.com/parkgate/parkgate/internal/sdnotify"
 	"github.com/parkgate/parkgate/internal/service"
 	"github.com/parkgate/parkgate/internal/version"
+	"github.com/parkgate/parkgate/ticket"
 )
 
 // Options are what the caller decides beyond the config.
@@ -57,16 +59,18 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 	if err := st.SetSpots(ctx, cfg.SpotIDs(), opt.Clock.Now()); err != nil {
 		return fmt.Errorf("setting up spots: %w", err)
 	}
-	tickets, err := LoadTickets(cfg)
+	signer, err := Signer(cfg)
 	if err != nil {
 		return err
 	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	svc := booking.New(st, &fakepay.Provider{}, tickets, opt.Clock, bookingConfig(cfg), log, booking.NewMetrics(reg))
+	svc := booking.New(st, &fakepay.Provider{}, ticketIssuer{signer}, opt.Clock, bookingConfig(cfg), log, booking.NewMetrics(reg))
 	h := api.New(svc, api.Options{
 		AdminToken:  cfg.Auth.AdminToken,
+		PublicKey:   ticket.FormatPublicKey(signer.PublicKey()),
+		KeyID:       signer.KeyID(),
 		PaymentHold: cfg.Reservations.PaymentHold,
 		Registry:    reg,
 		Log:         log,
@@ -104,7 +108,18 @@ func bookingConfig(cfg config.Config) booking.Config {
 	return b
 }
 
-// LoadTickets returns the site's ticket issuer (nil until tickets exist).
-func LoadTickets(cfg config.Config) (booking.TicketIssuer, error) {
-	return nil, nil
+// Signer loads (creating it on first start) the site's ticket key.
+func Signer(cfg config.Config) (*ticket.Signer, error) {
+	key, err := ticket.LoadOrCreateKey(cfg.Tickets.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("tickets.key_file: %w", err)
+	}
+	return ticket.NewSigner(key)
+}
+
+// ticketIssuer signs tickets for paid reservations.
+type ticketIssuer struct{ s *ticket.Signer }
+
+func (t ticketIssuer) Issue(r reservation.Reservation) (string, error) {
+	return t.s.Issue(ticket.Ticket{ReservationID: r.ID, SpotID: r.SpotID, From: r.From, Until: r.Until, CarID: r.CarID})
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/parkgate/parkgate/central/daemon"
 	"github.com/parkgate/parkgate/internal/logging"
 	"github.com/parkgate/parkgate/internal/version"
+	"github.com/parkgate/parkgate/ticket"
 )
 
 // Exit codes.
@@ -32,6 +33,8 @@ const usage = `usage: centrald [--config PATH] [command]
 commands:
   (none)        run the server
   check-config  validate the configuration and exit
+  pubkey        print the site's ticket public key (creating the key on
+                first use), in the form gated's tickets.public_key takes
   version       print the version
 `
 
@@ -70,6 +73,14 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 	case "":
 	case "check-config":
 		fmt.Fprintln(stdout, "configuration ok")
+		return exitOK
+	case "pubkey":
+		s, err := daemon.Signer(cfg)
+		if err != nil {
+			fmt.Fprintln(stderr, "centrald:", err)
+			return exitFailure
+		}
+		fmt.Fprintf(stdout, "# key id %s, from %s\n%s\n", s.KeyID(), cfg.Tickets.KeyFile, ticket.FormatPublicKey(s.PublicKey()))
 		return exitOK
 	default:
 		fmt.Fprintf(stderr, "centrald: unknown command %q\n", cmd)

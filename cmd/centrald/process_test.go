@@ -1,0 +1,363 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/parkgate/parkgate/ticket"
+)
+
+// The process-level tests build the real binary once and drive it over
+// HTTP, killing it with SIGKILL to check that nothing committed is lost.
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+func centraldBinary(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("process test skipped in -short mode")
+	}
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "centrald-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "centrald")
+		out, err := exec.Command("go", "build", "-race", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
+}
+
+const adminToken = "process-test-admin-token"
+
+// proc is one running centrald.
+type proc struct {
+	t    *testing.T
+	cmd  *exec.Cmd
+	base string
+	done chan struct{}
+	logs *strings.Builder
+	mu   *sync.Mutex
+}
+
+var servingRe = regexp.MustCompile(`serving the parking API on (http://\S+) `)
+
+// start runs centrald on a free port with its data in dir.
+func start(t *testing.T, dir string, extraEnv ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(centraldBinary(t))
+	cmd.Env = append(os.Environ(),
+		"PARKING_HTTP_ADDR=127.0.0.1:0",
+		"PARKING_DB_DSN="+filepath.Join(dir, "centrald.db"),
+		"PARKING_TICKETS_KEY_FILE="+filepath.Join(dir, "tickets.key"),
+		"PARKING_SPOTS_COUNT=5",
+		"PARKING_AUTH_ADMIN_TOKEN="+adminToken,
+		"PARKING_LOG_FORMAT=json",
+	)
+	cmd.Env = append(cmd.Env, extraEnv...)
+	stdout, _ := cmd.StdoutPipe()
+	p := &proc{t: t, cmd: cmd, done: make(chan struct{}), logs: &strings.Builder{}, mu: &sync.Mutex{}}
+	cmd.Stderr = lockedWriter{p}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() { p.kill() })
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if m := servingRe.FindStringSubmatch(sc.Text()); m != nil {
+				addr <- m[1]
+			}
+		}
+	}()
+	select {
+	case p.base = <-addr:
+	case <-p.done:
+		t.Fatalf("centrald exited at start:\n%s", p.logText())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("centrald did not start within 30s:\n%s", p.logText())
+	}
+	return p
+}
+
+type lockedWriter struct{ p *proc }
+
+func (w lockedWriter) Write(b []byte) (int, error) {
+	w.p.mu.Lock()
+	defer w.p.mu.Unlock()
+	return w.p.logs.Write(b)
+}
+
+func (p *proc) logText() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.logs.String()
+}
+
+// kill sends SIGKILL: no shutdown code runs, as in a crash or power cut
+// of the process.
+func (p *proc) kill() {
+	p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+type answer struct {
+	status int
+	body   map[string]any
+	raw    string
+}
+
+func (p *proc) call(method, path, token, body string) answer {
+	p.t.Helper()
+	req, _ := http.NewRequest(method, p.base+path, strings.NewReader(body))
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		p.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	a := answer{status: res.StatusCode, raw: string(b)}
+	json.Unmarshal(b, &a.body)
+	return a
+}
+
+func (p *proc) must(status int, method, path, token, body string) map[string]any {
+	p.t.Helper()
+	a := p.call(method, path, token, body)
+	if a.status != status {
+		p.t.Fatalf("%s %s: got %d %s, want %d", method, path, a.status, a.raw, status)
+	}
+	return a.body
+}
+
+func windowJSON(from, until time.Time) string {
+	return fmt.Sprintf(`{"reservedFrom":%q,"reservedUntil":%q}`, from.UTC().Format(time.RFC3339), until.UTC().Format(time.RFC3339))
+}
+
+const visa = `{"carId":"B-XY 123","cardDetails":{"paymentMethod":"pm_card_visa"}}`
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, within time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, within)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestProcessSeedFlowSurvivesSIGKILL(t *testing.T) {
+	dir := t.TempDir()
+	// A 1 s no-show grace and a fast sweep let the test see a no-show
+	// release in real time without waiting half an hour.
+	env := []string{"PARKING_RESERVATIONS_NOSHOW_GRACE=1s", "PARKING_RESERVATIONS_SWEEP_INTERVAL=100ms"}
+	p := start(t, dir, env...)
+	now := time.Now()
+
+	// Reserve, pay, park, leave early, reserve again.
+	r1 := p.must(201, "POST", "/reserve/parking/1", "", windowJSON(now.Add(time.Minute), now.Add(3*time.Hour)))
+	tok1 := r1["token"].(string)
+	paid := p.must(200, "POST", "/pay/parking/1", tok1, visa)
+	code, _ := paid["ticket"].(string)
+	if code == "" || paid["paidAt"] == nil {
+		t.Fatalf("pay answer: %v", paid)
+	}
+	p.must(200, "POST", "/park/parking/1?is_parking=true", tok1, "")
+	if s := p.must(200, "GET", "/parkings/1", "", "")["status"]; s != "taken" {
+		t.Fatalf("status after check-in: %v", s)
+	}
+	p.must(200, "POST", "/park/parking/1?is_parking=false&leaving_at="+time.Now().UTC().Format(time.RFC3339), tok1, "")
+	spot1 := p.must(200, "GET", "/parkings/1", "", "")
+	if spot1["status"] != "free" || spot1["leftAt"] == nil {
+		t.Fatalf("after early departure: %v", spot1)
+	}
+	r2 := p.must(201, "POST", "/reserve/parking/1", "", windowJSON(now.Add(2*time.Minute), now.Add(3*time.Hour)))
+
+	// The ticket verifies with the key centrald publishes.
+	pub := p.must(200, "GET", "/tickets/public-key", "", "")
+	key, err := ticket.ParsePublicKey(pub["publicKey"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, _ := ticket.NewVerifier(key)
+	if tk, err := v.Verify(code, time.Now()); err != nil || tk.ReservationID != r1["reservationId"] || tk.CarID != "B-XY 123" {
+		t.Fatalf("ticket: %+v %v", tk, err)
+	}
+
+	// No-show: paid, window started 4 minutes ago, grace 1 s.
+	r3 := p.must(201, "POST", "/reserve/parking/2", "", windowJSON(now.Add(-4*time.Minute), now.Add(time.Hour)))
+	tok3 := r3["token"].(string)
+	p.must(200, "POST", "/pay/parking/2", tok3, visa)
+	waitFor(t, "no-show release", 10*time.Second, func() bool {
+		return p.call("GET", "/reservations/"+r3["reservationId"].(string), tok3, "").body["status"] == "no_show"
+	})
+	if s := p.must(200, "GET", "/parkings/2", "", "")["status"]; s != "free" {
+		t.Fatalf("spot of a no-show: %v", s)
+	}
+
+	// Admin reset of a taken spot.
+	r4 := p.must(201, "POST", "/reserve/parking/3", "", windowJSON(now.Add(time.Minute), now.Add(time.Hour)))
+	tok4 := r4["token"].(string)
+	p.must(200, "POST", "/pay/parking/3", tok4, visa)
+	p.must(200, "POST", "/park/parking/3?is_parking=true", tok4, "")
+	if s := p.must(200, "POST", "/parking/3/status/free", adminToken, "")["status"]; s != "free" {
+		t.Fatalf("admin reset: %v", s)
+	}
+	unpaid := p.must(201, "POST", "/reserve/parking/4", "", windowJSON(now.Add(time.Hour), now.Add(2*time.Hour)))
+
+	// SIGKILL and restart on the same data: everything is still there.
+	before := p.call("GET", "/parkings", "", "").raw
+	changes := p.call("GET", "/admin/changes?limit=5000", adminToken, "").raw
+	p.kill()
+	p = start(t, dir, env...)
+	if after := p.call("GET", "/parkings", "", "").raw; after != before {
+		t.Fatalf("spots differ after SIGKILL:\nbefore %s\nafter  %s", before, after)
+	}
+	if after := p.call("GET", "/admin/changes?limit=5000", adminToken, "").raw; after != changes {
+		t.Fatal("change log differs after SIGKILL")
+	}
+	// Tokens still work: the unpaid reservation can be paid, the second
+	// one of spot 1 still holds its window.
+	p.must(200, "POST", "/pay/parking/4", unpaid["token"].(string), visa)
+	p.must(409, "POST", "/reserve/parking/1", "", windowJSON(now.Add(time.Hour), now.Add(2*time.Hour)))
+	if st := p.must(200, "GET", "/reservations/"+r2["reservationId"].(string), r2["token"].(string), "")["status"]; st != "reserved" {
+		t.Fatalf("second reservation: %v", st)
+	}
+}
+
+// Clients keep reserving while centrald is SIGKILLed: every 201 a client
+// received is in the database after the restart (a 201 is only sent after
+// the commit is durable).
+func TestProcessNoAcknowledgedReservationLostOnSIGKILL(t *testing.T) {
+	dir := t.TempDir()
+	p := start(t, dir, "PARKING_SPOTS_COUNT=50")
+	base := time.Now().Add(time.Hour).Truncate(time.Hour)
+	var (
+		mu    sync.Mutex
+		acked []string
+		wg    sync.WaitGroup
+	)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	client := &http.Client{Timeout: 5 * time.Second}
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 500 && ctx.Err() == nil; i++ {
+				from := base.Add(time.Duration(i) * time.Hour)
+				body := windowJSON(from, from.Add(time.Hour))
+				req, _ := http.NewRequestWithContext(ctx, "POST", fmt.Sprintf("%s/reserve/parking/%d", p.base, w*6+i%6+1), strings.NewReader(body))
+				res, err := client.Do(req)
+				if err != nil {
+					return // the server died
+				}
+				var r map[string]any
+				json.NewDecoder(res.Body).Decode(&r)
+				res.Body.Close()
+				if res.StatusCode == 201 {
+					mu.Lock()
+					acked = append(acked, r["reservationId"].(string))
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	waitFor(t, "some reservations", 20*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(acked) >= 50
+	})
+	p.kill()
+	wg.Wait()
+	p = start(t, dir, "PARKING_SPOTS_COUNT=50")
+	for _, id := range acked {
+		if a := p.call("GET", "/reservations/"+id, adminToken, ""); a.status != 200 {
+			t.Fatalf("acknowledged reservation %s lost after SIGKILL: %d %s", id, a.status, a.raw)
+		}
+	}
+	t.Logf("%d acknowledged reservations all present after SIGKILL", len(acked))
+}
+
+func TestCommands(t *testing.T) {
+	dir := t.TempDir()
+	env := []string{"PARKING_TICKETS_KEY_FILE=" + filepath.Join(dir, "k")}
+	var out, errb strings.Builder
+	if code := run([]string{"pubkey"}, env, &out, &errb); code != 0 {
+		t.Fatalf("pubkey: %d %s", code, errb.String())
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if _, err := ticket.ParsePublicKey(lines[len(lines)-1]); err != nil {
+		t.Fatalf("pubkey's last line %q: %v", lines[len(lines)-1], err)
+	}
+	out.Reset()
+	run([]string{"--config", "", "pubkey"}, env, &out, &errb)
+	if !strings.HasSuffix(out.String(), lines[len(lines)-1]+"\n") {
+		t.Fatal("pubkey changed between runs")
+	}
+	if code := run([]string{"check-config"}, []string{"PARKING_SPOTS_COUNT=0"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "spots.count") {
+		t.Fatalf("bad config: %d %s", code, errb.String())
+	}
+	if code := run([]string{"frobnicate"}, nil, &out, &errb); code != 2 {
+		t.Fatalf("unknown command: %d", code)
+	}
+	out.Reset()
+	if code := run([]string{"version"}, nil, &out, &errb); code != 0 || strings.TrimSpace(out.String()) == "" {
+		t.Fatalf("version: %d %q", code, out.String())
+	}
+	if code := run([]string{"--config", filepath.Join(dir, "missing.yaml")}, nil, &out, &errb); code != 2 {
+		t.Fatalf("missing config file: %d", code)
+	}
+}
+
+// A port already in use is a clear start-up error, not a hang.
+func TestPortInUse(t *testing.T) {
+	dir := t.TempDir()
+	p := start(t, dir)
+	addr := strings.TrimPrefix(p.base, "http://")
+	cmd := exec.Command(centraldBinary(t))
+	cmd.Env = append(os.Environ(), "PARKING_HTTP_ADDR="+addr, "PARKING_DB_DSN="+filepath.Join(dir, "other.db"), "PARKING_TICKETS_KEY_FILE="+filepath.Join(dir, "tickets.key"))
+	out, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), "address already in use") {
+		t.Fatalf("err %v, output %s", err, out)
+	}
+}
