@@ -28,8 +28,10 @@ type Error struct {
 	Err     error // the cause, if any; never shown to clients
 }
 
+// Error returns the message for a person.
 func (e *Error) Error() string { return e.Message }
 
+// Unwrap returns the cause.
 func (e *Error) Unwrap() error { return e.Err }
 
 func newErr(k Kind, code, format string, args ...any) *Error {

@@ -43,6 +43,7 @@ type DeclineError struct {
 	Reason string // sentence for the driver
 }
 
+// Error includes the reason, which is safe to show to the driver.
 func (e *DeclineError) Error() string {
 	return fmt.Sprintf("payment declined: %s", e.Reason)
 }

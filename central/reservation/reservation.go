@@ -69,6 +69,7 @@ type StateError struct {
 	From, To State
 }
 
+// Error says why the move is refused, in words for an operator.
 func (e *StateError) Error() string {
 	switch {
 	case !e.From.Live():

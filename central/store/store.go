@@ -116,18 +116,17 @@ type Change struct {
 
 // Change kinds.
 const (
-	KindSpotAdded        = "spot.added"
-	KindSpotRetired      = "spot.retired"
-	KindCreated          = "reservation.created"
-	KindPaid             = "reservation.paid"
-	KindCheckedIn        = "reservation.checked_in"
-	KindCheckInReverted  = "reservation.check_in_reverted"
-	KindLeft             = "reservation.left"
-	KindExpired          = "reservation.expired"
-	KindNoShow           = "reservation.no_show"
-	KindCancelled        = "reservation.cancelled"
-	KindPaymentDeclined  = "payment.declined"
-	KindPaymentSucceeded = "payment.succeeded"
+	KindSpotAdded       = "spot.added"
+	KindSpotRetired     = "spot.retired"
+	KindCreated         = "reservation.created"
+	KindPaid            = "reservation.paid"
+	KindCheckedIn       = "reservation.checked_in"
+	KindCheckInReverted = "reservation.check_in_reverted"
+	KindLeft            = "reservation.left"
+	KindExpired         = "reservation.expired"
+	KindNoShow          = "reservation.no_show"
+	KindCancelled       = "reservation.cancelled"
+	KindPaymentDeclined = "payment.declined"
 )
 
 // Attempt outcomes.
