@@ -11,7 +11,6 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -97,7 +96,3 @@ type issuer struct{ s *ticket.Signer }
 func (i issuer) Issue(r reservation.Reservation) (string, error) {
 	return i.s.Issue(ticket.Ticket{ReservationID: r.ID, SpotID: r.SpotID, From: r.From, Until: r.Until, CarID: r.CarID})
 }
-
-// Now is a convenience for tests that start the server at the real time
-// but want whole seconds, as the API keeps windows.
-func Now() time.Time { return time.Now().UTC().Truncate(time.Second) }
