@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/parkgate/parkgate/central/apijson"
 	"github.com/parkgate/parkgate/central/booking"
 	"github.com/parkgate/parkgate/central/reservation"
 	"github.com/parkgate/parkgate/central/store"
@@ -80,7 +81,7 @@ func New(svc *booking.Service, opt Options) *Handler {
 	m.HandleFunc("GET /admin/reservations", h.admin(h.listReservations))
 	m.HandleFunc("GET /admin/changes", h.admin(h.changes))
 	m.HandleFunc("GET /tickets/public-key", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"keyId": opt.KeyID, "publicKey": opt.PublicKey})
+		writeJSON(w, http.StatusOK, apijson.PublicKey{KeyID: opt.KeyID, PublicKey: opt.PublicKey})
 	})
 	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -262,7 +263,7 @@ func (h *Handler) listSpots(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	out := make([]parkingJSON, len(vs))
+	out := make([]apijson.Parking, len(vs))
 	for i, v := range vs {
 		out[i] = spotJSON(v)
 	}
@@ -523,7 +524,7 @@ func (h *Handler) push(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	out := make([]reservationJSON, len(res))
+	out := make([]apijson.Reservation, len(res))
 	for i, x := range res {
 		out[i] = issuedJSON(x, h.opt.PaymentHold)
 	}
@@ -555,7 +556,7 @@ func (h *Handler) listReservations(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	out := make([]reservationJSON, len(rs))
+	out := make([]apijson.Reservation, len(rs))
 	for i, x := range rs {
 		out[i] = toJSON(x, h.opt.PaymentHold)
 	}

@@ -15,21 +15,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/parkgate/parkgate/central/api"
-	"github.com/parkgate/parkgate/central/booking"
-	"github.com/parkgate/parkgate/central/payment/fakepay"
+	"github.com/parkgate/parkgate/central/client/clienttest"
 	"github.com/parkgate/parkgate/central/reservation"
 	"github.com/parkgate/parkgate/central/store"
-	"github.com/parkgate/parkgate/central/store/sqlitestore"
 	"github.com/parkgate/parkgate/clock"
 	"github.com/parkgate/parkgate/clock/clocktest"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
 
-const admin = "test-admin-token-0123456789"
+const admin = clienttest.AdminToken
 
 var t0 = time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
 
@@ -42,21 +37,8 @@ type server struct {
 
 func newServer(t *testing.T, clk clock.Clock, spots []string) *server {
 	t.Helper()
-	ctx := context.Background()
-	st, err := sqlitestore.Open(ctx, filepath.Join(t.TempDir(), "c.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	if err := st.SetSpots(ctx, spots, clk.Now()); err != nil {
-		t.Fatal(err)
-	}
-	svc := booking.New(st, &fakepay.Provider{}, nil, clk, booking.DefaultConfig(), nil, nil)
-	h := api.New(svc, api.Options{AdminToken: admin, PaymentHold: 15 * time.Minute, Registry: prometheus.NewRegistry()})
-	h.SetReady(true)
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	s := &server{t: t, srv: srv, st: st}
+	ts := clienttest.Start(t, clk, spots...)
+	s := &server{t: t, srv: ts.HTTP, st: ts.Store}
 	s.clk, _ = clk.(*clocktest.Clock)
 	return s
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/parkgate/parkgate/central/apijson"
 	"github.com/parkgate/parkgate/central/booking"
 	"github.com/parkgate/parkgate/central/reservation"
 )
@@ -16,14 +17,6 @@ import (
 // maxBody bounds every request body; the largest legitimate one is a push
 // of many reservations.
 const maxBody = 1 << 20
-
-// errorBody is the one error shape of the API (PRODUCT.md §4).
-type errorBody struct {
-	Error struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
-}
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
@@ -34,9 +27,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func writeError(w http.ResponseWriter, status int, code, msg string) {
-	var b errorBody
-	b.Error.Code, b.Error.Message = code, msg
-	writeJSON(w, status, b)
+	writeJSON(w, status, apijson.Error{Error: apijson.ErrorDetail{Code: code, Message: msg}})
 }
 
 // badRequest is a client error found while reading a request.
@@ -115,32 +106,9 @@ func parseTime(field, s string) (time.Time, error) {
 	return t.UTC(), nil
 }
 
-// reservationJSON is a reservation as the API shows it.
-type reservationJSON struct {
-	ReservationID        string             `json:"reservationId"`
-	SpotID               string             `json:"spotId"`
-	Status               reservation.State  `json:"status"`
-	Source               reservation.Source `json:"source"`
-	ReservedFrom         time.Time          `json:"reservedFrom"`
-	ReservedUntil        time.Time          `json:"reservedUntil"`
-	ReservationCreatedAt time.Time          `json:"reservationCreatedAt"`
-	Amount               int64              `json:"amount"`
-	Currency             string             `json:"currency"`
-	CarID                string             `json:"carId,omitempty"`
-	Reference            string             `json:"reference,omitempty"`
-	PaymentDueBy         time.Time          `json:"paymentDueBy,omitzero"`
-	PaidAt               time.Time          `json:"paidAt,omitzero"`
-	CheckedInAt          time.Time          `json:"checkedInAt,omitzero"`
-	LeftAt               time.Time          `json:"leftAt,omitzero"`
-	EndedAt              time.Time          `json:"endedAt,omitzero"`
-	// Token and Ticket are shown once: at creation and at payment.
-	Token  string `json:"token,omitempty"`
-	Ticket string `json:"ticket,omitempty"`
-}
-
-func toJSON(r reservation.Reservation, hold time.Duration) reservationJSON {
-	j := reservationJSON{
-		ReservationID: r.ID, SpotID: r.SpotID, Status: r.State, Source: r.Source,
+func toJSON(r reservation.Reservation, hold time.Duration) apijson.Reservation {
+	j := apijson.Reservation{
+		ReservationID: r.ID, SpotID: r.SpotID, Status: string(r.State), Source: string(r.Source),
 		ReservedFrom: r.From, ReservedUntil: r.Until, ReservationCreatedAt: r.CreatedAt,
 		Amount: r.Amount, Currency: r.Currency, CarID: r.CarID, Reference: r.Reference,
 		PaidAt: r.PaidAt, CheckedInAt: r.CheckedInAt, LeftAt: r.LeftAt, EndedAt: r.EndedAt,
@@ -151,30 +119,16 @@ func toJSON(r reservation.Reservation, hold time.Duration) reservationJSON {
 	return j
 }
 
-func issuedJSON(i booking.Issued, hold time.Duration) reservationJSON {
+func issuedJSON(i booking.Issued, hold time.Duration) apijson.Reservation {
 	j := toJSON(i.Reservation, hold)
 	j.Token, j.Ticket = i.Token, i.Ticket
 	return j
 }
 
-// parkingJSON is a spot in GET /parkings: the seed's field names.
-type parkingJSON struct {
-	ID                   string            `json:"id"`
-	Status               string            `json:"status"`
-	ReservationID        string            `json:"reservationId,omitempty"`
-	ReservationStatus    reservation.State `json:"reservationStatus,omitempty"`
-	ReservationCreatedAt time.Time         `json:"reservationCreatedAt,omitzero"`
-	ReservedFrom         time.Time         `json:"reservedFrom,omitzero"`
-	ReservedUntil        time.Time         `json:"reservedUntil,omitzero"`
-	PaidAt               time.Time         `json:"paidAt,omitzero"`
-	LeftAt               time.Time         `json:"leftAt,omitzero"`
-	CarID                string            `json:"carId,omitempty"`
-}
-
-func spotJSON(v booking.SpotView) parkingJSON {
-	p := parkingJSON{ID: v.ID, Status: v.Status}
+func spotJSON(v booking.SpotView) apijson.Parking {
+	p := apijson.Parking{ID: v.ID, Status: v.Status}
 	if r := v.Reservation; r != nil {
-		p.ReservationID, p.ReservationStatus = r.ID, r.State
+		p.ReservationID, p.ReservationStatus = r.ID, string(r.State)
 		p.ReservationCreatedAt, p.ReservedFrom, p.ReservedUntil = r.CreatedAt, r.From, r.Until
 		p.PaidAt, p.LeftAt, p.CarID = r.PaidAt, r.LeftAt, r.CarID
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/parkgate/parkgate/central/reservation"
 	"github.com/parkgate/parkgate/central/store"
 	"github.com/parkgate/parkgate/clock"
+	"github.com/parkgate/parkgate/ticket"
 )
 
 // PastTolerance is how far in the past a new window may start: "from now"
@@ -68,9 +69,17 @@ func DefaultConfig() Config {
 }
 
 // TicketIssuer signs the QR ticket of a paid reservation. It is an
-// interface so booking does not depend on how tickets are encoded.
+// interface so tests can issue recognisable stand-ins.
 type TicketIssuer interface {
 	Issue(r reservation.Reservation) (string, error)
+}
+
+// Tickets issues real tickets (package ticket) signed with the site key.
+type Tickets struct{ Signer *ticket.Signer }
+
+// Issue binds the reservation's id, spot, window and car in a ticket.
+func (t Tickets) Issue(r reservation.Reservation) (string, error) {
+	return t.Signer.Issue(ticket.Ticket{ReservationID: r.ID, SpotID: r.SpotID, From: r.From, Until: r.Until, CarID: r.CarID})
 }
 
 // Service applies the booking rules. Its methods are safe for concurrent use.

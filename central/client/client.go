@@ -21,6 +21,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/parkgate/parkgate/central/apijson"
+	"github.com/parkgate/parkgate/central/store"
 )
 
 // DefaultTimeout bounds a request when no *http.Client is given: a CLI
@@ -137,7 +140,7 @@ const (
 	StatusTaken    = "taken"
 )
 
-// Reservation states (Reservation.Status, ChangeReservation.State).
+// Reservation states (Reservation.Status, Change.Reservation.State).
 // Reserved, Paid and Taken are live; the others are final.
 const (
 	StateReserved  = "reserved"
@@ -149,82 +152,16 @@ const (
 	StateCancelled = "cancelled"
 )
 
-// Parking is a spot as GET /parkings shows it: its status as of now and,
-// when there is one, the reservation that explains it (the car inside, the
-// one whose window covers now) or else its next one.
-type Parking struct {
-	ID                   string    `json:"id"`
-	Status               string    `json:"status"`
-	ReservationID        string    `json:"reservationId,omitempty"`
-	ReservationStatus    string    `json:"reservationStatus,omitempty"`
-	ReservationCreatedAt time.Time `json:"reservationCreatedAt,omitzero"`
-	ReservedFrom         time.Time `json:"reservedFrom,omitzero"`
-	ReservedUntil        time.Time `json:"reservedUntil,omitzero"`
-	PaidAt               time.Time `json:"paidAt,omitzero"`
-	LeftAt               time.Time `json:"leftAt,omitzero"`
-	CarID                string    `json:"carId,omitempty"`
-}
+// Parking is a spot as GET /parkings shows it.
+type Parking = apijson.Parking
 
-// Reservation is a reservation as the API shows it. Amount is in the
-// currency's minor unit (cents). Token is set only in the answer that
-// created the reservation, Ticket only in answers that issue one (payment,
-// push): the server keeps neither.
-type Reservation struct {
-	ReservationID        string    `json:"reservationId"`
-	SpotID               string    `json:"spotId"`
-	Status               string    `json:"status"`
-	Source               string    `json:"source"`
-	ReservedFrom         time.Time `json:"reservedFrom"`
-	ReservedUntil        time.Time `json:"reservedUntil"`
-	ReservationCreatedAt time.Time `json:"reservationCreatedAt"`
-	Amount               int64     `json:"amount"`
-	Currency             string    `json:"currency"`
-	CarID                string    `json:"carId,omitempty"`
-	Reference            string    `json:"reference,omitempty"`
-	PaymentDueBy         time.Time `json:"paymentDueBy,omitzero"`
-	PaidAt               time.Time `json:"paidAt,omitzero"`
-	CheckedInAt          time.Time `json:"checkedInAt,omitzero"`
-	LeftAt               time.Time `json:"leftAt,omitzero"`
-	EndedAt              time.Time `json:"endedAt,omitzero"`
-	Token                string    `json:"token,omitempty"`
-	Ticket               string    `json:"ticket,omitempty"`
-}
+// Reservation is a reservation as the API shows it.
+type Reservation = apijson.Reservation
 
 // Change is one entry of the change log (GET /admin/changes), which gates
-// and other followers replay in Version order.
-type Change struct {
-	Version       int64     `json:"version"`
-	At            time.Time `json:"at"`
-	Kind          string    `json:"kind"`
-	SpotID        string    `json:"spotId,omitempty"`
-	ReservationID string    `json:"reservationId,omitempty"`
-	// Actor is who caused the change: driver, operator, system, gate:<id>.
-	Actor string `json:"actor"`
-	// Reservation is the reservation after the change; nil for spot
-	// changes.
-	Reservation *ChangeReservation `json:"reservation,omitempty"`
-}
-
-// ChangeReservation is a reservation as the change log records it. Its
-// field names differ from Reservation's (id, state): it is the stored
-// record, not the API view.
-type ChangeReservation struct {
-	ID                   string    `json:"id"`
-	SpotID               string    `json:"spotId"`
-	State                string    `json:"state"`
-	Source               string    `json:"source"`
-	ReservedFrom         time.Time `json:"reservedFrom"`
-	ReservedUntil        time.Time `json:"reservedUntil"`
-	ReservationCreatedAt time.Time `json:"reservationCreatedAt"`
-	CarID                string    `json:"carId,omitempty"`
-	Amount               int64     `json:"amount"`
-	Currency             string    `json:"currency"`
-	Reference            string    `json:"reference,omitempty"`
-	PaidAt               time.Time `json:"paidAt,omitzero"`
-	CheckedInAt          time.Time `json:"checkedInAt,omitzero"`
-	LeftAt               time.Time `json:"leftAt,omitzero"`
-	EndedAt              time.Time `json:"endedAt,omitzero"`
-}
+// and other followers replay in Version order; its Reservation is the
+// stored record after the change (nil for spot changes).
+type Change = store.Change
 
 // PushItem is one reservation an operator pushes (POST
 // /admin/reservations): settled outside the card flow, so it is created
@@ -237,12 +174,8 @@ type PushItem struct {
 	Reference     string    `json:"reference,omitempty"`
 }
 
-// PublicKey is the site's ticket verification key, in the form gated's
-// tickets.public_key takes, and its key id.
-type PublicKey struct {
-	KeyID     string `json:"keyId"`
-	PublicKey string `json:"publicKey"`
-}
+// PublicKey is the site's ticket verification key and its id.
+type PublicKey = apijson.PublicKey
 
 // Spots lists every spot with its status as of now.
 func (c *Client) Spots(ctx context.Context) ([]Parking, error) {
@@ -477,12 +410,7 @@ func (c *Client) do(ctx context.Context, method, path, bearer string, in any, hd
 // decodeError turns a non-2xx answer into an *Error, trusting the body
 // only if it is the API's error shape.
 func decodeError(status int, b []byte) *Error {
-	var eb struct {
-		Error struct {
-			Code    string `json:"code"`
-			Message string `json:"message"`
-		} `json:"error"`
-	}
+	var eb apijson.Error
 	if json.Unmarshal(b, &eb) == nil && (eb.Error.Code != "" || eb.Error.Message != "") {
 		msg := eb.Error.Message
 		if msg == "" {

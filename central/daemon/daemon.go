@@ -17,7 +17,6 @@ import (
 	"github.com/parkgate/parkgate/central/booking"
 	"github.com/parkgate/parkgate/central/config"
 	"github.com/parkgate/parkgate/central/payment/fakepay"
-	"github.com/parkgate/parkgate/central/reservation"
 	"github.com/parkgate/parkgate/central/store"
 	"github.com/parkgate/parkgate/central/store/sqlitestore"
 	"github.com/parkgate/parkgate/clock"
@@ -66,7 +65,7 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	svc := booking.New(st, &fakepay.Provider{}, ticketIssuer{signer}, opt.Clock, bookingConfig(cfg), log, booking.NewMetrics(reg))
+	svc := booking.New(st, &fakepay.Provider{}, booking.Tickets{Signer: signer}, opt.Clock, bookingConfig(cfg), log, booking.NewMetrics(reg))
 	h := api.New(svc, api.Options{
 		AdminToken:  cfg.Auth.AdminToken,
 		PublicKey:   ticket.FormatPublicKey(signer.PublicKey()),
@@ -115,11 +114,4 @@ func Signer(cfg config.Config) (*ticket.Signer, error) {
 		return nil, fmt.Errorf("tickets.key_file: %w", err)
 	}
 	return ticket.NewSigner(key)
-}
-
-// ticketIssuer signs tickets for paid reservations.
-type ticketIssuer struct{ s *ticket.Signer }
-
-func (t ticketIssuer) Issue(r reservation.Reservation) (string, error) {
-	return t.s.Issue(ticket.Ticket{ReservationID: r.ID, SpotID: r.SpotID, From: r.From, Until: r.Until, CarID: r.CarID})
 }

@@ -18,7 +18,6 @@ import (
 	"github.com/parkgate/parkgate/central/booking"
 	"github.com/parkgate/parkgate/central/client"
 	"github.com/parkgate/parkgate/central/payment/fakepay"
-	"github.com/parkgate/parkgate/central/reservation"
 	"github.com/parkgate/parkgate/central/store"
 	"github.com/parkgate/parkgate/central/store/sqlitestore"
 	"github.com/parkgate/parkgate/clock"
@@ -63,7 +62,7 @@ func Start(t testing.TB, clk clock.Clock, spots ...string) *Server {
 	}
 	pay := &fakepay.Provider{}
 	cfg := booking.DefaultConfig()
-	svc := booking.New(st, pay, issuer{signer}, clk, cfg, nil, nil)
+	svc := booking.New(st, pay, booking.Tickets{Signer: signer}, clk, cfg, nil, nil)
 	pub := ticket.FormatPublicKey(signer.PublicKey())
 	h := api.New(svc, api.Options{
 		AdminToken:  AdminToken,
@@ -88,11 +87,4 @@ func (s *Server) Client(t testing.TB, opts ...client.Option) *client.Client {
 		t.Fatal(err)
 	}
 	return c
-}
-
-// issuer signs tickets as centrald does.
-type issuer struct{ s *ticket.Signer }
-
-func (i issuer) Issue(r reservation.Reservation) (string, error) {
-	return i.s.Issue(ticket.Ticket{ReservationID: r.ID, SpotID: r.SpotID, From: r.From, Until: r.Until, CarID: r.CarID})
 }

@@ -1,0 +1,66 @@
+// Package apijson holds the JSON documents of centrald's HTTP API (see
+// docs/api.md), shared by the server (central/api) and the Go client
+// (central/client) so the two cannot drift apart. It has no behaviour.
+package apijson
+
+import "time"
+
+// Parking is a spot as GET /parkings shows it: its status as of now and,
+// when there is one, the reservation that explains it (the car inside, the
+// one whose window covers now, one that left early in its window) or else
+// its next one. Field names are PRODUCT.md §4's.
+type Parking struct {
+	ID                   string    `json:"id"`
+	Status               string    `json:"status"` // free, reserved, taken
+	ReservationID        string    `json:"reservationId,omitempty"`
+	ReservationStatus    string    `json:"reservationStatus,omitempty"`
+	ReservationCreatedAt time.Time `json:"reservationCreatedAt,omitzero"`
+	ReservedFrom         time.Time `json:"reservedFrom,omitzero"`
+	ReservedUntil        time.Time `json:"reservedUntil,omitzero"`
+	PaidAt               time.Time `json:"paidAt,omitzero"`
+	LeftAt               time.Time `json:"leftAt,omitzero"`
+	CarID                string    `json:"carId,omitempty"`
+}
+
+// Reservation is a reservation as the API shows it. Amount is in the
+// currency's minor unit (cents). Token is set only in the answer that
+// created the reservation, Ticket only in answers that issue one (payment,
+// push): the server keeps neither.
+type Reservation struct {
+	ReservationID        string    `json:"reservationId"`
+	SpotID               string    `json:"spotId"`
+	Status               string    `json:"status"` // the reservation's state
+	Source               string    `json:"source"` // driver, operator
+	ReservedFrom         time.Time `json:"reservedFrom"`
+	ReservedUntil        time.Time `json:"reservedUntil"`
+	ReservationCreatedAt time.Time `json:"reservationCreatedAt"`
+	Amount               int64     `json:"amount"`
+	Currency             string    `json:"currency"`
+	CarID                string    `json:"carId,omitempty"`
+	Reference            string    `json:"reference,omitempty"`
+	PaymentDueBy         time.Time `json:"paymentDueBy,omitzero"`
+	PaidAt               time.Time `json:"paidAt,omitzero"`
+	CheckedInAt          time.Time `json:"checkedInAt,omitzero"`
+	LeftAt               time.Time `json:"leftAt,omitzero"`
+	EndedAt              time.Time `json:"endedAt,omitzero"`
+	Token                string    `json:"token,omitempty"`
+	Ticket               string    `json:"ticket,omitempty"`
+}
+
+// PublicKey is the site's ticket verification key, in the form gated's
+// tickets.public_key takes, and its key id.
+type PublicKey struct {
+	KeyID     string `json:"keyId"`
+	PublicKey string `json:"publicKey"`
+}
+
+// Error is the one error shape of the API.
+type Error struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail is a machine word and a sentence for a person.
+type ErrorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
