@@ -49,7 +49,7 @@ func (s *Service) current(ctx context.Context, spotID string, now time.Time) (re
 	if err := s.spotExists(ctx, spotID); err != nil {
 		return reservation.Reservation{}, false, err
 	}
-	live, err := s.store.List(ctx, store.Filter{SpotID: spotID, States: reservation.LiveStates})
+	live, err := s.store.Current(ctx, spotID, now)
 	if err != nil {
 		return reservation.Reservation{}, false, err
 	}
@@ -59,7 +59,7 @@ func (s *Service) current(ctx context.Context, spotID string, now time.Time) (re
 		}
 	}
 	for _, r := range live {
-		if !now.Before(r.From.Add(-s.cfg.EarlyArrival)) && now.Before(r.Until) {
+		if r.State.Live() && !now.Before(r.From.Add(-s.cfg.EarlyArrival)) && now.Before(r.Until) {
 			return r, true, nil
 		}
 	}
@@ -70,16 +70,14 @@ func (s *Service) spotExists(ctx context.Context, spotID string) error {
 	if err := CheckSpotID(spotID); err != nil {
 		return err
 	}
-	ids, err := s.store.Spots(ctx)
+	ok, err := s.store.Spot(ctx, spotID)
 	if err != nil {
 		return err
 	}
-	for _, id := range ids {
-		if id == spotID {
-			return nil
-		}
+	if !ok {
+		return unknownSpot(spotID)
 	}
-	return unknownSpot(spotID)
+	return nil
 }
 
 // move runs one state change of reservation id in a write transaction: fn

@@ -26,16 +26,12 @@ func (s *Service) Spots(ctx context.Context) ([]SpotView, error) {
 		return nil, err
 	}
 	now := s.now()
-	rs, err := s.store.List(ctx, store.Filter{States: reservation.LiveStates})
-	if err != nil {
-		return nil, err
-	}
-	left, err := s.store.List(ctx, store.Filter{States: []reservation.State{reservation.Left}, UntilAfter: now})
+	rs, err := s.store.Current(ctx, "", now)
 	if err != nil {
 		return nil, err
 	}
 	bySpot := make(map[string][]reservation.Reservation, len(ids))
-	for _, r := range append(rs, left...) {
+	for _, r := range rs {
 		bySpot[r.SpotID] = append(bySpot[r.SpotID], r)
 	}
 	out := make([]SpotView, len(ids))
@@ -51,15 +47,11 @@ func (s *Service) Spot(ctx context.Context, id string) (SpotView, error) {
 		return SpotView{}, err
 	}
 	now := s.now()
-	rs, err := s.store.List(ctx, store.Filter{SpotID: id, States: reservation.LiveStates})
+	rs, err := s.store.Current(ctx, id, now)
 	if err != nil {
 		return SpotView{}, err
 	}
-	left, err := s.store.List(ctx, store.Filter{SpotID: id, States: []reservation.State{reservation.Left}, UntilAfter: now})
-	if err != nil {
-		return SpotView{}, err
-	}
-	return view(id, append(rs, left...), now), nil
+	return view(id, rs, now), nil
 }
 
 // view derives a spot's status from its live reservations and those that

@@ -40,6 +40,17 @@ type Store interface {
 	// Spots lists the active spot ids, in the order SetSpots was given them.
 	Spots(ctx context.Context) ([]string, error)
 
+	// Spot reports whether id is one of the site's active spots.
+	Spot(ctx context.Context, id string) (bool, error)
+
+	// Current returns what explains the status of spotID ("" for every
+	// active spot) at now: each taken reservation, the live reservation
+	// with the earliest reservedUntil after now (the one covering now, or
+	// else the next), and the reservation that most recently left among
+	// those whose reservedUntil is after now. Its cost must not grow with
+	// the number of past or future reservations of a spot.
+	Current(ctx context.Context, spotID string, now time.Time) ([]reservation.Reservation, error)
+
 	// Get returns one reservation, or ErrNotFound.
 	Get(ctx context.Context, id string) (reservation.Reservation, error)
 	// ByTokenHash returns the reservation whose token hashes to h.

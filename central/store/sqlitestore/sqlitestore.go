@@ -283,6 +283,40 @@ func (s *Store) ByTokenHash(ctx context.Context, h []byte) (reservation.Reservat
 	return getOne(s.r.QueryRowContext(ctx, `SELECT `+resCols+` FROM reservations WHERE token_hash = ?`, h), "by token")
 }
 
+// Spot reports whether id is an active spot.
+func (s *Store) Spot(ctx context.Context, id string) (bool, error) {
+	var active bool
+	err := s.r.QueryRowContext(ctx, `SELECT active FROM spots WHERE id = ?`, id).Scan(&active)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	return active, err
+}
+
+// Current picks, per spot, at most three rows through the partial indexes
+// on live and left reservations, so its cost does not grow with a spot's
+// history or its number of future reservations.
+func (s *Store) Current(ctx context.Context, spotID string, now time.Time) ([]reservation.Reservation, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT `+resCols+` FROM reservations WHERE id IN (
+		SELECT id FROM reservations WHERE state = 'taken'
+			AND spot_id IN (SELECT id FROM spots WHERE active = 1 AND (?2 = '' OR id = ?2))
+		UNION ALL
+		SELECT (SELECT r.id FROM reservations r
+			WHERE r.spot_id = s.id AND r.state IN ('reserved', 'paid', 'taken') AND r.reserved_until > ?1
+			ORDER BY r.reserved_until LIMIT 1)
+		FROM spots s WHERE s.active = 1 AND (?2 = '' OR s.id = ?2)
+		UNION ALL
+		SELECT (SELECT r.id FROM reservations r
+			WHERE r.spot_id = s.id AND r.state = 'left' AND r.reserved_until > ?1
+			ORDER BY r.left_at DESC LIMIT 1)
+		FROM spots s WHERE s.active = 1 AND (?2 = '' OR s.id = ?2))
+		ORDER BY spot_id, reserved_from, id`, micros(now), spotID)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, scanRes)
+}
+
 // List returns the reservations matching f, by spot position then window.
 func (s *Store) List(ctx context.Context, f store.Filter) ([]reservation.Reservation, error) {
 	var (

@@ -36,8 +36,8 @@ func (t *tx) Get(id string) (reservation.Reservation, error) {
 
 func (t *tx) Live(spotID string, w reservation.Window) ([]reservation.Reservation, error) {
 	rows, err := t.q.QueryContext(t.ctx, `SELECT `+resCols+` FROM reservations
-		WHERE spot_id = ? AND state IN ('reserved', 'paid', 'taken') AND reserved_from < ? AND reserved_until > ?
-		ORDER BY reserved_from, id`, spotID, micros(w.Until), micros(w.From))
+		WHERE spot_id = ? AND state IN ('reserved', 'paid', 'taken') AND reserved_until > ? AND reserved_from < ?
+		ORDER BY reserved_from, id`, spotID, micros(w.From), micros(w.Until))
 	if err != nil {
 		return nil, err
 	}

@@ -41,6 +41,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ChangeLog", testChangeLog},
 		{"ChangeLogCommitOrder", testChangeLogCommitOrder},
 		{"List", testList},
+		{"Current", testCurrent},
 		{"PaymentAttempts", testPaymentAttempts},
 		{"ConcurrentBooking", testConcurrentBooking},
 	}
@@ -793,4 +794,83 @@ func testConcurrentBooking(t *testing.T, s store.Store) {
 			}
 		}
 	}
+}
+
+func testCurrent(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	setSpots(t, s, "A", "B", "C", "D", "E")
+	with := func(r reservation.Reservation, st reservation.State, f func(*reservation.Reservation)) reservation.Reservation {
+		r.State = st
+		if f != nil {
+			f(&r)
+		}
+		return r
+	}
+	leftEarly := with(res("a-left", "A", -2, 1), reservation.Left, func(r *reservation.Reservation) { r.LeftAt = at(-0.5) })
+	insert(t, s,
+		with(res("a-old", "A", -30, -29), reservation.Expired, nil),
+		with(res("a-gone", "A", -3, -2.5), reservation.Left, func(r *reservation.Reservation) { r.LeftAt = at(-2.6) }),
+		leftEarly,
+		with(res("a-next", "A", 1, 2), reservation.Paid, nil),
+		res("a-later", "A", 3, 4),
+		with(res("b-in", "B", -1, 1), reservation.Taken, nil),
+		res("b-next", "B", 2, 3),
+		with(res("c-over", "C", -5, -4), reservation.Taken, nil), // overstaying
+		res("c-next", "C", 5, 6),
+		res("d-now", "D", -0.5, 0.5),
+		with(res("d-cancel", "D", 1, 2), reservation.Cancelled, nil),
+	)
+	// The spot of E is retired: it is not listed.
+	got, err := s.Current(ctx, "", at(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"a-left", "a-next", "b-in", "c-next", "c-over", "d-now"}
+	if g := ids(got); !equalSets(g, want) {
+		t.Errorf("Current(all) = %v, want %v", g, want)
+	}
+	for _, r := range got {
+		if r.ID == "a-left" {
+			sameRes(t, "Current row", r, leftEarly)
+		}
+	}
+	got, err = s.Current(ctx, "A", at(0))
+	if err != nil || !equalSets(ids(got), []string{"a-left", "a-next"}) {
+		t.Errorf("Current(A) = %v, %v", ids(got), err)
+	}
+	// After a's window, nothing of A is current but its next one.
+	got, _ = s.Current(ctx, "A", at(1.5))
+	if !equalSets(ids(got), []string{"a-next"}) {
+		t.Errorf("Current(A, +1.5h) = %v", ids(got))
+	}
+	if got, err := s.Current(ctx, "nope", at(0)); err != nil || len(got) != 0 {
+		t.Errorf("Current(unknown) = %v, %v", ids(got), err)
+	}
+	if ok, err := s.Spot(ctx, "A"); !ok || err != nil {
+		t.Errorf("Spot(A) = %v, %v", ok, err)
+	}
+	setSpots(t, s, "A", "B", "C", "D")
+	if ok, err := s.Spot(ctx, "E"); ok || err != nil {
+		t.Errorf("Spot(retired E) = %v, %v", ok, err)
+	}
+	if ok, err := s.Spot(ctx, "Z"); ok || err != nil {
+		t.Errorf("Spot(unknown) = %v, %v", ok, err)
+	}
+}
+
+func equalSets(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	seen := map[string]int{}
+	for _, x := range a {
+		seen[x]++
+	}
+	for _, x := range b {
+		if seen[x] == 0 {
+			return false
+		}
+		seen[x]--
+	}
+	return true
 }

@@ -39,6 +39,15 @@ CREATE INDEX reservations_spot_from ON reservations (spot_id, reserved_from);
 -- Sweeps (expiry, no-shows, finished windows): state + window end / creation.
 CREATE INDEX reservations_state_until ON reservations (state, reserved_until);
 CREATE INDEX reservations_state_created ON reservations (state, created_at);
+-- Live reservations by spot and end: the overlap check (Tx.Live, the
+-- triggers) and "the spot's current or next reservation" (Current) only
+-- ever look at live rows, and a spot's history of finished ones must not
+-- slow them down. Live windows of a spot never overlap, so ordering them
+-- by end also orders them by start.
+CREATE INDEX reservations_live ON reservations (spot_id, reserved_until) WHERE state IN ('reserved', 'paid', 'taken');
+-- Reservations that left, by spot and end (Current: left early, window
+-- not over yet).
+CREATE INDEX reservations_left ON reservations (spot_id, reserved_until) WHERE state = 'left';
 CREATE UNIQUE INDEX reservations_token_hash ON reservations (token_hash) WHERE token_hash IS NOT NULL;
 
 -- The database itself refuses double booking, so a caller that forgot to
