@@ -38,7 +38,7 @@ fuzz:
 
 # Load benchmarks; writes docs/benchmarks.md.
 bench: build
-	$(GO) run ./internal/bench/cmd/parkbench -centrald $(BIN)/centrald -out docs/benchmarks.md
+	$(GO) run ./cmd/parkbench -centrald $(BIN)/centrald -out docs/benchmarks.md
 
 # The quickstart: centrald on 127.0.0.1:8080 with the demo config.
 run demo: build

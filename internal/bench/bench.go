@@ -1,0 +1,334 @@
+// Package bench is parkgate's load benchmark, which `make bench` runs
+// through cmd/parkbench and which writes docs/benchmarks.md.
+//
+// It starts the real centrald binary as a child process (a fresh database
+// in a temporary directory for every scenario, a free 127.0.0.1 port,
+// configuration through PARKING_* variables) and measures it over HTTP
+// with vegeta used as a library:
+//
+//   - a: GET /parkings with 500 spots at a fixed rate, and the most a closed
+//     loop of workers gets out of it;
+//   - b: mixed traffic at a fixed rate (reads of single spots and of the
+//     list, and reservations spread over all spots), against the p99 < 20 ms
+//     target of PRODUCT.md §10;
+//   - c: contended POST /reserve/parking/{id} at several concurrencies,
+//     where most requests lose the race with 409 (and, for scale, the bare
+//     HTTP round trip, GET /healthz);
+//   - d: the same contended pattern in-process, straight through the
+//     booking service on a SQLite store, as the "raw" rate that the HTTP
+//     figures of c are compared with (target: HTTP ≥ 0.5 × raw).
+//
+// Latency percentiles are exact (nearest rank over every request of the
+// measured window; see Percentile), not estimated. The package only ever
+// talks to 127.0.0.1, and every run is bounded in time and count.
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/parkgate/parkgate/central/booking"
+	"github.com/parkgate/parkgate/central/payment/fakepay"
+	"github.com/parkgate/parkgate/central/store/sqlitestore"
+	"github.com/parkgate/parkgate/clock"
+)
+
+// Plan is what the benchmark runs: rates, concurrencies and durations.
+type Plan struct {
+	Spots  int
+	Warmup time.Duration // before every measured window, not counted
+
+	ListRate        int
+	ListDuration    time.Duration
+	ListWorkers     int
+	ListMaxDuration time.Duration
+
+	MixedRate     int
+	MixedDuration time.Duration
+
+	Concurrencies     []int
+	ContendedDuration time.Duration
+}
+
+// DefaultPlan is what `make bench` runs: about two minutes on two cores.
+func DefaultPlan() Plan {
+	return Plan{
+		Spots:             500,
+		Warmup:            time.Second,
+		ListRate:          500,
+		ListDuration:      10 * time.Second,
+		ListWorkers:       16,
+		ListMaxDuration:   10 * time.Second,
+		MixedRate:         1000,
+		MixedDuration:     15 * time.Second,
+		Concurrencies:     []int{1, 16, 64},
+		ContendedDuration: 8 * time.Second,
+	}
+}
+
+// Scaled returns p with every duration multiplied by f (at least 200 ms
+// each), for quick smoke runs.
+func (p Plan) Scaled(f float64) Plan {
+	s := func(d time.Duration) time.Duration {
+		return max(time.Duration(float64(d)*f), 200*time.Millisecond)
+	}
+	p.Warmup = s(p.Warmup)
+	p.ListDuration, p.ListMaxDuration = s(p.ListDuration), s(p.ListMaxDuration)
+	p.MixedDuration = s(p.MixedDuration)
+	p.ContendedDuration = s(p.ContendedDuration)
+	return p
+}
+
+// Options configure Run.
+type Options struct {
+	// Centrald is the path of the centrald binary to measure.
+	Centrald string
+	// TempDir is where the temporary data directories go; empty means
+	// os.TempDir(). Its disk is the one whose fsync the writes pay for.
+	TempDir string
+	// Plan is what to run; the zero Plan means DefaultPlan().
+	Plan Plan
+	// Progress receives a line as every run starts and ends; nil
+	// discards them.
+	Progress io.Writer
+}
+
+// Targets of PRODUCT.md §10 and of the brief for this benchmark.
+const (
+	MixedP99Target = 20 * time.Millisecond
+	RatioTarget    = 0.5
+)
+
+// Run runs the plan and returns the report. It stops early, cleaning up,
+// when ctx ends.
+func Run(ctx context.Context, o Options) (*Report, error) {
+	if o.Progress == nil {
+		o.Progress = io.Discard
+	}
+	if o.Plan.Spots == 0 {
+		o.Plan = DefaultPlan()
+	}
+	// Absolute, because centrald runs in its data directory.
+	bin, err := filepath.Abs(o.Centrald)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(bin); err != nil {
+		return nil, fmt.Errorf("centrald binary: %w", err)
+	}
+	o.Centrald = bin
+	parent, err := os.MkdirTemp(o.TempDir, "parkbench-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(parent)
+	b := &runner{o: o, p: o.Plan, parent: parent}
+
+	rep := &Report{Date: time.Now().UTC(), Plan: o.Plan, RawMethod: RawMethod}
+	b.progress("machine: CPU, versions, fsync probe in %s", parent)
+	rep.Machine = probeMachine(ctx, o.Centrald, parent)
+
+	if err := b.scenarioA(ctx, rep); err != nil {
+		return nil, fmt.Errorf("scenario a: %w", err)
+	}
+	if err := b.scenarioB(ctx, rep); err != nil {
+		return nil, fmt.Errorf("scenario b: %w", err)
+	}
+	if err := b.scenariosCD(ctx, rep); err != nil {
+		return nil, fmt.Errorf("scenarios c/d: %w", err)
+	}
+	return rep, nil
+}
+
+type runner struct {
+	o      Options
+	p      Plan
+	parent string
+}
+
+func (b *runner) progress(format string, args ...any) {
+	fmt.Fprintf(b.o.Progress, "parkbench: "+format+"\n", args...)
+}
+
+func (b *runner) done(s Summary) {
+	b.progress("  done: %d requests, %.0f req/s, p50 %s, p99 %s, p99.9 %s, %s",
+		s.Requests, s.Throughput, ms(s.Latency.P50), ms(s.Latency.P99), ms(s.Latency.P999), codes(s))
+}
+
+// withCentrald runs fn against a fresh centrald and always stops it.
+func (b *runner) withCentrald(ctx context.Context, fn func(c *Centrald) error) (err error) {
+	c, err := StartCentrald(ctx, b.o.Centrald, b.parent, b.p.Spots)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, c.Close()) }()
+	if err := fn(c); err != nil {
+		return err
+	}
+	return ctx.Err()
+}
+
+// scenarioA: GET /parkings at a fixed rate, then as fast as a closed loop
+// of workers goes, on one fresh centrald (the runs only read).
+func (b *runner) scenarioA(ctx context.Context, rep *Report) error {
+	return b.withCentrald(ctx, func(c *Centrald) error {
+		b.progress("a: GET /parkings (%d spots) at %d req/s for %s", b.p.Spots, b.p.ListRate, b.p.ListDuration)
+		ok := OK(200)
+		samples, from := runHTTP(ctx, httpRun{targeter: listTargeter(c.URL), rate: b.p.ListRate,
+			warmup: b.p.Warmup, dur: b.p.ListDuration, ok: ok})
+		rep.List = Summarize(fmt.Sprintf("fixed %d req/s", b.p.ListRate), samples, from, ok)
+		rep.List.Rate = b.p.ListRate
+		b.done(rep.List)
+		if ctx.Err() != nil {
+			return nil
+		}
+
+		b.progress("a: GET /parkings, closed loop of %d workers for %s", b.p.ListWorkers, b.p.ListMaxDuration)
+		samples, from = runHTTP(ctx, httpRun{targeter: listTargeter(c.URL), workers: b.p.ListWorkers,
+			warmup: b.p.Warmup, dur: b.p.ListMaxDuration, ok: ok})
+		rep.ListMax = Summarize(fmt.Sprintf("closed loop, %d workers", b.p.ListWorkers), samples, from, ok)
+		rep.ListMax.Workers = b.p.ListWorkers
+		b.done(rep.ListMax)
+		return nil
+	})
+}
+
+// scenarioB: mixed traffic at a fixed rate.
+func (b *runner) scenarioB(ctx context.Context, rep *Report) error {
+	return b.withCentrald(ctx, func(c *Centrald) error {
+		b.progress("b: mixed traffic (70%% GET /parkings/{id}, 10%% GET /parkings, 20%% POST /reserve) at %d req/s for %s",
+			b.p.MixedRate, b.p.MixedDuration)
+		ok := OK(200, 201, 409)
+		samples, from := runHTTP(ctx, httpRun{targeter: mixedTargeter(c.URL, b.p.Spots, newFutureHours(time.Now())),
+			rate: b.p.MixedRate, warmup: b.p.Warmup, dur: b.p.MixedDuration, ok: ok})
+		rep.Mixed = Summarize(fmt.Sprintf("mixed, %d req/s", b.p.MixedRate), samples, from, ok)
+		rep.Mixed.Rate = b.p.MixedRate
+		byRoute := map[string][]Sample{}
+		for _, s := range samples {
+			byRoute[s.Route] = append(byRoute[s.Route], s)
+		}
+		rep.MixedRoutes = nil
+		for _, r := range []string{routeSpot, routeList, routeReserve} {
+			rep.MixedRoutes = append(rep.MixedRoutes, Summarize(r, byRoute[r], from, ok))
+		}
+		rep.MixedSegments = segments(samples, from, b.p.MixedDuration, 5, ok)
+		b.done(rep.Mixed)
+		return nil
+	})
+}
+
+// scenariosCD runs, for every concurrency, the contended reservations over
+// HTTP against a fresh centrald and then in-process on a fresh store, so
+// that the two figures of one concurrency are taken close together.
+func (b *runner) scenariosCD(ctx context.Context, rep *Report) error {
+	ok := OK(201, 409)
+	for i, n := range b.p.Concurrencies {
+		err := b.withCentrald(ctx, func(c *Centrald) error {
+			if i == 0 {
+				// The floor: what one HTTP round trip costs with no work
+				// behind it, at the same concurrency.
+				d := min(2*time.Second, b.p.ContendedDuration)
+				b.progress("c: floor: GET /healthz over HTTP, concurrency %d for %s", n, d)
+				samples, from := runHTTP(ctx, httpRun{targeter: healthTargeter(c.URL), workers: n,
+					warmup: b.p.Warmup, dur: d, ok: OK(200)})
+				rep.Floor = Summarize("GET /healthz, concurrency "+strconv.Itoa(n), samples, from, OK(200))
+				rep.Floor.Workers = n
+				b.done(rep.Floor)
+			}
+			b.progress("c: contended POST /reserve/parking/{id} over HTTP, concurrency %d for %s", n, b.p.ContendedDuration)
+			samples, from := runHTTP(ctx, httpRun{targeter: contendedTargeter(c.URL, newContention(time.Now(), b.p.Spots)),
+				workers: n, warmup: b.p.Warmup, dur: b.p.ContendedDuration, ok: ok})
+			s := Summarize("concurrency "+strconv.Itoa(n), samples, from, ok)
+			s.Workers = n
+			rep.Contended = append(rep.Contended, s)
+			b.done(s)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+
+		b.progress("d: the same in-process (%s on sqlitestore), concurrency %d for %s", RawMethod, n, b.p.ContendedDuration)
+		s, err := b.raw(ctx, n)
+		if err != nil {
+			return err
+		}
+		rep.Raw = append(rep.Raw, s)
+		b.done(s)
+	}
+	return nil
+}
+
+// RawMethod says how the in-process figure is taken: through the booking
+// service on a sqlitestore.Store.
+const RawMethod = "booking.Service.Reserve"
+
+// raw runs the contended pattern through booking.Service.Reserve on a
+// fresh SQLite store with the same spots and rules as the servers. This
+// is the fairer "raw" figure: the HTTP handler calls exactly this method,
+// so the ratio isolates what HTTP, JSON and the process boundary cost. A
+// bare st.Write with Live+Insert+Log would also leave out the window
+// checks, the id and token generation and the change snapshot, which the
+// HTTP path cannot skip.
+func (b *runner) raw(ctx context.Context, n int) (s Summary, err error) {
+	dir, err := os.MkdirTemp(b.parent, "raw-")
+	if err != nil {
+		return s, err
+	}
+	defer os.RemoveAll(dir)
+	st, err := sqlitestore.Open(ctx, dir+"/raw.db")
+	if err != nil {
+		return s, err
+	}
+	defer func() { err = errors.Join(err, st.Close()) }()
+	ids := make([]string, b.p.Spots)
+	for i := range ids {
+		ids[i] = strconv.Itoa(i + 1)
+	}
+	if err := st.SetSpots(ctx, ids, time.Now()); err != nil {
+		return s, err
+	}
+	cfg := booking.DefaultConfig()
+	cfg.MaxAdvance = MaxAdvanceHours * time.Hour
+	svc := booking.New(st, &fakepay.Provider{}, nil, clock.Real{}, cfg, nil, nil)
+	gen := newContention(time.Now(), b.p.Spots)
+	op := func(ctx context.Context) (int, string) {
+		spot, w := gen.next()
+		_, err := svc.Reserve(ctx, spot, w)
+		return statusOf(err)
+	}
+	ok := OK(201, 409)
+	samples, from := runLoop(ctx, n, b.p.Warmup, b.p.ContendedDuration, op)
+	s = Summarize("concurrency "+strconv.Itoa(n), samples, from, ok)
+	s.Workers = n
+	return s, ctx.Err()
+}
+
+// statusOf maps what Reserve returned to the status the API would answer.
+func statusOf(err error) (int, string) {
+	if err == nil {
+		return 201, ""
+	}
+	if e, ok := booking.AsError(err); ok {
+		switch e.Kind {
+		case booking.Conflict:
+			return 409, ""
+		case booking.NotFound:
+			return 404, err.Error()
+		case booking.Unprocessable:
+			return 422, err.Error()
+		case booking.Invalid:
+			return 400, err.Error()
+		}
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return 0, err.Error()
+	}
+	return 500, err.Error()
+}

@@ -1,0 +1,257 @@
+package bench
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Centrald is a centrald child process on a loopback port with a data
+// directory of its own. Close stops it, reaps it and removes the directory.
+type Centrald struct {
+	// URL is the API's base URL, http://127.0.0.1:<port>.
+	URL string
+	// Dir is the temporary data directory (database, ticket key).
+	Dir string
+
+	cmd      *exec.Cmd
+	exited   chan struct{}
+	exitErr  error
+	log      *tail
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// MaxAdvanceHours is reservations.max_advance for the benchmark servers
+// and the in-process service. The brief asked for 87600h (ten years), but
+// centrald's configuration accepts at most 5×366 days, so the benchmark
+// uses that maximum; it leaves room for tens of thousands of distinct
+// future hourly windows.
+const MaxAdvanceHours = 5 * 366 * 24
+
+// StartCentrald starts bin with a fresh database of spots spots in a new
+// directory under parent (os.TempDir() if empty), on a free 127.0.0.1
+// port, and waits until GET /readyz answers 200. On any failure it leaves
+// nothing behind.
+func StartCentrald(ctx context.Context, bin, parent string, spots int) (*Centrald, error) {
+	var lastErr error
+	for range 3 { // a free port can be taken between probe and bind
+		c, err := startOnce(ctx, bin, parent, spots)
+		if err == nil {
+			return c, nil
+		}
+		lastErr = err
+		if ctx.Err() != nil || !strings.Contains(err.Error(), "address already in use") {
+			break
+		}
+	}
+	return nil, lastErr
+}
+
+func startOnce(ctx context.Context, bin, parent string, spots int) (c *Centrald, err error) {
+	dir, err := os.MkdirTemp(parent, "parkbench-centrald-")
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(dir)
+		}
+	}()
+	httpPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	mqttPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	tok := make([]byte, 16)
+	if _, err := rand.Read(tok); err != nil {
+		return nil, err
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(httpPort))
+	env := append(baseEnv(os.Environ()),
+		"PARKING_HTTP_ADDR="+addr,
+		"PARKING_DB_DSN="+filepath.Join(dir, "c.db"),
+		"PARKING_TICKETS_KEY_FILE="+filepath.Join(dir, "t.key"),
+		"PARKING_SPOTS_COUNT="+strconv.Itoa(spots),
+		"PARKING_AUTH_ADMIN_TOKEN="+hex.EncodeToString(tok),
+		"PARKING_LOG_LEVEL=warn",
+		"PARKING_RESERVATIONS_MAX_ADVANCE="+strconv.Itoa(MaxAdvanceHours)+"h",
+		// Should centrald start its embedded MQTT broker, it must not
+		// meet another one on the default port.
+		"PARKING_MQTT_LISTEN="+net.JoinHostPort("127.0.0.1", strconv.Itoa(mqttPort)),
+	)
+	cmd := exec.Command(bin)
+	cmd.Env = env
+	cmd.Dir = dir
+	log := &tail{max: 8 << 10}
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = sysProcAttr()
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting centrald: %w", err)
+	}
+	c = &Centrald{URL: "http://" + addr, Dir: dir, cmd: cmd, exited: make(chan struct{}), log: log}
+	go func() {
+		c.exitErr = cmd.Wait()
+		close(c.exited)
+	}()
+	if err := c.waitReady(ctx, 20*time.Second); err != nil {
+		c.kill()
+		return nil, err
+	}
+	return c, nil
+}
+
+// waitReady polls /readyz until it answers 200, the process exits, ctx
+// ends or the deadline passes.
+func (c *Centrald) waitReady(ctx context.Context, within time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, within)
+	defer cancel()
+	client := &http.Client{Timeout: time.Second, Transport: loopbackTransport(1)}
+	defer client.CloseIdleConnections()
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.URL+"/readyz", nil)
+		if err != nil {
+			return err
+		}
+		if resp, err := client.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-c.exited:
+			return fmt.Errorf("centrald exited before it was ready (%v):\n%s", c.exitErr, c.log.String())
+		case <-ctx.Done():
+			return fmt.Errorf("centrald was not ready within %s (%w):\n%s", within, ctx.Err(), c.log.String())
+		case <-time.After(25 * time.Millisecond):
+		}
+	}
+}
+
+// Close stops centrald (SIGTERM, then SIGKILL after 10 s), reaps it and
+// removes its directory. It is safe to call more than once.
+func (c *Centrald) Close() error {
+	c.stopOnce.Do(func() {
+		err := c.kill()
+		c.stopErr = errors.Join(err, os.RemoveAll(c.Dir))
+	})
+	return c.stopErr
+}
+
+// kill stops and reaps the process. It reports, with the log's tail, a
+// process that had already exited, one that exits non-zero after SIGTERM,
+// and one that had to be killed.
+func (c *Centrald) kill() error {
+	select {
+	case <-c.exited:
+		return fmt.Errorf("centrald had exited by itself (%v):\n%s", c.exitErr, c.log.String())
+	default:
+	}
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-c.exited:
+		var ee *exec.ExitError
+		if errors.As(c.exitErr, &ee) && !ee.Exited() {
+			return nil // ended by the signal itself
+		}
+		if c.exitErr != nil {
+			return fmt.Errorf("centrald stopped with %v:\n%s", c.exitErr, c.log.String())
+		}
+		return nil
+	case <-time.After(10 * time.Second):
+	}
+	_ = c.cmd.Process.Kill()
+	<-c.exited
+	return fmt.Errorf("centrald did not stop within 10 s of SIGTERM and was killed")
+}
+
+// Log returns the tail of centrald's output.
+func (c *Centrald) Log() string { return c.log.String() }
+
+// baseEnv is the parent's environment without anything that would change
+// how centrald is configured or supervised.
+func baseEnv(environ []string) []string {
+	var out []string
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, "PARKING_") || name == "NOTIFY_SOCKET" ||
+			strings.HasPrefix(name, "WATCHDOG_") || strings.HasPrefix(name, "LISTEN_") {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
+}
+
+// freePort asks the kernel for a free loopback port.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// loopbackTransport is an HTTP transport that keeps up to idle connections
+// open and refuses to dial anything but 127.0.0.1: the benchmark never
+// sends traffic off this machine, whatever a URL or proxy variable says.
+func loopbackTransport(idle int) *http.Transport {
+	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+	return &http.Transport{
+		Proxy: nil,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			host, _, err := net.SplitHostPort(addr)
+			if err != nil {
+				return nil, err
+			}
+			if ip := net.ParseIP(host); ip == nil || !ip.Equal(net.IPv4(127, 0, 0, 1)) {
+				return nil, fmt.Errorf("parkbench dials only 127.0.0.1, not %s", addr)
+			}
+			return d.DialContext(ctx, "tcp4", addr)
+		},
+		MaxIdleConns:        idle,
+		MaxIdleConnsPerHost: idle,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+	}
+}
+
+// tail keeps the last max bytes written to it.
+type tail struct {
+	mu  sync.Mutex
+	max int
+	b   []byte
+}
+
+func (t *tail) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.b = append(t.b, p...)
+	if over := len(t.b) - t.max; over > 0 {
+		t.b = append(t.b[:0], t.b[over:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tail) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return strings.TrimSpace(string(t.b))
+}
