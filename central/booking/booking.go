@@ -91,6 +91,7 @@ type Service struct {
 	cfg     Config
 	log     *slog.Logger
 	metrics *Metrics
+	board   *board
 }
 
 // New returns a Service. tickets and metrics may be nil.
@@ -101,7 +102,7 @@ func New(st store.Store, pay payment.Provider, tickets TicketIssuer, clk clock.C
 	if m == nil {
 		m = NewMetrics(nil)
 	}
-	return &Service{store: st, pay: pay, tickets: tickets, clock: clk, cfg: cfg, log: log, metrics: m}
+	return &Service{store: st, pay: pay, tickets: tickets, clock: clk, cfg: cfg, log: log, metrics: m, board: &board{store: st}}
 }
 
 // Store returns the service's store, for read-only views.

@@ -21,37 +21,23 @@ type SpotView struct {
 
 // Spots returns every active spot's view, in configured order.
 func (s *Service) Spots(ctx context.Context) ([]SpotView, error) {
-	ids, err := s.store.Spots(ctx)
-	if err != nil {
-		return nil, err
-	}
-	now := s.now()
-	rs, err := s.store.Current(ctx, "", now)
-	if err != nil {
-		return nil, err
-	}
-	bySpot := make(map[string][]reservation.Reservation, len(ids))
-	for _, r := range rs {
-		bySpot[r.SpotID] = append(bySpot[r.SpotID], r)
-	}
-	out := make([]SpotView, len(ids))
-	for i, id := range ids {
-		out[i] = view(id, bySpot[id], now)
-	}
-	return out, nil
+	vs, _, err := s.board.views(ctx, s.now())
+	return vs, err
 }
 
 // Spot returns one spot's view.
 func (s *Service) Spot(ctx context.Context, id string) (SpotView, error) {
-	if err := s.spotExists(ctx, id); err != nil {
+	if err := CheckSpotID(id); err != nil {
 		return SpotView{}, err
 	}
-	now := s.now()
-	rs, err := s.store.Current(ctx, id, now)
+	vs, ok, err := s.board.views(ctx, s.now(), id)
 	if err != nil {
 		return SpotView{}, err
 	}
-	return view(id, rs, now), nil
+	if !ok {
+		return SpotView{}, unknownSpot(id)
+	}
+	return vs[0], nil
 }
 
 // view derives a spot's status from its live reservations and those that

@@ -58,6 +58,8 @@ type Store interface {
 	// List returns the reservations matching f, ordered by spot then window.
 	List(ctx context.Context, f Filter) ([]reservation.Reservation, error)
 
+	// Version returns the change log's latest version (0 when empty).
+	Version(ctx context.Context) (int64, error)
 	// Changes returns up to limit change-log entries with a version above
 	// after, in version order.
 	Changes(ctx context.Context, after int64, limit int) ([]Change, error)

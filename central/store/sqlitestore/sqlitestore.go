@@ -42,8 +42,9 @@ const busyTimeout = "busy_timeout(5000)"
 
 // Store is a store.Store on one SQLite file.
 type Store struct {
-	w *sql.DB // the only connection that writes
-	r *sql.DB // query-only pool for reads outside Write
+	w  *sql.DB    // the only connection that writes
+	r  *sql.DB    // query-only pool for reads outside Write
+	rq *stmtCache // prepared statements of the read pool
 }
 
 var _ store.Store = (*Store)(nil)
@@ -82,7 +83,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	n := max(4, runtime.GOMAXPROCS(0))
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
-	s := &Store{w: w, r: r}
+	s := &Store{w: w, r: r, rq: newStmtCache(r)}
 	if err := s.Ping(ctx); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("sqlitestore: %w", err)
@@ -171,6 +172,7 @@ func (s *Store) Ping(ctx context.Context) error {
 // Close closes the readers first, so that the writer's connection is the
 // last one and SQLite checkpoints the WAL into the main file on the way out.
 func (s *Store) Close() error {
+	s.rq.close()
 	return errors.Join(s.r.Close(), s.w.Close())
 }
 
@@ -263,7 +265,7 @@ func (s *Store) SetSpots(ctx context.Context, ids []string, at time.Time) error 
 
 // Spots lists the active spots in SetSpots order.
 func (s *Store) Spots(ctx context.Context) ([]string, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT id FROM spots WHERE active = 1 ORDER BY position, id`)
+	rows, err := s.rq.QueryContext(ctx, `SELECT id FROM spots WHERE active = 1 ORDER BY position, id`)
 	if err != nil {
 		return nil, err
 	}
@@ -272,7 +274,7 @@ func (s *Store) Spots(ctx context.Context) ([]string, error) {
 
 // Get returns one reservation, or store.ErrNotFound.
 func (s *Store) Get(ctx context.Context, id string) (reservation.Reservation, error) {
-	return getOne(s.r.QueryRowContext(ctx, `SELECT `+resCols+` FROM reservations WHERE id = ?`, id), id)
+	return getOne(s.rq.QueryRowContext(ctx, `SELECT `+resCols+` FROM reservations WHERE id = ?`, id), id)
 }
 
 // ByTokenHash returns the reservation whose token hashes to h.
@@ -280,13 +282,13 @@ func (s *Store) ByTokenHash(ctx context.Context, h []byte) (reservation.Reservat
 	if len(h) == 0 {
 		return reservation.Reservation{}, fmt.Errorf("reservation by token: %w", store.ErrNotFound)
 	}
-	return getOne(s.r.QueryRowContext(ctx, `SELECT `+resCols+` FROM reservations WHERE token_hash = ?`, h), "by token")
+	return getOne(s.rq.QueryRowContext(ctx, `SELECT `+resCols+` FROM reservations WHERE token_hash = ?`, h), "by token")
 }
 
 // Spot reports whether id is an active spot.
 func (s *Store) Spot(ctx context.Context, id string) (bool, error) {
 	var active bool
-	err := s.r.QueryRowContext(ctx, `SELECT active FROM spots WHERE id = ?`, id).Scan(&active)
+	err := s.rq.QueryRowContext(ctx, `SELECT active FROM spots WHERE id = ?`, id).Scan(&active)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
 	}
@@ -297,7 +299,7 @@ func (s *Store) Spot(ctx context.Context, id string) (bool, error) {
 // on live and left reservations, so its cost does not grow with a spot's
 // history or its number of future reservations.
 func (s *Store) Current(ctx context.Context, spotID string, now time.Time) ([]reservation.Reservation, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+resCols+` FROM reservations WHERE id IN (
+	rows, err := s.rq.QueryContext(ctx, `SELECT `+resCols+` FROM reservations WHERE id IN (
 		SELECT id FROM reservations WHERE state = 'taken'
 			AND spot_id IN (SELECT id FROM spots WHERE active = 1 AND (?2 = '' OR id = ?2))
 		UNION ALL
@@ -353,11 +355,18 @@ func (s *Store) List(ctx context.Context, f store.Filter) ([]reservation.Reserva
 		q += ` LIMIT ?`
 		args = append(args, f.Limit)
 	}
-	rows, err := s.r.QueryContext(ctx, q, args...)
+	rows, err := s.rq.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}
 	return collect(rows, scanRes)
+}
+
+// Version returns the latest change-log version.
+func (s *Store) Version(ctx context.Context) (int64, error) {
+	var v int64
+	err := s.rq.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM changes`).Scan(&v)
+	return v, err
 }
 
 // Changes returns up to limit entries after version after (all of them if
@@ -366,7 +375,7 @@ func (s *Store) Changes(ctx context.Context, after int64, limit int) ([]store.Ch
 	if limit <= 0 {
 		limit = -1 // SQLite: no limit
 	}
-	rows, err := s.r.QueryContext(ctx, `SELECT version, at, kind, spot_id, reservation_id, actor, reservation
+	rows, err := s.rq.QueryContext(ctx, `SELECT version, at, kind, spot_id, reservation_id, actor, reservation
 		FROM changes WHERE version > ? ORDER BY version LIMIT ?`, after, limit)
 	if err != nil {
 		return nil, err
@@ -395,7 +404,7 @@ func (s *Store) Changes(ctx context.Context, after int64, limit int) ([]store.Ch
 
 // PaymentAttempts lists a reservation's attempts by number.
 func (s *Store) PaymentAttempts(ctx context.Context, reservationID string) ([]store.PaymentAttempt, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+attemptCols+` FROM payment_attempts
+	rows, err := s.rq.QueryContext(ctx, `SELECT `+attemptCols+` FROM payment_attempts
 		WHERE reservation_id = ? ORDER BY number`, reservationID)
 	if err != nil {
 		return nil, err

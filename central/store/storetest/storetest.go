@@ -129,13 +129,19 @@ func changesAfter(t *testing.T, s store.Store, after int64) []store.Change {
 	}
 }
 
+// lastVersion is the newest version in the log, which Version must report.
 func lastVersion(t *testing.T, s store.Store) int64 {
 	t.Helper()
 	cs := allChanges(t, s)
-	if len(cs) == 0 {
-		return 0
+	var want int64
+	if len(cs) > 0 {
+		want = cs[len(cs)-1].Version
 	}
-	return cs[len(cs)-1].Version
+	v, err := s.Version(context.Background())
+	if err != nil || v != want {
+		t.Errorf("Version() = %d, %v; the log ends at %d", v, err, want)
+	}
+	return want
 }
 
 // checkUTC fails unless every time in r is UTC (or zero).
