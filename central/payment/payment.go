@@ -18,6 +18,10 @@ type Provider interface {
 	// unknown or nothing was charged, and the caller may retry with the
 	// same key.
 	Charge(ctx context.Context, c Charge) (Receipt, error)
+	// Refund returns part or all of a successful charge. The same
+	// IdempotencyKey must never refund twice. Errors are as for Charge
+	// (a *DeclineError when the provider refuses the refund for good).
+	Refund(ctx context.Context, r Refund) (Receipt, error)
 }
 
 // Charge is one request for money.
@@ -30,9 +34,19 @@ type Charge struct {
 	Metadata map[string]string
 }
 
-// Receipt is a successful charge.
+// Refund is one request to give money back.
+type Refund struct {
+	ChargeRef      string // Receipt.Ref of the charge (payment intent id)
+	Amount         int64  // in the currency's minor unit; at most what was charged
+	Currency       string
+	IdempotencyKey string
+	Reason         string // why, for the provider's records: "early_departure", "no_show", "cancelled"
+	Metadata       map[string]string
+}
+
+// Receipt is a successful charge or refund.
 type Receipt struct {
-	// Ref is the provider's object id (payment intent, charge).
+	// Ref is the provider's object id (payment intent, refund).
 	Ref string
 }
 

@@ -30,9 +30,11 @@ const Timeout = "pm_card_timeout"
 
 // Provider is the fake. The zero value is ready to use.
 type Provider struct {
-	mu      sync.Mutex
-	byKey   map[string]outcome
-	charges int
+	mu       sync.Mutex
+	byKey    map[string]outcome
+	charges  int
+	refunded map[string]int64 // charge ref → refunded so far
+	captured map[string]int64 // charge ref → amount charged
 }
 
 type outcome struct {
@@ -66,6 +68,10 @@ func (p *Provider) Charge(ctx context.Context, c payment.Charge) (payment.Receip
 	case strings.HasPrefix(c.PaymentMethod, "pm_card_"):
 		p.charges++
 		o.receipt = payment.Receipt{Ref: fmt.Sprintf("pi_fake_%06d", p.charges)}
+		if p.captured == nil {
+			p.captured = map[string]int64{}
+		}
+		p.captured[o.receipt.Ref] = c.Amount
 	default:
 		o.err = &payment.DeclineError{Code: "resource_missing", Reason: "no such payment method"}
 	}
@@ -76,4 +82,43 @@ func (p *Provider) Charge(ctx context.Context, c payment.Charge) (payment.Receip
 		p.byKey[c.IdempotencyKey] = o
 	}
 	return o.receipt, o.err
+}
+
+// Refund implements payment.Provider: it refuses to refund more than was
+// charged, like Stripe, and remembers idempotency keys.
+func (p *Provider) Refund(ctx context.Context, r payment.Refund) (payment.Receipt, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	key := "refund:" + r.IdempotencyKey
+	if o, ok := p.byKey[key]; ok && r.IdempotencyKey != "" {
+		return o.receipt, o.err
+	}
+	var o outcome
+	charged, ok := p.captured[r.ChargeRef]
+	switch {
+	case !ok:
+		o.err = &payment.DeclineError{Code: "resource_missing", Reason: "no such payment"}
+	case r.Amount <= 0 || p.refunded[r.ChargeRef]+r.Amount > charged:
+		o.err = &payment.DeclineError{Code: "amount_too_large", Reason: "refund exceeds the charge"}
+	default:
+		if p.refunded == nil {
+			p.refunded = map[string]int64{}
+		}
+		p.refunded[r.ChargeRef] += r.Amount
+		o.receipt = payment.Receipt{Ref: fmt.Sprintf("re_fake_%s_%d", r.ChargeRef, p.refunded[r.ChargeRef])}
+	}
+	if r.IdempotencyKey != "" {
+		if p.byKey == nil {
+			p.byKey = map[string]outcome{}
+		}
+		p.byKey[key] = o
+	}
+	return o.receipt, o.err
+}
+
+// Refunded reports how much of a charge has been refunded.
+func (p *Provider) Refunded(chargeRef string) int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.refunded[chargeRef]
 }
