@@ -51,6 +51,14 @@ type Config struct {
 	Currency string
 	// PaymentTimeout bounds one call to the payment provider.
 	PaymentTimeout time.Duration
+	// RefundUnused refunds the unused whole hours of a paid window when
+	// the car leaves early (and when a started reservation is cancelled).
+	RefundUnused bool
+	// NoShowFee is kept from a no-show's payment (minor unit); the rest is
+	// refunded.
+	NoShowFee int64
+	// RefundInterval is how often pending refunds are retried.
+	RefundInterval time.Duration
 }
 
 // DefaultConfig returns the defaults documented in configs/centrald.yaml.
@@ -65,6 +73,9 @@ func DefaultConfig() Config {
 		PricePerHour:   250,
 		Currency:       "eur",
 		PaymentTimeout: 10 * time.Second,
+		RefundUnused:   true,
+		NoShowFee:      250,
+		RefundInterval: 30 * time.Second,
 	}
 }
 
@@ -92,6 +103,8 @@ type Service struct {
 	log     *slog.Logger
 	metrics *Metrics
 	board   *board
+	// refundDue wakes the refunder when a refund was recorded.
+	refundDue chan struct{}
 }
 
 // New returns a Service. tickets and metrics may be nil.
@@ -102,7 +115,7 @@ func New(st store.Store, pay payment.Provider, tickets TicketIssuer, clk clock.C
 	if m == nil {
 		m = NewMetrics(nil)
 	}
-	return &Service{store: st, pay: pay, tickets: tickets, clock: clk, cfg: cfg, log: log, metrics: m, board: &board{store: st}}
+	return &Service{store: st, pay: pay, tickets: tickets, clock: clk, cfg: cfg, log: log, metrics: m, board: &board{store: st}, refundDue: make(chan struct{}, 1)}
 }
 
 // Store returns the service's store, for read-only views.

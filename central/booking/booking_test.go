@@ -230,12 +230,14 @@ func TestPayProviderTimeoutThenRetryChargesOnce(t *testing.T) {
 	if e.state(r.ID) != reservation.Reserved {
 		t.Fatal("timeout changed the state")
 	}
+	// The provider did charge: the retry re-drives the same attempt and
+	// finds that charge instead of making a second one.
 	if _, err := e.svc.Pay(e.ctx, "1", drv, booking.PayRequest{CarID: "X1", PaymentMethod: "pm_card_visa"}); err != nil {
 		t.Fatal(err)
 	}
 	atts, _ := e.st.PaymentAttempts(e.ctx, r.ID)
-	if len(atts) != 1 || atts[0].Outcome != store.AttemptSucceeded {
-		t.Fatalf("the retry should re-drive the unsettled attempt: %+v", atts)
+	if len(atts) != 1 || atts[0].Outcome != store.AttemptSucceeded || e.pay.Charges() != 1 {
+		t.Fatalf("the retry should re-drive the unsettled attempt: %+v, charges %d", atts, e.pay.Charges())
 	}
 }
 
@@ -518,5 +520,125 @@ func TestErrorsAreTyped(t *testing.T) {
 	var e error = &booking.Error{Kind: booking.Conflict, Code: "x", Message: "m", Err: store.ErrOverlap}
 	if !errors.Is(e, store.ErrOverlap) {
 		t.Fatal("cause lost")
+	}
+}
+
+func (e *env) refunds(id string) []store.Refund {
+	e.t.Helper()
+	rs, err := e.st.Refunds(e.ctx, id)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return rs
+}
+
+func TestRefundPolicy(t *testing.T) {
+	e := newEnv(t) // €2.50 per started hour, no-show fee €2.50, refund unused
+	// Early departure: 4 h paid (1000), left after 1 h 10 min: 2 whole
+	// hours unused → 500 back.
+	p := e.paid("1", win(0, 4))
+	q := e.paid("2", win(1, 3))
+	c := e.paid("3", win(5, 6))
+	drv := booking.Caller{Token: p.Token}
+	e.svc.CheckIn(e.ctx, "1", drv)
+	e.clk.Advance(70 * time.Minute)
+	if _, err := e.svc.CheckOut(e.ctx, "1", drv, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	rs := e.refunds(p.ID)
+	if len(rs) != 1 || rs[0].Amount != 500 || rs[0].Reason != booking.ReasonEarlyDeparture || rs[0].Status != store.RefundPending || rs[0].ChargeRef == "" {
+		t.Fatalf("early departure refund %+v", rs)
+	}
+	if n, err := e.svc.SettleRefunds(e.ctx); err != nil || n != 1 {
+		t.Fatalf("settle: %d %v", n, err)
+	}
+	if got := e.pay.Refunded(rs[0].ChargeRef); got != 500 {
+		t.Fatalf("provider refunded %d", got)
+	}
+	if rs := e.refunds(p.ID); rs[0].Status != store.RefundSucceeded || rs[0].ProviderRef == "" {
+		t.Fatalf("settled %+v", rs)
+	}
+	// Settling again asks nothing more.
+	if n, _ := e.svc.SettleRefunds(e.ctx); n != 0 || e.pay.Refunded(rs[0].ChargeRef) != 500 {
+		t.Fatal("settled twice")
+	}
+
+	// No-show: 2 h paid (500), fee 250 kept, 250 back.
+	e.clk.Set(t0.Add(2 * time.Hour))
+	e.svc.Sweep(e.ctx)
+	if rs := e.refunds(q.ID); len(rs) != 1 || rs[0].Amount != 250 || rs[0].Reason != booking.ReasonNoShow {
+		t.Fatalf("no-show refund %+v", rs)
+	}
+
+	// Cancelled before the window: all back. Pushed (not paid by card):
+	// nothing. Left after the window ended: nothing.
+	e.svc.Cancel(e.ctx, c.ID, booking.Caller{Token: c.Token})
+	if rs := e.refunds(c.ID); len(rs) != 1 || rs[0].Amount != 250 || rs[0].Reason != booking.ReasonCancelled {
+		t.Fatalf("cancel refund %+v", rs)
+	}
+	pushed, err := e.svc.Push(e.ctx, []booking.PushItem{{SpotID: "3", Window: win(2, 4)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.svc.Cancel(e.ctx, pushed[0].ID, booking.Caller{Operator: true})
+	if rs := e.refunds(pushed[0].ID); len(rs) != 0 {
+		t.Fatalf("refund of a pushed reservation: %+v", rs)
+	}
+	if n, _ := e.svc.SettleRefunds(e.ctx); n != 2 {
+		t.Fatalf("settled %d of 2", n)
+	}
+}
+
+func TestRefundPolicyOff(t *testing.T) {
+	e := newEnv(t)
+	e.cfg.RefundUnused, e.cfg.NoShowFee = false, 10000
+	e.svc = booking.New(e.st, e.pay, nil, e.clk, e.cfg, nil, nil)
+	p := e.paid("1", win(0, 4))
+	e.svc.CheckIn(e.ctx, "1", booking.Caller{Token: p.Token})
+	e.svc.CheckOut(e.ctx, "1", booking.Caller{Token: p.Token}, time.Time{})
+	q := e.paid("2", win(0, 1))
+	e.clk.Advance(time.Hour)
+	e.svc.Sweep(e.ctx)
+	if len(e.refunds(p.ID))+len(e.refunds(q.ID)) != 0 {
+		t.Fatal("refunds recorded with the policy off (fee above the price)")
+	}
+}
+
+// A refund the provider refuses for good is recorded as refused, for an
+// operator, and not retried.
+func TestRefundRefused(t *testing.T) {
+	e := newEnv(t)
+	p := e.paid("1", win(0, 4))
+	err := e.st.Write(e.ctx, func(tx store.Tx) error {
+		return tx.PutRefund(store.Refund{ReservationID: p.ID, Number: 1, Reason: "manual", Amount: 99999, Currency: "eur",
+			ChargeRef: p.PaymentRef, ProviderKey: "k", Status: store.RefundPending, CreatedAt: t0})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.svc.SettleRefunds(e.ctx)
+	rs := e.refunds(p.ID)
+	if rs[0].Status != store.RefundRefused || rs[0].Message == "" || rs[0].Tries != 1 {
+		t.Fatalf("refused refund %+v", rs)
+	}
+	if p, _ := e.st.PendingRefunds(e.ctx, 10); len(p) != 0 {
+		t.Fatal("refused refund still pending")
+	}
+}
+
+// The refunder wakes up when a refund is recorded, without waiting for
+// its interval.
+func TestRefunderWakesOnNewRefund(t *testing.T) {
+	e := newEnv(t)
+	ctx, cancel := context.WithCancel(e.ctx)
+	done := make(chan error)
+	go func() { done <- (&booking.Refunder{Service: e.svc, Interval: time.Hour}).Serve(ctx) }()
+	p := e.paid("1", win(0, 4))
+	e.svc.CheckIn(e.ctx, "1", booking.Caller{Token: p.Token})
+	e.svc.CheckOut(e.ctx, "1", booking.Caller{Token: p.Token}, time.Time{})
+	waitFor(t, func() bool { return e.pay.Refunded(p.PaymentRef) == 1000 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

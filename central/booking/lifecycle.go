@@ -84,16 +84,26 @@ func (s *Service) spotExists(ctx context.Context, spotID string) error {
 // sees the locked, current reservation and changes it, returning the change
 // kind to log. It returns the reservation as stored.
 func (s *Service) move(ctx context.Context, id, actor string, fn func(r *reservation.Reservation, now time.Time) (string, error)) (reservation.Reservation, error) {
-	var out reservation.Reservation
+	var (
+		out      reservation.Reservation
+		refunded bool
+	)
 	err := s.store.Write(ctx, func(tx store.Tx) error {
+		refunded = false
 		r, err := tx.Get(id)
 		if err != nil {
 			return err
 		}
 		now := s.now()
+		prev := r.State
 		kind, err := fn(&r, now)
 		if err != nil || kind == "" {
 			out = r
+			return err
+		}
+		// Money owed back is recorded in the same transaction as the
+		// change that owes it: a crash cannot lose a refund.
+		if refunded, err = s.recordRefund(tx, prev, r, now); err != nil {
 			return err
 		}
 		if err := tx.Update(r); err != nil {
@@ -110,6 +120,12 @@ func (s *Service) move(ctx context.Context, id, actor string, fn func(r *reserva
 	})
 	if err == nil {
 		s.metrics.transition(out.State)
+	}
+	if err == nil && refunded {
+		select {
+		case s.refundDue <- struct{}{}:
+		default:
+		}
 	}
 	return out, err
 }

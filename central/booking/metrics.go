@@ -13,6 +13,7 @@ type Metrics struct {
 	reservations *prometheus.CounterVec
 	transitions  *prometheus.CounterVec
 	payments     *prometheus.CounterVec
+	refunds      *prometheus.CounterVec
 }
 
 // NewMetrics creates the counters and registers them with reg (nil: not
@@ -31,9 +32,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "parkgate_payment_attempts_total",
 			Help: "Payment attempts by outcome (succeeded, declined, failed).",
 		}, []string{"outcome"}),
+		refunds: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parkgate_refund_attempts_total",
+			Help: "Refund attempts by status reached (succeeded, refused, pending: to retry).",
+		}, []string{"status"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.reservations, m.transitions, m.payments)
+		reg.MustRegister(m.reservations, m.transitions, m.payments, m.refunds)
 	}
 	return m
 }
@@ -56,3 +61,5 @@ func (m *Metrics) reserve(err error) {
 func (m *Metrics) transition(s reservation.State) { m.transitions.WithLabelValues(string(s)).Inc() }
 
 func (m *Metrics) payment(outcome string) { m.payments.WithLabelValues(outcome).Inc() }
+
+func (m *Metrics) refund(status string) { m.refunds.WithLabelValues(status).Inc() }

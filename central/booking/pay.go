@@ -102,11 +102,15 @@ func (s *Service) Pay(ctx context.Context, spotID string, c Caller, req PayReque
 			// The last attempt's outcome is unknown (crash or provider
 			// error): re-drive it with its provider key so a charge that
 			// did happen is found, not repeated.
-			att.Number, att.ProviderKey = last.Number, last.ProviderKey
+			// Same key, same parameters: the provider answers
+			// with the first outcome only for an identical request.
+			att.Number, att.ProviderKey, att.PaymentMethod = last.Number, last.ProviderKey, last.PaymentMethod
+			att.Amount, att.Currency = last.Amount, last.Currency
 		} else {
 			cur.PaymentAttempts++
 			att.Number = cur.PaymentAttempts
 			att.ProviderKey = fmt.Sprintf("parkgate-%s-%d", cur.ID, att.Number)
+			att.PaymentMethod = req.PaymentMethod
 		}
 		cur.PaymentStartedAt = now
 		if err := tx.Update(cur); err != nil {
@@ -126,7 +130,7 @@ func (s *Service) Pay(ctx context.Context, spotID string, c Caller, req PayReque
 	receipt, perr := s.pay.Charge(cctx, payment.Charge{
 		Amount:         att.Amount,
 		Currency:       att.Currency,
-		PaymentMethod:  req.PaymentMethod,
+		PaymentMethod:  att.PaymentMethod,
 		IdempotencyKey: att.ProviderKey,
 		Metadata:       map[string]string{"reservation_id": r.ID, "spot_id": r.SpotID},
 	})

@@ -65,6 +65,8 @@ type Payment struct {
 	PricePerHour float64       `mapstructure:"price_per_hour"`
 	Currency     string        `mapstructure:"currency"`
 	Timeout      time.Duration `mapstructure:"timeout"`
+	RefundUnused bool          `mapstructure:"refund_unused"`
+	NoShowFee    float64       `mapstructure:"noshow_fee"`
 }
 
 // Stripe is the Stripe provider's account.
@@ -121,6 +123,8 @@ var defaults = map[string]any{
 	"payment.price_per_hour":      2.50,
 	"payment.currency":            "eur",
 	"payment.timeout":             "10s",
+	"payment.refund_unused":       true,
+	"payment.noshow_fee":          2.50,
 	"auth.admin_token":            "",
 	"tickets.key_file":            "tickets.key",
 	"reservations.payment_hold":   "15m",
@@ -235,12 +239,20 @@ func (c *Config) Validate() error {
 	switch c.Payment.Provider {
 	case "fake":
 	case "stripe":
-		bad("payment.provider stripe: not available in this version yet; use fake")
+		if c.Payment.Stripe.SecretKey == "" {
+			bad("payment.stripe.secret_key: required with payment.provider stripe (set PARKING_PAYMENT_STRIPE_SECRET_KEY)")
+		}
+		if u := c.Payment.Stripe.APIURL; u != "" && !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+			bad("payment.stripe.api_url %q: want an http(s) URL, or empty for Stripe itself", u)
+		}
 	default:
 		bad("payment.provider %q: want fake or stripe", c.Payment.Provider)
 	}
 	if c.Payment.PricePerHour < 0 || c.Payment.PricePerHour > 10000 || math.IsNaN(c.Payment.PricePerHour) {
 		bad("payment.price_per_hour %v: want 0 to 10000", c.Payment.PricePerHour)
+	}
+	if c.Payment.NoShowFee < 0 || c.Payment.NoShowFee > 10000 || math.IsNaN(c.Payment.NoShowFee) {
+		bad("payment.noshow_fee %v: want 0 to 10000", c.Payment.NoShowFee)
 	}
 	if !curRe.MatchString(c.Payment.Currency) {
 		bad("payment.currency %q: want a lower-case ISO 4217 code such as eur", c.Payment.Currency)
@@ -297,6 +309,11 @@ func (c *Config) SpotIDs() []string {
 }
 
 // PricePerHourMinor is the hourly price in the currency's minor unit.
-func (c *Config) PricePerHourMinor() int64 {
-	return int64(math.Round(c.Payment.PricePerHour * 100))
-}
+func (c *Config) PricePerHourMinor() int64 { return minor(c.Payment.PricePerHour) }
+
+// NoShowFeeMinor is the no-show fee in the currency's minor unit.
+func (c *Config) NoShowFeeMinor() int64 { return minor(c.Payment.NoShowFee) }
+
+// minor converts a major-unit amount to the minor unit, for the two-decimal
+// currencies parkgate supports (zero-decimal ones such as JPY are not).
+func minor(v float64) int64 { return int64(math.Round(v * 100)) }

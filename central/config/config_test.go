@@ -88,6 +88,9 @@ func TestBadConfigIsReportedClearly(t *testing.T) {
 		{"reservations:\n  noshow_grace: 0s\n", "noshow_grace"},
 		{"payment:\n  currency: EURO\n", "payment.currency"},
 		{"payment:\n  provider: paypal\n", "payment.provider"},
+		{"payment:\n  provider: stripe\n", "payment.stripe.secret_key"},
+		{"payment:\n  provider: stripe\n  stripe:\n    secret_key: sk_test_x\n    api_url: ftp://x\n", "api_url"},
+		{"payment:\n  noshow_fee: -1\n", "noshow_fee"},
 		{"auth:\n  admin_token: short\n", "admin_token"},
 		{"site: Big Site\n", "site"},
 		{"log:\n  level: loud\n", ""}, // checked by logging, not here

@@ -16,6 +16,7 @@ import (
 	"github.com/parkgate/parkgate/central/api"
 	"github.com/parkgate/parkgate/central/booking"
 	"github.com/parkgate/parkgate/central/config"
+	"github.com/parkgate/parkgate/central/payment"
 	"github.com/parkgate/parkgate/central/payment/fakepay"
 	"github.com/parkgate/parkgate/central/store"
 	"github.com/parkgate/parkgate/central/store/sqlitestore"
@@ -63,9 +64,14 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 		return err
 	}
 
+	pay, err := PaymentProvider(cfg)
+	if err != nil {
+		return err
+	}
+
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	svc := booking.New(st, &fakepay.Provider{}, booking.Tickets{Signer: signer}, opt.Clock, bookingConfig(cfg), log, booking.NewMetrics(reg))
+	svc := booking.New(st, pay, booking.Tickets{Signer: signer}, opt.Clock, bookingConfig(cfg), log, booking.NewMetrics(reg))
 	h := api.New(svc, api.Options{
 		AdminToken:  cfg.Auth.AdminToken,
 		PublicKey:   ticket.FormatPublicKey(signer.PublicKey()),
@@ -93,6 +99,7 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 	return service.Run(ctx, log,
 		service.Named{Name: "http", Service: &api.Server{Listener: ln, Handler: h, Log: log}},
 		service.Named{Name: "sweeper", Service: &booking.Sweeper{Service: svc, Interval: cfg.Reservations.SweepInterval}},
+		service.Named{Name: "refunder", Service: &booking.Refunder{Service: svc, Interval: booking.DefaultConfig().RefundInterval}},
 		service.Named{Name: "watchdog", Service: sdnotify.Watchdog{Interval: sdnotify.WatchdogInterval(), Healthy: st.Ping}},
 	)
 }
@@ -104,7 +111,17 @@ func bookingConfig(cfg config.Config) booking.Config {
 	b.MaxDuration, b.MaxAdvance = r.MaxDuration, r.MaxAdvance
 	b.PricePerHour, b.Currency = cfg.PricePerHourMinor(), cfg.Payment.Currency
 	b.PaymentTimeout = cfg.Payment.Timeout
+	b.RefundUnused, b.NoShowFee = cfg.Payment.RefundUnused, cfg.NoShowFeeMinor()
 	return b
+}
+
+// PaymentProvider returns the configured payment provider.
+func PaymentProvider(cfg config.Config) (payment.Provider, error) {
+	switch cfg.Payment.Provider {
+	case "fake":
+		return &fakepay.Provider{}, nil
+	}
+	return nil, fmt.Errorf("payment.provider %q is not supported", cfg.Payment.Provider)
 }
 
 // Signer loads (creating it on first start) the site's ticket key.

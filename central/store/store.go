@@ -66,6 +66,11 @@ type Store interface {
 	// PaymentAttempts lists the payment attempts of a reservation, oldest
 	// first.
 	PaymentAttempts(ctx context.Context, reservationID string) ([]PaymentAttempt, error)
+	// Refunds lists the refunds of a reservation, oldest first.
+	Refunds(ctx context.Context, reservationID string) ([]Refund, error)
+	// PendingRefunds lists up to limit refunds not yet settled, oldest
+	// first.
+	PendingRefunds(ctx context.Context, limit int) ([]Refund, error)
 
 	// Write runs fn in one write transaction and commits if fn returns nil.
 	// Implementations may call fn more than once (to retry a serialisation
@@ -100,6 +105,10 @@ type Tx interface {
 	// PutAttempt inserts or replaces (by reservation and number) a payment
 	// attempt.
 	PutAttempt(a PaymentAttempt) error
+	// Refunds lists the reservation's refunds, oldest first.
+	Refunds(reservationID string) ([]Refund, error)
+	// PutRefund inserts or replaces (by reservation and number) a refund.
+	PutRefund(r Refund) error
 }
 
 // Filter selects reservations for List. Zero fields select everything.
@@ -164,6 +173,33 @@ type PaymentAttempt struct {
 	Amount      int64
 	Currency    string
 	CarID       string
-	StartedAt   time.Time
-	FinishedAt  time.Time
+	// PaymentMethod is the provider's reference (pm_...), never card data.
+	PaymentMethod string
+	StartedAt     time.Time
+	FinishedAt    time.Time
+}
+
+// Refund statuses.
+const (
+	RefundPending   = "pending"
+	RefundSucceeded = "succeeded"
+	RefundRefused   = "refused" // the provider refused for good: an operator settles it
+)
+
+// Refund is money owed back to a driver, recorded when the state change
+// that owes it commits and settled later with the provider.
+type Refund struct {
+	ReservationID string
+	Number        int
+	Reason        string // early_departure, no_show, cancelled
+	Amount        int64
+	Currency      string
+	ChargeRef     string // the charge being refunded (PaymentAttempt.ProviderRef)
+	ProviderKey   string // idempotency key sent to the provider
+	Status        string
+	ProviderRef   string // provider's refund object id
+	Message       string // why the provider refused
+	Tries         int
+	CreatedAt     time.Time
+	FinishedAt    time.Time
 }

@@ -1,8 +1,11 @@
 // Package fakepay is a payment provider for demos and tests that mirrors
 // Stripe's test payment methods: pm_card_visa (and the other pm_card_*
 // brands) succeed, pm_card_chargeDeclined and its kin decline, and
-// pm_card_timeout never answers until the context ends. It remembers
-// idempotency keys like Stripe does, so a retried charge is not counted twice.
+// pm_card_timeout stands for a provider that charged but whose answer was
+// lost: the first request never answers (until its context ends), yet the
+// charge is made, so a retry with the same idempotency key reports it. It
+// remembers idempotency keys like Stripe does, so a retried charge is not
+// counted twice.
 package fakepay
 
 import (
@@ -25,7 +28,7 @@ var declines = map[string]string{
 	"pm_card_chargeDeclinedFraudulent":        "fraudulent",
 }
 
-// Timeout is the payment method that never answers.
+// Timeout is the payment method whose first charge succeeds unanswered.
 const Timeout = "pm_card_timeout"
 
 // Provider is the fake. The zero value is ready to use.
@@ -52,10 +55,6 @@ func (p *Provider) Charges() int {
 
 // Charge implements payment.Provider.
 func (p *Provider) Charge(ctx context.Context, c payment.Charge) (payment.Receipt, error) {
-	if c.PaymentMethod == Timeout {
-		<-ctx.Done()
-		return payment.Receipt{}, fmt.Errorf("%w: %v", payment.ErrUnavailable, ctx.Err())
-	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if o, ok := p.byKey[c.IdempotencyKey]; ok && c.IdempotencyKey != "" {
@@ -63,25 +62,44 @@ func (p *Provider) Charge(ctx context.Context, c payment.Charge) (payment.Receip
 	}
 	var o outcome
 	switch code, declined := declines[c.PaymentMethod]; {
+	case c.PaymentMethod == Timeout:
+		p.charges++
+		o.receipt = payment.Receipt{Ref: fmt.Sprintf("pi_fake_%06d", p.charges)}
+		p.capture(o.receipt.Ref, c.Amount)
+		if c.IdempotencyKey != "" {
+			p.remember(c.IdempotencyKey, o)
+		}
+		p.mu.Unlock()
+		<-ctx.Done()
+		p.mu.Lock()
+		return payment.Receipt{}, fmt.Errorf("%w: %v", payment.ErrUnavailable, ctx.Err())
 	case declined:
 		o.err = &payment.DeclineError{Code: code, Reason: "your card was declined (" + code + ")"}
 	case strings.HasPrefix(c.PaymentMethod, "pm_card_"):
 		p.charges++
 		o.receipt = payment.Receipt{Ref: fmt.Sprintf("pi_fake_%06d", p.charges)}
-		if p.captured == nil {
-			p.captured = map[string]int64{}
-		}
-		p.captured[o.receipt.Ref] = c.Amount
+		p.capture(o.receipt.Ref, c.Amount)
 	default:
 		o.err = &payment.DeclineError{Code: "resource_missing", Reason: "no such payment method"}
 	}
 	if c.IdempotencyKey != "" {
-		if p.byKey == nil {
-			p.byKey = map[string]outcome{}
-		}
-		p.byKey[c.IdempotencyKey] = o
+		p.remember(c.IdempotencyKey, o)
 	}
 	return o.receipt, o.err
+}
+
+func (p *Provider) capture(ref string, amount int64) {
+	if p.captured == nil {
+		p.captured = map[string]int64{}
+	}
+	p.captured[ref] = amount
+}
+
+func (p *Provider) remember(key string, o outcome) {
+	if p.byKey == nil {
+		p.byKey = map[string]outcome{}
+	}
+	p.byKey[key] = o
 }
 
 // Refund implements payment.Provider: it refuses to refund more than was
@@ -108,10 +126,7 @@ func (p *Provider) Refund(ctx context.Context, r payment.Refund) (payment.Receip
 		o.receipt = payment.Receipt{Ref: fmt.Sprintf("re_fake_%s_%d", r.ChargeRef, p.refunded[r.ChargeRef])}
 	}
 	if r.IdempotencyKey != "" {
-		if p.byKey == nil {
-			p.byKey = map[string]outcome{}
-		}
-		p.byKey[key] = o
+		p.remember(key, o)
 	}
 	return o.receipt, o.err
 }

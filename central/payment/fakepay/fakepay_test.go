@@ -35,12 +35,37 @@ func TestStripeTestMethods(t *testing.T) {
 	}
 }
 
-func TestTimeoutWaitsForTheContext(t *testing.T) {
+// pm_card_timeout charges but loses the answer: the retry with the same
+// key finds the charge.
+func TestTimeoutChargesButDoesNotAnswer(t *testing.T) {
 	var p Provider
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
-	_, err := p.Charge(ctx, payment.Charge{PaymentMethod: Timeout})
-	if !errors.Is(err, payment.ErrUnavailable) {
+	c := payment.Charge{Amount: 250, PaymentMethod: Timeout, IdempotencyKey: "k"}
+	if _, err := p.Charge(ctx, c); !errors.Is(err, payment.ErrUnavailable) {
 		t.Fatalf("err = %v", err)
+	}
+	r, err := p.Charge(context.Background(), c)
+	if err != nil || r.Ref == "" || p.Charges() != 1 {
+		t.Fatalf("retry: %v %v, charges %d", r, err, p.Charges())
+	}
+}
+
+func TestRefunds(t *testing.T) {
+	var p Provider
+	ctx := context.Background()
+	r, _ := p.Charge(ctx, payment.Charge{Amount: 500, PaymentMethod: "pm_card_visa"})
+	if _, err := p.Refund(ctx, payment.Refund{ChargeRef: r.Ref, Amount: 300, IdempotencyKey: "r1"}); err != nil {
+		t.Fatal(err)
+	}
+	p.Refund(ctx, payment.Refund{ChargeRef: r.Ref, Amount: 300, IdempotencyKey: "r1"}) // retried: once
+	if p.Refunded(r.Ref) != 300 {
+		t.Fatalf("refunded %d", p.Refunded(r.Ref))
+	}
+	if _, err := p.Refund(ctx, payment.Refund{ChargeRef: r.Ref, Amount: 300, IdempotencyKey: "r2"}); !payment.IsDecline(err) {
+		t.Fatalf("over-refund: %v", err)
+	}
+	if _, err := p.Refund(ctx, payment.Refund{ChargeRef: "pi_nope", Amount: 1, IdempotencyKey: "r3"}); !payment.IsDecline(err) {
+		t.Fatalf("unknown charge: %v", err)
 	}
 }

@@ -521,7 +521,7 @@ func getOne(row *sql.Row, what string) (reservation.Reservation, error) {
 }
 
 const attemptCols = `reservation_id, number, key_hash, provider_key, outcome, provider_ref, message, amount, currency,
-	car_id, started_at, finished_at`
+	car_id, payment_method, started_at, finished_at`
 
 func scanAttempt(sc scanner) (store.PaymentAttempt, error) {
 	var (
@@ -529,7 +529,43 @@ func scanAttempt(sc scanner) (store.PaymentAttempt, error) {
 		started, finished sql.NullInt64
 	)
 	err := sc.Scan(&a.ReservationID, &a.Number, &a.KeyHash, &a.ProviderKey, &a.Outcome, &a.ProviderRef, &a.Message,
-		&a.Amount, &a.Currency, &a.CarID, &started, &finished)
+		&a.Amount, &a.Currency, &a.CarID, &a.PaymentMethod, &started, &finished)
 	a.StartedAt, a.FinishedAt = fromMicros(started), fromMicros(finished)
 	return a, err
+}
+
+const refundCols = `reservation_id, number, reason, amount, currency, charge_ref, provider_key, status, provider_ref,
+	message, tries, created_at, finished_at`
+
+func scanRefund(sc scanner) (store.Refund, error) {
+	var (
+		r                 store.Refund
+		created, finished sql.NullInt64
+	)
+	err := sc.Scan(&r.ReservationID, &r.Number, &r.Reason, &r.Amount, &r.Currency, &r.ChargeRef, &r.ProviderKey,
+		&r.Status, &r.ProviderRef, &r.Message, &r.Tries, &created, &finished)
+	r.CreatedAt, r.FinishedAt = fromMicros(created), fromMicros(finished)
+	return r, err
+}
+
+// Refunds lists a reservation's refunds by number.
+func (s *Store) Refunds(ctx context.Context, reservationID string) ([]store.Refund, error) {
+	rows, err := s.rq.QueryContext(ctx, `SELECT `+refundCols+` FROM refunds WHERE reservation_id = ? ORDER BY number`, reservationID)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, scanRefund)
+}
+
+// PendingRefunds lists refunds still to settle, oldest first.
+func (s *Store) PendingRefunds(ctx context.Context, limit int) ([]store.Refund, error) {
+	if limit <= 0 {
+		limit = -1
+	}
+	rows, err := s.rq.QueryContext(ctx, `SELECT `+refundCols+` FROM refunds WHERE status = 'pending'
+		ORDER BY created_at, reservation_id, number LIMIT ?`, limit)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, scanRefund)
 }

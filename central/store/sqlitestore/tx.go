@@ -109,15 +109,41 @@ func (t *tx) Attempt(reservationID string, keyHash []byte) (store.PaymentAttempt
 
 func (t *tx) PutAttempt(a store.PaymentAttempt) error {
 	_, err := t.q.ExecContext(t.ctx, `INSERT INTO payment_attempts (`+attemptCols+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (reservation_id, number) DO UPDATE SET key_hash = excluded.key_hash,
 			provider_key = excluded.provider_key, outcome = excluded.outcome, provider_ref = excluded.provider_ref,
 			message = excluded.message, amount = excluded.amount, currency = excluded.currency,
-			car_id = excluded.car_id, started_at = excluded.started_at, finished_at = excluded.finished_at`,
+			car_id = excluded.car_id, payment_method = excluded.payment_method,
+			started_at = excluded.started_at, finished_at = excluded.finished_at`,
 		a.ReservationID, a.Number, blob(a.KeyHash), a.ProviderKey, a.Outcome, a.ProviderRef, a.Message, a.Amount,
-		a.Currency, a.CarID, micros(a.StartedAt), micros(a.FinishedAt))
+		a.Currency, a.CarID, a.PaymentMethod, micros(a.StartedAt), micros(a.FinishedAt))
 	if err != nil {
 		return mapErr(err, fmt.Sprintf("payment attempt %s/%d", a.ReservationID, a.Number), store.ErrNotFound)
 	}
 	return nil
+}
+
+// PutRefund inserts or replaces (by reservation and number) a refund.
+func (t *tx) PutRefund(r store.Refund) error {
+	_, err := t.q.ExecContext(t.ctx, `INSERT INTO refunds (`+refundCols+`)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (reservation_id, number) DO UPDATE SET reason = excluded.reason, amount = excluded.amount,
+			currency = excluded.currency, charge_ref = excluded.charge_ref, provider_key = excluded.provider_key,
+			status = excluded.status, provider_ref = excluded.provider_ref, message = excluded.message,
+			tries = excluded.tries, created_at = excluded.created_at, finished_at = excluded.finished_at`,
+		r.ReservationID, r.Number, r.Reason, r.Amount, r.Currency, r.ChargeRef, r.ProviderKey, r.Status, r.ProviderRef,
+		r.Message, r.Tries, micros(r.CreatedAt), micros(r.FinishedAt))
+	if err != nil {
+		return mapErr(err, fmt.Sprintf("refund %s/%d", r.ReservationID, r.Number), store.ErrNotFound)
+	}
+	return nil
+}
+
+// Refunds lists a reservation's refunds inside the transaction.
+func (t *tx) Refunds(reservationID string) ([]store.Refund, error) {
+	rows, err := t.q.QueryContext(t.ctx, `SELECT `+refundCols+` FROM refunds WHERE reservation_id = ? ORDER BY number`, reservationID)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, scanRefund)
 }

@@ -43,6 +43,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"List", testList},
 		{"Current", testCurrent},
 		{"PaymentAttempts", testPaymentAttempts},
+		{"Refunds", testRefunds},
 		{"ConcurrentBooking", testConcurrentBooking},
 	}
 	for _, tc := range tests {
@@ -681,7 +682,7 @@ func testPaymentAttempts(t *testing.T, s store.Store) {
 	key := []byte("sha256-of-key")
 	first := store.PaymentAttempt{
 		ReservationID: "a", Number: 1, KeyHash: key, ProviderKey: "a/1", Outcome: store.AttemptPending,
-		Amount: 250, Currency: "eur", CarID: "KLM42",
+		Amount: 250, Currency: "eur", CarID: "KLM42", PaymentMethod: "pm_card_visa",
 		StartedAt: time.Date(2030, 6, 3, 9, 0, 0, 5000, time.FixedZone("X", 3600)),
 	}
 	write(t, s, func(tx store.Tx) error { return tx.PutAttempt(first) })
@@ -879,4 +880,70 @@ func equalSets(a, b []string) bool {
 		seen[x]--
 	}
 	return true
+}
+
+func testRefunds(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	setSpots(t, s, "1")
+	insert(t, s, res("a", "1", 1, 2), res("b", "1", 3, 4))
+	first := store.Refund{ReservationID: "a", Number: 1, Reason: "early_departure", Amount: 250, Currency: "eur",
+		ChargeRef: "pi_1", ProviderKey: "parkgate-refund-a-1", Status: store.RefundPending,
+		CreatedAt: time.Date(2030, 6, 3, 9, 0, 0, 5000, time.FixedZone("X", 3600))}
+	second := store.Refund{ReservationID: "b", Number: 1, Reason: "no_show", Amount: 100, Currency: "eur",
+		ChargeRef: "pi_2", ProviderKey: "parkgate-refund-b-1", Status: store.RefundPending, CreatedAt: at(1)}
+	write(t, s, func(tx store.Tx) error {
+		if err := tx.PutRefund(second); err != nil {
+			return err
+		}
+		return tx.PutRefund(first)
+	})
+	same := func(what string, got, want store.Refund) {
+		t.Helper()
+		checkUTC(t, what, got.CreatedAt, got.FinishedAt)
+		if !got.CreatedAt.Equal(want.CreatedAt) || !got.FinishedAt.Equal(want.FinishedAt) {
+			t.Errorf("%s: times %v %v, want %v %v", what, got.CreatedAt, got.FinishedAt, want.CreatedAt, want.FinishedAt)
+		}
+		got.CreatedAt, got.FinishedAt, want.CreatedAt, want.FinishedAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s:\n got %+v\nwant %+v", what, got, want)
+		}
+	}
+	pending, err := s.PendingRefunds(ctx, 10)
+	if err != nil || len(pending) != 2 {
+		t.Fatalf("PendingRefunds = %+v, %v", pending, err)
+	}
+	same("oldest first", pending[0], first)
+	same("then", pending[1], second)
+	if p, _ := s.PendingRefunds(ctx, 1); len(p) != 1 || p[0].ReservationID != "a" {
+		t.Errorf("PendingRefunds(limit 1) = %+v", p)
+	}
+
+	done := first
+	done.Status, done.ProviderRef, done.Tries, done.FinishedAt = store.RefundSucceeded, "re_1", 2, at(2)
+	write(t, s, func(tx store.Tx) error { return tx.PutRefund(done) })
+	if p, _ := s.PendingRefunds(ctx, 10); len(p) != 1 || p[0].ReservationID != "b" {
+		t.Errorf("after settling, PendingRefunds = %+v", p)
+	}
+	rs, err := s.Refunds(ctx, "a")
+	if err != nil || len(rs) != 1 {
+		t.Fatalf("Refunds(a) = %+v, %v", rs, err)
+	}
+	same("settled", rs[0], done)
+	write(t, s, func(tx store.Tx) error {
+		rs, err := tx.Refunds("a")
+		if err != nil || len(rs) != 1 || rs[0].Status != store.RefundSucceeded {
+			t.Errorf("Tx.Refunds(a) = %+v, %v", rs, err)
+		}
+		return err
+	})
+	// A refund of an unknown reservation, a zero amount: refused.
+	err = try(s, func(tx store.Tx) error {
+		return tx.PutRefund(store.Refund{ReservationID: "nope", Number: 1, Reason: "x", Amount: 1, Currency: "eur", ChargeRef: "pi", ProviderKey: "k", Status: store.RefundPending, CreatedAt: at(0)})
+	})
+	wantErr(t, "PutRefund(unknown reservation)", err, store.ErrNotFound)
+	if err := try(s, func(tx store.Tx) error {
+		return tx.PutRefund(store.Refund{ReservationID: "a", Number: 2, Reason: "x", Amount: 0, Currency: "eur", ChargeRef: "pi", ProviderKey: "k", Status: store.RefundPending, CreatedAt: at(0)})
+	}); err == nil {
+		t.Error("a zero refund was stored")
+	}
 }

@@ -109,6 +109,10 @@ CREATE TABLE payment_attempts (
     amount         INTEGER NOT NULL DEFAULT 0,
     currency       TEXT NOT NULL DEFAULT '',
     car_id         TEXT NOT NULL DEFAULT '',
+    -- The provider's payment-method reference (pm_...), never card data:
+    -- an attempt whose outcome is unknown is re-driven with exactly the
+    -- same parameters, as the provider's idempotency demands.
+    payment_method TEXT NOT NULL DEFAULT '',
     started_at     INTEGER,
     finished_at    INTEGER,
     PRIMARY KEY (reservation_id, number)
@@ -117,3 +121,26 @@ CREATE TABLE payment_attempts (
 -- One attempt per idempotency key and reservation: a retried request finds
 -- the first attempt instead of starting a second charge.
 CREATE UNIQUE INDEX payment_attempts_key ON payment_attempts (reservation_id, key_hash) WHERE key_hash IS NOT NULL;
+
+-- Money given back (early departure, no-show, cancellation). A refund is
+-- recorded as pending in the same transaction as the state change that
+-- owes it, so a crash cannot lose it; the refunder then settles it with
+-- the provider and records the provider's object id.
+CREATE TABLE refunds (
+    reservation_id TEXT NOT NULL REFERENCES reservations (id),
+    number         INTEGER NOT NULL,
+    reason         TEXT NOT NULL,
+    amount         INTEGER NOT NULL CHECK (amount > 0),
+    currency       TEXT NOT NULL,
+    charge_ref     TEXT NOT NULL,
+    provider_key   TEXT NOT NULL,
+    status         TEXT NOT NULL CHECK (status IN ('pending', 'succeeded', 'refused')),
+    provider_ref   TEXT NOT NULL DEFAULT '',
+    message        TEXT NOT NULL DEFAULT '',
+    tries          INTEGER NOT NULL DEFAULT 0,
+    created_at     INTEGER NOT NULL,
+    finished_at    INTEGER,
+    PRIMARY KEY (reservation_id, number)
+) STRICT;
+
+CREATE INDEX refunds_pending ON refunds (created_at) WHERE status = 'pending';
