@@ -361,3 +361,28 @@ func TestPortInUse(t *testing.T) {
 		t.Fatalf("err %v, output %s", err, out)
 	}
 }
+
+// Logs, even at debug level, never hold a token, a ticket, a payment
+// method or a card number — whatever the clients send.
+func TestLogsHoldNoSecrets(t *testing.T) {
+	p := start(t, t.TempDir(), "PARKING_LOG_LEVEL=debug")
+	now := time.Now()
+	r := p.must(201, "POST", "/reserve/parking/1", "", windowJSON(now.Add(time.Minute), now.Add(2*time.Hour)))
+	tok := r["token"].(string)
+	p.must(400, "POST", "/pay/parking/1", tok, `{"carId":"X1","cardDetails":{"number":"4242 4242 4242 4242","cvc":"123"}}`)
+	p.must(402, "POST", "/pay/parking/1", tok, `{"carId":"X1","cardDetails":{"paymentMethod":"pm_card_chargeDeclined"}}`)
+	paid := p.must(200, "POST", "/pay/parking/1", tok, `{"carId":"X1","cardDetails":{"paymentMethod":"pm_card_visa"}}`)
+	p.must(401, "POST", "/park/parking/1?is_parking=true", "not-"+tok, "")
+	p.must(200, "POST", "/park/parking/1?is_parking=true", tok, "")
+	p.must(200, "POST", "/parking/1/status/free", adminToken, "")
+	p.must(403, "POST", "/parking/1/status/free", "wrong-admin-token", "")
+	logs := p.logText()
+	if !strings.Contains(logs, `"msg":"paid"`) {
+		t.Fatalf("the log did not capture the flow:\n%s", logs)
+	}
+	for _, secret := range []string{tok, adminToken, paid["ticket"].(string), "pm_card", "4242", "wrong-admin-token"} {
+		if strings.Contains(logs, secret) {
+			t.Errorf("the log contains %q:\n%s", secret, logs)
+		}
+	}
+}
