@@ -75,6 +75,7 @@ func New(svc *booking.Service, opt Options) *Handler {
 	m.HandleFunc("POST /park/parking/{id}", h.park)
 	m.HandleFunc("POST /parking/{id}/status/{status}", h.admin(h.force))
 	m.HandleFunc("GET /parking/{id}/ticket", h.ticket)
+	m.HandleFunc("GET /parking/{id}/ticket.png", h.ticketPNG)
 	m.HandleFunc("GET /reservations/{id}", h.getReservation)
 	m.HandleFunc("DELETE /reservations/{id}", h.cancel)
 	m.HandleFunc("POST /admin/reservations", h.admin(h.push))

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -262,6 +263,29 @@ func (c *Client) Ticket(ctx context.Context, spot, token string) (string, error)
 	return out.Ticket, err
 }
 
+// TicketPNG returns the ticket of the paid reservation of spot that token
+// opens as a QR code PNG (GET /parking/{id}/ticket.png). size is the
+// image's width and height in pixels, which the server bounds (128 to 1024);
+// size ≤ 0 takes the server's default of 8 pixels a QR module. Errors are
+// those of Ticket, as an *Error.
+func (c *Client) TicketPNG(ctx context.Context, spot, token string, size int) ([]byte, error) {
+	path := "/parking/" + seg(spot) + "/ticket.png"
+	if size > 0 {
+		path += "?size=" + strconv.Itoa(size)
+	}
+	res, b, err := c.send(ctx, http.MethodGet, path, c.driver(token), nil, http.Header{"Accept": {"image/png, application/json;q=0.9"}})
+	if err != nil {
+		return nil, err
+	}
+	// A proxy's page or a server without the route must not end up saved
+	// as the driver's ticket.
+	ct := res.Header.Get("Content-Type")
+	if mt, _, _ := mime.ParseMediaType(ct); mt != "image/png" || !bytes.HasPrefix(b, []byte("\x89PNG\r\n\x1a\n")) {
+		return nil, fmt.Errorf("GET %s: the answer (HTTP %d, %q) is not a PNG image", pathOnly(path), res.StatusCode, ct)
+	}
+	return b, nil
+}
+
 // PublicKey returns the site's ticket verification key.
 func (c *Client) PublicKey(ctx context.Context) (PublicKey, error) {
 	var out PublicKey
@@ -360,22 +384,36 @@ func (c *Client) driver(token string) string {
 // do sends one request and decodes a 2xx answer into out (nil: ignore the
 // body). Anything else becomes an *Error.
 func (c *Client) do(ctx context.Context, method, path, bearer string, in any, hdr http.Header, out any) error {
+	res, b, err := c.send(ctx, method, path, bearer, in, hdr)
+	if err != nil || out == nil {
+		return err
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return fmt.Errorf("%s %s: the answer (HTTP %d) is not the expected JSON: %w", method, pathOnly(path), res.StatusCode, err)
+	}
+	return nil
+}
+
+// send sends one request with in as its JSON body (nil: none) and returns
+// a 2xx answer with its body, read in full. Anything else becomes an
+// *Error. hdr may replace the default Accept header.
+func (c *Client) send(ctx context.Context, method, path, bearer string, in any, hdr http.Header) (*http.Response, []byte, error) {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
-			return fmt.Errorf("encoding request: %w", err)
+			return nil, nil, fmt.Errorf("encoding request: %w", err)
 		}
 		body = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
+	req.Header.Set("Accept", "application/json")
 	for k, v := range hdr {
 		req.Header[k] = v
 	}
-	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", c.agent)
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -385,26 +423,20 @@ func (c *Client) do(ctx context.Context, method, path, bearer string, in any, hd
 	}
 	res, err := c.hc.Do(req)
 	if err != nil {
-		return err // *url.Error names method and URL; the URL holds no secret
+		return nil, nil, err // *url.Error names method and URL; the URL holds no secret
 	}
 	defer res.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(res.Body, maxResponse))
 	if err != nil {
-		return fmt.Errorf("%s %s: reading the answer: %w", method, pathOnly(path), err)
+		return nil, nil, fmt.Errorf("%s %s: reading the answer: %w", method, pathOnly(path), err)
 	}
 	if c.hook != nil {
 		c.hook(res, b)
 	}
 	if res.StatusCode < 200 || res.StatusCode > 299 {
-		return decodeError(res.StatusCode, b)
+		return nil, nil, decodeError(res.StatusCode, b)
 	}
-	if out == nil {
-		return nil
-	}
-	if err := json.Unmarshal(b, out); err != nil {
-		return fmt.Errorf("%s %s: the answer (HTTP %d) is not the expected JSON: %w", method, pathOnly(path), res.StatusCode, err)
-	}
-	return nil
+	return res, b, nil
 }
 
 // decodeError turns a non-2xx answer into an *Error, trusting the body

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
+	"image/png"
 	"io"
 	"net"
 	"net/http"
@@ -56,6 +58,9 @@ drivers:
   show RESERVATION_ID             show a reservation
   cancel RESERVATION_ID           cancel a reservation not yet used
   ticket ID                       print the QR ticket payload
+  ticket ID --qr                  ... drawn as a QR code in the terminal
+  ticket ID --png FILE [--size N]
+                                  ... saved as a QR code PNG (- for stdout)
 
 operators (admin token):
   status ID free|reserved|taken   force a spot's status
@@ -93,7 +98,7 @@ var helps = map[string]string{
 	"leave":        "leave ID [--at T]\n\nChecks the car out of spot ID, now or at T (early is fine: the spot is\nfree again at once).",
 	"show":         "show RESERVATION_ID\n\nShows a reservation to its token holder or an operator.",
 	"cancel":       "cancel RESERVATION_ID\n\nCancels a reservation whose car has not checked in.",
-	"ticket":       "ticket ID\n\nPrints the QR ticket payload of the paid reservation of spot ID, e.g.\nfor: parkctl ticket 1 | qrencode -t ansiutf8",
+	"ticket":       "ticket ID [--qr | --png FILE [--size N]]\n\nPrints the QR ticket payload of the paid (or checked-in) reservation of\nspot ID: the string a gate scans. --qr draws it as a QR code in the\nterminal, black on white, for a phone to photograph from the screen\n(with NO_COLOR set, without colours: light modules as blocks, for a dark\nbackground). --png saves the server's QR code PNG to FILE (- writes it to\nstdout), N pixels wide with --size (128 to 1024; by default 8 pixels a\nmodule). See docs/tickets.md.",
 	"status":       "status ID free|reserved|taken\n\nForces spot ID's status (operators): free releases it (a car inside\nleaves, a paid no-show is released), taken checks the current\nreservation in, reserved undoes a check-in.",
 	"push":         "push FILE.csv\n\nPushes paid operator reservations (operators). The file has a header\nrow naming the columns spot, from, until and optionally car and\nreference; '#' starts a comment line. Every row is checked first and\nbad rows are reported by line; the server then creates all rows or\nnone. Prints each new reservation's id and token.",
 	"reservations": "reservations [--spot ID] [--state S,S] [--limit N]\n\nLists reservations (operators). States: reserved, paid, taken, left,\nexpired, no_show, cancelled.",
@@ -615,16 +620,68 @@ func (cl *cli) cancel(args []string) int {
 }
 
 func (cl *cli) ticket(args []string) int {
-	c, pos, code, ok := cl.setup(args, 1, needDriver)
+	var qr bool
+	var pngFile string
+	var size int
+	c, pos, code, ok := cl.setup(args, 1, needDriver, func(fs *flag.FlagSet) {
+		fs.BoolVar(&qr, "qr", false, "")
+		fs.StringVar(&pngFile, "png", "", "")
+		fs.IntVar(&size, "size", 0, "")
+	})
 	if !ok {
 		return code
+	}
+	switch {
+	case qr && pngFile != "":
+		return cl.usageErr(usagef("give --qr or --png, not both"))
+	case cl.json && (qr || pngFile != ""):
+		return cl.usageErr(usagef("--json prints the ticket as JSON; it does not go with --qr or --png"))
+	case size != 0 && pngFile == "":
+		return cl.usageErr(usagef("--size goes with --png"))
+	case size < 0:
+		return cl.usageErr(usagef("--size must be positive"))
+	}
+	if pngFile != "" {
+		return cl.ticketPNG(c, pos[0], pngFile, size)
 	}
 	t, err := c.Ticket(cl.ctx, pos[0], "")
 	if err != nil {
 		return cl.fail(err)
 	}
+	if qr {
+		// NO_COLOR set and not empty: no colours (no-color.org).
+		if err := drawQR(cl.stdout, t, cl.getenv("NO_COLOR") == ""); err != nil {
+			return cl.fail(err)
+		}
+		return exitOK
+	}
 	// The bare string, so it pipes into a QR encoder.
 	return cl.done(func(w io.Writer) { fmt.Fprintln(w, t) })
+}
+
+// ticketPNG saves the QR code PNG of spot's ticket to name, or writes it
+// to stdout if name is "-".
+func (cl *cli) ticketPNG(c *client.Client, spot, name string, size int) int {
+	b, err := c.TicketPNG(cl.ctx, spot, "", size)
+	if err != nil {
+		return cl.fail(err)
+	}
+	if name == "-" {
+		if _, err := cl.stdout.Write(b); err != nil {
+			return cl.fail(err)
+		}
+		return exitOK
+	}
+	// 0600: the ticket opens the barrier, so it is no one else's to read.
+	if err := os.WriteFile(name, b, 0o600); err != nil {
+		return cl.fail(err)
+	}
+	dim := ""
+	if cfg, err := png.DecodeConfig(bytes.NewReader(b)); err == nil {
+		dim = fmt.Sprintf(", %d×%d pixels", cfg.Width, cfg.Height)
+	}
+	fmt.Fprintf(cl.stdout, "saved the ticket of spot %s as a QR code to %s (%d bytes%s)\n", spot, name, len(b), dim)
+	return exitOK
 }
 
 func (cl *cli) status(args []string) int {

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"image"
+	"image/color"
+	"image/png"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -12,6 +15,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/makiuchi-d/gozxing"
+	zxqr "github.com/makiuchi-d/gozxing/qrcode"
 
 	"github.com/parkgate/parkgate/central/client"
 	"github.com/parkgate/parkgate/central/client/clienttest"
@@ -328,6 +334,13 @@ func TestUsageErrorsSendNothing(t *testing.T) {
 		{nil, []string{"park", "1"}, "needs the reservation's token (PARKING_TOKEN or --token), or an operator's admin token"},
 		{map[string]string{envToken: "t"}, []string{"leave", "1", "--at", "now"}, `--at "now" is not an RFC 3339 time`},
 		{map[string]string{envToken: "t"}, []string{"ticket", "1", "--server", "ftp://x"}, "--server: server URL"},
+		{nil, []string{"ticket", "1", "--qr"}, "needs the reservation's token: set PARKING_TOKEN"},
+		{map[string]string{envToken: "t"}, []string{"ticket", "1", "--qr", "--png", "t.png"}, "give --qr or --png, not both"},
+		{map[string]string{envToken: "t"}, []string{"ticket", "1", "--qr", "--json"}, "does not go with --qr or --png"},
+		{map[string]string{envToken: "t"}, []string{"--json", "ticket", "1", "--png", "t.png"}, "does not go with --qr or --png"},
+		{map[string]string{envToken: "t"}, []string{"ticket", "1", "--size", "300"}, "--size goes with --png"},
+		{map[string]string{envToken: "t"}, []string{"ticket", "1", "--png", "t.png", "--size", "-1"}, "--size must be positive"},
+		{map[string]string{envToken: "t"}, []string{"ticket", "1", "--png"}, "flag needs an argument: -png"},
 		{map[string]string{envToken: "t"}, []string{"changes"}, "changes is for operators: set PARKING_AUTH_ADMIN_TOKEN"},
 		{map[string]string{envAdmin: "a"}, []string{"push", "/does/not/exist.csv"}, "no such file"},
 		{map[string]string{envAdmin: "a"}, []string{"reservations", "--limit", "-1"}, "--limit must be positive"},
@@ -451,5 +464,178 @@ func TestMoney(t *testing.T) {
 		if got := money(tc.amount, tc.cur); got != tc.want {
 			t.Errorf("money(%d, %s) = %q, want %q", tc.amount, tc.cur, got, tc.want)
 		}
+	}
+}
+
+// readQR decodes the QR code in img with a real QR decoder (ZXing's Go
+// port), as a phone would.
+func readQR(t *testing.T, img image.Image) string {
+	t.Helper()
+	bmp, err := gozxing.NewBinaryBitmapFromImage(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := zxqr.NewQRCodeReader().Decode(bmp, nil)
+	if err != nil {
+		t.Fatalf("no readable QR code: %v", err)
+	}
+	return res.GetText()
+}
+
+// screenshot turns the half-block drawing of "ticket --qr" into the image
+// a camera would see: 4×4 pixels a module, black on white. With colors,
+// blocks are dark modules; without, light ones.
+func screenshot(t *testing.T, out string, colors bool) image.Image {
+	t.Helper()
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	var rows [][]bool // true: dark
+	for i, l := range lines {
+		if colors {
+			var ok bool
+			if l, ok = strings.CutPrefix(l, qrColors); !ok {
+				t.Fatalf("line %d does not set the colours: %q", i+1, l)
+			}
+			if l, ok = strings.CutSuffix(l, qrReset); !ok {
+				t.Fatalf("line %d does not reset the colours: %q", i+1, l)
+			}
+		} else if strings.Contains(l, "\x1b") {
+			t.Fatalf("an escape sequence with NO_COLOR: %q", l)
+		}
+		var top, bottom []bool
+		for _, r := range l {
+			var tp, bt bool
+			switch r {
+			case '█':
+				tp, bt = true, true
+			case '▀':
+				tp = true
+			case '▄':
+				bt = true
+			case ' ':
+			default:
+				t.Fatalf("line %d: unexpected %q", i+1, r)
+			}
+			if !colors {
+				tp, bt = !tp, !bt
+			}
+			top, bottom = append(top, tp), append(bottom, bt)
+		}
+		rows = append(rows, top, bottom)
+	}
+	// A QR code has an odd number of modules a side, so the last line's
+	// lower half is one more row of quiet zone.
+	n := len(rows[0])
+	for i, row := range rows {
+		if len(row) != n {
+			t.Fatalf("line %d has %d modules, line 1 %d", i/2+1, len(row), n)
+		}
+	}
+	if n%2 != 1 || len(rows) != n+1 {
+		t.Fatalf("not square: %d columns, %d rows of modules", n, len(rows))
+	}
+	const scale = 4
+	w, h := n*scale, len(rows)*scale
+	img := image.NewGray(image.Rect(0, 0, w, h))
+	for y := range h {
+		for x := range w {
+			c := color.Gray{Y: 0xff}
+			if rows[y/scale][x/scale] {
+				c.Y = 0
+			}
+			img.SetGray(x, y, c)
+		}
+	}
+	// The quiet zone: at least four light modules on each side.
+	for i, row := range rows {
+		for j, dark := range row {
+			if dark && (i < 4 || j < 4 || j >= len(row)-4 || i >= len(rows)-4) {
+				t.Fatalf("dark module (%d, %d) in the quiet zone", j, i)
+			}
+		}
+	}
+	return img
+}
+
+func TestTicketQRAndPNG(t *testing.T) {
+	h := newHarness(t, "1")
+	r := h.runSecret("reserve", "1", "--for", "2h")
+	h.want(r, 0, nil, nil)
+	token := field(t, r.out, "token")
+	h.secrets = append(h.secrets, token)
+	h.env[envToken] = token
+
+	// No ticket before payment, in the server's words; nothing saved.
+	dir := t.TempDir()
+	file := filepath.Join(dir, "ticket.png")
+	h.want(h.run("ticket", "1", "--qr"), 1, nil, []string{"(wrong_state, HTTP 409)"})
+	h.want(h.run("ticket", "1", "--png", file), 1, nil, []string{"(wrong_state, HTTP 409)"})
+	if _, err := os.Stat(file); !os.IsNotExist(err) {
+		t.Fatalf("a refused ticket left a file: %v", err)
+	}
+
+	r = h.run("pay", "1", "--car", "kl-42", "--idempotency-key", "k1")
+	h.want(r, 0, nil, nil)
+	tk := field(t, r.out, "ticket")
+
+	// --qr draws a code that reads back as the ticket, in colour or not.
+	r = h.run("ticket", "1", "--qr")
+	h.want(r, 0, nil, nil)
+	if got := readQR(t, screenshot(t, r.out, true)); got != tk {
+		t.Fatalf("--qr reads %q, want %q", got, tk)
+	}
+	h.env["NO_COLOR"] = "1"
+	r = h.run("ticket", "1", "--qr")
+	delete(h.env, "NO_COLOR")
+	h.want(r, 0, nil, nil)
+	if got := readQR(t, screenshot(t, r.out, false)); got != tk {
+		t.Fatalf("--qr with NO_COLOR reads %q, want %q", got, tk)
+	}
+	if r.errOut != "" || strings.Contains(r.out, tk) {
+		t.Fatalf("--qr prints the drawing only: %q", r.errOut)
+	}
+
+	// --png saves the server's PNG (0600), --size sets its width.
+	readPNG := func(b []byte) image.Image {
+		t.Helper()
+		img, err := png.Decode(bytes.NewReader(b))
+		if err != nil {
+			t.Fatalf("not a PNG: %v", err)
+		}
+		return img
+	}
+	r = h.run("ticket", "1", "--png", file)
+	h.want(r, 0, []string{"saved the ticket of spot 1 as a QR code to " + file + " ("}, nil)
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := readPNG(b)
+	if got := readQR(t, img); got != tk || img.Bounds().Dx()%8 != 0 || !strings.Contains(r.out, strconv.Itoa(img.Bounds().Dx())+"×") {
+		t.Fatalf("--png: reads %q (want %q), %v; %s", got, tk, img.Bounds(), r.out)
+	}
+	if fi, err := os.Stat(file); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("file mode: %v %v", fi.Mode(), err)
+	}
+	h.want(h.run("ticket", "1", "--png", file, "--size", "256"), 0, []string{"256×256 pixels"}, nil)
+	if b, _ := os.ReadFile(file); readPNG(b).Bounds().Dx() != 256 || readQR(t, readPNG(b)) != tk {
+		t.Fatal("--size 256 did not give a 256 pixel ticket")
+	}
+	// "-" writes the PNG to stdout, and nothing else.
+	r = h.run("ticket", "1", "--png", "-", "--size", "128")
+	h.want(r, 0, nil, nil)
+	if img := readPNG([]byte(r.out)); img.Bounds().Dx() != 128 || readQR(t, img) != tk || r.errOut != "" {
+		t.Fatalf("--png -: %v %q", img.Bounds(), r.errOut)
+	}
+	// A size the server refuses: its words, exit 1, the file untouched.
+	before, _ := os.ReadFile(file)
+	h.want(h.run("ticket", "1", "--png", file, "--size", "100"), 1, nil, []string{"128 to 1024", "(invalid_query, HTTP 400)"})
+	if after, _ := os.ReadFile(file); !bytes.Equal(before, after) {
+		t.Fatal("a refused request changed the file")
+	}
+	h.want(h.run("ticket", "1", "--png", filepath.Join(dir, "no", "such", "dir.png")), 1, nil, []string{"no such file or directory"})
+
+	// The plain form is unchanged.
+	if r := h.run("ticket", "1"); r.code != 0 || r.out != tk+"\n" {
+		t.Fatalf("ticket: %d %q", r.code, r.out)
 	}
 }

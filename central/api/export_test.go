@@ -1,0 +1,4 @@
+package api
+
+// QRPNG exposes qrPNG to the external tests.
+var QRPNG = qrPNG
