@@ -81,6 +81,7 @@ func New(svc *booking.Service, opt Options) *Handler {
 	m.HandleFunc("POST /admin/reservations", h.admin(h.push))
 	m.HandleFunc("GET /admin/reservations", h.admin(h.listReservations))
 	m.HandleFunc("GET /admin/changes", h.admin(h.changes))
+	m.HandleFunc("GET /admin/reservations/{id}/payments", h.admin(h.payments))
 	m.HandleFunc("GET /tickets/public-key", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, apijson.PublicKey{KeyID: opt.KeyID, PublicKey: opt.PublicKey})
 	})
@@ -626,4 +627,34 @@ func (s *Server) Serve(ctx context.Context) error {
 	err := srv.Shutdown(sctx)
 	<-errc
 	return err
+}
+
+func (h *Handler) payments(w http.ResponseWriter, r *http.Request) {
+	ctx, id := r.Context(), r.PathValue("id")
+	if _, err := h.svc.Reservation(ctx, id, booking.Caller{Operator: true}); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	st := h.svc.Store()
+	atts, err := st.PaymentAttempts(ctx, id)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	refs, err := st.Refunds(ctx, id)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	out := apijson.Payments{ReservationID: id, Attempts: []apijson.PaymentAttempt{}, Refunds: []apijson.Refund{}}
+	for _, a := range atts {
+		out.Attempts = append(out.Attempts, apijson.PaymentAttempt{Number: a.Number, Outcome: a.Outcome, Amount: a.Amount,
+			Currency: a.Currency, ProviderRef: a.ProviderRef, Message: a.Message, StartedAt: a.StartedAt, FinishedAt: a.FinishedAt})
+	}
+	for _, f := range refs {
+		out.Refunds = append(out.Refunds, apijson.Refund{Number: f.Number, Reason: f.Reason, Amount: f.Amount,
+			Currency: f.Currency, Status: f.Status, ProviderRef: f.ProviderRef, Message: f.Message, Tries: f.Tries,
+			CreatedAt: f.CreatedAt, FinishedAt: f.FinishedAt})
+	}
+	writeJSON(w, http.StatusOK, out)
 }

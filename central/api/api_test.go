@@ -151,6 +151,24 @@ func TestSeedFlowOverHTTP(t *testing.T) {
 	if r := s.do("POST", "/park/parking/1?is_parking=false&leaving_at="+leave, res.Token, ""); r.Status != 200 {
 		t.Fatalf("leave: %d %s", r.Status, r.Body)
 	}
+	// Left 29 minutes into a 2-hour window: one unused whole hour is
+	// owed back, recorded with the payment.
+	var pays struct {
+		Attempts []struct {
+			Outcome     string
+			ProviderRef string
+		}
+		Refunds []struct {
+			Reason string
+			Amount int64
+			Status string
+		}
+	}
+	s.do("GET", "/admin/reservations/"+res.ReservationID+"/payments", admin, "").decode(t, &pays)
+	if len(pays.Attempts) != 2 || pays.Attempts[0].Outcome != "declined" || pays.Attempts[1].ProviderRef == "" ||
+		len(pays.Refunds) != 1 || pays.Refunds[0].Amount != 250 || pays.Refunds[0].Reason != "early_departure" {
+		t.Fatalf("payments %+v", pays)
+	}
 	var one map[string]any
 	s.do("GET", "/parkings/1", "", "").decode(t, &one)
 	if one["status"] != "free" || one["leftAt"] != leave {
@@ -198,6 +216,21 @@ func TestAdminEndpoints(t *testing.T) {
 	s.do("GET", "/admin/reservations?state=left", admin, "").decode(t, &rs)
 	if len(rs) != 1 || rs[0].LeftAt == "" {
 		t.Fatalf("left reservations: %+v", rs)
+	}
+	var pays struct {
+		Attempts []map[string]any
+		Refunds  []map[string]any
+	}
+	if r := s.do("GET", "/admin/reservations/"+out.Reservations[0].ReservationID+"/payments", admin, ""); r.Status != 200 {
+		t.Fatalf("payments: %d %s", r.Status, r.Body)
+	} else if r.decode(t, &pays); len(pays.Attempts) != 0 || len(pays.Refunds) != 0 {
+		t.Fatalf("a pushed reservation has payments: %s", r.Body)
+	}
+	if r := s.do("GET", "/admin/reservations/nope/payments", admin, ""); r.Status != 404 {
+		t.Fatalf("payments of an unknown reservation: %d", r.Status)
+	}
+	if r := s.do("GET", "/admin/reservations/x/payments", "", ""); r.Status != 401 {
+		t.Fatalf("payments without a token: %d", r.Status)
 	}
 	var cs []store.Change
 	s.do("GET", "/admin/changes?after=0&limit=100", admin, "").decode(t, &cs)

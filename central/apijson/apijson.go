@@ -64,3 +64,38 @@ type ErrorDetail struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
 }
+
+// Payments is every money movement of one reservation (GET
+// /admin/reservations/{id}/payments): the charge attempts and the refunds,
+// with the provider's object ids. Never card data.
+type Payments struct {
+	ReservationID string           `json:"reservationId"`
+	Attempts      []PaymentAttempt `json:"attempts"`
+	Refunds       []Refund         `json:"refunds"`
+}
+
+// PaymentAttempt is one try to charge a reservation.
+type PaymentAttempt struct {
+	Number      int       `json:"number"`
+	Outcome     string    `json:"outcome"` // pending, succeeded, declined, failed
+	Amount      int64     `json:"amount"`
+	Currency    string    `json:"currency"`
+	ProviderRef string    `json:"providerRef,omitempty"`
+	Message     string    `json:"message,omitempty"`
+	StartedAt   time.Time `json:"startedAt"`
+	FinishedAt  time.Time `json:"finishedAt,omitzero"`
+}
+
+// Refund is money owed back to the driver.
+type Refund struct {
+	Number      int       `json:"number"`
+	Reason      string    `json:"reason"` // early_departure, no_show, cancelled
+	Amount      int64     `json:"amount"`
+	Currency    string    `json:"currency"`
+	Status      string    `json:"status"` // pending, succeeded, refused
+	ProviderRef string    `json:"providerRef,omitempty"`
+	Message     string    `json:"message,omitempty"`
+	Tries       int       `json:"tries"`
+	CreatedAt   time.Time `json:"createdAt"`
+	FinishedAt  time.Time `json:"finishedAt,omitzero"`
+}
