@@ -18,6 +18,7 @@ import (
 	"github.com/parkgate/parkgate/central/config"
 	"github.com/parkgate/parkgate/central/payment"
 	"github.com/parkgate/parkgate/central/payment/fakepay"
+	"github.com/parkgate/parkgate/central/payment/stripepay"
 	"github.com/parkgate/parkgate/central/store"
 	"github.com/parkgate/parkgate/central/store/sqlitestore"
 	"github.com/parkgate/parkgate/clock"
@@ -120,6 +121,12 @@ func PaymentProvider(cfg config.Config) (payment.Provider, error) {
 	switch cfg.Payment.Provider {
 	case "fake":
 		return &fakepay.Provider{}, nil
+	case "stripe":
+		p, err := stripepay.New(stripepay.Config{SecretKey: cfg.Payment.Stripe.SecretKey, APIURL: cfg.Payment.Stripe.APIURL})
+		if err != nil {
+			return nil, fmt.Errorf("payment.stripe: %w", err)
+		}
+		return p, nil
 	}
 	return nil, fmt.Errorf("payment.provider %q is not supported", cfg.Payment.Provider)
 }

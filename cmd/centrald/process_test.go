@@ -386,3 +386,26 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 		}
 	}
 }
+
+// centrald wired to Stripe, against a real stripe-mock: the payment request
+// passes Stripe's schema and comes back as a clean answer. stripe-mock
+// never marks a PaymentIntent succeeded (it answers every confirm with
+// requires_payment_method), so the driver sees a 402 — not a 503, which
+// would mean the request was refused or never arrived.
+func TestProcessStripeWiring(t *testing.T) {
+	url := os.Getenv("PARKING_TEST_STRIPE_URL")
+	if url == "" {
+		t.Skip("PARKING_TEST_STRIPE_URL not set (e.g. http://127.0.0.1:12111 with stripe-mock running); .ci/run sets it")
+	}
+	p := start(t, t.TempDir(), "PARKING_PAYMENT_PROVIDER=stripe", "PARKING_PAYMENT_STRIPE_API_URL="+url,
+		"PARKING_PAYMENT_STRIPE_SECRET_KEY=sk_test_parkgate")
+	now := time.Now()
+	r := p.must(201, "POST", "/reserve/parking/1", "", windowJSON(now.Add(time.Minute), now.Add(time.Hour)))
+	a := p.call("POST", "/pay/parking/1", r["token"].(string), visa)
+	if a.status != 402 {
+		t.Fatalf("pay through stripe-mock: %d %s\n%s", a.status, a.raw, p.logText())
+	}
+	if strings.Contains(p.logText(), "sk_test_parkgate") {
+		t.Fatal("the Stripe key is in the log")
+	}
+}
