@@ -1,7 +1,7 @@
-// Package config loads centrald's configuration (PRODUCT.md §9): defaults,
-// then the YAML file given with --config, then PARKING_* environment
-// variables (key upper-cased, "." → "_"). It is the only package of centrald
-// that imports viper; the rest receives a validated Config.
+// Package config is centrald's configuration (PRODUCT.md §9): the keys,
+// their defaults and their validation. internal/configload reads it
+// (defaults, then the YAML file given with --config, then PARKING_*
+// environment variables); the rest of centrald receives a validated Config.
 package config
 
 import (
@@ -13,8 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/go-viper/mapstructure/v2"
-	"github.com/spf13/viper"
+	"github.com/parkgate/parkgate/internal/configload"
 )
 
 // Config is centrald's whole configuration.
@@ -102,8 +101,8 @@ type Log struct {
 }
 
 // defaults are the values used when neither file nor environment set a
-// key. Every key must be here: viper only maps PARKING_* variables onto
-// keys it knows.
+// key. Every key must be here: only known keys are read from PARKING_*
+// variables.
 var defaults = map[string]any{
 	"site":                        "demo",
 	"http.addr":                   "127.0.0.1:8080",
@@ -139,56 +138,16 @@ var defaults = map[string]any{
 
 // Load reads the configuration: path may be empty (defaults and
 // environment only). environ is the process environment as os.Environ
-// returns it, passed in so tests do not depend on the real one.
+// returns it.
 func Load(path string, environ []string) (Config, error) {
-	v := viper.New()
-	for k, val := range defaults {
-		v.SetDefault(k, val)
-	}
-	if path != "" {
-		v.SetConfigFile(path)
-		v.SetConfigType("yaml")
-		if err := v.ReadInConfig(); err != nil {
-			return Config{}, fmt.Errorf("reading %s: %w", path, err)
-		}
-	}
-	// Environment overrides, from the given environment rather than
-	// viper.AutomaticEnv (which reads os.Getenv).
-	for _, kv := range environ {
-		name, val, ok := strings.Cut(kv, "=")
-		if !ok || !strings.HasPrefix(name, "PARKING_") {
-			continue
-		}
-		key := envKey(name)
-		if key == "" {
-			continue // PARKING_* of another program or a test helper
-		}
-		v.Set(key, val)
-	}
 	var c Config
-	err := v.UnmarshalExact(&c, viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(
-		mapstructure.StringToTimeDurationHookFunc(),
-		mapstructure.StringToSliceHookFunc(","),
-	)))
-	if err != nil {
-		return Config{}, fmt.Errorf("config: %w", err)
+	if err := configload.Load(path, environ, defaults, &c); err != nil {
+		return Config{}, err
 	}
 	if err := c.Validate(); err != nil {
 		return Config{}, err
 	}
 	return c, nil
-}
-
-// envKey maps PARKING_RESERVATIONS_NOSHOW_GRACE to reservations.noshow_grace
-// by looking the name up among the known keys ("_" is ambiguous: it both
-// separates and appears inside key names).
-func envKey(name string) string {
-	for k := range defaults {
-		if "PARKING_"+strings.ToUpper(strings.ReplaceAll(k, ".", "_")) == name {
-			return k
-		}
-	}
-	return ""
 }
 
 var (
