@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -593,40 +592,6 @@ func (h *Handler) changes(w http.ResponseWriter, r *http.Request) {
 		cs = []store.Change{}
 	}
 	writeJSON(w, http.StatusOK, cs)
-}
-
-// Server serves the handler on a listener that the caller bound (so a
-// port in use is reported before anything starts).
-type Server struct {
-	Listener net.Listener
-	Handler  http.Handler
-	Log      *slog.Logger
-}
-
-// Serve implements the service contract: it serves until ctx ends, then
-// shuts down gracefully, letting requests in flight finish.
-func (s *Server) Serve(ctx context.Context) error {
-	srv := &http.Server{
-		Handler:           s.Handler,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          slog.NewLogLogger(s.Log.Handler(), slog.LevelWarn),
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(s.Listener) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	err := srv.Shutdown(sctx)
-	<-errc
-	return err
 }
 
 func (h *Handler) payments(w http.ResponseWriter, r *http.Request) {

@@ -22,6 +22,7 @@ import (
 	"github.com/parkgate/parkgate/central/store"
 	"github.com/parkgate/parkgate/central/store/sqlitestore"
 	"github.com/parkgate/parkgate/clock"
+	"github.com/parkgate/parkgate/internal/httpserve"
 	"github.com/parkgate/parkgate/internal/sdnotify"
 	"github.com/parkgate/parkgate/internal/service"
 	"github.com/parkgate/parkgate/internal/version"
@@ -98,7 +99,7 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 	defer func() { _, _ = sdnotify.Notify(sdnotify.Stopping) }()
 
 	return service.Run(ctx, log,
-		service.Named{Name: "http", Service: &api.Server{Listener: ln, Handler: h, Log: log}},
+		service.Named{Name: "http", Service: &httpserve.Server{Listener: ln, Handler: h, Log: log}},
 		service.Named{Name: "sweeper", Service: &booking.Sweeper{Service: svc, Interval: cfg.Reservations.SweepInterval}},
 		service.Named{Name: "refunder", Service: &booking.Refunder{Service: svc, Interval: booking.DefaultConfig().RefundInterval}},
 		service.Named{Name: "watchdog", Service: sdnotify.Watchdog{Interval: sdnotify.WatchdogInterval(), Healthy: st.Ping}},
