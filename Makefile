@@ -3,7 +3,7 @@ GO       ?= go
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -s -w -X github.com/parkgate/parkgate/internal/version.Version=$(VERSION)
 BIN      := bin
-CMDS     := centrald parkctl
+CMDS     := centrald gated parkctl
 
 .PHONY: all build build-arm64 build-armv7 test test-integration fuzz bench run demo lint clean
 

@@ -39,6 +39,9 @@ type Gate struct {
 	// ClockFloor is a time before which the wall clock is certainly
 	// wrong (a Pi without RTC boots in 1970 or at its last shutdown).
 	ClockFloor string `mapstructure:"clock_floor"`
+	// RepeatWindow: the same code or plate read again within it is one
+	// read (a ticket held in front of the scanner reads many times).
+	RepeatWindow time.Duration `mapstructure:"repeat_window"`
 }
 
 // HTTP is the local API listener.
@@ -103,6 +106,7 @@ var defaults = map[string]any{
 	"gate.offline_policy":         "signature_only",
 	"gate.early_arrival":          "15m",
 	"gate.clock_floor":            "2026-01-01T00:00:00Z",
+	"gate.repeat_window":          "5s",
 	"http.addr":                   "127.0.0.1:8081",
 	"db.path":                     "gated.db",
 	"mqtt.url":                    "tcp://127.0.0.1:1884",
@@ -169,6 +173,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Gate.EarlyArrival < 0 || c.Gate.EarlyArrival > 24*time.Hour {
 		bad("gate.early_arrival %s: want 0 to 24h", c.Gate.EarlyArrival)
+	}
+	if c.Gate.RepeatWindow < 100*time.Millisecond || c.Gate.RepeatWindow > time.Minute {
+		bad("gate.repeat_window %s: want 100ms to 1m", c.Gate.RepeatWindow)
 	}
 	if _, err := c.ClockFloor(); err != nil {
 		bad("gate.clock_floor %q: want an RFC 3339 time", c.Gate.ClockFloor)

@@ -1,0 +1,298 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Process-level tests: the real gated binary in simulator mode, tickets
+// issued by a real centrald, everything over HTTP, SIGKILL for crashes.
+
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+func binaries(t *testing.T) (centrald, gated string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("process test skipped in -short mode")
+	}
+	buildOnce.Do(func() {
+		binDir, buildErr = os.MkdirTemp("", "parkgate-bin")
+		if buildErr != nil {
+			return
+		}
+		for _, c := range []string{"centrald", "gated"} {
+			out, err := exec.Command("go", "build", "-o", filepath.Join(binDir, c), "../"+c).CombinedOutput()
+			if err != nil {
+				buildErr = fmt.Errorf("go build %s: %v\n%s", c, err, out)
+				return
+			}
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return filepath.Join(binDir, "centrald"), filepath.Join(binDir, "gated")
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+type proc struct {
+	t    *testing.T
+	cmd  *exec.Cmd
+	base string
+	done chan struct{}
+	mu   sync.Mutex
+	logs strings.Builder
+}
+
+var addrRe = regexp.MustCompile(`serving (?:the parking API )?on (http://\S+) `)
+
+// start runs a daemon binary with env and waits until it says where it
+// serves.
+func start(t *testing.T, bin string, env ...string) *proc {
+	t.Helper()
+	p := &proc{t: t, cmd: exec.Command(bin), done: make(chan struct{})}
+	p.cmd.Env = append(os.Environ(), env...)
+	stdout, _ := p.cmd.StdoutPipe()
+	p.cmd.Stderr = writerFunc(func(b []byte) (int, error) {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.logs.Write(b)
+	})
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(p.kill)
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if m := addrRe.FindStringSubmatch(sc.Text()); m != nil {
+				addr <- m[1]
+			}
+		}
+	}()
+	select {
+	case p.base = <-addr:
+	case <-p.done:
+		t.Fatalf("%s exited at start:\n%s", bin, p.logText())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%s did not start within 30s:\n%s", bin, p.logText())
+	}
+	return p
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
+
+func (p *proc) logText() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.logs.String()
+}
+
+func (p *proc) kill() {
+	p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+func (p *proc) call(method, path, token, body string) (int, map[string]any) {
+	p.t.Helper()
+	req, _ := http.NewRequest(method, p.base+path, strings.NewReader(body))
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		p.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	var m map[string]any
+	json.Unmarshal(b, &m)
+	return res.StatusCode, m
+}
+
+func (p *proc) scan(code string) map[string]any {
+	p.t.Helper()
+	b, _ := json.Marshal(map[string]string{"code": code})
+	status, m := p.call("POST", "/v1/sim/scan", "", string(b))
+	if status != 200 {
+		p.t.Fatalf("scan: %d %v", status, m)
+	}
+	return m
+}
+
+// scanAfterRepeat waits out the repeat window (200 ms in these tests; a
+// read inside it would extend it) and scans again.
+func (p *proc) scanAfterRepeat(code string) map[string]any {
+	p.t.Helper()
+	time.Sleep(2 * repeatWindow)
+	return p.scan(code)
+}
+
+const repeatWindow = 200 * time.Millisecond
+
+func (p *proc) status() map[string]any {
+	p.t.Helper()
+	_, m := p.call("GET", "/v1/status", "", "")
+	return m
+}
+
+const admin = "gated-process-test-admin"
+
+// issueTicket reserves and pays spot at a real centrald and returns the
+// ticket.
+func issueTicket(t *testing.T, c *proc, spot string) string {
+	t.Helper()
+	now := time.Now().UTC()
+	body := fmt.Sprintf(`{"reservedFrom":%q,"reservedUntil":%q}`, now.Add(time.Minute).Format(time.RFC3339), now.Add(2*time.Hour).Format(time.RFC3339))
+	status, r := c.call("POST", "/reserve/parking/"+spot, "", body)
+	if status != 201 {
+		t.Fatalf("reserve: %d %v", status, r)
+	}
+	status, paid := c.call("POST", "/pay/parking/"+spot, r["token"].(string), `{"carId":"B-XY 123","cardDetails":{"paymentMethod":"pm_card_visa"}}`)
+	if status != 200 {
+		t.Fatalf("pay: %d %v", status, paid)
+	}
+	return paid["ticket"].(string)
+}
+
+func TestLaneWithRealTickets(t *testing.T) {
+	centraldBin, gatedBin := binaries(t)
+	dir := t.TempDir()
+	c := start(t, centraldBin, "PARKING_HTTP_ADDR=127.0.0.1:0", "PARKING_DB_DSN="+filepath.Join(dir, "c.db"),
+		"PARKING_TICKETS_KEY_FILE="+filepath.Join(dir, "t.key"), "PARKING_AUTH_ADMIN_TOKEN="+admin)
+	_, pub := c.call("GET", "/tickets/public-key", "", "")
+	key := pub["publicKey"].(string)
+	gate := func(id, role, db string) []string {
+		return []string{"PARKING_HTTP_ADDR=127.0.0.1:0", "PARKING_GATE_ID=" + id, "PARKING_GATE_ROLE=" + role,
+			"PARKING_DB_PATH=" + filepath.Join(dir, db), "PARKING_TICKETS_PUBLIC_KEY=" + key,
+			"PARKING_GATE_REPEAT_WINDOW=" + repeatWindow.String(), "PARKING_LOG_FORMAT=json"}
+	}
+	entry := start(t, gatedBin, gate("entry-1", "entry", "entry.db")...)
+	exit := start(t, gatedBin, gate("exit-1", "exit", "exit.db")...)
+	code := issueTicket(t, c, "3")
+
+	if d := entry.scan(code); d["granted"] != true || d["reason"] != "ticket" || d["spotId"] != "3" {
+		t.Fatalf("valid ticket at entry: %v", d)
+	}
+	if s := entry.status(); s["barrier"] != "open" || s["outbox"] != 1.0 {
+		t.Fatalf("after a granted entry: %v", s)
+	}
+	if d := entry.scan(code); d["granted"] != false || d["reason"] != "duplicate" {
+		t.Fatalf("the same read again at once: %v", d)
+	}
+	if d := entry.scanAfterRepeat(code); d["granted"] != false || d["reason"] != "already_inside" {
+		t.Fatalf("the same ticket entering again: %v", d)
+	}
+	// Every single-character change is denied.
+	alphabet := "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+	for _, i := range []int{2, len(code) / 2, len(code) - 1} {
+		b := []byte(code)
+		b[i] = alphabet[(strings.IndexByte(alphabet, b[i])+1)%len(alphabet)]
+		if d := entry.scan(string(b)); d["granted"] != false {
+			t.Fatalf("changed ticket (position %d) granted: %v", i, d)
+		}
+	}
+	if d := exit.scan(code); d["granted"] != true {
+		t.Fatalf("valid ticket at exit: %v", d)
+	}
+	// The vehicle passes the exit: the simulated board closes behind it.
+	exit.call("POST", "/v1/sim/vehicle", "", `{"present":true}`)
+	exit.call("POST", "/v1/sim/vehicle", "", `{"present":false}`)
+	deadline := time.Now().Add(10 * time.Second)
+	for exit.status()["barrier"] != "closed" {
+		if time.Now().After(deadline) {
+			t.Fatalf("exit barrier did not close after the vehicle passed: %v", exit.status())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// SIGKILL right after a granted decision, while the barrier is still open:
+// the decision's outbox record survives.
+func TestDecisionSurvivesSIGKILL(t *testing.T) {
+	centraldBin, gatedBin := binaries(t)
+	dir := t.TempDir()
+	c := start(t, centraldBin, "PARKING_HTTP_ADDR=127.0.0.1:0", "PARKING_DB_DSN="+filepath.Join(dir, "c.db"),
+		"PARKING_TICKETS_KEY_FILE="+filepath.Join(dir, "t.key"))
+	_, pub := c.call("GET", "/tickets/public-key", "", "")
+	env := []string{"PARKING_HTTP_ADDR=127.0.0.1:0", "PARKING_DB_PATH=" + filepath.Join(dir, "g.db"),
+		"PARKING_TICKETS_PUBLIC_KEY=" + pub["publicKey"].(string)}
+	g := start(t, gatedBin, env...)
+	var granted []string
+	for _, spot := range []string{"1", "2", "3"} {
+		d := g.scan(issueTicket(t, c, spot))
+		if d["granted"] != true {
+			t.Fatalf("scan: %v", d)
+		}
+		granted = append(granted, d["eventId"].(string))
+	}
+	if s := g.status(); s["barrier"] != "open" {
+		t.Fatalf("barrier should still be open: %v", s)
+	}
+	g.kill()
+	g = start(t, gatedBin, env...)
+	if s := g.status(); s["outbox"] != float64(len(granted)) {
+		t.Fatalf("outbox after SIGKILL = %v, want %d", s["outbox"], len(granted))
+	}
+	if s := g.status(); s["barrier"] != "closed" {
+		t.Fatalf("a restarted lane must start closed: %v", s)
+	}
+}
+
+func TestImportAndCommands(t *testing.T) {
+	_, gatedBin := binaries(t)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "cache.json")
+	os.WriteFile(file, []byte(`{"version": 7, "reservations": [
+		{"reservationId":"r1","spotId":"1","reservedFrom":"2026-01-01T10:00:00Z","reservedUntil":"2030-11-26T12:00:00Z","carId":"K-LM 42","status":"paid"}]}`), 0o600)
+	cmd := exec.Command(gatedBin, "import", file)
+	cmd.Env = append(os.Environ(), "PARKING_DB_PATH="+filepath.Join(dir, "g.db"))
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "imported 1 reservations at version 7") {
+		t.Fatalf("import: %v %s", err, out)
+	}
+	g := start(t, gatedBin, "PARKING_HTTP_ADDR=127.0.0.1:0", "PARKING_DB_PATH="+filepath.Join(dir, "g.db"))
+	if s := g.status(); s["cacheVersion"] != 7.0 {
+		t.Fatalf("status after import: %v", s)
+	}
+	// Plate entry from the imported cache, plates compared normalised.
+	b, _ := json.Marshal(map[string]string{"plate": "klm 42"})
+	if _, d := g.call("POST", "/v1/sim/plate", "", string(b)); d["granted"] != true || d["reason"] != "plate" {
+		t.Fatalf("plate entry: %v", d)
+	}
+	os.WriteFile(file, []byte(`{"version": 8, "reservations": [{"reservationId":"r1"}]}`), 0o600)
+	cmd = exec.Command(gatedBin, "import", file)
+	cmd.Env = append(os.Environ(), "PARKING_DB_PATH="+filepath.Join(dir, "other.db"))
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "r1") {
+		t.Fatalf("a bad import file must fail naming the entry: %v %s", err, out)
+	}
+	if status, _ := g.call("POST", "/v1/sim/scan", "", `{"code": 5}`); status != 400 {
+		t.Fatalf("bad scan body: %d", status)
+	}
+}
