@@ -40,10 +40,10 @@ fuzz:
 bench: build
 	$(GO) run ./cmd/parkbench -centrald $(BIN)/centrald -out docs/benchmarks.md
 
-# The quickstart: centrald on 127.0.0.1:8080 with the demo config.
+# The quickstart: centrald on 127.0.0.1:8080 with the demo config, and two
+# simulated gates (entry on :8081, exit on :8082).
 run demo: build
-	@mkdir -p var/demo
-	$(BIN)/centrald --config configs/demo.yaml
+	@scripts/demo.sh
 
 lint:
 	@test -z "$$(gofmt -l .)" || (echo "gofmt needed:"; gofmt -l .; exit 1)
