@@ -28,13 +28,15 @@ build-armv7:
 test:
 	$(GO) test -race -count=1 ./...
 
-# Short runs of every fuzz target (.ci/run calls this).
+# Short runs of the fuzz targets on untrusted input: centrald's request
+# decoders, the ticket verifier, ANPR camera pushes (.ci/run calls this).
 FUZZTIME ?= 15s
 fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzDecodeReserve$$' -fuzztime=$(FUZZTIME) ./central/api/
 	$(GO) test -run='^$$' -fuzz='^FuzzDecodePay$$' -fuzztime=$(FUZZTIME) ./central/api/
 	$(GO) test -run='^$$' -fuzz='^FuzzDecodePush$$' -fuzztime=$(FUZZTIME) ./central/api/
 	$(GO) test -run='^$$' -fuzz='^FuzzVerify$$' -fuzztime=$(FUZZTIME) ./ticket/
+	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=2s ./hardware/anpr/
 
 # Load benchmarks; writes docs/benchmarks.md.
 bench: build
