@@ -219,7 +219,14 @@ func TestLaneWithRealTickets(t *testing.T) {
 			t.Fatalf("changed ticket (position %d) granted: %v", i, d)
 		}
 	}
-	if d := exit.scan(code); d["granted"] != true {
+	// An exit gate that requires proof of presence refuses a car it did
+	// not see enter (until the sync tells it); the lenient one lets it out
+	// and says so.
+	strict := start(t, gatedBin, append(gate("exit-2", "exit", "exit2.db"), "PARKING_GATE_STRICT_EXIT=true")...)
+	if d := strict.scan(code); d["granted"] != false || d["reason"] != "not_inside" {
+		t.Fatalf("strict exit, car not known inside: %v", d)
+	}
+	if d := exit.scan(code); d["granted"] != true || d["presenceUnknown"] != true {
 		t.Fatalf("valid ticket at exit: %v", d)
 	}
 	// The vehicle passes the exit: the simulated board closes behind it.

@@ -42,6 +42,8 @@ type Gate struct {
 	// RepeatWindow: the same code or plate read again within it is one
 	// read (a ticket held in front of the scanner reads many times).
 	RepeatWindow time.Duration `mapstructure:"repeat_window"`
+	// StrictExit lets out only cars the gate knows are inside.
+	StrictExit bool `mapstructure:"strict_exit"`
 }
 
 // HTTP is the local API listener.
@@ -107,6 +109,7 @@ var defaults = map[string]any{
 	"gate.early_arrival":          "15m",
 	"gate.clock_floor":            "2026-01-01T00:00:00Z",
 	"gate.repeat_window":          "5s",
+	"gate.strict_exit":            false,
 	"http.addr":                   "127.0.0.1:8081",
 	"db.path":                     "gated.db",
 	"mqtt.url":                    "tcp://127.0.0.1:1884",

@@ -186,6 +186,7 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 	ln = lane.New(lane.Config{
 		GateID: cfg.Gate.ID, Role: localdb.Role(cfg.Gate.Role), OfflinePolicy: policy,
 		EarlyArrival: cfg.Gate.EarlyArrival, Repeat: cfg.Gate.RepeatWindow, AlwaysTrusted: cfg.Hardware.Mode == "sim",
+		StrictExit: cfg.Gate.StrictExit,
 	}, db, verifier, bar, clk, tc.Check, log, reg)
 
 	api := httpapi.New(httpapi.Options{

@@ -128,22 +128,24 @@ func (h *handler) status(w http.ResponseWriter, r *http.Request) {
 
 // DecisionJSON answers a simulated read.
 type DecisionJSON struct {
-	Granted       bool    `json:"granted"`
-	Reason        string  `json:"reason"`
-	Detail        string  `json:"detail,omitempty"`
-	ReservationID string  `json:"reservationId,omitempty"`
-	SpotID        string  `json:"spotId,omitempty"`
-	CarID         string  `json:"carId,omitempty"`
-	Overstay      bool    `json:"overstay,omitempty"`
-	EventID       string  `json:"eventId,omitempty"`
-	Seq           int64   `json:"seq,omitempty"`
-	LatencyMs     float64 `json:"latencyMs"`
+	Granted       bool   `json:"granted"`
+	Reason        string `json:"reason"`
+	Detail        string `json:"detail,omitempty"`
+	ReservationID string `json:"reservationId,omitempty"`
+	SpotID        string `json:"spotId,omitempty"`
+	CarID         string `json:"carId,omitempty"`
+	Overstay      bool   `json:"overstay,omitempty"`
+	// PresenceUnknown: let out though the gate did not know the car was in.
+	PresenceUnknown bool    `json:"presenceUnknown,omitempty"`
+	EventID         string  `json:"eventId,omitempty"`
+	Seq             int64   `json:"seq,omitempty"`
+	LatencyMs       float64 `json:"latencyMs"`
 }
 
 func decisionJSON(res lane.Result) DecisionJSON {
 	return DecisionJSON{
 		Granted: res.Granted, Reason: string(res.Reason), Detail: res.Detail, ReservationID: res.ReservationID,
-		SpotID: res.SpotID, CarID: res.CarID, Overstay: res.Overstay, EventID: res.EventID, Seq: res.Seq,
+		SpotID: res.SpotID, CarID: res.CarID, Overstay: res.Overstay, PresenceUnknown: res.PresenceUnknown, EventID: res.EventID, Seq: res.Seq,
 		LatencyMs: float64(res.Latency.Microseconds()) / 1000,
 	}
 }

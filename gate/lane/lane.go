@@ -40,6 +40,8 @@ type Config struct {
 	Repeat time.Duration
 	// AlwaysTrusted makes the clock count as trusted (the simulator).
 	AlwaysTrusted bool
+	// StrictExit lets out only cars known to be inside.
+	StrictExit bool
 }
 
 // Barrier is what the lane needs of the barrier (a *barrier.Barrier).
@@ -128,7 +130,7 @@ func (l *Lane) Handle(ctx context.Context, r Read) (Result, error) {
 	in := authz.Input{
 		Role: l.cfg.Role, Source: r.Source, Now: now,
 		ClockTrusted: cs.Trusted, TimeFloor: cs.Floor, OfflinePolicy: l.cfg.OfflinePolicy,
-		Verifier: l.verifier, EarlyArrival: l.cfg.EarlyArrival, Cache: l.db,
+		Verifier: l.verifier, EarlyArrival: l.cfg.EarlyArrival, StrictExit: l.cfg.StrictExit, Cache: l.db,
 	}
 	if r.Source == localdb.SourcePlate {
 		in.Plate = value
