@@ -9,6 +9,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/parkgate/parkgate/internal/sqlitedb"
 )
 
 // State is a reservation's state as central reports it. The values are
@@ -197,7 +199,7 @@ func (db *DB) ApplySnapshot(ctx context.Context, version int64, entries []Entry)
 		}
 		seen[e.ReservationID] = i + 1
 	}
-	return db.write(ctx, func(tx *sql.Tx) error {
+	return db.sql.Write(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM reservations`); err != nil {
 			return err
 		}
@@ -250,7 +252,7 @@ func (db *DB) ApplyChanges(ctx context.Context, cs ...Change) (n int, err error)
 		}
 	}
 	var gap error
-	err = db.write(ctx, func(tx *sql.Tx) error {
+	err = db.sql.Write(ctx, func(tx *sql.Tx) error {
 		n = 0
 		held, err := getMeta(ctx, tx, "cache_version")
 		if err != nil {
@@ -286,27 +288,27 @@ func (db *DB) ApplyChanges(ctx context.Context, cs ...Change) (n int, err error)
 // last snapshot or change applied, 0 for an empty cache that never had one.
 func (db *DB) Version(ctx context.Context) (int64, error) {
 	var v int64
-	err := db.rq.queryRow(ctx, `SELECT value FROM meta WHERE key = 'cache_version'`).Scan(&v)
+	err := db.sql.QueryRow(ctx, `SELECT value FROM meta WHERE key = 'cache_version'`).Scan(&v)
 	return v, err
 }
 
 const entryCols = `id, spot_id, reserved_from, reserved_until, car_id, plate, state, version`
 
-func scanEntry(sc scanner) (Entry, error) {
+func scanEntry(sc sqlitedb.Scanner) (Entry, error) {
 	var (
 		e           Entry
 		from, until sql.NullInt64
 		state       string
 	)
 	err := sc.Scan(&e.ReservationID, &e.SpotID, &from, &until, &e.CarID, &e.Plate, &state, &e.Version)
-	e.From, e.Until, e.State = fromMicros(from), fromMicros(until), State(state)
+	e.From, e.Until, e.State = sqlitedb.FromMicros(from), sqlitedb.FromMicros(until), State(state)
 	return e, err
 }
 
 // Lookup returns the cached entry of a reservation; ok is false when the
 // cache does not hold it (not synced yet, or pruned).
 func (db *DB) Lookup(ctx context.Context, reservationID string) (e Entry, ok bool, err error) {
-	e, err = scanEntry(db.rq.queryRow(ctx, `SELECT `+entryCols+` FROM reservations WHERE id = ?`, reservationID))
+	e, err = scanEntry(db.sql.QueryRow(ctx, `SELECT `+entryCols+` FROM reservations WHERE id = ?`, reservationID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Entry{}, false, nil
 	}
@@ -335,18 +337,18 @@ func (db *DB) ByPlate(ctx context.Context, plate string) ([]Entry, error) {
 	}
 	// The bound keeps the newest windows, which are the ones a read at
 	// the lane can be about.
-	rows, err := db.rq.query(ctx, `SELECT `+entryCols+` FROM (SELECT `+entryCols+` FROM reservations
+	rows, err := db.sql.Query(ctx, `SELECT `+entryCols+` FROM (SELECT `+entryCols+` FROM reservations
 		WHERE plate = ? AND plate <> '' ORDER BY reserved_until DESC LIMIT ?) ORDER BY reserved_from, id`, p, maxPlateEntries)
 	if err != nil {
 		return nil, err
 	}
-	return collect(rows, scanEntry)
+	return sqlitedb.Collect(rows, scanEntry)
 }
 
 // Count returns the number of cached entries, for status and metrics.
 func (db *DB) Count(ctx context.Context) (int, error) {
 	var n int
-	err := db.rq.queryRow(ctx, `SELECT count(*) FROM reservations`).Scan(&n)
+	err := db.sql.QueryRow(ctx, `SELECT count(*) FROM reservations`).Scan(&n)
 	return n, err
 }
 
@@ -374,7 +376,7 @@ func (db *DB) Prune(ctx context.Context, now time.Time, retention time.Duration)
 	}
 	cutoff := now.Add(-retention).UnixMicro()
 	var n int64
-	err := db.write(ctx, func(tx *sql.Tx) error {
+	err := db.sql.Write(ctx, func(tx *sql.Tx) error {
 		// A final state wins over a presence record: an entry gate that
 		// saw the car in never sees it leave, and central's "left" is the
 		// word on it.

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/parkgate/parkgate/internal/sqlitedb"
+
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 )
@@ -133,7 +135,7 @@ func (db *DB) Record(ctx context.Context, ev Event, change PresenceChange) (Even
 		ev.Kind = KindDecision
 	}
 	ev.Seq = 0
-	ev.Time = norm(ev.Time)
+	ev.Time = sqlitedb.Norm(ev.Time)
 	switch {
 	case ev.Time.IsZero():
 		return Event{}, errors.New("localdb: event needs a time")
@@ -148,7 +150,7 @@ func (db *DB) Record(ctx context.Context, ev Event, change PresenceChange) (Even
 	case len(ev.EventID) > 128 || strings.ContainsFunc(ev.EventID, func(r rune) bool { return r <= ' ' || r > '~' }):
 		return Event{}, errors.New("localdb: event id must be at most 128 printable ASCII characters")
 	}
-	err := db.write(ctx, func(tx *sql.Tx) error {
+	err := db.sql.Write(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `INSERT INTO outbox (event_id, kind, gate_id, role, at, source, granted, reason,
 			reservation_id, spot_id, car_id, plate, overstay, presence_unknown, clock_trusted, detail)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -188,7 +190,7 @@ const raiseNewest = `UPDATE meta SET value = max(value, ?) WHERE key = 'newest_t
 const eventCols = `seq, event_id, kind, gate_id, role, at, source, granted, reason, reservation_id, spot_id, car_id,
 	plate, overstay, presence_unknown, clock_trusted, detail`
 
-func scanEvent(sc scanner) (Event, error) {
+func scanEvent(sc sqlitedb.Scanner) (Event, error) {
 	var (
 		ev                 Event
 		kind, role, source string
@@ -197,7 +199,7 @@ func scanEvent(sc scanner) (Event, error) {
 	err := sc.Scan(&ev.Seq, &ev.EventID, &kind, &ev.GateID, &role, &at, &source, &ev.Granted, &ev.Reason,
 		&ev.ReservationID, &ev.SpotID, &ev.CarID, &ev.Plate, &ev.Overstay, &ev.PresenceUnknown, &ev.ClockTrusted,
 		&ev.Detail)
-	ev.Kind, ev.Role, ev.Source, ev.Time = Kind(kind), Role(role), Source(source), fromMicros(at)
+	ev.Kind, ev.Role, ev.Source, ev.Time = Kind(kind), Role(role), Source(source), sqlitedb.FromMicros(at)
 	return ev, err
 }
 
@@ -213,11 +215,11 @@ func (db *DB) PendingAfter(ctx context.Context, seq int64, limit int) ([]Event, 
 	if limit <= 0 {
 		limit = -1 // SQLite: no limit
 	}
-	rows, err := db.rq.query(ctx, `SELECT `+eventCols+` FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?`, seq, limit)
+	rows, err := db.sql.Query(ctx, `SELECT `+eventCols+` FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?`, seq, limit)
 	if err != nil {
 		return nil, err
 	}
-	return collect(rows, scanEvent)
+	return sqlitedb.Collect(rows, scanEvent)
 }
 
 // Ack deletes the events with these ids, once central has stored them, and
@@ -228,7 +230,7 @@ func (db *DB) Ack(ctx context.Context, eventIDs ...string) (int, error) {
 		return 0, nil
 	}
 	var n int64
-	err := db.write(ctx, func(tx *sql.Tx) error {
+	err := db.sql.Write(ctx, func(tx *sql.Tx) error {
 		st, err := tx.PrepareContext(ctx, `DELETE FROM outbox WHERE event_id = ?`)
 		if err != nil {
 			return err
@@ -251,7 +253,7 @@ func (db *DB) Ack(ctx context.Context, eventIDs ...string) (int, error) {
 // acknowledgement) and returns how many it deleted.
 func (db *DB) AckThrough(ctx context.Context, seq int64) (int, error) {
 	var n int64
-	err := db.write(ctx, func(tx *sql.Tx) error {
+	err := db.sql.Write(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM outbox WHERE seq <= ?`, seq)
 		if err != nil {
 			return err
@@ -266,7 +268,7 @@ func (db *DB) AckThrough(ctx context.Context, seq int64) (int, error) {
 // /v1/status).
 func (db *DB) Depth(ctx context.Context) (int, error) {
 	var n int
-	err := db.rq.queryRow(ctx, `SELECT count(*) FROM outbox`).Scan(&n)
+	err := db.sql.QueryRow(ctx, `SELECT count(*) FROM outbox`).Scan(&n)
 	return n, err
 }
 
@@ -275,7 +277,7 @@ func (db *DB) Depth(ctx context.Context) (int, error) {
 // message of the sync reports it.
 func (db *DB) LastSeq(ctx context.Context) (int64, error) {
 	var n int64
-	err := db.rq.queryRow(ctx, `SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0)`).Scan(&n)
+	err := db.sql.QueryRow(ctx, `SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0)`).Scan(&n)
 	return n, err
 }
 
@@ -285,7 +287,7 @@ func (db *DB) LastSeq(ctx context.Context) (int64, error) {
 // so a clock that went back behind it after a reboot is detected.
 func (db *DB) NewestTime(ctx context.Context) (time.Time, error) {
 	var v int64
-	if err := db.rq.queryRow(ctx, `SELECT value FROM meta WHERE key = 'newest_time'`).Scan(&v); err != nil {
+	if err := db.sql.QueryRow(ctx, `SELECT value FROM meta WHERE key = 'newest_time'`).Scan(&v); err != nil {
 		return time.Time{}, err
 	}
 	if v == 0 {
@@ -302,7 +304,7 @@ func (db *DB) NoteTime(ctx context.Context, t time.Time) error {
 	if t.IsZero() {
 		return nil
 	}
-	return db.write(ctx, func(tx *sql.Tx) error {
+	return db.sql.Write(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, raiseNewest, t.UnixMicro())
 		return err
 	})

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/parkgate/parkgate/internal/sqlitedb"
 )
 
 // Presence is what the gate knows about whether a reservation's car is
@@ -72,7 +74,7 @@ func (db *DB) mark(ctx context.Context, id string, at time.Time, inside bool) er
 	if at.IsZero() {
 		return errors.New("localdb: presence needs a time")
 	}
-	return db.write(ctx, func(tx *sql.Tx) error {
+	return db.sql.Write(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, mergePresence(inside), id, at.UnixMicro())
 		return err
 	})
@@ -112,7 +114,7 @@ func (db *DB) Presence(ctx context.Context, reservationID string) (Presence, err
 		p                        Presence
 		changed, entered, exited sql.NullInt64
 	)
-	err := db.rq.queryRow(ctx, `SELECT inside, changed_at, entered_at, exited_at FROM presence WHERE reservation_id = ?`,
+	err := db.sql.QueryRow(ctx, `SELECT inside, changed_at, entered_at, exited_at FROM presence WHERE reservation_id = ?`,
 		reservationID).Scan(&p.Inside, &changed, &entered, &exited)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Presence{}, nil
@@ -121,7 +123,7 @@ func (db *DB) Presence(ctx context.Context, reservationID string) (Presence, err
 		return Presence{}, err
 	}
 	p.Known = true
-	p.At, p.EnteredAt, p.ExitedAt = fromMicros(changed), fromMicros(entered), fromMicros(exited)
+	p.At, p.EnteredAt, p.ExitedAt = sqlitedb.FromMicros(changed), sqlitedb.FromMicros(entered), sqlitedb.FromMicros(exited)
 	return p, nil
 }
 
@@ -140,6 +142,6 @@ func (db *DB) Inside(ctx context.Context, reservationID string) (bool, time.Time
 // for status and metrics.
 func (db *DB) InsideCount(ctx context.Context) (int, error) {
 	var n int
-	err := db.rq.queryRow(ctx, `SELECT count(*) FROM presence WHERE inside = 1`).Scan(&n)
+	err := db.sql.QueryRow(ctx, `SELECT count(*) FROM presence WHERE inside = 1`).Scan(&n)
 	return n, err
 }

@@ -6,7 +6,7 @@
 // for the write lock (and fail with SQLITE_BUSY under load), every write goes
 // through a single connection whose transactions begin IMMEDIATE, so writes
 // queue in database/sql; reads use a separate pool of query-only connections,
-// which WAL mode lets run alongside the writer.
+// which WAL mode lets run alongside the writer (internal/sqlitedb).
 package sqlitestore
 
 import (
@@ -17,11 +17,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
-	"path/filepath"
-	"runtime"
-	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -30,21 +25,15 @@ import (
 
 	"github.com/parkgate/parkgate/central/reservation"
 	"github.com/parkgate/parkgate/central/store"
+	"github.com/parkgate/parkgate/internal/sqlitedb"
 )
 
 //go:embed migrations/*.sql
 var migrations embed.FS
 
-// Every connection waits this long for a lock rather than failing at once:
-// the writer can still meet another process (a backup, the sqlite3 shell),
-// and readers meet checkpoints.
-const busyTimeout = "busy_timeout(5000)"
-
 // Store is a store.Store on one SQLite file.
 type Store struct {
-	w  *sql.DB    // the only connection that writes
-	r  *sql.DB    // query-only pool for reads outside Write
-	rq *stmtCache // prepared statements of the read pool
+	db *sqlitedb.DB
 }
 
 var _ store.Store = (*Store)(nil)
@@ -53,151 +42,28 @@ var _ store.Store = (*Store)(nil)
 // and brings its schema up to date. The path must not contain '?', which the
 // driver reads as the start of its parameters.
 func Open(ctx context.Context, path string) (*Store, error) {
-	if strings.Contains(path, "?") {
-		return nil, fmt.Errorf("sqlitestore: path %q must not contain '?'", path)
+	migs, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return nil, err
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
-		return nil, fmt.Errorf("sqlitestore: %w", err)
-	}
-	// synchronous=FULL syncs the WAL on every commit: a committed write
-	// survives a power cut, which NORMAL (the usual WAL choice) does not
-	// promise.
-	w, err := sql.Open("sqlite", dsn(path, "_txlock=immediate",
-		busyTimeout, "foreign_keys(1)", "journal_mode(WAL)", "synchronous(FULL)"))
+	db, err := sqlitedb.Open(ctx, path, migs, sqlitedb.Options{})
 	if err != nil {
 		return nil, fmt.Errorf("sqlitestore: %w", err)
 	}
-	w.SetMaxOpenConns(1)
-	if err := migrate(ctx, w); err != nil {
-		w.Close()
-		return nil, fmt.Errorf("sqlitestore: migrate %s: %w", path, err)
-	}
-	// Readers leave the journal mode alone (the writer set it, and changing
-	// it needs the write lock). synchronous matters to them only when one
-	// closes last and checkpoints the WAL into the main file.
-	r, err := sql.Open("sqlite", dsn(path, "", busyTimeout, "synchronous(FULL)", "query_only(1)"))
-	if err != nil {
-		w.Close()
-		return nil, fmt.Errorf("sqlitestore: %w", err)
-	}
-	n := max(4, runtime.GOMAXPROCS(0))
-	r.SetMaxOpenConns(n)
-	r.SetMaxIdleConns(n)
-	s := &Store{w: w, r: r, rq: newStmtCache(r)}
-	if err := s.Ping(ctx); err != nil {
-		s.Close()
-		return nil, fmt.Errorf("sqlitestore: %w", err)
-	}
-	return s, nil
+	return &Store{db: db}, nil
 }
 
-// dsn builds a modernc DSN. Pragmas go through _pragma, which every driver
-// version understands (the _journal_mode style shorthands are recent).
-func dsn(path, extra string, pragmas ...string) string {
-	q := make([]string, 0, len(pragmas)+1)
-	for _, p := range pragmas {
-		q = append(q, "_pragma="+p)
-	}
-	if extra != "" {
-		q = append(q, extra)
-	}
-	return path + "?" + strings.Join(q, "&")
-}
+// Ping checks the writer and the readers.
+func (s *Store) Ping(ctx context.Context) error { return s.db.Ping(ctx) }
 
-// migrate applies the embedded migrations not yet recorded, all in one
-// transaction, so a crash mid-way leaves the schema as it was.
-func migrate(ctx context.Context, db *sql.DB) error {
-	names, err := fs.Glob(migrations, "migrations/*.sql")
-	if err != nil {
-		return err
-	}
-	type mig struct {
-		v    int
-		name string
-	}
-	var ms []mig
-	for _, n := range names {
-		base := filepath.Base(n)
-		num, _, _ := strings.Cut(base, "_")
-		v, err := strconv.Atoi(num)
-		if err != nil || v <= 0 {
-			return fmt.Errorf("migration %s: name must start with a positive number and '_'", base)
-		}
-		ms = append(ms, mig{v, n})
-	}
-	slices.SortFunc(ms, func(a, b mig) int { return a.v - b.v })
-	for i := 1; i < len(ms); i++ {
-		if ms[i].v == ms[i-1].v {
-			return fmt.Errorf("migrations %s and %s share version %d", ms[i-1].name, ms[i].name, ms[i].v)
-		}
-	}
-
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT`); err != nil {
-		return err
-	}
-	var cur int
-	if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&cur); err != nil {
-		return err
-	}
-	for _, m := range ms {
-		if m.v <= cur {
-			continue
-		}
-		body, err := migrations.ReadFile(m.name)
-		if err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, string(body)); err != nil {
-			return fmt.Errorf("%s: %w", m.name, err)
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
-			m.v, filepath.Base(m.name), time.Now().UnixMicro()); err != nil {
-			return err
-		}
-	}
-	return tx.Commit()
-}
-
-// Ping checks both pools.
-func (s *Store) Ping(ctx context.Context) error {
-	return errors.Join(s.w.PingContext(ctx), s.r.PingContext(ctx))
-}
-
-// Close closes the readers first, so that the writer's connection is the
-// last one and SQLite checkpoints the WAL into the main file on the way out.
-func (s *Store) Close() error {
-	s.rq.close()
-	return errors.Join(s.r.Close(), s.w.Close())
-}
+// Close closes the database; the WAL is checkpointed on the way out.
+func (s *Store) Close() error { return s.db.Close() }
 
 // Write runs fn in one IMMEDIATE transaction on the writer. fn runs once:
 // with a single writer there is no serialisation failure to retry. fn must
 // not call Write itself, which would wait forever for the one connection.
 func (s *Store) Write(ctx context.Context, fn func(tx store.Tx) error) error {
-	sqlTx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("sqlitestore: begin: %w", err)
-	}
-	defer func() {
-		if p := recover(); p != nil {
-			sqlTx.Rollback()
-			panic(p)
-		}
-	}()
-	if err := fn(&tx{ctx: ctx, q: sqlTx}); err != nil {
-		sqlTx.Rollback()
-		return err
-	}
-	if err := sqlTx.Commit(); err != nil {
-		return fmt.Errorf("sqlitestore: commit: %w", err)
-	}
-	return nil
+	return s.db.Write(ctx, func(sqlTx *sql.Tx) error { return fn(&tx{ctx: ctx, q: sqlTx}) })
 }
 
 // SetSpots makes ids the active spots, in that order; see store.Store.
@@ -224,7 +90,7 @@ func (s *Store) SetSpots(ctx context.Context, ids []string, at time.Time) error 
 			id     string
 			active bool
 		}
-		known, err := collect(rows, func(sc scanner) (sp spot, err error) { return sp, sc.Scan(&sp.id, &sp.active) })
+		known, err := sqlitedb.Collect(rows, func(sc sqlitedb.Scanner) (sp spot, err error) { return sp, sc.Scan(&sp.id, &sp.active) })
 		if err != nil {
 			return err
 		}
@@ -238,7 +104,7 @@ func (s *Store) SetSpots(ctx context.Context, ids []string, at time.Time) error 
 		}
 		for i, id := range ids {
 			if _, err := tx.q.ExecContext(ctx, `INSERT INTO spots (id, position, active, added_at) VALUES (?, ?, 1, ?)
-				ON CONFLICT (id) DO UPDATE SET position = excluded.position, active = 1`, id, i, micros(at)); err != nil {
+				ON CONFLICT (id) DO UPDATE SET position = excluded.position, active = 1`, id, i, sqlitedb.Micros(at)); err != nil {
 				return err
 			}
 			if !active[id] {
@@ -265,16 +131,16 @@ func (s *Store) SetSpots(ctx context.Context, ids []string, at time.Time) error 
 
 // Spots lists the active spots in SetSpots order.
 func (s *Store) Spots(ctx context.Context) ([]string, error) {
-	rows, err := s.rq.QueryContext(ctx, `SELECT id FROM spots WHERE active = 1 ORDER BY position, id`)
+	rows, err := s.db.Query(ctx, `SELECT id FROM spots WHERE active = 1 ORDER BY position, id`)
 	if err != nil {
 		return nil, err
 	}
-	return collect(rows, func(sc scanner) (id string, err error) { return id, sc.Scan(&id) })
+	return sqlitedb.Collect(rows, func(sc sqlitedb.Scanner) (id string, err error) { return id, sc.Scan(&id) })
 }
 
 // Get returns one reservation, or store.ErrNotFound.
 func (s *Store) Get(ctx context.Context, id string) (reservation.Reservation, error) {
-	return getOne(s.rq.QueryRowContext(ctx, `SELECT `+resCols+` FROM reservations WHERE id = ?`, id), id)
+	return getOne(s.db.QueryRow(ctx, `SELECT `+resCols+` FROM reservations WHERE id = ?`, id), id)
 }
 
 // ByTokenHash returns the reservation whose token hashes to h.
@@ -282,13 +148,13 @@ func (s *Store) ByTokenHash(ctx context.Context, h []byte) (reservation.Reservat
 	if len(h) == 0 {
 		return reservation.Reservation{}, fmt.Errorf("reservation by token: %w", store.ErrNotFound)
 	}
-	return getOne(s.rq.QueryRowContext(ctx, `SELECT `+resCols+` FROM reservations WHERE token_hash = ?`, h), "by token")
+	return getOne(s.db.QueryRow(ctx, `SELECT `+resCols+` FROM reservations WHERE token_hash = ?`, h), "by token")
 }
 
 // Spot reports whether id is an active spot.
 func (s *Store) Spot(ctx context.Context, id string) (bool, error) {
 	var active bool
-	err := s.rq.QueryRowContext(ctx, `SELECT active FROM spots WHERE id = ?`, id).Scan(&active)
+	err := s.db.QueryRow(ctx, `SELECT active FROM spots WHERE id = ?`, id).Scan(&active)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
 	}
@@ -299,7 +165,7 @@ func (s *Store) Spot(ctx context.Context, id string) (bool, error) {
 // on live and left reservations, so its cost does not grow with a spot's
 // history or its number of future reservations.
 func (s *Store) Current(ctx context.Context, spotID string, now time.Time) ([]reservation.Reservation, error) {
-	rows, err := s.rq.QueryContext(ctx, `SELECT `+resCols+` FROM reservations WHERE id IN (
+	rows, err := s.db.Query(ctx, `SELECT `+resCols+` FROM reservations WHERE id IN (
 		SELECT id FROM reservations WHERE state = 'taken'
 			AND spot_id IN (SELECT id FROM spots WHERE active = 1 AND (?2 = '' OR id = ?2))
 		UNION ALL
@@ -312,11 +178,11 @@ func (s *Store) Current(ctx context.Context, spotID string, now time.Time) ([]re
 			WHERE r.spot_id = s.id AND r.state = 'left' AND r.reserved_until > ?1
 			ORDER BY r.left_at DESC LIMIT 1)
 		FROM spots s WHERE s.active = 1 AND (?2 = '' OR s.id = ?2))
-		ORDER BY spot_id, reserved_from, id`, micros(now), spotID)
+		ORDER BY spot_id, reserved_from, id`, sqlitedb.Micros(now), spotID)
 	if err != nil {
 		return nil, err
 	}
-	return collect(rows, scanRes)
+	return sqlitedb.Collect(rows, scanRes)
 }
 
 // List returns the reservations matching f, by spot position then window.
@@ -338,13 +204,13 @@ func (s *Store) List(ctx context.Context, f store.Filter) ([]reservation.Reserva
 		add(`state IN (`+ph+`)`, a...)
 	}
 	if !f.UntilAfter.IsZero() {
-		add(`reserved_until > ?`, micros(f.UntilAfter))
+		add(`reserved_until > ?`, sqlitedb.Micros(f.UntilAfter))
 	}
 	if !f.FromBefore.IsZero() {
-		add(`reserved_from < ?`, micros(f.FromBefore))
+		add(`reserved_from < ?`, sqlitedb.Micros(f.FromBefore))
 	}
 	if !f.CreatedBefore.IsZero() {
-		add(`created_at < ?`, micros(f.CreatedBefore))
+		add(`created_at < ?`, sqlitedb.Micros(f.CreatedBefore))
 	}
 	q := `SELECT ` + resCols + ` FROM reservations`
 	if len(where) > 0 {
@@ -355,17 +221,17 @@ func (s *Store) List(ctx context.Context, f store.Filter) ([]reservation.Reserva
 		q += ` LIMIT ?`
 		args = append(args, f.Limit)
 	}
-	rows, err := s.rq.QueryContext(ctx, q, args...)
+	rows, err := s.db.Query(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}
-	return collect(rows, scanRes)
+	return sqlitedb.Collect(rows, scanRes)
 }
 
 // Version returns the latest change-log version.
 func (s *Store) Version(ctx context.Context) (int64, error) {
 	var v int64
-	err := s.rq.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM changes`).Scan(&v)
+	err := s.db.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM changes`).Scan(&v)
 	return v, err
 }
 
@@ -375,12 +241,12 @@ func (s *Store) Changes(ctx context.Context, after int64, limit int) ([]store.Ch
 	if limit <= 0 {
 		limit = -1 // SQLite: no limit
 	}
-	rows, err := s.rq.QueryContext(ctx, `SELECT version, at, kind, spot_id, reservation_id, actor, reservation
+	rows, err := s.db.Query(ctx, `SELECT version, at, kind, spot_id, reservation_id, actor, reservation
 		FROM changes WHERE version > ? ORDER BY version LIMIT ?`, after, limit)
 	if err != nil {
 		return nil, err
 	}
-	return collect(rows, func(sc scanner) (store.Change, error) {
+	return sqlitedb.Collect(rows, func(sc sqlitedb.Scanner) (store.Change, error) {
 		var (
 			c    store.Change
 			at   sql.NullInt64
@@ -389,7 +255,7 @@ func (s *Store) Changes(ctx context.Context, after int64, limit int) ([]store.Ch
 		if err := sc.Scan(&c.Version, &at, &c.Kind, &c.SpotID, &c.ReservationID, &c.Actor, &snap); err != nil {
 			return c, err
 		}
-		c.At = fromMicros(at)
+		c.At = sqlitedb.FromMicros(at)
 		if snap.Valid {
 			var r reservation.Reservation
 			if err := json.Unmarshal([]byte(snap.String), &r); err != nil {
@@ -404,12 +270,12 @@ func (s *Store) Changes(ctx context.Context, after int64, limit int) ([]store.Ch
 
 // PaymentAttempts lists a reservation's attempts by number.
 func (s *Store) PaymentAttempts(ctx context.Context, reservationID string) ([]store.PaymentAttempt, error) {
-	rows, err := s.rq.QueryContext(ctx, `SELECT `+attemptCols+` FROM payment_attempts
+	rows, err := s.db.Query(ctx, `SELECT `+attemptCols+` FROM payment_attempts
 		WHERE reservation_id = ? ORDER BY number`, reservationID)
 	if err != nil {
 		return nil, err
 	}
-	return collect(rows, scanAttempt)
+	return sqlitedb.Collect(rows, scanAttempt)
 }
 
 // Error mapping. RAISE(ABORT) in the guard triggers arrives as
@@ -444,21 +310,6 @@ func mapErr(err error, what string, fk error) error {
 	return fmt.Errorf("%s: %w", what, err)
 }
 
-// micros stores a time as unix microseconds UTC, the zero time as NULL.
-func micros(t time.Time) any {
-	if t.IsZero() {
-		return nil
-	}
-	return t.UnixMicro()
-}
-
-func fromMicros(v sql.NullInt64) time.Time {
-	if !v.Valid {
-		return time.Time{}
-	}
-	return time.UnixMicro(v.Int64).UTC()
-}
-
 // blob stores an empty hash as NULL, so that "no token" never collides in
 // the unique index and reads back as nil.
 func blob(b []byte) any {
@@ -472,43 +323,24 @@ func blob(b []byte) any {
 // change-log snapshot equals what Get returns.
 func normalize(r reservation.Reservation) reservation.Reservation {
 	for _, t := range []*time.Time{&r.From, &r.Until, &r.CreatedAt, &r.PaidAt, &r.CheckedInAt, &r.LeftAt, &r.EndedAt} {
-		if t.IsZero() {
-			*t = time.Time{}
-		} else {
-			*t = time.UnixMicro(t.UnixMicro()).UTC()
-		}
+		*t = sqlitedb.Norm(*t)
 	}
 	return r
-}
-
-type scanner interface{ Scan(dest ...any) error }
-
-func collect[T any](rows *sql.Rows, scan func(scanner) (T, error)) ([]T, error) {
-	defer rows.Close()
-	var out []T
-	for rows.Next() {
-		v, err := scan(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-	}
-	return out, rows.Err()
 }
 
 const resCols = `id, spot_id, state, source, reserved_from, reserved_until, created_at, car_id, amount, currency,
 	reference, paid_at, checked_in_at, left_at, ended_at, token_hash, payment_attempts, payment_ref, payment_started_at`
 
-func scanRes(sc scanner) (reservation.Reservation, error) {
+func scanRes(sc sqlitedb.Scanner) (reservation.Reservation, error) {
 	var (
 		r                                                          reservation.Reservation
 		from, until, created, paid, checkedIn, left, end, payStart sql.NullInt64
 	)
 	err := sc.Scan(&r.ID, &r.SpotID, &r.State, &r.Source, &from, &until, &created, &r.CarID, &r.Amount, &r.Currency,
 		&r.Reference, &paid, &checkedIn, &left, &end, &r.TokenHash, &r.PaymentAttempts, &r.PaymentRef, &payStart)
-	r.From, r.Until, r.CreatedAt = fromMicros(from), fromMicros(until), fromMicros(created)
-	r.PaidAt, r.CheckedInAt, r.LeftAt, r.EndedAt = fromMicros(paid), fromMicros(checkedIn), fromMicros(left), fromMicros(end)
-	r.PaymentStartedAt = fromMicros(payStart)
+	r.From, r.Until, r.CreatedAt = sqlitedb.FromMicros(from), sqlitedb.FromMicros(until), sqlitedb.FromMicros(created)
+	r.PaidAt, r.CheckedInAt, r.LeftAt, r.EndedAt = sqlitedb.FromMicros(paid), sqlitedb.FromMicros(checkedIn), sqlitedb.FromMicros(left), sqlitedb.FromMicros(end)
+	r.PaymentStartedAt = sqlitedb.FromMicros(payStart)
 	return r, err
 }
 
@@ -523,38 +355,38 @@ func getOne(row *sql.Row, what string) (reservation.Reservation, error) {
 const attemptCols = `reservation_id, number, key_hash, provider_key, outcome, provider_ref, message, amount, currency,
 	car_id, payment_method, started_at, finished_at`
 
-func scanAttempt(sc scanner) (store.PaymentAttempt, error) {
+func scanAttempt(sc sqlitedb.Scanner) (store.PaymentAttempt, error) {
 	var (
 		a                 store.PaymentAttempt
 		started, finished sql.NullInt64
 	)
 	err := sc.Scan(&a.ReservationID, &a.Number, &a.KeyHash, &a.ProviderKey, &a.Outcome, &a.ProviderRef, &a.Message,
 		&a.Amount, &a.Currency, &a.CarID, &a.PaymentMethod, &started, &finished)
-	a.StartedAt, a.FinishedAt = fromMicros(started), fromMicros(finished)
+	a.StartedAt, a.FinishedAt = sqlitedb.FromMicros(started), sqlitedb.FromMicros(finished)
 	return a, err
 }
 
 const refundCols = `reservation_id, number, reason, amount, currency, charge_ref, provider_key, status, provider_ref,
 	message, tries, created_at, finished_at`
 
-func scanRefund(sc scanner) (store.Refund, error) {
+func scanRefund(sc sqlitedb.Scanner) (store.Refund, error) {
 	var (
 		r                 store.Refund
 		created, finished sql.NullInt64
 	)
 	err := sc.Scan(&r.ReservationID, &r.Number, &r.Reason, &r.Amount, &r.Currency, &r.ChargeRef, &r.ProviderKey,
 		&r.Status, &r.ProviderRef, &r.Message, &r.Tries, &created, &finished)
-	r.CreatedAt, r.FinishedAt = fromMicros(created), fromMicros(finished)
+	r.CreatedAt, r.FinishedAt = sqlitedb.FromMicros(created), sqlitedb.FromMicros(finished)
 	return r, err
 }
 
 // Refunds lists a reservation's refunds by number.
 func (s *Store) Refunds(ctx context.Context, reservationID string) ([]store.Refund, error) {
-	rows, err := s.rq.QueryContext(ctx, `SELECT `+refundCols+` FROM refunds WHERE reservation_id = ? ORDER BY number`, reservationID)
+	rows, err := s.db.Query(ctx, `SELECT `+refundCols+` FROM refunds WHERE reservation_id = ? ORDER BY number`, reservationID)
 	if err != nil {
 		return nil, err
 	}
-	return collect(rows, scanRefund)
+	return sqlitedb.Collect(rows, scanRefund)
 }
 
 // PendingRefunds lists refunds still to settle, oldest first.
@@ -562,10 +394,10 @@ func (s *Store) PendingRefunds(ctx context.Context, limit int) ([]store.Refund, 
 	if limit <= 0 {
 		limit = -1
 	}
-	rows, err := s.rq.QueryContext(ctx, `SELECT `+refundCols+` FROM refunds WHERE status = 'pending'
+	rows, err := s.db.Query(ctx, `SELECT `+refundCols+` FROM refunds WHERE status = 'pending'
 		ORDER BY created_at, reservation_id, number LIMIT ?`, limit)
 	if err != nil {
 		return nil, err
 	}
-	return collect(rows, scanRefund)
+	return sqlitedb.Collect(rows, scanRefund)
 }

@@ -82,7 +82,7 @@ func TestPragmas(t *testing.T) {
 		{"journal_mode", "wal"}, {"synchronous", "2"}, {"foreign_keys", "1"}, {"busy_timeout", "5000"}, {"query_only", "0"},
 	} {
 		var got string
-		if err := s.w.QueryRowContext(ctx, "PRAGMA "+c.pragma).Scan(&got); err != nil {
+		if err := s.db.W.QueryRowContext(ctx, "PRAGMA "+c.pragma).Scan(&got); err != nil {
 			t.Fatal(err)
 		}
 		if got != c.want {
@@ -90,10 +90,10 @@ func TestPragmas(t *testing.T) {
 		}
 	}
 	var qo int
-	if err := s.r.QueryRowContext(ctx, "PRAGMA query_only").Scan(&qo); err != nil || qo != 1 {
+	if err := s.db.R.QueryRowContext(ctx, "PRAGMA query_only").Scan(&qo); err != nil || qo != 1 {
 		t.Errorf("reader query_only = %d, %v", qo, err)
 	}
-	if _, err := s.r.ExecContext(ctx, "INSERT INTO spots (id, position, added_at) VALUES ('x', 0, 0)"); err == nil {
+	if _, err := s.db.R.ExecContext(ctx, "INSERT INTO spots (id, position, added_at) VALUES ('x', 0, 0)"); err == nil {
 		t.Error("a reader connection could write")
 	}
 }
@@ -111,7 +111,7 @@ func TestMigrationsIdempotent(t *testing.T) {
 			t.Fatalf("open #%d: %v", i, err)
 		}
 		var n, maxV int
-		if err := s.r.QueryRowContext(ctx, "SELECT count(*), max(version) FROM schema_migrations").Scan(&n, &maxV); err != nil {
+		if err := s.db.R.QueryRowContext(ctx, "SELECT count(*), max(version) FROM schema_migrations").Scan(&n, &maxV); err != nil {
 			t.Fatal(err)
 		}
 		if n != len(names) || maxV != len(names) {
@@ -132,14 +132,14 @@ func TestTriggerWithoutStoreCode(t *testing.T) {
 		t.Fatal(err)
 	}
 	ins := `INSERT INTO reservations (id, spot_id, state, source, reserved_from, reserved_until) VALUES (?, '1', 'paid', 'driver', ?, ?)`
-	if _, err := s.w.ExecContext(ctx, ins, "a", 100, 200); err != nil {
+	if _, err := s.db.W.ExecContext(ctx, ins, "a", 100, 200); err != nil {
 		t.Fatal(err)
 	}
-	_, err := s.w.ExecContext(ctx, ins, "b", 150, 250)
+	_, err := s.db.W.ExecContext(ctx, ins, "b", 150, 250)
 	if err = mapErr(err, "raw", nil); !errors.Is(err, store.ErrOverlap) {
 		t.Errorf("raw overlapping insert: %v", err)
 	}
-	if _, err := s.w.ExecContext(ctx, ins, "c", 200, 300); err != nil {
+	if _, err := s.db.W.ExecContext(ctx, ins, "c", 200, 300); err != nil {
 		t.Errorf("adjacent raw insert: %v", err)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/parkgate/parkgate/internal/sqlitedb"
+
 	"github.com/parkgate/parkgate/central/reservation"
 	"github.com/parkgate/parkgate/central/store"
 )
@@ -37,11 +39,11 @@ func (t *tx) Get(id string) (reservation.Reservation, error) {
 func (t *tx) Live(spotID string, w reservation.Window) ([]reservation.Reservation, error) {
 	rows, err := t.q.QueryContext(t.ctx, `SELECT `+resCols+` FROM reservations
 		WHERE spot_id = ? AND state IN ('reserved', 'paid', 'taken') AND reserved_until > ? AND reserved_from < ?
-		ORDER BY reserved_from, id`, spotID, micros(w.From), micros(w.Until))
+		ORDER BY reserved_from, id`, spotID, sqlitedb.Micros(w.From), sqlitedb.Micros(w.Until))
 	if err != nil {
 		return nil, err
 	}
-	return collect(rows, scanRes)
+	return sqlitedb.Collect(rows, scanRes)
 }
 
 func (t *tx) Insert(r reservation.Reservation) error {
@@ -71,9 +73,9 @@ func (t *tx) Update(r reservation.Reservation) error {
 
 // resArgs lists r's fields in resCols order.
 func resArgs(r reservation.Reservation) []any {
-	return []any{r.ID, r.SpotID, string(r.State), string(r.Source), micros(r.From), micros(r.Until), micros(r.CreatedAt),
-		r.CarID, r.Amount, r.Currency, r.Reference, micros(r.PaidAt), micros(r.CheckedInAt), micros(r.LeftAt),
-		micros(r.EndedAt), blob(r.TokenHash), r.PaymentAttempts, r.PaymentRef, micros(r.PaymentStartedAt)}
+	return []any{r.ID, r.SpotID, string(r.State), string(r.Source), sqlitedb.Micros(r.From), sqlitedb.Micros(r.Until), sqlitedb.Micros(r.CreatedAt),
+		r.CarID, r.Amount, r.Currency, r.Reference, sqlitedb.Micros(r.PaidAt), sqlitedb.Micros(r.CheckedInAt), sqlitedb.Micros(r.LeftAt),
+		sqlitedb.Micros(r.EndedAt), blob(r.TokenHash), r.PaymentAttempts, r.PaymentRef, sqlitedb.Micros(r.PaymentStartedAt)}
 }
 
 // Log stores the reservation snapshot as JSON: its tags already leave out
@@ -91,7 +93,7 @@ func (t *tx) Log(c store.Change) (int64, error) {
 		return 0, fmt.Errorf("log %s: the change has no time", c.Kind)
 	}
 	res, err := t.q.ExecContext(t.ctx, `INSERT INTO changes (at, kind, spot_id, reservation_id, actor, reservation)
-		VALUES (?, ?, ?, ?, ?, ?)`, micros(c.At), c.Kind, c.SpotID, c.ReservationID, c.Actor, snap)
+		VALUES (?, ?, ?, ?, ?, ?)`, sqlitedb.Micros(c.At), c.Kind, c.SpotID, c.ReservationID, c.Actor, snap)
 	if err != nil {
 		return 0, fmt.Errorf("log %s: %w", c.Kind, err)
 	}
@@ -116,7 +118,7 @@ func (t *tx) PutAttempt(a store.PaymentAttempt) error {
 			car_id = excluded.car_id, payment_method = excluded.payment_method,
 			started_at = excluded.started_at, finished_at = excluded.finished_at`,
 		a.ReservationID, a.Number, blob(a.KeyHash), a.ProviderKey, a.Outcome, a.ProviderRef, a.Message, a.Amount,
-		a.Currency, a.CarID, a.PaymentMethod, micros(a.StartedAt), micros(a.FinishedAt))
+		a.Currency, a.CarID, a.PaymentMethod, sqlitedb.Micros(a.StartedAt), sqlitedb.Micros(a.FinishedAt))
 	if err != nil {
 		return mapErr(err, fmt.Sprintf("payment attempt %s/%d", a.ReservationID, a.Number), store.ErrNotFound)
 	}
@@ -132,7 +134,7 @@ func (t *tx) PutRefund(r store.Refund) error {
 			status = excluded.status, provider_ref = excluded.provider_ref, message = excluded.message,
 			tries = excluded.tries, created_at = excluded.created_at, finished_at = excluded.finished_at`,
 		r.ReservationID, r.Number, r.Reason, r.Amount, r.Currency, r.ChargeRef, r.ProviderKey, r.Status, r.ProviderRef,
-		r.Message, r.Tries, micros(r.CreatedAt), micros(r.FinishedAt))
+		r.Message, r.Tries, sqlitedb.Micros(r.CreatedAt), sqlitedb.Micros(r.FinishedAt))
 	if err != nil {
 		return mapErr(err, fmt.Sprintf("refund %s/%d", r.ReservationID, r.Number), store.ErrNotFound)
 	}
@@ -145,5 +147,5 @@ func (t *tx) Refunds(reservationID string) ([]store.Refund, error) {
 	if err != nil {
 		return nil, err
 	}
-	return collect(rows, scanRefund)
+	return sqlitedb.Collect(rows, scanRefund)
 }
