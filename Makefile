@@ -38,9 +38,11 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzVerify$$' -fuzztime=$(FUZZTIME) ./ticket/
 	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=2s ./hardware/anpr/
 
-# Load benchmarks; writes docs/benchmarks.md.
-bench: build
-	$(GO) run ./cmd/parkbench -centrald $(BIN)/centrald -out docs/benchmarks.md
+# Load benchmarks of centrald and gated (and the arm64 gated under
+# qemu-aarch64, skipped with a note if qemu-user is missing); writes
+# docs/benchmarks.md.
+bench: build build-arm64
+	$(GO) run ./cmd/parkbench -centrald $(BIN)/centrald -gated $(BIN)/gated -out docs/benchmarks.md
 
 # The quickstart: centrald on 127.0.0.1:8080 with the demo config, and two
 # simulated gates (entry on :8081, exit on :8082).

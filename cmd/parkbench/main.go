@@ -1,13 +1,21 @@
-// Command parkbench load-tests centrald and writes docs/benchmarks.md; `make
-// bench` runs it. The scenarios, targets and method are in package
-// internal/bench.
+// Command parkbench load-tests centrald and gated and writes
+// docs/benchmarks.md; `make bench` runs it. The scenarios, targets and
+// method are in package internal/bench.
 //
 // Usage:
 //
-//	parkbench -centrald bin/centrald [-out docs/benchmarks.md] [-quick] [-strict] [-tmpdir DIR]
+//	parkbench -centrald bin/centrald -gated bin/gated [-only centrald|gated]
+//	          [-gated-arm64 PATH] [-qemu PATH] [-out docs/benchmarks.md]
+//	          [-quick] [-strict] [-tmpdir DIR]
+//
+// -only runs one half: centrald (scenarios a to d, needs -centrald) or
+// gated (sections e and f, needs -gated). Section f runs the linux/arm64
+// gated (by default linux-arm64/gated next to -gated) under qemu-aarch64
+// (by default from PATH), and is skipped with a note when either is
+// missing; -gated-arm64 "" or -qemu "" skips it.
 //
 // Exit codes: 0 the benchmark ran and the report was written (targets met
-// or not, unless -strict); 1 a failure (centrald did not start, the report
+// or not, unless -strict); 1 a failure (a daemon did not start, the report
 // could not be written, interrupted); 2 bad flags; 3 with -strict, a target
 // was missed.
 package main
@@ -18,6 +26,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"syscall"
@@ -42,7 +51,11 @@ func main() {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("parkbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	centrald := fs.String("centrald", "", "path of the centrald binary to measure (required)")
+	centrald := fs.String("centrald", "", "path of the centrald binary to measure (required unless -only gated)")
+	gated := fs.String("gated", "", "path of the gated binary to measure (required unless -only centrald)")
+	only := fs.String("only", "", "run one half only: centrald or gated (default: both)")
+	arm64 := fs.String("gated-arm64", auto, `the linux/arm64 gated to run under qemu; "auto": linux-arm64/gated next to -gated; "": skip`)
+	qemu := fs.String("qemu", auto, `the qemu-aarch64 user-mode emulator; "auto": from PATH; "": skip`)
 	out := fs.String("out", "docs/benchmarks.md", "where to write the Markdown report; - for standard output")
 	quick := fs.Bool("quick", false, "a smoke run: every duration cut to a fifth (figures are not comparable)")
 	strict := fs.Bool("strict", false, "exit 3 if a target is missed")
@@ -50,18 +63,25 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
-	if *centrald == "" || fs.NArg() > 0 {
-		fmt.Fprintln(stderr, "usage: parkbench -centrald PATH [-out FILE] [-quick] [-strict] [-tmpdir DIR]")
+	needCentrald, needGated := *only != bench.PartGated, *only != bench.PartCentrald
+	switch {
+	case *only != "" && *only != bench.PartCentrald && *only != bench.PartGated,
+		needCentrald && *centrald == "", needGated && *gated == "", fs.NArg() > 0:
+		fmt.Fprintln(stderr, "usage: parkbench -centrald PATH -gated PATH [-only centrald|gated] [-gated-arm64 PATH] [-qemu PATH] [-out FILE] [-quick] [-strict] [-tmpdir DIR]")
 		return exitUsage
 	}
 	plan := bench.DefaultPlan()
 	if *quick {
 		plan = plan.Scaled(0.2)
 	}
-	rep, err := bench.Run(ctx, bench.Options{Centrald: *centrald, TempDir: *tmp, Plan: plan, Progress: stderr})
+	o := bench.Options{Only: *only, Centrald: *centrald, Gated: *gated, TempDir: *tmp, Plan: plan, Progress: stderr}
+	if needGated {
+		o.GatedArm64, o.Qemu = arm64Paths(*gated, *arm64, *qemu, exec.LookPath)
+	}
+	rep, err := bench.Run(ctx, o)
 	if err != nil {
 		if ctx.Err() != nil {
-			fmt.Fprintln(stderr, "parkbench: interrupted; centrald stopped, temporary files removed, no report written")
+			fmt.Fprintln(stderr, "parkbench: interrupted; daemons stopped, temporary files removed, no report written")
 			return exitFailure
 		}
 		fmt.Fprintln(stderr, "parkbench:", err)
@@ -93,4 +113,26 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitMissed
 	}
 	return exitOK
+}
+
+// auto is the default of -gated-arm64 and -qemu: look for them.
+const auto = "auto"
+
+// arm64Paths resolves -gated-arm64 and -qemu: "auto" looks for the arm64
+// binary in linux-arm64/ next to gated and for qemu-aarch64 (or
+// qemu-aarch64-static) with lookPath; an empty result means "skip".
+func arm64Paths(gated, arm64, qemu string, lookPath func(string) (string, error)) (string, string) {
+	if arm64 == auto {
+		arm64 = filepath.Join(filepath.Dir(gated), "linux-arm64", filepath.Base(gated))
+	}
+	if qemu == auto {
+		qemu = ""
+		for _, name := range []string{"qemu-aarch64", "qemu-aarch64-static"} {
+			if p, err := lookPath(name); err == nil {
+				qemu = p
+				break
+			}
+		}
+	}
+	return arm64, qemu
 }

@@ -4,7 +4,8 @@
 // It starts the real centrald binary as a child process (a fresh database
 // in a temporary directory for every scenario, a free 127.0.0.1 port,
 // configuration through PARKING_* variables) and measures it over HTTP
-// with vegeta used as a library:
+// with vegeta used as a library (Options.Only runs this half or the
+// gated one alone):
 //
 //   - a: GET /parkings with 500 spots at a fixed rate, and the most a closed
 //     loop of workers gets out of it;
@@ -17,6 +18,19 @@
 //   - d: the same contended pattern in-process, straight through the
 //     booking service on a SQLite store, as the "raw" rate that the HTTP
 //     figures of c are compared with (target: HTTP ≥ 0.5 × raw).
+//
+// Then it measures the gate controller, gated, the same way: a cache of
+// 10,000 reservations written by `gated import`, the binary in simulator
+// mode as a child process, tickets signed in-process with a fresh site
+// key, and closed loops of POST /v1/sim/scan:
+//
+//   - e: gated's resident memory after start and after the load (target
+//     < 40 MiB), and the lane's own scan-to-relay latency (target p99 <
+//     10 ms) and decisions per second for granted scans at concurrency 1
+//     and 4, and for denied ones (tampered tickets);
+//   - f: the same granted scans, shorter, against the linux/arm64 binary
+//     under qemu-user, labelled as emulated (skipped with a note when the
+//     binary or qemu-aarch64 is missing).
 //
 // Latency percentiles are exact (nearest rank over every request of the
 // measured window; see Percentile), not estimated. The package only ever
@@ -54,9 +68,26 @@ type Plan struct {
 
 	Concurrencies     []int
 	ContendedDuration time.Duration
+
+	// gated (section e): the cache, then closed loops of scans. A run
+	// ends after ScanMax measured scans or ScanDuration, whichever
+	// comes first; ScanWarmup scans before it are not counted.
+	GatedReservations int
+	GatedSpots        int
+	ScanWarmup        int
+	ScanMax           int
+	ScanDuration      time.Duration
+	ScanConcurrencies []int
+	DeniedMax         int
+	DeniedDuration    time.Duration
+	// The arm64 binary under qemu-user (section f), concurrency 1.
+	EmulatedWarmup   int
+	EmulatedMax      int
+	EmulatedDuration time.Duration
 }
 
-// DefaultPlan is what `make bench` runs: about two minutes on two cores.
+// DefaultPlan is what `make bench` runs: about two minutes on two cores
+// for centrald, and under a minute for gated.
 func DefaultPlan() Plan {
 	return Plan{
 		Spots:             500,
@@ -69,6 +100,17 @@ func DefaultPlan() Plan {
 		MixedDuration:     15 * time.Second,
 		Concurrencies:     []int{1, 16, 64},
 		ContendedDuration: 8 * time.Second,
+		GatedReservations: 10_000,
+		GatedSpots:        500,
+		ScanWarmup:        50,
+		ScanMax:           3000,
+		ScanDuration:      10 * time.Second,
+		ScanConcurrencies: []int{1, 4},
+		DeniedMax:         3000,
+		DeniedDuration:    5 * time.Second,
+		EmulatedWarmup:    20,
+		EmulatedMax:       1000,
+		EmulatedDuration:  5 * time.Second,
 	}
 }
 
@@ -82,13 +124,33 @@ func (p Plan) Scaled(f float64) Plan {
 	p.ListDuration, p.ListMaxDuration = s(p.ListDuration), s(p.ListMaxDuration)
 	p.MixedDuration = s(p.MixedDuration)
 	p.ContendedDuration = s(p.ContendedDuration)
+	p.ScanDuration, p.DeniedDuration = s(p.ScanDuration), s(p.DeniedDuration)
+	p.EmulatedDuration = s(p.EmulatedDuration)
 	return p
 }
 
+// Parts of the benchmark, for Options.Only.
+const (
+	PartCentrald = "centrald" // scenarios a to d
+	PartGated    = "gated"    // sections e and f
+)
+
 // Options configure Run.
 type Options struct {
-	// Centrald is the path of the centrald binary to measure.
+	// Only runs one part, PartCentrald or PartGated; empty runs both.
+	Only string
+	// Centrald is the path of the centrald binary to measure (needed
+	// unless Only is PartGated).
 	Centrald string
+	// Gated is the path of the gated binary for this machine (needed
+	// unless Only is PartCentrald).
+	Gated string
+	// GatedArm64 is the linux/arm64 gated binary to run under Qemu
+	// (section f); empty skips that section with a note.
+	GatedArm64 string
+	// Qemu is the qemu-aarch64 user-mode emulator; empty skips section f
+	// with a note.
+	Qemu string
 	// TempDir is where the temporary data directories go; empty means
 	// os.TempDir(). Its disk is the one whose fsync the writes pay for.
 	TempDir string
@@ -114,15 +176,35 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if o.Plan.Spots == 0 {
 		o.Plan = DefaultPlan()
 	}
-	// Absolute, because centrald runs in its data directory.
-	bin, err := filepath.Abs(o.Centrald)
-	if err != nil {
-		return nil, err
+	runCentrald, runGated := o.Only != PartGated, o.Only != PartCentrald
+	if o.Only != "" && o.Only != PartCentrald && o.Only != PartGated {
+		return nil, fmt.Errorf("only %q: want %s or %s", o.Only, PartCentrald, PartGated)
 	}
-	if _, err := os.Stat(bin); err != nil {
-		return nil, fmt.Errorf("centrald binary: %w", err)
+	// Absolute, because the daemons run in their data directories.
+	abs := func(name, path string) (string, error) {
+		if path == "" {
+			return "", fmt.Errorf("%s binary: no path given", name)
+		}
+		bin, err := filepath.Abs(path)
+		if err != nil {
+			return "", err
+		}
+		if _, err := os.Stat(bin); err != nil {
+			return "", fmt.Errorf("%s binary: %w", name, err)
+		}
+		return bin, nil
 	}
-	o.Centrald = bin
+	var err error
+	if runCentrald {
+		if o.Centrald, err = abs("centrald", o.Centrald); err != nil {
+			return nil, err
+		}
+	}
+	if runGated {
+		if o.Gated, err = abs("gated", o.Gated); err != nil {
+			return nil, err
+		}
+	}
 	parent, err := os.MkdirTemp(o.TempDir, "parkbench-")
 	if err != nil {
 		return nil, err
@@ -130,20 +212,36 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	defer os.RemoveAll(parent)
 	b := &runner{o: o, p: o.Plan, parent: parent}
 
-	rep := &Report{Date: time.Now().UTC(), Plan: o.Plan, RawMethod: RawMethod}
+	rep := &Report{Date: time.Now().UTC(), Plan: o.Plan, RawMethod: RawMethod, Centrald: runCentrald}
 	b.progress("machine: CPU, versions, fsync probe in %s", parent)
-	rep.Machine = probeMachine(ctx, o.Centrald, parent)
+	var centraldBin, gatedBin string
+	if runCentrald {
+		centraldBin = o.Centrald
+	}
+	if runGated {
+		gatedBin = o.Gated
+	}
+	rep.Machine = probeMachine(ctx, centraldBin, gatedBin, parent)
 
-	if err := b.scenarioA(ctx, rep); err != nil {
-		return nil, fmt.Errorf("scenario a: %w", err)
+	if runCentrald {
+		if err := b.scenarioA(ctx, rep); err != nil {
+			return nil, fmt.Errorf("scenario a: %w", err)
+		}
+		if err := b.scenarioB(ctx, rep); err != nil {
+			return nil, fmt.Errorf("scenario b: %w", err)
+		}
+		if err := b.scenariosCD(ctx, rep); err != nil {
+			return nil, fmt.Errorf("scenarios c/d: %w", err)
+		}
 	}
-	if err := b.scenarioB(ctx, rep); err != nil {
-		return nil, fmt.Errorf("scenario b: %w", err)
+	if runGated {
+		g, err := b.gated(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("gated: %w", err)
+		}
+		rep.Gated = g
 	}
-	if err := b.scenariosCD(ctx, rep); err != nil {
-		return nil, fmt.Errorf("scenarios c/d: %w", err)
-	}
-	return rep, nil
+	return rep, ctx.Err()
 }
 
 type runner struct {

@@ -20,6 +20,8 @@ type Machine struct {
 	GoVersion        string // parkbench's toolchain
 	CentraldGo       string // the toolchain centrald was built with
 	CentraldVersion  string
+	GatedGo          string // the toolchain gated was built with
+	GatedVersion     string
 	// DataDir is where the databases live (their parent directory),
 	// DataFS its file system type, and Fsync what a 4 KiB append plus
 	// fsync costs there: the floor under every committed write with
@@ -30,7 +32,9 @@ type Machine struct {
 	FsyncN  int
 }
 
-func probeMachine(ctx context.Context, bin, dir string) Machine {
+// probeMachine describes the machine and the binaries (either may be
+// empty when its part does not run), and probes fsync in dir.
+func probeMachine(ctx context.Context, centrald, gated, dir string) Machine {
 	m := Machine{
 		CPUs:       runtime.NumCPU(),
 		GOMAXPROCS: runtime.GOMAXPROCS(0),
@@ -41,20 +45,33 @@ func probeMachine(ctx context.Context, bin, dir string) Machine {
 		DataDir:    filepath.Dir(dir),
 		DataFS:     fsType(dir),
 	}
-	if bi, err := buildinfo.ReadFile(bin); err == nil {
-		m.CentraldGo = bi.GoVersion
+	if centrald != "" {
+		m.CentraldGo, m.CentraldVersion = binaryVersion(ctx, centrald)
 	}
-	vctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(vctx, bin, "version")
-	cmd.Env = baseEnv(os.Environ())
-	if out, err := cmd.Output(); err == nil {
-		m.CentraldVersion = strings.TrimSpace(string(out))
-	} else {
-		m.CentraldVersion = "unknown (" + err.Error() + ")"
+	if gated != "" {
+		m.GatedGo, m.GatedVersion = binaryVersion(ctx, gated)
 	}
 	m.Fsync, m.FsyncN = fsyncProbe(dir, 200, 3*time.Second)
 	return m
+}
+
+// binaryVersion returns the Go toolchain bin was built with and what
+// `bin version` prints; with emulator set, bin runs under it.
+func binaryVersion(ctx context.Context, bin string, emulator ...string) (goVersion, version string) {
+	if bi, err := buildinfo.ReadFile(bin); err == nil {
+		goVersion = bi.GoVersion
+	}
+	vctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	argv := append(append([]string(nil), emulator...), bin, "version")
+	cmd := exec.CommandContext(vctx, argv[0], argv[1:]...)
+	cmd.Env = baseEnv(os.Environ())
+	if out, err := cmd.Output(); err == nil {
+		version = strings.TrimSpace(string(out))
+	} else {
+		version = "unknown (" + err.Error() + ")"
+	}
+	return goVersion, version
 }
 
 // cpuModel reads the CPU's name from a /proc/cpuinfo-style file: "model

@@ -25,6 +25,11 @@ type Report struct {
 	Contended     []Summary // c, by concurrency (Plan.Concurrencies order)
 	Raw           []Summary // d, by concurrency
 	RawMethod     string
+
+	// Centrald says the centrald scenarios (a to d) ran; Gated holds
+	// sections e and f, nil when they did not run.
+	Centrald bool
+	Gated    *GatedReport
 }
 
 // TargetResult is one target and how the run fared against it.
@@ -43,9 +48,21 @@ func (r *Report) Ratio(i int) float64 {
 	return r.Contended[i].Throughput / r.Raw[i].Throughput
 }
 
-// Targets evaluates the targets: p99 of the mixed traffic (with no
-// errors), and the HTTP/raw ratio at every concurrency.
+// Targets evaluates the targets of the parts that ran: p99 of the mixed
+// traffic (with no errors), the HTTP/raw ratio at every concurrency, and
+// for gated its memory and scan-to-relay p99.
 func (r *Report) Targets() []TargetResult {
+	var out []TargetResult
+	if r.Centrald {
+		out = r.centraldTargets()
+	}
+	if r.Gated != nil {
+		out = append(out, r.Gated.targets()...)
+	}
+	return out
+}
+
+func (r *Report) centraldTargets() []TargetResult {
 	m := r.Mixed
 	out := []TargetResult{{
 		Name:     fmt.Sprintf("b. mixed traffic at %d req/s: p99 < %s, no errors", r.Plan.MixedRate, ms(MixedP99Target)),
@@ -102,15 +119,25 @@ func (r *Report) Markdown() []byte {
 		goLine += " (centrald built with " + m.CentraldGo + ")"
 	}
 	p("| Go | %s |", goLine)
-	p("| centrald version | %s |", cell(m.CentraldVersion))
+	if m.CentraldVersion != "" {
+		p("| centrald version | %s |", cell(m.CentraldVersion))
+	}
+	if m.GatedVersion != "" {
+		gv := m.GatedVersion
+		if m.GatedGo != "" && m.GatedGo != m.GoVersion {
+			gv += " (built with " + m.GatedGo + ")"
+		}
+		p("| gated version | %s |", cell(gv))
+	}
 	if m.FsyncN > 0 {
 		p("| data directory | %s (%s); 4 KiB append + fsync: p50 %s, p99 %s (%d rounds) |", cell(m.DataDir), m.DataFS, ms(m.Fsync.P50), ms(m.Fsync.P99), m.FsyncN)
 	} else {
 		p("| data directory | %s (%s) |", cell(m.DataDir), m.DataFS)
 	}
 	p("")
-	p("The load generator ([vegeta](https://github.com/tsenart/vegeta), as a library) runs on the same machine and " +
-		"shares its CPUs with centrald, so every HTTP figure includes the client's cost. All traffic goes to 127.0.0.1.")
+	p("The load generators (for centrald [vegeta](https://github.com/tsenart/vegeta) as a library, for gated a closed " +
+		"loop of HTTP clients) run on the same machine and share its CPUs with the daemon under test, so every HTTP figure " +
+		"includes the client's cost. All traffic goes to 127.0.0.1.")
 	p("")
 
 	p("## How to reproduce")
@@ -119,13 +146,19 @@ func (r *Report) Markdown() []byte {
 	p("make bench")
 	p("```")
 	p("")
-	p("This builds bin/centrald and runs `go run ./cmd/parkbench -centrald bin/centrald -out docs/benchmarks.md`. "+
-		"Every scenario (and every concurrency of c) gets a fresh centrald: the real binary as a child process on a free "+
-		"127.0.0.1 port with a new SQLite database of %d spots, configured with `PARKING_*` variables "+
-		"(`PARKING_RESERVATIONS_MAX_ADVANCE=%dh`, the most the configuration accepts, so that many distinct future "+
-		"windows fit). Each run starts with a %s warm-up that is not counted. Latencies are exact nearest-rank "+
-		"percentiles over every request of the measured window, timed by the client from send to the end of the answer.",
-		pl.Spots, MaxAdvanceHours, dur(pl.Warmup))
+	p("This builds bin/centrald, bin/gated and bin/linux-arm64/gated (`make build build-arm64`) and runs " +
+		"`go run ./cmd/parkbench -centrald bin/centrald -gated bin/gated -out docs/benchmarks.md`; " +
+		"`-only centrald` or `-only gated` runs one half (sections a–d or e–f), and the arm64 binary is looked for " +
+		"next to gated in linux-arm64/ (`-gated-arm64` to change, `-qemu` for the emulator).")
+	if r.Centrald {
+		p("")
+		p("Every centrald scenario (and every concurrency of c) gets a fresh centrald: the real binary as a child process on a free "+
+			"127.0.0.1 port with a new SQLite database of %d spots, configured with `PARKING_*` variables "+
+			"(`PARKING_RESERVATIONS_MAX_ADVANCE=%dh`, the most the configuration accepts, so that many distinct future "+
+			"windows fit). Each run starts with a %s warm-up that is not counted. Latencies are exact nearest-rank "+
+			"percentiles over every request of the measured window, timed by the client from send to the end of the answer.",
+			pl.Spots, MaxAdvanceHours, dur(pl.Warmup))
+	}
 	p("")
 
 	p("## Targets")
@@ -137,66 +170,71 @@ func (r *Report) Markdown() []byte {
 	}
 	p("")
 
-	p("## a. GET /parkings (%d spots)", pl.Spots)
-	p("")
-	p("The whole list, at a fixed rate for %s, then from a closed loop of %d workers (each sends its next request "+
-		"when the last is answered) for %s: the most the server sustains.", dur(pl.ListDuration), pl.ListWorkers, dur(pl.ListMaxDuration))
-	p("")
-	latencyTable(&b, "run", []Summary{r.List, r.ListMax})
-	p("")
-
-	p("## b. Mixed traffic")
-	p("")
-	p("%d req/s for %s: 70%% `GET /parkings/{id}`, 10%% `GET /parkings`, 20%% `POST /reserve/parking/{id}` spread over "+
-		"the %d spots with random one-hour windows up to %d days ahead, so almost every reservation succeeds (201) and the "+
-		"list grows during the run. Target: p99 < %s.", pl.MixedRate, dur(pl.MixedDuration), pl.Spots, MaxAdvanceHours/24, ms(MixedP99Target))
-	p("")
-	rows := append([]Summary{r.Mixed}, r.MixedRoutes...)
-	rows[0].Label = "all requests"
-	latencyTable(&b, "route", rows)
-	p("")
-	if len(r.MixedSegments) > 0 {
-		p("Over time (by when requests were sent; \"reservations\" counts the 201s so far, warm-up included):")
+	if r.Centrald {
+		p("## a. GET /parkings (%d spots)", pl.Spots)
 		p("")
-		p("| time | requests | p50 | p99 | max | GET /parkings p50 | GET /parkings p99 | reservations |")
-		p("|---|--:|--:|--:|--:|--:|--:|--:|")
-		for _, g := range r.MixedSegments {
-			p("| %s | %d | %s | %s | %s | %s | %s | %d |", g.Label, g.Requests, ms(g.Latency.P50), ms(g.Latency.P99),
-				ms(g.Latency.Max), ms(g.List.Latency.P50), ms(g.List.Latency.P99), g.Created)
+		p("The whole list, at a fixed rate for %s, then from a closed loop of %d workers (each sends its next request "+
+			"when the last is answered) for %s: the most the server sustains.", dur(pl.ListDuration), pl.ListWorkers, dur(pl.ListMaxDuration))
+		p("")
+		latencyTable(&b, "run", []Summary{r.List, r.ListMax})
+		p("")
+
+		p("## b. Mixed traffic")
+		p("")
+		p("%d req/s for %s: 70%% `GET /parkings/{id}`, 10%% `GET /parkings`, 20%% `POST /reserve/parking/{id}` spread over "+
+			"the %d spots with random one-hour windows up to %d days ahead, so almost every reservation succeeds (201) and the "+
+			"list grows during the run. Target: p99 < %s.", pl.MixedRate, dur(pl.MixedDuration), pl.Spots, MaxAdvanceHours/24, ms(MixedP99Target))
+		p("")
+		rows := append([]Summary{r.Mixed}, r.MixedRoutes...)
+		rows[0].Label = "all requests"
+		latencyTable(&b, "route", rows)
+		p("")
+		if len(r.MixedSegments) > 0 {
+			p("Over time (by when requests were sent; \"reservations\" counts the 201s so far, warm-up included):")
+			p("")
+			p("| time | requests | p50 | p99 | max | GET /parkings p50 | GET /parkings p99 | reservations |")
+			p("|---|--:|--:|--:|--:|--:|--:|--:|")
+			for _, g := range r.MixedSegments {
+				p("| %s | %d | %s | %s | %s | %s | %s | %d |", g.Label, g.Requests, ms(g.Latency.P50), ms(g.Latency.P99),
+					ms(g.Latency.Max), ms(g.List.Latency.P50), ms(g.List.Latency.P99), g.Created)
+			}
+			p("")
 		}
+
+		p("## c. Contended reservations over HTTP")
+		p("")
+		p("Closed loops of %s workers, %s each. Every request reserves one of %d spots for one of %d overlapping "+
+			"windows, so clients race for the same few spot-windows: one wins with 201, the others get 409. Both are "+
+			"correct answers; anything else counts as an error. After every %d requests the windows move %s further "+
+			"ahead and the race moves to the next %d spots, so that it (and the winning commits) goes on for the whole "+
+			"run while no spot piles up history: the store's overlap check reads every earlier reservation of a spot, "+
+			"so on fixed spots each request would cost more than the last.",
+			joinAnd(intStrings(pl.Concurrencies)), dur(pl.ContendedDuration), contendedSpots, len(contendedWindows),
+			contendedEpoch, dur(contendedSpacing), contendedSpots)
+		p("")
+		contendedTable(&b, r.Contended, nil)
+		p("")
+		if f := r.Floor; f.Requests > 0 {
+			p("For scale, the bare HTTP round trip on the same kind of server (`GET /healthz`, no work behind it, closed loop "+
+				"of %d): %d requests, %.0f req/s, p50 %s, p99 %s.", f.Workers, f.Requests, f.Throughput, ms(f.Latency.P50), ms(f.Latency.P99))
+			p("")
+		}
+
+		p("## d. The same writes in-process")
+		p("")
+		p("The same pattern at the same concurrencies in the same run, without HTTP: goroutines calling %s "+
+			"directly on a `sqlitestore.Store` (a fresh database file in the same directory, the same %d spots and rules). This is the "+
+			"\"raw\" figure because the HTTP handler calls exactly that method, so the ratio isolates what HTTP, "+
+			"JSON and the process boundary cost; a bare `st.Write` with `Live`, `Insert` and `Log` would also skip "+
+			"the window checks, the id and token generation and the change-log snapshot that no HTTP request can "+
+			"skip. Target: HTTP ≥ %.1f × in-process at every concurrency.", "`"+r.RawMethod+"`", pl.Spots, RatioTarget)
+		p("")
+		contendedTable(&b, r.Raw, r)
 		p("")
 	}
-
-	p("## c. Contended reservations over HTTP")
-	p("")
-	p("Closed loops of %s workers, %s each. Every request reserves one of %d spots for one of %d overlapping "+
-		"windows, so clients race for the same few spot-windows: one wins with 201, the others get 409. Both are "+
-		"correct answers; anything else counts as an error. After every %d requests the windows move %s further "+
-		"ahead and the race moves to the next %d spots, so that it (and the winning commits) goes on for the whole "+
-		"run while no spot piles up history: the store's overlap check reads every earlier reservation of a spot, "+
-		"so on fixed spots each request would cost more than the last.",
-		joinAnd(intStrings(pl.Concurrencies)), dur(pl.ContendedDuration), contendedSpots, len(contendedWindows),
-		contendedEpoch, dur(contendedSpacing), contendedSpots)
-	p("")
-	contendedTable(&b, r.Contended, nil)
-	p("")
-	if f := r.Floor; f.Requests > 0 {
-		p("For scale, the bare HTTP round trip on the same kind of server (`GET /healthz`, no work behind it, closed loop "+
-			"of %d): %d requests, %.0f req/s, p50 %s, p99 %s.", f.Workers, f.Requests, f.Throughput, ms(f.Latency.P50), ms(f.Latency.P99))
-		p("")
+	if g := r.Gated; g != nil {
+		g.markdown(&b, r)
 	}
-
-	p("## d. The same writes in-process")
-	p("")
-	p("The same pattern at the same concurrencies in the same run, without HTTP: goroutines calling %s "+
-		"directly on a `sqlitestore.Store` (a fresh database file in the same directory, the same %d spots and rules). This is the "+
-		"\"raw\" figure because the HTTP handler calls exactly that method, so the ratio isolates what HTTP, "+
-		"JSON and the process boundary cost; a bare `st.Write` with `Live`, `Insert` and `Log` would also skip "+
-		"the window checks, the id and token generation and the change-log snapshot that no HTTP request can "+
-		"skip. Target: HTTP ≥ %.1f × in-process at every concurrency.", "`"+r.RawMethod+"`", pl.Spots, RatioTarget)
-	p("")
-	contendedTable(&b, r.Raw, r)
-	p("")
 
 	p("## Notes")
 	for _, para := range r.Notes() {
@@ -207,8 +245,8 @@ func (r *Report) Markdown() []byte {
 }
 
 // Notes are the paragraphs of the notes, derived from the figures: one on
-// the mixed traffic and the list, one on the contended writes, one on
-// errors.
+// the mixed traffic and the list, one on the contended writes, those of
+// gated (latency and memory, the emulated arm64 run), one on errors.
 func (r *Report) Notes() []string {
 	var (
 		paras []string
@@ -224,7 +262,7 @@ func (r *Report) Notes() []string {
 
 	// b, the headline target.
 	m := r.Mixed
-	if m.Requests > 0 {
+	if r.Centrald && m.Requests > 0 {
 		verdict := "within"
 		if m.Latency.P99 >= MixedP99Target {
 			verdict = "above"
@@ -262,7 +300,7 @@ func (r *Report) Notes() []string {
 	}
 
 	// a.
-	if r.List.Requests > 0 {
+	if r.Centrald && r.List.Requests > 0 {
 		s := fmt.Sprintf("The full list of %d spots held %d req/s with p99 %s", pl.Spots, pl.ListRate, ms(r.List.Latency.P99))
 		if r.List.Throughput < 0.95*float64(pl.ListRate) {
 			s = fmt.Sprintf("The full list of %d spots did NOT sustain %d req/s (%.0f answered, p99 %s)",
@@ -328,12 +366,25 @@ func (r *Report) Notes() []string {
 
 	flush()
 
+	if r.Gated != nil {
+		paras = append(paras, r.Gated.notes(r.Machine)...)
+	}
+
 	// Errors anywhere.
 	total, samples := 0, []string(nil)
 	for _, s := range r.all() {
 		total += s.Errors
 		if s.Errors > 0 && len(samples) < 3 {
 			samples = append(samples, fmt.Sprintf("%s: %d, e.g. %s", s.Label, s.Errors, strings.Join(s.ErrorSamples, "; ")))
+		}
+	}
+	if r.Gated != nil {
+		for _, s := range r.Gated.allRuns() {
+			total += s.Errors()
+			if s.Errors() > 0 && len(samples) < 3 {
+				samples = append(samples, fmt.Sprintf("gated %s: %d, e.g. %s", s.Label, s.Errors(),
+					strings.Join(append(slices.Clone(s.Client.ErrorSamples), s.UnexpectedSamples...), "; ")))
+			}
 		}
 	}
 	if total == 0 {
@@ -345,8 +396,12 @@ func (r *Report) Notes() []string {
 	return paras
 }
 
-// all lists every summary that counts errors once (not the per-route ones).
+// all lists every summary of centrald that counts errors once (not the
+// per-route ones).
 func (r *Report) all() []Summary {
+	if !r.Centrald {
+		return nil
+	}
 	out := []Summary{r.List, r.ListMax, r.Mixed}
 	out = append(out, r.Contended...)
 	return append(out, r.Raw...)

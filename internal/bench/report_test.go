@@ -46,6 +46,7 @@ func sampleReport() *Report {
 		Contended: []Summary{contended(1, 1800), contended(16, 3300), contended(64, 3000)},
 		Raw:       []Summary{contended(1, 4000), contended(16, 4200), contended(64, 4100)},
 		RawMethod: RawMethod,
+		Centrald:  true,
 	}
 }
 

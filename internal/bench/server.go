@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -26,10 +27,7 @@ type Centrald struct {
 	// Dir is the temporary data directory (database, ticket key).
 	Dir string
 
-	cmd      *exec.Cmd
-	exited   chan struct{}
-	exitErr  error
-	log      *tail
+	proc     *child
 	stopOnce sync.Once
 	stopErr  error
 }
@@ -98,69 +96,107 @@ func startOnce(ctx context.Context, bin, parent string, spots int) (c *Centrald,
 	cmd := exec.Command(bin)
 	cmd.Env = env
 	cmd.Dir = dir
-	log := &tail{max: 8 << 10}
-	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr = sysProcAttr()
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting centrald: %w", err)
+	p, err := startChild("centrald", cmd)
+	if err != nil {
+		return nil, err
 	}
-	c = &Centrald{URL: "http://" + addr, Dir: dir, cmd: cmd, exited: make(chan struct{}), log: log}
-	go func() {
-		c.exitErr = cmd.Wait()
-		close(c.exited)
-	}()
-	if err := c.waitReady(ctx, 20*time.Second); err != nil {
-		c.kill()
+	c = &Centrald{URL: "http://" + addr, Dir: dir, proc: p}
+	if err := p.waitHTTP(ctx, c.URL+"/readyz", 20*time.Second, nil); err != nil {
+		p.stop()
 		return nil, err
 	}
 	return c, nil
-}
-
-// waitReady polls /readyz until it answers 200, the process exits, ctx
-// ends or the deadline passes.
-func (c *Centrald) waitReady(ctx context.Context, within time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, within)
-	defer cancel()
-	client := &http.Client{Timeout: time.Second, Transport: loopbackTransport(1)}
-	defer client.CloseIdleConnections()
-	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.URL+"/readyz", nil)
-		if err != nil {
-			return err
-		}
-		if resp, err := client.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-c.exited:
-			return fmt.Errorf("centrald exited before it was ready (%v):\n%s", c.exitErr, c.log.String())
-		case <-ctx.Done():
-			return fmt.Errorf("centrald was not ready within %s (%w):\n%s", within, ctx.Err(), c.log.String())
-		case <-time.After(25 * time.Millisecond):
-		}
-	}
 }
 
 // Close stops centrald (SIGTERM, then SIGKILL after 10 s), reaps it and
 // removes its directory. It is safe to call more than once.
 func (c *Centrald) Close() error {
 	c.stopOnce.Do(func() {
-		err := c.kill()
+		err := c.proc.stop()
 		c.stopErr = errors.Join(err, os.RemoveAll(c.Dir))
 	})
 	return c.stopErr
 }
 
-// kill stops and reaps the process. It reports, with the log's tail, a
-// process that had already exited, one that exits non-zero after SIGTERM,
-// and one that had to be killed.
-func (c *Centrald) kill() error {
+// Log returns the tail of centrald's output.
+func (c *Centrald) Log() string { return c.proc.log.String() }
+
+// child is a daemon started by the benchmark: its output goes to a tail,
+// it runs in a process group of its own (and dies with parkbench, see
+// sysProcAttr), and a goroutine reaps it.
+type child struct {
+	name    string
+	cmd     *exec.Cmd
+	exited  chan struct{}
+	exitErr error // set before exited is closed
+	log     *tail
+}
+
+// startChild starts cmd, whose Env, Dir and arguments are set; name is
+// what messages call it.
+func startChild(name string, cmd *exec.Cmd) (*child, error) {
+	log := &tail{max: 8 << 10}
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = sysProcAttr()
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting %s: %w", name, err)
+	}
+	c := &child{name: name, cmd: cmd, exited: make(chan struct{}), log: log}
+	go func() {
+		c.exitErr = cmd.Wait()
+		close(c.exited)
+	}()
+	return c, nil
+}
+
+// pid is the child's process id.
+func (c *child) pid() int { return c.cmd.Process.Pid }
+
+// waitHTTP polls GET url until it answers 200 and, if check is set, check
+// accepts the body; until the process exits, ctx ends or within passes.
+func (c *child) waitHTTP(ctx context.Context, url string, within time.Duration, check func(body []byte) error) error {
+	ctx, cancel := context.WithTimeout(ctx, within)
+	defer cancel()
+	client := &http.Client{Timeout: 2 * time.Second, Transport: loopbackTransport(1)}
+	defer client.CloseIdleConnections()
+	var lastErr error
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
+		if resp, err := client.Do(req); err == nil {
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				if check == nil {
+					return nil
+				}
+				if lastErr = check(body); lastErr == nil {
+					return nil
+				}
+			}
+		}
+		select {
+		case <-c.exited:
+			return fmt.Errorf("%s exited before it was ready (%v):\n%s", c.name, c.exitErr, c.log.String())
+		case <-ctx.Done():
+			if lastErr != nil {
+				return fmt.Errorf("%s was not ready within %s: %v:\n%s", c.name, within, lastErr, c.log.String())
+			}
+			return fmt.Errorf("%s was not ready within %s (%w):\n%s", c.name, within, ctx.Err(), c.log.String())
+		case <-time.After(25 * time.Millisecond):
+		}
+	}
+}
+
+// stop stops and reaps the process (SIGTERM, then SIGKILL after 10 s). It
+// reports, with the log's tail, a process that had already exited, one
+// that exits non-zero after SIGTERM, and one that had to be killed.
+func (c *child) stop() error {
 	select {
 	case <-c.exited:
-		return fmt.Errorf("centrald had exited by itself (%v):\n%s", c.exitErr, c.log.String())
+		return fmt.Errorf("%s had exited by itself (%v):\n%s", c.name, c.exitErr, c.log.String())
 	default:
 	}
 	_ = c.cmd.Process.Signal(syscall.SIGTERM)
@@ -171,18 +207,15 @@ func (c *Centrald) kill() error {
 			return nil // ended by the signal itself
 		}
 		if c.exitErr != nil {
-			return fmt.Errorf("centrald stopped with %v:\n%s", c.exitErr, c.log.String())
+			return fmt.Errorf("%s stopped with %v:\n%s", c.name, c.exitErr, c.log.String())
 		}
 		return nil
 	case <-time.After(10 * time.Second):
 	}
 	_ = c.cmd.Process.Kill()
 	<-c.exited
-	return fmt.Errorf("centrald did not stop within 10 s of SIGTERM and was killed")
+	return fmt.Errorf("%s did not stop within 10 s of SIGTERM and was killed", c.name)
 }
-
-// Log returns the tail of centrald's output.
-func (c *Centrald) Log() string { return c.log.String() }
 
 // baseEnv is the parent's environment without anything that would change
 // how centrald is configured or supervised.
