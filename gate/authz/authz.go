@@ -36,6 +36,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/parkgate/parkgate/plate"
+
 	"github.com/parkgate/parkgate/gate/localdb"
 	"github.com/parkgate/parkgate/ticket"
 )
@@ -363,7 +365,7 @@ func decideTicket(ctx context.Context, in *Input, d Decision) Decision {
 	if !cached {
 		// Not synced yet: the signed ticket stands for the reservation.
 		e = localdb.Entry{ReservationID: t.ReservationID, SpotID: t.SpotID, From: t.From, Until: t.Until,
-			CarID: t.CarID, Plate: localdb.NormalizePlate(t.CarID)}
+			CarID: t.CarID, Plate: plate.Normalize(t.CarID)}
 	}
 	p, err := in.Cache.Presence(ctx, t.ReservationID)
 	if err != nil {
@@ -373,7 +375,7 @@ func decideTicket(ctx context.Context, in *Input, d Decision) Decision {
 }
 
 func decidePlate(ctx context.Context, in *Input, d Decision) Decision {
-	plate := localdb.NormalizePlate(in.Plate)
+	plate := plate.Normalize(in.Plate)
 	d.Plate = plate
 	if plate == "" {
 		return d.deny(ReasonUnknownPlate, "empty plate read")
@@ -456,7 +458,7 @@ func judge(in *Input, d Decision, c candidate) Decision {
 	e := &c.e
 	d.ReservationID, d.SpotID, d.CarID, d.From, d.Until = e.ReservationID, e.SpotID, e.CarID, e.From, e.Until
 	if d.Plate == "" {
-		d.Plate = localdb.NormalizePlate(e.CarID)
+		d.Plate = plate.Normalize(e.CarID)
 	}
 	grant := ReasonTicket
 	if c.plate {

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parkgate/parkgate/plate"
+
 	"github.com/parkgate/parkgate/gate/localdb"
 	"github.com/parkgate/parkgate/ticket"
 )
@@ -28,7 +30,7 @@ type fakeCache struct {
 func newFake(entries []localdb.Entry, presence map[string]localdb.Presence) *fakeCache {
 	f := &fakeCache{entries: map[string]localdb.Entry{}, presence: presence}
 	for _, e := range entries {
-		e.Plate = localdb.NormalizePlate(e.CarID)
+		e.Plate = plate.Normalize(e.CarID)
 		f.entries[e.ReservationID] = e
 	}
 	return f
@@ -43,14 +45,14 @@ func (f *fakeCache) Lookup(_ context.Context, id string) (localdb.Entry, bool, e
 	return e, ok, nil
 }
 
-func (f *fakeCache) ByPlate(_ context.Context, plate string) ([]localdb.Entry, error) {
-	f.plateRead = plate
+func (f *fakeCache) ByPlate(_ context.Context, p string) ([]localdb.Entry, error) {
+	f.plateRead = p
 	if f.err != nil {
 		return nil, f.err
 	}
 	var out []localdb.Entry
 	for _, e := range f.entries {
-		if e.Plate != "" && e.Plate == localdb.NormalizePlate(plate) {
+		if e.Plate != "" && e.Plate == plate.Normalize(p) {
 			out = append(out, e)
 		}
 	}

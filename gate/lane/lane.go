@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/parkgate/parkgate/plate"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/parkgate/parkgate/clock"
@@ -116,7 +118,7 @@ func (l *Lane) Handle(ctx context.Context, r Read) (Result, error) {
 	now := l.clock.Now()
 	value := r.Value
 	if r.Source == localdb.SourcePlate {
-		value = localdb.NormalizePlate(value)
+		value = plate.Normalize(value)
 	}
 	key := string(r.Source) + "\x00" + value
 	if last, ok := l.recent[key]; ok && now.Sub(last) >= 0 && now.Sub(last) < l.cfg.Repeat {

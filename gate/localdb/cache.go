@@ -5,10 +5,11 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/parkgate/parkgate/plate"
 
 	"github.com/parkgate/parkgate/internal/sqlitedb"
 )
@@ -70,7 +71,7 @@ type Entry struct {
 	From, Until time.Time
 	// CarID is the licence plate as central stored it.
 	CarID string
-	// Plate is NormalizePlate(CarID). The cache computes it on write; a
+	// Plate is plate.Normalize(CarID). The cache computes it on write; a
 	// value given by the caller is ignored.
 	Plate string
 	// State is the reservation's state at central.
@@ -117,25 +118,6 @@ func printable(s string) bool {
 		}
 	}
 	return true
-}
-
-// NormalizePlate returns the form plates are compared in: upper case,
-// without spaces, dashes (of any kind), dots or middle dots, so that
-// "k-lm 42", "K-LM 42" and "KLM42" are the same car. Cameras and drivers
-// write the separators differently; the letters and digits are the plate.
-func NormalizePlate(s string) string {
-	var b strings.Builder
-	b.Grow(len(s))
-	for _, r := range strings.ToUpper(s) {
-		switch {
-		case unicode.IsSpace(r), unicode.Is(unicode.Pd, r), r == '.', r == '·', r == '_':
-			continue
-		case r == utf8.RuneError, unicode.IsControl(r):
-			continue
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
 }
 
 // ErrVersionGap is what ApplyChange returns (wrapped in a *GapError) when a
@@ -225,7 +207,7 @@ const upsertEntry = `INSERT INTO reservations (id, spot_id, reserved_from, reser
 
 func entryArgs(e *Entry, version int64) []any {
 	return []any{e.ReservationID, e.SpotID, e.From.UnixMicro(), e.Until.UnixMicro(), e.CarID,
-		NormalizePlate(e.CarID), string(e.State), version}
+		plate.Normalize(e.CarID), string(e.State), version}
 }
 
 // ApplyChange applies one differential change; see ApplyChanges.
@@ -324,14 +306,14 @@ func (db *DB) Lookup(ctx context.Context, reservationID string) (e Entry, ok boo
 const maxPlateEntries = 64
 
 // ByPlate returns the cached entries (any state) whose car has the plate
-// NormalizePlate(plate), by window start: all of them, or the 64 that end
+// p (compared normalised, see package plate), by window start: all of them, or the 64 that end
 // last if a plate ever had more. Which of them a plate read means
 // (the paid one whose window covers now at entry, the one whose car is
 // inside at the exit) is the authorization's rule (package gate/authz),
 // which also owns the early-arrival grace; keeping the rule in one place
 // keeps entry, exit and their tests consistent.
-func (db *DB) ByPlate(ctx context.Context, plate string) ([]Entry, error) {
-	p := NormalizePlate(plate)
+func (db *DB) ByPlate(ctx context.Context, p string) ([]Entry, error) {
+	p = plate.Normalize(p)
 	if p == "" {
 		return nil, nil
 	}

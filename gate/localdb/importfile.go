@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/parkgate/parkgate/plate"
 )
 
 // Import is a cache snapshot read from a file by ReadImport, for `gated
@@ -142,6 +144,6 @@ func importEntry(raw json.RawMessage) (Entry, error) {
 	if err := e.Validate(); err != nil {
 		return e, err
 	}
-	e.Plate = NormalizePlate(e.CarID)
+	e.Plate = plate.Normalize(e.CarID)
 	return e, nil
 }

@@ -268,23 +268,6 @@ func TestByPlate(t *testing.T) {
 	}
 }
 
-func TestNormalizePlate(t *testing.T) {
-	for in, want := range map[string]string{
-		"k-lm 42":    "KLM42",
-		"KLM42":      "KLM42",
-		"B.XY-1":     "BXY1",
-		" m\tab 12 ": "MAB12",
-		"m–äb 12":    "MÄB12", // en dash, umlaut
-		"AB·123":     "AB123",
-		"":           "",
-		"--":         "",
-	} {
-		if got := NormalizePlate(in); got != want {
-			t.Errorf("NormalizePlate(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 func TestPrune(t *testing.T) {
 	ctx := context.Background()
 	db, _ := openTemp(t)

@@ -55,22 +55,3 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
-
-// FuzzNormalize checks that normalising is idempotent and yields only
-// upper-case letters and digits.
-func FuzzNormalize(f *testing.F) {
-	for _, s := range []string{"k-lm 42", "KÖN-AB 12", "а123вс77", "ＫＬＭ４２", "ǅ", "ß", "\xff"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		n := Normalize(s)
-		if Normalize(n) != n {
-			t.Fatalf("Normalize(%q) = %q, but Normalize(%q) = %q", s, n, n, Normalize(n))
-		}
-		for _, r := range n {
-			if r == utf8.RuneError || r == ' ' || r == '-' || r == '.' {
-				t.Fatalf("Normalize(%q) = %q keeps %q", s, n, r)
-			}
-		}
-	})
-}

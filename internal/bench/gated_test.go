@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parkgate/parkgate/plate"
+
 	"github.com/parkgate/parkgate/gate/localdb"
 	"github.com/parkgate/parkgate/ticket"
 )
@@ -69,7 +71,7 @@ func TestBenchCache(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(imp.Entries) != len(es) || imp.Entries[7].ReservationID != es[7].ID || imp.Entries[7].Plate != localdb.NormalizePlate(es[7].Car) {
+	if len(imp.Entries) != len(es) || imp.Entries[7].ReservationID != es[7].ID || imp.Entries[7].Plate != plate.Normalize(es[7].Car) {
 		t.Errorf("import read %d entries, entry 7 %+v", len(imp.Entries), imp.Entries[7])
 	}
 }

@@ -1,6 +1,9 @@
-package anpr
+package plate
 
-import "testing"
+import (
+	"testing"
+	"unicode/utf8"
+)
 
 func TestNormalize(t *testing.T) {
 	tests := []struct {
@@ -39,34 +42,21 @@ func TestNormalize(t *testing.T) {
 	}
 }
 
-func TestDirectionString(t *testing.T) {
-	for d, want := range map[Direction]string{Unknown: "unknown", Approaching: "approaching", Leaving: "leaving", Direction(42): "unknown"} {
-		if got := d.String(); got != want {
-			t.Errorf("Direction(%d).String() = %q, want %q", int(d), got, want)
+// FuzzNormalize checks that normalising is idempotent and yields only
+// upper-case letters and digits.
+func FuzzNormalize(f *testing.F) {
+	for _, s := range []string{"k-lm 42", "KÖN-AB 12", "а123вс77", "ＫＬＭ４２", "ǅ", "ß", "\xff"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n := Normalize(s)
+		if Normalize(n) != n {
+			t.Fatalf("Normalize(%q) = %q, but Normalize(%q) = %q", s, n, n, Normalize(n))
 		}
-	}
-}
-
-func TestDirectionWords(t *testing.T) {
-	tests := map[string]Direction{
-		"forward": Approaching, "reverse": Leaving, "unknown": Unknown, // Hikvision
-		"in": Approaching, "out": Leaving, "unk": Unknown, // AXIS
-		"Approach": Approaching, "Away": Leaving, // Milesight
-		" ENTRY ": Approaching, "exit": Leaving, "": Unknown, "sideways": Unknown,
-	}
-	for in, want := range tests {
-		if got := directionWord(in); got != want {
-			t.Errorf("directionWord(%q) = %v, want %v", in, got, want)
+		for _, r := range n {
+			if r == utf8.RuneError || r == ' ' || r == '-' || r == '.' {
+				t.Fatalf("Normalize(%q) = %q keeps %q", s, n, r)
+			}
 		}
-	}
-	degrees := map[float64]Direction{
-		270: Approaching, 225: Approaching, 315: Approaching, -90: Approaching,
-		90: Leaving, 45: Leaving, 135: Leaving, 450: Leaving,
-		0: Unknown, 180: Unknown, 200: Unknown, 340: Unknown,
-	}
-	for in, want := range degrees {
-		if got := directionDegrees(in); got != want {
-			t.Errorf("directionDegrees(%v) = %v, want %v", in, got, want)
-		}
-	}
+	})
 }
