@@ -72,6 +72,11 @@ type Store interface {
 	// first.
 	PendingRefunds(ctx context.Context, limit int) ([]Refund, error)
 
+	// Gates lists every known gate with its presence, by id.
+	Gates(ctx context.Context) ([]Gate, error)
+	// GateEvents returns the stored gate events matching f, newest first.
+	GateEvents(ctx context.Context, f EventFilter) ([]GateEvent, error)
+
 	// Write runs fn in one write transaction and commits if fn returns nil.
 	// Implementations may call fn more than once (to retry a serialisation
 	// failure), so fn must not have effects outside tx.
@@ -107,6 +112,12 @@ type Tx interface {
 	PutAttempt(a PaymentAttempt) error
 	// Refunds lists the reservation's refunds, oldest first.
 	Refunds(reservationID string) ([]Refund, error)
+	// Gate returns one gate (ErrNotFound if unknown).
+	Gate(id string) (Gate, error)
+	// PutGate inserts or replaces a gate (its credentials included).
+	PutGate(g Gate) error
+	// PutGateEvent stores an event; ErrDuplicate if its EventID is known.
+	PutGateEvent(e GateEvent) error
 	// PutRefund inserts or replaces (by reservation and number) a refund.
 	PutRefund(r Refund) error
 }
@@ -202,4 +213,56 @@ type Refund struct {
 	Tries         int
 	CreatedAt     time.Time
 	FinishedAt    time.Time
+}
+
+// Gate is a gate as centrald knows it: its MQTT credentials (hashed) and
+// its presence as its retained status last reported it.
+type Gate struct {
+	ID           string
+	PasswordHash []byte // nil: no credentials here (an external broker authenticates)
+	Role         string
+	Online       bool
+	Session      int64 // the gate's connection counter (late wills are ignored)
+	LastSeen     time.Time
+	CacheVersion int64
+	Outbox       int
+	Barrier      string
+	Software     string
+	AddedAt      time.Time
+}
+
+// Gate event outcomes.
+const (
+	EventApplied   = "applied"   // changed spot state, as POST /park would
+	EventRecorded  = "recorded"  // kept for the record (a denial, a fault)
+	EventException = "exception" // contradicts central's state: for an operator
+)
+
+// GateEvent is one event a gate delivered from its outbox, stored once.
+type GateEvent struct {
+	EventID         string
+	GateID          string
+	Seq             int64
+	Kind            string // decision, barrier_fault
+	Role            string // entry, exit
+	Time            time.Time
+	Source          string // qr, plate, remote, manual
+	Granted         bool
+	Reason          string
+	ReservationID   string
+	SpotID          string
+	CarID           string
+	Overstay        bool
+	PresenceUnknown bool
+	ClockTrusted    bool
+	ReceivedAt      time.Time
+	Outcome         string
+	Note            string // why an exception, what was applied
+}
+
+// EventFilter selects gate events. Zero fields select everything.
+type EventFilter struct {
+	GateID  string
+	Outcome string
+	Limit   int
 }

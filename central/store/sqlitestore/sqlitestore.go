@@ -401,3 +401,27 @@ func (s *Store) PendingRefunds(ctx context.Context, limit int) ([]store.Refund, 
 	}
 	return sqlitedb.Collect(rows, scanRefund)
 }
+
+// Gates lists every known gate by id.
+func (s *Store) Gates(ctx context.Context) ([]store.Gate, error) {
+	rows, err := s.db.Query(ctx, `SELECT `+gateCols+` FROM gates ORDER BY id`)
+	if err != nil {
+		return nil, err
+	}
+	return sqlitedb.Collect(rows, scanGate)
+}
+
+// GateEvents returns stored gate events, newest first.
+func (s *Store) GateEvents(ctx context.Context, f store.EventFilter) ([]store.GateEvent, error) {
+	limit := f.Limit
+	if limit <= 0 {
+		limit = -1
+	}
+	rows, err := s.db.Query(ctx, `SELECT `+gateEventCols+` FROM gate_events
+		WHERE (?1 = '' OR gate_id = ?1) AND (?2 = '' OR outcome = ?2)
+		ORDER BY received_at DESC, gate_id, seq DESC LIMIT ?3`, f.GateID, f.Outcome, limit)
+	if err != nil {
+		return nil, err
+	}
+	return sqlitedb.Collect(rows, scanGateEvent)
+}

@@ -149,3 +149,68 @@ func (t *tx) Refunds(reservationID string) ([]store.Refund, error) {
 	}
 	return sqlitedb.Collect(rows, scanRefund)
 }
+
+const gateCols = `id, password_hash, role, online, session, last_seen, cache_version, outbox, barrier, software, added_at`
+
+func scanGate(sc sqlitedb.Scanner) (store.Gate, error) {
+	var (
+		g           store.Gate
+		seen, added sql.NullInt64
+	)
+	err := sc.Scan(&g.ID, &g.PasswordHash, &g.Role, &g.Online, &g.Session, &seen, &g.CacheVersion, &g.Outbox,
+		&g.Barrier, &g.Software, &added)
+	g.LastSeen, g.AddedAt = sqlitedb.FromMicros(seen), sqlitedb.FromMicros(added)
+	return g, err
+}
+
+// Gate returns one gate.
+func (t *tx) Gate(id string) (store.Gate, error) {
+	g, err := scanGate(t.q.QueryRowContext(t.ctx, `SELECT `+gateCols+` FROM gates WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return g, fmt.Errorf("gate %s: %w", id, store.ErrNotFound)
+	}
+	return g, err
+}
+
+// PutGate inserts or replaces a gate.
+func (t *tx) PutGate(g store.Gate) error {
+	_, err := t.q.ExecContext(t.ctx, `INSERT INTO gates (`+gateCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET password_hash = excluded.password_hash, role = excluded.role,
+			online = excluded.online, session = excluded.session, last_seen = excluded.last_seen,
+			cache_version = excluded.cache_version, outbox = excluded.outbox, barrier = excluded.barrier,
+			software = excluded.software, added_at = excluded.added_at`,
+		g.ID, blob(g.PasswordHash), g.Role, g.Online, g.Session, sqlitedb.Micros(g.LastSeen), g.CacheVersion, g.Outbox,
+		g.Barrier, g.Software, sqlitedb.Micros(g.AddedAt))
+	if err != nil {
+		return mapErr(err, "gate "+g.ID, nil)
+	}
+	return nil
+}
+
+const gateEventCols = `event_id, gate_id, seq, kind, role, at, source, granted, reason, reservation_id, spot_id, car_id,
+	overstay, presence_unknown, clock_trusted, received_at, outcome, note`
+
+func scanGateEvent(sc sqlitedb.Scanner) (store.GateEvent, error) {
+	var (
+		e            store.GateEvent
+		at, received sql.NullInt64
+	)
+	err := sc.Scan(&e.EventID, &e.GateID, &e.Seq, &e.Kind, &e.Role, &at, &e.Source, &e.Granted, &e.Reason,
+		&e.ReservationID, &e.SpotID, &e.CarID, &e.Overstay, &e.PresenceUnknown, &e.ClockTrusted, &received,
+		&e.Outcome, &e.Note)
+	e.Time, e.ReceivedAt = sqlitedb.FromMicros(at), sqlitedb.FromMicros(received)
+	return e, err
+}
+
+// PutGateEvent stores an event once.
+func (t *tx) PutGateEvent(e store.GateEvent) error {
+	_, err := t.q.ExecContext(t.ctx, `INSERT INTO gate_events (`+gateEventCols+`)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		e.EventID, e.GateID, e.Seq, e.Kind, e.Role, sqlitedb.Micros(e.Time), e.Source, e.Granted, e.Reason,
+		e.ReservationID, e.SpotID, e.CarID, e.Overstay, e.PresenceUnknown, e.ClockTrusted,
+		sqlitedb.Micros(e.ReceivedAt), e.Outcome, e.Note)
+	if err != nil {
+		return mapErr(err, "gate event "+e.EventID, nil)
+	}
+	return nil
+}

@@ -44,6 +44,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Current", testCurrent},
 		{"PaymentAttempts", testPaymentAttempts},
 		{"Refunds", testRefunds},
+		{"Gates", testGates},
+		{"GateEvents", testGateEvents},
 		{"ConcurrentBooking", testConcurrentBooking},
 	}
 	for _, tc := range tests {
@@ -945,5 +947,80 @@ func testRefunds(t *testing.T, s store.Store) {
 		return tx.PutRefund(store.Refund{ReservationID: "a", Number: 2, Reason: "x", Amount: 0, Currency: "eur", ChargeRef: "pi", ProviderKey: "k", Status: store.RefundPending, CreatedAt: at(0)})
 	}); err == nil {
 		t.Error("a zero refund was stored")
+	}
+}
+
+func testGates(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	if gs, err := s.Gates(ctx); err != nil || len(gs) != 0 {
+		t.Fatalf("Gates() on a new store = %v, %v", gs, err)
+	}
+	g := store.Gate{ID: "entry-1", PasswordHash: []byte{1, 2, 3}, Role: "entry", Online: true, Session: 7,
+		LastSeen: at(1).Add(123 * time.Microsecond), CacheVersion: 42, Outbox: 3, Barrier: "closed", Software: "v1",
+		AddedAt: at(0)}
+	write(t, s, func(tx store.Tx) error { return tx.PutGate(g) })
+	write(t, s, func(tx store.Tx) error { return tx.PutGate(store.Gate{ID: "exit-1", AddedAt: at(0)}) })
+	var got store.Gate
+	write(t, s, func(tx store.Tx) error {
+		var err error
+		got, err = tx.Gate("entry-1")
+		return err
+	})
+	checkUTC(t, "gate", got.LastSeen, got.AddedAt)
+	if !got.LastSeen.Equal(g.LastSeen) || !got.AddedAt.Equal(g.AddedAt) {
+		t.Errorf("gate times %v %v", got.LastSeen, got.AddedAt)
+	}
+	want := g
+	got.LastSeen, got.AddedAt, want.LastSeen, want.AddedAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("gate:\n got %+v\nwant %+v", got, want)
+	}
+	// Replace: the will of the same session marks it offline.
+	g.Online = false
+	write(t, s, func(tx store.Tx) error { return tx.PutGate(g) })
+	gs, err := s.Gates(ctx)
+	if err != nil || len(gs) != 2 || gs[0].ID != "entry-1" || gs[0].Online || gs[1].ID != "exit-1" || gs[1].PasswordHash != nil {
+		t.Fatalf("Gates() = %+v, %v", gs, err)
+	}
+	err = try(s, func(tx store.Tx) error { _, err := tx.Gate("nope"); return err })
+	wantErr(t, "Gate(unknown)", err, store.ErrNotFound)
+}
+
+func testGateEvents(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	ev := func(id, gate string, seq int64, outcome string, received float64) store.GateEvent {
+		return store.GateEvent{EventID: id, GateID: gate, Seq: seq, Kind: "decision", Role: "entry", Time: at(received - 0.1),
+			Source: "qr", Granted: true, Reason: "ticket", ReservationID: "r-" + id, SpotID: "1", CarID: "X1",
+			Overstay: true, PresenceUnknown: true, ClockTrusted: true, ReceivedAt: at(received), Outcome: outcome, Note: "n"}
+	}
+	first := ev("e1", "entry-1", 1, store.EventApplied, 1)
+	write(t, s, func(tx store.Tx) error { return tx.PutGateEvent(first) })
+	write(t, s, func(tx store.Tx) error { return tx.PutGateEvent(ev("e2", "entry-1", 2, store.EventException, 2)) })
+	write(t, s, func(tx store.Tx) error { return tx.PutGateEvent(ev("e3", "exit-1", 1, store.EventRecorded, 3)) })
+	// A repeat of an event id is refused, whatever it says.
+	err := try(s, func(tx store.Tx) error { return tx.PutGateEvent(ev("e1", "entry-1", 9, store.EventRecorded, 4)) })
+	wantErr(t, "PutGateEvent(repeat)", err, store.ErrDuplicate)
+
+	all, err := s.GateEvents(ctx, store.EventFilter{})
+	if err != nil || len(all) != 3 || all[0].EventID != "e3" || all[2].EventID != "e1" {
+		t.Fatalf("GateEvents(all) = %+v, %v", all, err)
+	}
+	got := all[2]
+	checkUTC(t, "event", got.Time, got.ReceivedAt)
+	if !got.Time.Equal(first.Time) || !got.ReceivedAt.Equal(first.ReceivedAt) {
+		t.Errorf("event times %v %v", got.Time, got.ReceivedAt)
+	}
+	got.Time, got.ReceivedAt, first.Time, first.ReceivedAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+	if !reflect.DeepEqual(got, first) {
+		t.Errorf("event:\n got %+v\nwant %+v", got, first)
+	}
+	if ex, _ := s.GateEvents(ctx, store.EventFilter{Outcome: store.EventException}); len(ex) != 1 || ex[0].EventID != "e2" {
+		t.Errorf("exceptions = %+v", ex)
+	}
+	if g, _ := s.GateEvents(ctx, store.EventFilter{GateID: "exit-1"}); len(g) != 1 || g[0].EventID != "e3" {
+		t.Errorf("events of exit-1 = %+v", g)
+	}
+	if l, _ := s.GateEvents(ctx, store.EventFilter{Limit: 1}); len(l) != 1 {
+		t.Errorf("limit 1 = %+v", l)
 	}
 }
