@@ -642,3 +642,72 @@ func TestRefunderWakesOnNewRefund(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func gateEvent(id, role string, r reservation.Reservation, at time.Time, granted bool) store.GateEvent {
+	return store.GateEvent{EventID: id, GateID: role + "-1", Seq: 1, Kind: "decision", Role: role, Time: at,
+		Source: "qr", Granted: granted, Reason: "ticket", ReservationID: r.ID, SpotID: r.SpotID}
+}
+
+func TestGateEventsApplyOnceAndCentralStaysAuthority(t *testing.T) {
+	e := newEnv(t)
+	p := e.paid("1", win(0, 3))
+	// Entry: checked in at the gate's time; a repeat changes nothing.
+	entryAt := t0.Add(2 * time.Minute)
+	out, dup, err := e.svc.ApplyGateEvent(e.ctx, gateEvent("ev1", "entry", p.Reservation, entryAt, true))
+	if err != nil || dup || out != store.EventApplied || e.state(p.ID) != reservation.Taken {
+		t.Fatalf("entry: %v %v %v %v", out, dup, err, e.state(p.ID))
+	}
+	got, _ := e.st.Get(e.ctx, p.ID)
+	if !got.CheckedInAt.Equal(entryAt) {
+		t.Fatalf("checked in at %v, want the gate's %v", got.CheckedInAt, entryAt)
+	}
+	before, _ := e.st.Changes(e.ctx, 0, 1000)
+	if _, dup, _ := e.svc.ApplyGateEvent(e.ctx, gateEvent("ev1", "entry", p.Reservation, entryAt, true)); !dup {
+		t.Fatal("a repeated event was not recognised")
+	}
+	if after, _ := e.st.Changes(e.ctx, 0, 1000); len(after) != len(before) || before[len(before)-1].Actor != "gate:entry-1" {
+		t.Fatal("a repeated event changed something, or the change is not the gate's")
+	}
+	// Exit 70 minutes in: left, with the early-departure refund owed.
+	out, _, _ = e.svc.ApplyGateEvent(e.ctx, gateEvent("ev2", "exit", p.Reservation, t0.Add(70*time.Minute), true))
+	if out != store.EventApplied || e.state(p.ID) != reservation.Left || len(e.refunds(p.ID)) != 1 {
+		t.Fatalf("exit: %v %v %+v", out, e.state(p.ID), e.refunds(p.ID))
+	}
+
+	// Contradictions are exceptions and change nothing.
+	c := e.paid("2", win(0, 2))
+	e.svc.Cancel(e.ctx, c.ID, booking.Caller{Token: c.Token})
+	if out, _, _ := e.svc.ApplyGateEvent(e.ctx, gateEvent("ev3", "entry", c.Reservation, t0, true)); out != store.EventException || e.state(c.ID) != reservation.Cancelled {
+		t.Fatalf("entry on a cancelled reservation: %v %v", out, e.state(c.ID))
+	}
+	ghost := reservation.Reservation{ID: "nope", SpotID: "3"}
+	if out, _, _ := e.svc.ApplyGateEvent(e.ctx, gateEvent("ev4", "entry", ghost, t0, true)); out != store.EventException {
+		t.Fatalf("unknown reservation: %v", out)
+	}
+	// Denials are kept for the record.
+	if out, _, _ := e.svc.ApplyGateEvent(e.ctx, gateEvent("ev5", "entry", c.Reservation, t0, false)); out != store.EventRecorded {
+		t.Fatalf("a denial: %v", out)
+	}
+	ex, _ := e.st.GateEvents(e.ctx, store.EventFilter{Outcome: store.EventException})
+	if len(ex) != 2 {
+		t.Fatalf("exceptions %+v", ex)
+	}
+}
+
+// The exit gate's event may arrive before the entry gate's (which was
+// offline): the car was inside, so the reservation is in and out; the late
+// entry is then consistent, not an exception.
+func TestGateEventsOutOfOrder(t *testing.T) {
+	e := newEnv(t)
+	p := e.paid("1", win(0, 3))
+	exitAt := t0.Add(time.Hour)
+	if out, _, _ := e.svc.ApplyGateEvent(e.ctx, gateEvent("x", "exit", p.Reservation, exitAt, true)); out != store.EventApplied || e.state(p.ID) != reservation.Left {
+		t.Fatalf("exit first: %v %v", out, e.state(p.ID))
+	}
+	if out, _, _ := e.svc.ApplyGateEvent(e.ctx, gateEvent("n", "entry", p.Reservation, t0.Add(5*time.Minute), true)); out != store.EventRecorded {
+		t.Fatalf("the late entry: %v", out)
+	}
+	if out, _, _ := e.svc.ApplyGateEvent(e.ctx, gateEvent("n2", "entry", p.Reservation, exitAt.Add(time.Minute), true)); out != store.EventException {
+		t.Fatalf("an entry after the exit: %v", out)
+	}
+}

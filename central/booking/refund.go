@@ -21,7 +21,8 @@ const (
 // RefundDue is the refund policy (docs/payments.md): what a reservation
 // that moved from prev to r.State at now is owed back, and why.
 //
-//   - Early departure (taken → left): the unused whole hours of the window,
+//   - Early departure (taken → left; paid → left when a gate reports an
+//     exit whose entry it never reported): the unused whole hours of the window,
 //     at the reservation's own hourly price, if RefundUnused.
 //   - No-show (paid → no_show): everything but NoShowFee.
 //   - Cancelled before the window starts: everything; after it started:
@@ -33,7 +34,7 @@ func (s *Service) RefundDue(prev reservation.State, r reservation.Reservation, n
 		return 0, ""
 	}
 	switch {
-	case prev == reservation.Taken && r.State == reservation.Left && s.cfg.RefundUnused:
+	case (prev == reservation.Taken || prev == reservation.Paid) && r.State == reservation.Left && s.cfg.RefundUnused:
 		return unusedHours(r, r.LeftAt), ReasonEarlyDeparture
 	case prev == reservation.Paid && r.State == reservation.NoShow:
 		return r.Amount - min(s.cfg.NoShowFee, r.Amount), ReasonNoShow
