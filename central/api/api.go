@@ -81,6 +81,9 @@ func New(svc *booking.Service, opt Options) *Handler {
 	m.HandleFunc("GET /admin/reservations", h.admin(h.listReservations))
 	m.HandleFunc("GET /admin/changes", h.admin(h.changes))
 	m.HandleFunc("GET /admin/reservations/{id}/payments", h.admin(h.payments))
+	m.HandleFunc("GET /gates", h.admin(h.gates))
+	m.HandleFunc("GET /admin/exceptions", h.admin(h.gateEvents(store.EventException)))
+	m.HandleFunc("GET /admin/gate-events", h.admin(h.gateEvents("")))
 	m.HandleFunc("GET /tickets/public-key", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, apijson.PublicKey{KeyID: opt.KeyID, PublicKey: opt.PublicKey})
 	})
@@ -622,4 +625,48 @@ func (h *Handler) payments(w http.ResponseWriter, r *http.Request) {
 			CreatedAt: f.CreatedAt, FinishedAt: f.FinishedAt})
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+func (h *Handler) gates(w http.ResponseWriter, r *http.Request) {
+	gs, err := h.svc.Store().Gates(r.Context())
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	out := make([]apijson.Gate, len(gs))
+	for i, g := range gs {
+		out[i] = apijson.Gate{ID: g.ID, Role: g.Role, Online: g.Online, LastSeen: g.LastSeen,
+			CacheVersion: g.CacheVersion, Outbox: g.Outbox, Barrier: g.Barrier, Software: g.Software}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// gateEvents lists stored gate events, newest first (only exceptions when
+// outcome is set); ?gate= and ?limit= narrow it.
+func (h *Handler) gateEvents(outcome string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		f := store.EventFilter{GateID: q.Get("gate"), Outcome: outcome, Limit: 500}
+		if l := q.Get("limit"); l != "" {
+			n, err := strconv.Atoi(l)
+			if err != nil || n < 1 || n > 10000 {
+				h.fail(w, r, invalid("invalid_query", "limit must be a number from 1 to 10000"))
+				return
+			}
+			f.Limit = n
+		}
+		es, err := h.svc.Store().GateEvents(r.Context(), f)
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		out := make([]apijson.GateEvent, len(es))
+		for i, e := range es {
+			out[i] = apijson.GateEvent{EventID: e.EventID, GateID: e.GateID, Seq: e.Seq, Kind: e.Kind, Role: e.Role,
+				Time: e.Time, Source: e.Source, Granted: e.Granted, Reason: e.Reason, ReservationID: e.ReservationID,
+				SpotID: e.SpotID, CarID: e.CarID, Overstay: e.Overstay, PresenceUnknown: e.PresenceUnknown,
+				ClockTrusted: e.ClockTrusted, ReceivedAt: e.ReceivedAt, Outcome: e.Outcome, Note: e.Note}
+		}
+		writeJSON(w, http.StatusOK, out)
+	}
 }

@@ -245,6 +245,18 @@ func TestAdminEndpoints(t *testing.T) {
 	if r := s.do("GET", "/admin/reservations?state=bogus", admin, ""); r.Status != 400 {
 		t.Fatalf("bad state: %d", r.Status)
 	}
+	// Gates and their events (fed by the sync): empty lists, admin only.
+	for _, path := range []string{"/gates", "/admin/exceptions", "/admin/gate-events?gate=entry-1&limit=5"} {
+		if r := s.do("GET", path, admin, ""); r.Status != 200 || strings.TrimSpace(string(r.Body)) != "[]" {
+			t.Fatalf("%s: %d %s", path, r.Status, r.Body)
+		}
+		if r := s.do("GET", path, "", ""); r.Status != 401 {
+			t.Fatalf("%s without a token: %d", path, r.Status)
+		}
+	}
+	if r := s.do("GET", "/admin/exceptions?limit=x", admin, ""); r.Status != 400 {
+		t.Fatalf("bad limit: %d", r.Status)
+	}
 }
 
 // Every kind of bad input gets a 4xx in the error shape and changes nothing.

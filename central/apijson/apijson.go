@@ -99,3 +99,38 @@ type Refund struct {
 	CreatedAt   time.Time `json:"createdAt"`
 	FinishedAt  time.Time `json:"finishedAt,omitzero"`
 }
+
+// Gate is one gate as GET /gates lists it (PRODUCT.md §4).
+type Gate struct {
+	ID           string    `json:"id"`
+	Role         string    `json:"role"`
+	Online       bool      `json:"online"`
+	LastSeen     time.Time `json:"lastSeen,omitzero"`
+	CacheVersion int64     `json:"cacheVersion"`
+	Outbox       int       `json:"outbox"`
+	Barrier      string    `json:"barrier,omitempty"`
+	Software     string    `json:"software,omitempty"`
+}
+
+// GateEvent is an event a gate delivered, as GET /admin/exceptions (and
+// GET /admin/gate-events) list them.
+type GateEvent struct {
+	EventID         string    `json:"eventId"`
+	GateID          string    `json:"gateId"`
+	Seq             int64     `json:"seq"`
+	Kind            string    `json:"kind"`
+	Role            string    `json:"role"`
+	Time            time.Time `json:"time"`
+	Source          string    `json:"source,omitempty"`
+	Granted         bool      `json:"granted"`
+	Reason          string    `json:"reason,omitempty"`
+	ReservationID   string    `json:"reservationId,omitempty"`
+	SpotID          string    `json:"spotId,omitempty"`
+	CarID           string    `json:"carId,omitempty"`
+	Overstay        bool      `json:"overstay,omitempty"`
+	PresenceUnknown bool      `json:"presenceUnknown,omitempty"`
+	ClockTrusted    bool      `json:"clockTrusted"`
+	ReceivedAt      time.Time `json:"receivedAt"`
+	Outcome         string    `json:"outcome"`
+	Note            string    `json:"note,omitempty"`
+}
