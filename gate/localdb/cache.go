@@ -160,6 +160,11 @@ type Change struct {
 	Entry Entry
 }
 
+// Marker reports whether c only moves the version: central's log has
+// versions that concern no gate (a declined payment, an unpaid
+// reservation), and the gate must still hold the batch's last version.
+func (c Change) Marker() bool { return c.Entry == (Entry{}) }
+
 // ApplySnapshot replaces the whole cache with entries, at version, in one
 // transaction: a reader sees the old cache or the new one, never a mix.
 // The version is taken as given, even when it is lower than the one held:
@@ -222,12 +227,16 @@ func (db *DB) ApplyChange(ctx context.Context, c Change) (applied bool, err erro
 // version means a change was missed: ApplyChanges stops there and returns
 // a *GapError (errors.Is(err, ErrVersionGap)); the changes before it are
 // applied and counted in n, since they were in order. An invalid change
-// fails the whole call and applies nothing.
+// fails the whole call and applies nothing. A marker (see Change.Marker)
+// moves the version without touching an entry; it is not counted in n.
 func (db *DB) ApplyChanges(ctx context.Context, cs ...Change) (n int, err error) {
 	for i := range cs {
 		c := &cs[i]
 		if c.Version <= c.Prev || c.Prev < 0 {
 			return 0, fmt.Errorf("localdb: change %d: version %d does not follow %d", i+1, c.Version, c.Prev)
+		}
+		if c.Marker() {
+			continue
 		}
 		if err := c.Entry.Validate(); err != nil {
 			return 0, fmt.Errorf("localdb: change %d (%q, version %d): %w", i+1, c.Entry.ReservationID, c.Version, err)
@@ -240,6 +249,7 @@ func (db *DB) ApplyChanges(ctx context.Context, cs ...Change) (n int, err error)
 		if err != nil {
 			return err
 		}
+		start := held
 		for i := range cs {
 			c := &cs[i]
 			if c.Version <= held {
@@ -249,13 +259,17 @@ func (db *DB) ApplyChanges(ctx context.Context, cs ...Change) (n int, err error)
 				gap = &GapError{Held: held, Prev: c.Prev, Version: c.Version}
 				break
 			}
+			if c.Marker() {
+				held = c.Version
+				continue
+			}
 			if _, err := tx.ExecContext(ctx, upsertEntry, entryArgs(&c.Entry, c.Version)...); err != nil {
 				return fmt.Errorf("localdb: change %d (%q): %w", c.Version, c.Entry.ReservationID, err)
 			}
 			held = c.Version
 			n++
 		}
-		if n == 0 {
+		if held == start {
 			return nil
 		}
 		return setMeta(ctx, tx, "cache_version", held)

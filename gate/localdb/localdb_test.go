@@ -553,3 +553,27 @@ func TestNewestTime(t *testing.T) {
 		t.Errorf("newest after reopen %v, want %v", nt, t0.Add(time.Hour))
 	}
 }
+
+// A marker moves the version over central's versions that concern no
+// gate, so the next batch is not taken for a gap.
+func TestMarkerMovesTheVersion(t *testing.T) {
+	ctx := context.Background()
+	db, _ := openTemp(t)
+	if err := db.ApplySnapshot(ctx, 10, nil); err != nil {
+		t.Fatal(err)
+	}
+	n, err := db.ApplyChanges(ctx, Change{Prev: 10, Version: 14})
+	if err != nil || n != 0 {
+		t.Fatalf("marker: %d %v", n, err)
+	}
+	if v, _ := db.Version(ctx); v != 14 {
+		t.Fatalf("version %d after the marker", v)
+	}
+	n, err = db.ApplyChanges(ctx, Change{Prev: 14, Version: 15, Entry: entry("a", "X1", StatePaid, t0, time.Hour)}, Change{Prev: 15, Version: 18})
+	if err != nil || n != 1 {
+		t.Fatalf("entry then marker: %d %v", n, err)
+	}
+	if v, _ := db.Version(ctx); v != 18 {
+		t.Fatalf("version %d", v)
+	}
+}
