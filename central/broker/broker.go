@@ -77,6 +77,11 @@ const (
 	// maxPending is the per-client queue of messages waiting to be
 	// written to the socket: 3× the 10,000-message burst. It is allocated
 	// when a connection opens (8 bytes a slot, 256 KiB), hence maxConns.
+	// It rarely fills: mochi writes to a client's socket under the lock
+	// it also takes to number that client's next message, so a
+	// subscriber whose socket is full holds up whoever publishes to it
+	// (until the subscriber reads, or its keepalive deadline, 1.5 × its
+	// keepalive, closes it) rather than queueing more here.
 	maxPending = 32768
 	// maxPacket bounds an incoming packet: a snapshot part is 256 KiB of
 	// gzip, ~342 KiB as base64 in its JSON, so 1 MiB leaves room for
