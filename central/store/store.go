@@ -74,6 +74,8 @@ type Store interface {
 
 	// Gates lists every known gate with its presence, by id.
 	Gates(ctx context.Context) ([]Gate, error)
+	// Gate returns one gate (ErrNotFound if unknown).
+	Gate(ctx context.Context, id string) (Gate, error)
 	// GateEvents returns the stored gate events matching f, newest first.
 	GateEvents(ctx context.Context, f EventFilter) ([]GateEvent, error)
 

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/parkgate/parkgate/central/config"
 	"github.com/parkgate/parkgate/central/daemon"
@@ -35,6 +36,8 @@ commands:
   check-config  validate the configuration and exit
   pubkey        print the site's ticket public key (creating the key on
                 first use), in the form gated's tickets.public_key takes
+  gate add ID   provision gate ID for the embedded MQTT broker: prints its
+                new password (again: rotates it) for gated's mqtt.password
   version       print the version
 `
 
@@ -47,10 +50,23 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	cmd := ""
+	var rest []string
 	if fs.NArg() > 0 {
 		cmd = fs.Arg(0)
-		// Flags may also follow the command: centrald check-config --config x.
-		if err := fs.Parse(fs.Args()[1:]); err != nil || fs.NArg() > 0 {
+		// Flags may also follow the command and its arguments:
+		// centrald gate add entry-1 --config x.
+		more := fs.Args()[1:]
+		for len(more) > 0 {
+			if err := fs.Parse(more); err != nil {
+				return exitUsage
+			}
+			if fs.NArg() == 0 {
+				break
+			}
+			rest = append(rest, fs.Arg(0))
+			more = fs.Args()[1:]
+		}
+		if cmd != "gate" && len(rest) > 0 {
 			fs.Usage()
 			return exitUsage
 		}
@@ -82,6 +98,12 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintf(stdout, "# key id %s, from %s\n%s\n", s.KeyID(), cfg.Tickets.KeyFile, ticket.FormatPublicKey(s.PublicKey()))
 		return exitOK
+	case "gate":
+		if len(rest) != 2 || rest[0] != "add" {
+			fs.Usage()
+			return exitUsage
+		}
+		return addGate(cfg, rest[1], stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "centrald: unknown command %q\n", cmd)
 		fs.Usage()
@@ -98,5 +120,23 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 	log.Info("centrald stopped")
+	return exitOK
+}
+
+// addGate provisions a gate and prints its password as the last line.
+func addGate(cfg config.Config, id string, stdout, stderr io.Writer) int {
+	ctx := context.Background()
+	st, err := daemon.OpenStore(ctx, cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, "centrald:", err)
+		return exitFailure
+	}
+	defer st.Close()
+	pw, err := daemon.AddGate(ctx, st, id, time.Now())
+	if err != nil {
+		fmt.Fprintln(stderr, "centrald gate add:", err)
+		return exitUsage
+	}
+	fmt.Fprintf(stdout, "# gate %s: its MQTT user is %q; set this as its mqtt.password (shown once)\n%s\n", id, id, pw)
 	return exitOK
 }

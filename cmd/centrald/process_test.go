@@ -17,6 +17,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parkgate/parkgate/central/broker"
+	"github.com/parkgate/parkgate/central/daemon"
+	"github.com/parkgate/parkgate/central/store/sqlitestore"
 	"github.com/parkgate/parkgate/ticket"
 )
 
@@ -333,6 +336,28 @@ func TestCommands(t *testing.T) {
 	run([]string{"--config", "", "pubkey"}, env, &out, &errb)
 	if !strings.HasSuffix(out.String(), lines[len(lines)-1]+"\n") {
 		t.Fatal("pubkey changed between runs")
+	}
+	// Provisioning a gate prints a password whose hash the broker accepts.
+	genv := []string{"PARKING_DB_DSN=" + filepath.Join(dir, "c.db")}
+	out.Reset()
+	if code := run([]string{"gate", "add", "entry-1"}, genv, &out, &errb); code != 0 {
+		t.Fatalf("gate add: %d %s", code, errb.String())
+	}
+	gl := strings.Split(strings.TrimSpace(out.String()), "\n")
+	pw := gl[len(gl)-1]
+	st, err := sqlitestore.Open(context.Background(), filepath.Join(dir, "c.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hash, ok, err := daemon.GateCredentials{Store: st}.Lookup("entry-1")
+	st.Close()
+	if err != nil || !ok || !broker.CheckPassword(hash, pw) || broker.CheckPassword(hash, pw+"x") {
+		t.Fatalf("the printed password does not match the stored hash: %v %v", ok, err)
+	}
+	for _, bad := range [][]string{{"gate", "add", "Entry 1"}, {"gate", "add", "centrald"}, {"gate", "remove", "x"}, {"gate"}} {
+		if code := run(bad, genv, &out, &errb); code != 2 {
+			t.Errorf("%v: exit %d", bad, code)
+		}
 	}
 	if code := run([]string{"check-config"}, []string{"PARKING_SPOTS_COUNT=0"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "spots.count") {
 		t.Fatalf("bad config: %d %s", code, errb.String())

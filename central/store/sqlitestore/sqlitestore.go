@@ -425,3 +425,12 @@ func (s *Store) GateEvents(ctx context.Context, f store.EventFilter) ([]store.Ga
 	}
 	return sqlitedb.Collect(rows, scanGateEvent)
 }
+
+// Gate returns one gate.
+func (s *Store) Gate(ctx context.Context, id string) (store.Gate, error) {
+	g, err := scanGate(s.db.QueryRow(ctx, `SELECT `+gateCols+` FROM gates WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return g, fmt.Errorf("gate %s: %w", id, store.ErrNotFound)
+	}
+	return g, err
+}

@@ -984,6 +984,11 @@ func testGates(t *testing.T, s store.Store) {
 	}
 	err = try(s, func(tx store.Tx) error { _, err := tx.Gate("nope"); return err })
 	wantErr(t, "Gate(unknown)", err, store.ErrNotFound)
+	if g, err := s.Gate(ctx, "entry-1"); err != nil || g.Role != "entry" || string(g.PasswordHash) != "\x01\x02\x03" {
+		t.Errorf("Store.Gate = %+v, %v", g, err)
+	}
+	_, err = s.Gate(ctx, "nope")
+	wantErr(t, "Store.Gate(unknown)", err, store.ErrNotFound)
 }
 
 func testGateEvents(t *testing.T, s store.Store) {

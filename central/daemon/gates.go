@@ -1,0 +1,75 @@
+package daemon
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/parkgate/parkgate/central/broker"
+	"github.com/parkgate/parkgate/central/store"
+)
+
+// gateIDRe is the gate id rule of gated's gate.id (it names MQTT topics).
+var gateIDRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,31}$`)
+
+// AddGate provisions a gate for the embedded broker: a new random password,
+// stored hashed (argon2id), returned once for gated's mqtt.password. Adding
+// a known gate again rotates its password and keeps its presence.
+func AddGate(ctx context.Context, st store.Store, id string, now time.Time) (string, error) {
+	if !gateIDRe.MatchString(id) {
+		return "", fmt.Errorf("gate id %q: use 1-32 lower-case letters, digits, '-' or '_', starting with a letter or digit", id)
+	}
+	if id == CentralUser {
+		return "", fmt.Errorf("gate id %q is centrald's own MQTT user", id)
+	}
+	var b [24]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	password := base64.RawURLEncoding.EncodeToString(b[:])
+	hash, err := broker.HashPassword(password)
+	if err != nil {
+		return "", err
+	}
+	err = st.Write(ctx, func(tx store.Tx) error {
+		g, err := tx.Gate(id)
+		if errors.Is(err, store.ErrNotFound) {
+			g = store.Gate{ID: id, AddedAt: now}
+		} else if err != nil {
+			return err
+		}
+		g.PasswordHash = hash
+		return tx.PutGate(g)
+	})
+	if err != nil {
+		return "", err
+	}
+	return password, nil
+}
+
+// CentralUser is centrald's own MQTT user name (the Mosquitto ACL example
+// names it too).
+const CentralUser = "centrald"
+
+// GateCredentials lets the embedded broker check gates' passwords against
+// the store, fresh at every connection, so `centrald gate add` takes effect
+// without a restart.
+type GateCredentials struct{ Store store.Store }
+
+// Lookup implements broker.Credentials.
+func (c GateCredentials) Lookup(gateID string) ([]byte, bool, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	g, err := c.Store.Gate(ctx, gateID)
+	if errors.Is(err, store.ErrNotFound) || err == nil && len(g.PasswordHash) == 0 {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return g.PasswordHash, true, nil
+}
