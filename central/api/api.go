@@ -9,7 +9,9 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"math"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -547,13 +549,10 @@ func (h *Handler) listReservations(w http.ResponseWriter, r *http.Request) {
 			f.States = append(f.States, reservation.State(st))
 		}
 	}
-	if l := q.Get("limit"); l != "" {
-		n, err := strconv.Atoi(l)
-		if err != nil || n < 1 || n > 10000 {
-			h.fail(w, r, invalid("invalid_query", "limit must be a number from 1 to 10000"))
-			return
-		}
-		f.Limit = n
+	var err error
+	if f.Limit, err = queryInt(q, "limit", f.Limit, 1, 10000); err != nil {
+		h.fail(w, r, err)
+		return
 	}
 	rs, err := h.svc.Store().List(r.Context(), f)
 	if err != nil {
@@ -569,24 +568,17 @@ func (h *Handler) listReservations(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) changes(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	after, limit := int64(0), 500
-	if s := q.Get("after"); s != "" {
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil || n < 0 {
-			h.fail(w, r, invalid("invalid_query", "after must be a change version (a number ≥ 0)"))
-			return
-		}
-		after = n
+	after, err := queryInt(q, "after", 0, 0, math.MaxInt)
+	if err != nil {
+		h.fail(w, r, err)
+		return
 	}
-	if s := q.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > 5000 {
-			h.fail(w, r, invalid("invalid_query", "limit must be a number from 1 to 5000"))
-			return
-		}
-		limit = n
+	limit, err := queryInt(q, "limit", 500, 1, 5000)
+	if err != nil {
+		h.fail(w, r, err)
+		return
 	}
-	cs, err := h.svc.Store().Changes(r.Context(), after, limit)
+	cs, err := h.svc.Store().Changes(r.Context(), int64(after), limit)
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -647,13 +639,10 @@ func (h *Handler) gateEvents(outcome string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		f := store.EventFilter{GateID: q.Get("gate"), Outcome: outcome, Limit: 500}
-		if l := q.Get("limit"); l != "" {
-			n, err := strconv.Atoi(l)
-			if err != nil || n < 1 || n > 10000 {
-				h.fail(w, r, invalid("invalid_query", "limit must be a number from 1 to 10000"))
-				return
-			}
-			f.Limit = n
+		var err error
+		if f.Limit, err = queryInt(q, "limit", f.Limit, 1, 10000); err != nil {
+			h.fail(w, r, err)
+			return
 		}
 		es, err := h.svc.Store().GateEvents(r.Context(), f)
 		if err != nil {
@@ -669,4 +658,20 @@ func (h *Handler) gateEvents(outcome string) http.HandlerFunc {
 		}
 		writeJSON(w, http.StatusOK, out)
 	}
+}
+
+// queryInt reads an optional integer query parameter within [lo, hi].
+func queryInt(q url.Values, name string, def, lo, hi int) (int, error) {
+	s := q.Get(name)
+	if s == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < lo || n > hi {
+		if hi == math.MaxInt {
+			return 0, invalid("invalid_query", "%s must be a number ≥ %d", name, lo)
+		}
+		return 0, invalid("invalid_query", "%s must be a number from %d to %d", name, lo, hi)
+	}
+	return n, nil
 }
