@@ -1,0 +1,261 @@
+package centralsync
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/parkgate/parkgate/central/store"
+	"github.com/parkgate/parkgate/sync/syncmsg"
+)
+
+// eventsLoop stores and acknowledges event batches one at a time, in the
+// order they arrived, so that a gate's events are applied in its sequence
+// (an entry before the exit of the same car).
+func (r *Relay) eventsLoop(ctx context.Context) {
+	for {
+		m, ok := r.events.pop(ctx)
+		if !ok {
+			return
+		}
+		r.handleEvents(ctx, m)
+	}
+}
+
+// handleEvents applies a batch and acknowledges exactly the events that
+// are now stored (new or known duplicates), with one Ack. It stops at the
+// first event that fails to store: that one and the rest stay in the
+// gate's outbox, which sends them again in order.
+func (r *Relay) handleEvents(ctx context.Context, m inMsg) {
+	batch, err := syncmsg.DecodeEvents(m.payload)
+	if err != nil {
+		// Nothing is acknowledged: a gate that keeps sending a batch this
+		// build cannot read shows in its outbox depth and in this log.
+		r.log.Warn("ignoring an invalid events message", "gate", m.gate, "err", err)
+		return
+	}
+	if claimed := claimedGate(m.payload, m.gate); claimed != "" {
+		// The broker's ACL ties the topic to the sender; an event that
+		// says it comes from elsewhere is a fault (or a forgery) that
+		// must not be stored under either gate.
+		r.log.Warn("ignoring events that claim another gate than their topic's", "gate", m.gate, "claimed", claimed)
+		return
+	}
+	ids := make([]string, 0, len(batch.Events))
+	var fresh, dups, exceptions int
+	for _, e := range batch.Events {
+		outcome, dup, err := r.svc.ApplyGateEvent(ctx, toStoreEvent(e, m.gate))
+		if err != nil {
+			if ctx.Err() == nil {
+				r.log.Warn("storing a gate event failed; the gate sends it again", "gate", m.gate, "event", e.EventID, "seq", e.Seq, "err", err)
+			}
+			break
+		}
+		switch {
+		case dup:
+			dups++
+		case outcome == store.EventException:
+			exceptions++
+			fresh++
+		default:
+			fresh++
+		}
+		ids = append(ids, e.EventID)
+	}
+	if len(ids) == 0 {
+		return
+	}
+	p, err := syncmsg.EncodeAck(syncmsg.Ack{EventIDs: ids})
+	if err == nil {
+		err = r.publish(ctx, r.topics.Ack(m.gate), p)
+	}
+	if err != nil {
+		// Stored all the same: the gate sends them again and they are
+		// acknowledged as duplicates.
+		r.log.Warn("acknowledging events failed", "gate", m.gate, "events", len(ids), "err", err)
+		return
+	}
+	r.log.Debug("events acknowledged", "gate", m.gate, "new", fresh, "duplicates", dups, "exceptions", exceptions)
+}
+
+// claimedGate returns the first gate id an event of payload claims that is
+// not gate, or "". Events of format 1 carry no gate id (the topic does),
+// but a sender may add one (unknown fields are allowed), and then it must
+// agree with the topic.
+func claimedGate(payload []byte, gate string) string {
+	var claims struct {
+		Events []struct {
+			GateID *string `json:"gateId"`
+		} `json:"events"`
+	}
+	if json.Unmarshal(payload, &claims) != nil {
+		return ""
+	}
+	for _, c := range claims.Events {
+		if c.GateID != nil && *c.GateID != gate {
+			if *c.GateID == "" {
+				return `""`
+			}
+			return *c.GateID
+		}
+	}
+	return ""
+}
+
+// toStoreEvent returns e as centrald stores it, for gate. The gate is the
+// topic's, which the broker's ACL ties to the sender's credentials; the
+// payload carries no gate id to trust instead. Plate and Detail have no
+// column yet and are dropped.
+func toStoreEvent(e syncmsg.Event, gate string) store.GateEvent {
+	return store.GateEvent{
+		EventID:         e.EventID,
+		GateID:          gate,
+		Seq:             e.Seq,
+		Kind:            e.Kind,
+		Role:            e.Role,
+		Time:            e.Time.UTC(),
+		Source:          e.Source,
+		Granted:         e.Granted,
+		Reason:          e.Reason,
+		ReservationID:   e.ReservationID,
+		SpotID:          e.SpotID,
+		CarID:           e.CarID,
+		Overstay:        e.Overstay,
+		PresenceUnknown: e.PresenceUnknown,
+		ClockTrusted:    e.ClockTrusted,
+	}
+}
+
+// touch notes that gate was just heard from, and queues a lastSeen update
+// at most once per seenDebounce.
+func (r *Relay) touch(gate string) {
+	now := r.clk.Now()
+	r.seenMu.Lock()
+	last, ok := r.seen[gate]
+	due := !ok || now.Sub(last) >= seenDebounce || now.Before(last)
+	if due {
+		if len(r.seen) >= maxSeen {
+			clear(r.seen)
+		}
+		r.seen[gate] = now
+	}
+	r.seenMu.Unlock()
+	if due {
+		r.presence.push(inMsg{gate: gate, touch: true, at: now})
+	}
+}
+
+// presenceLoop applies births, wills and lastSeen updates in arrival
+// order, so that a birth and the will after it end as the will says.
+func (r *Relay) presenceLoop(ctx context.Context) {
+	for {
+		m, ok := r.presence.pop(ctx)
+		if !ok {
+			return
+		}
+		var err error
+		if m.touch {
+			err = r.refreshSeen(ctx, m.gate, m.at)
+		} else {
+			err = r.applyStatus(ctx, m)
+		}
+		if err != nil && ctx.Err() == nil {
+			// Presence is reported state: the next birth or message
+			// corrects it.
+			r.log.Warn("updating a gate's presence failed", "gate", m.gate, "err", err)
+		}
+	}
+}
+
+// applyStatus stores a birth or a will in one transaction: a status whose
+// session is older than the stored one is a late will (or a stale birth)
+// and changes nothing; a birth sets the gate online with what it reports;
+// a will of the current (or a newer) session sets it offline. A gate not
+// known yet (an external broker authenticates it) is added by its first
+// status.
+func (r *Relay) applyStatus(ctx context.Context, m inMsg) error {
+	s, err := syncmsg.DecodeGateStatus(m.payload)
+	if err != nil {
+		r.log.Warn("ignoring an invalid gate status", "gate", m.gate, "err", err)
+		return nil
+	}
+	if s.GateID != m.gate {
+		r.log.Warn("ignoring a gate status published on another gate's topic", "topic_gate", m.gate, "gate_id", s.GateID)
+		return nil
+	}
+	now := r.clk.Now().UTC()
+	var outcome string
+	var stored int64
+	err = r.st.Write(ctx, func(tx store.Tx) error {
+		g, err := tx.Gate(m.gate)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			g = store.Gate{ID: m.gate, AddedAt: now}
+		case err != nil:
+			return err
+		}
+		stored = g.Session
+		if s.Session < g.Session {
+			outcome = "ignored"
+			return nil
+		}
+		g.Session = s.Session
+		if s.Online {
+			outcome = "birth"
+			g.Online = true
+			g.Role, g.Software, g.Barrier = s.Role, s.Software, s.Barrier
+			g.CacheVersion, g.Outbox = s.CacheVersion, int(s.Outbox)
+			switch {
+			case !m.retained:
+				g.LastSeen = later(g.LastSeen, now)
+			case g.LastSeen.IsZero():
+				// A retained birth met at central's start: the gate's
+				// own word for when it connected is all there is.
+				g.LastSeen = s.At.UTC()
+			}
+		} else {
+			outcome = "will"
+			g.Online = false
+		}
+		return tx.PutGate(g)
+	})
+	if err != nil {
+		return err
+	}
+	switch outcome {
+	case "ignored":
+		r.log.Info("ignoring a status of an older session", "gate", m.gate, "online", s.Online, "session", s.Session, "current_session", stored)
+	case "birth":
+		r.log.Info("gate online", "gate", m.gate, "session", s.Session, "role", s.Role, "cache_version", s.CacheVersion,
+			"outbox", s.Outbox, "barrier", s.Barrier, "software", s.Software, "retained", m.retained)
+	case "will":
+		r.log.Info("gate offline", "gate", m.gate, "session", s.Session)
+	}
+	return nil
+}
+
+// refreshSeen moves a known gate's lastSeen forward to at.
+func (r *Relay) refreshSeen(ctx context.Context, gate string, at time.Time) error {
+	return r.st.Write(ctx, func(tx store.Tx) error {
+		g, err := tx.Gate(gate)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil // its birth adds it
+		}
+		if err != nil {
+			return err
+		}
+		if !at.After(g.LastSeen) {
+			return nil
+		}
+		g.LastSeen = at.UTC()
+		return tx.PutGate(g)
+	})
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}

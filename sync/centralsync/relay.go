@@ -1,0 +1,591 @@
+package centralsync
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/parkgate/parkgate/central/store"
+	"github.com/parkgate/parkgate/clock"
+	"github.com/parkgate/parkgate/sync/syncmsg"
+)
+
+// Defaults of Config's zero fields (docs/sync.md's figures).
+const (
+	// DefaultHeartbeat is how often an empty batch tells the gates the
+	// latest version when nothing changes.
+	DefaultHeartbeat = 10 * time.Second
+	// DefaultPoll is how often the change log is read. It bounds the
+	// propagation delay of a change (plus the broker's sub-millisecond
+	// hop); Wake cuts it short.
+	DefaultPoll = 100 * time.Millisecond
+	// DefaultRetryMax caps the reconnect backoff.
+	DefaultRetryMax = 5 * time.Second
+	// DefaultKeepAlive is the MQTT keepalive: a silently dead connection
+	// is noticed within about one and a half times it.
+	DefaultKeepAlive = 15 * time.Second
+	// DefaultRevokedMargin is how long after its window ended a revoked
+	// reservation stays in snapshots (see Config.RevokedMargin).
+	DefaultRevokedMargin = 24 * time.Hour
+	// DefaultCommandTTL is a command's validity when the caller gives
+	// none (docs/sync.md: now+10s).
+	DefaultCommandTTL = 10 * time.Second
+	// SharedGroup is the shared-subscription group of the events topic
+	// when Config.Shared is set: $share/centrald/parking/{site}/gates/+/events.
+	SharedGroup = "centrald"
+)
+
+const (
+	// publishTimeout bounds the wait for a PUBACK (and a SUBACK). A
+	// live broker answers in well under a millisecond on a LAN; a
+	// connection that does not within 10 s is dead and the keepalive
+	// is about to say so.
+	publishTimeout = 10 * time.Second
+	// connectTimeout bounds a connection attempt.
+	connectTimeout = 10 * time.Second
+	// retryMin is the first reconnect delay; it doubles up to RetryMax.
+	retryMin = 100 * time.Millisecond
+	// seenDebounce: any message from a gate refreshes its lastSeen, but
+	// at most this often, so that a gate sending a burst of events costs
+	// one write, not one per message.
+	seenDebounce = 5 * time.Second
+	// maxSnapshots bounds the snapshots built at once: each holds a
+	// site's entries in memory, and a broker restart makes every gate ask
+	// at the same moment.
+	maxSnapshots = 4
+	// queueLimit and queueBytes bound each inbound queue, in messages
+	// and payload bytes. A site keeps them far below; past them (a
+	// flooding client, a store that stopped answering) a message is
+	// dropped and its sender's retry covers it (events are resent after
+	// 5 s, sync requests after 10 s).
+	queueLimit = 10000
+	queueBytes = 64 << 20
+	// maxSeen bounds the lastSeen debounce map (a site has tens of gates).
+	maxSeen = 4096
+)
+
+// Errors of the command methods (test with errors.Is).
+var (
+	// ErrNotConnected: the relay is not connected to the broker.
+	ErrNotConnected = errors.New("centralsync: not connected to the MQTT broker")
+	// ErrNoAnswer: the gate did not answer a command before it expired
+	// (it is offline, or the command was lost with a connection).
+	ErrNoAnswer = errors.New("centralsync: no answer from the gate")
+)
+
+// EventApplier stores a gate event once and applies it to spot state:
+// *booking.Service. duplicate reports an event id stored before, which
+// changes nothing and is acknowledged again.
+type EventApplier interface {
+	ApplyGateEvent(ctx context.Context, e store.GateEvent) (outcome string, duplicate bool, err error)
+}
+
+// Config configures a Relay. Zero durations take the Default* values.
+type Config struct {
+	// Site names the topic root parking/{Site}/ (syncmsg.ValidID).
+	Site string
+	// URL is the broker, as paho takes it: tcp://host:1883,
+	// ssl://host:8883, ws://…
+	URL string
+	// Username and Password are centrald's MQTT credentials ("" for
+	// none).
+	Username, Password string
+	// ClientID is the MQTT client id; "" picks centrald-{site}-{random},
+	// so that two instances never take each other's connection over.
+	ClientID string
+	// TLS configures an ssl:// connection (nil: the system roots).
+	TLS *tls.Config
+	// Heartbeat is the interval of the empty heartbeat batch, counted
+	// from the last publication on central/changes.
+	Heartbeat time.Duration
+	// Poll is how often the change log is read.
+	Poll time.Duration
+	// RetryMax caps the reconnect backoff.
+	RetryMax time.Duration
+	// KeepAlive is the MQTT keepalive.
+	KeepAlive time.Duration
+	// Shared subscribes to the gates' events through the shared
+	// subscription $share/centrald/…, so that several centrald instances
+	// each receive a share of them instead of all of them. Off, one
+	// instance receives every event.
+	Shared bool
+	// RevokedMargin is how long after reservedUntil a revoked reservation
+	// (left, cancelled, no_show) is still sent in snapshots: the snapshot
+	// rule is paid and taken reservations whatever their window, plus
+	// revoked ones with reservedUntil > now − RevokedMargin. A signed
+	// ticket admits on its own at a gate that does not have its
+	// reservation cached (authz: "a valid signature is proof of
+	// payment"), limited only by its window; a revoked ticket must
+	// therefore stay in the cache for as long as some gate could still
+	// find its window open: until it ends, plus the error of a gate's
+	// clock (an untrusted clock only checks against the last trusted
+	// time). 24 hours covers a gate that rebooted without a time source
+	// for a day; the cost is the revocations of one day.
+	RevokedMargin time.Duration
+	// Leader reports whether this instance is the one that relays (the
+	// changes, the heartbeat and the snapshots, which must all follow one
+	// version line). nil: always. It is called once per Poll, so it must
+	// be cheap (a later issue backs it with a PostgreSQL advisory lock
+	// held on a connection of its own). Events, presence and commands
+	// run on every instance.
+	Leader func(ctx context.Context) bool
+}
+
+// Relay is centrald's MQTT client for the gate sync. Build it with New and
+// run it with Serve; Open, Resync, Wake, Connected and Version may be
+// called from any goroutine.
+type Relay struct {
+	cfg       Config
+	topics    syncmsg.Topics
+	topicsErr error
+	st        store.Store
+	svc       EventApplier
+	clk       clock.Clock
+	log       *slog.Logger
+
+	mu      sync.Mutex
+	client  mqtt.Client // nil while not connected
+	session int64       // the current (or last) connection's session
+	serving bool
+
+	// relayed is the last version published on central/changes (or the
+	// version the relay started from): a point of the gates' version
+	// line, which snapshots are taken at.
+	relayed atomic.Int64
+	// leading says the relay loop holds the leadership and relayed is
+	// valid for it; snapshots are answered only then.
+	leading atomic.Bool
+	// announce asks the relay loop for a heartbeat at once (after a
+	// connection: docs/sync.md, "status, then a heartbeat").
+	announce atomic.Bool
+	wake     chan struct{}
+
+	presence, events, syncs *queue
+
+	seenMu sync.Mutex
+	seen   map[string]time.Time
+
+	cmdMu   sync.Mutex
+	waiters map[string]waiter
+
+	snapMu   sync.Mutex
+	snapping map[string]bool
+	snapSlot chan struct{}
+}
+
+// New returns a Relay that reads the change log and gates from st, applies
+// gate events through svc, and tells time (timestamps, timers, backoff)
+// by clk, whose timers must run (clock.Real outside tests). log may be
+// nil. Configuration errors are Serve's to report.
+func New(cfg Config, st store.Store, svc EventApplier, clk clock.Clock, log *slog.Logger) *Relay {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if clk == nil {
+		clk = clock.Real{}
+	}
+	cfg.Heartbeat = orDefault(cfg.Heartbeat, DefaultHeartbeat)
+	cfg.Poll = orDefault(cfg.Poll, DefaultPoll)
+	cfg.RetryMax = orDefault(cfg.RetryMax, DefaultRetryMax)
+	cfg.KeepAlive = orDefault(cfg.KeepAlive, DefaultKeepAlive)
+	cfg.RevokedMargin = orDefault(cfg.RevokedMargin, DefaultRevokedMargin)
+	if cfg.Leader == nil {
+		cfg.Leader = func(context.Context) bool { return true }
+	}
+	if cfg.ClientID == "" {
+		cfg.ClientID = "centrald-" + cfg.Site + "-" + strings.ToLower(rand.Text()[:8])
+	}
+	topics, err := syncmsg.NewTopics(cfg.Site)
+	return &Relay{
+		cfg: cfg, topics: topics, topicsErr: err, st: st, svc: svc, clk: clk,
+		log:      log.With("component", "sync"),
+		wake:     make(chan struct{}, 1),
+		presence: newQueue("presence"),
+		events:   newQueue("events"),
+		syncs:    newQueue("sync"),
+		seen:     map[string]time.Time{},
+		waiters:  map[string]waiter{},
+		snapping: map[string]bool{},
+		snapSlot: make(chan struct{}, maxSnapshots),
+	}
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+// Serve connects to the broker and runs the relay, the resyncs, the event
+// and presence workers until ctx ends; then it publishes central's offline
+// status, disconnects, waits for every goroutine it started and returns
+// nil. Broker and database failures are logged and retried (the change log
+// keeps everything, gates resend); only a configuration error or a
+// database that cannot tell its version at start fail Serve. It may be
+// called once.
+func (r *Relay) Serve(ctx context.Context) error {
+	if r.topicsErr != nil {
+		return fmt.Errorf("centralsync: %w", r.topicsErr)
+	}
+	if r.cfg.URL == "" {
+		return errors.New("centralsync: no broker URL")
+	}
+	r.mu.Lock()
+	if r.serving {
+		r.mu.Unlock()
+		return errors.New("centralsync: Serve called twice")
+	}
+	r.serving = true
+	r.mu.Unlock()
+
+	// The relay starts at the version of the log now: gates that hold
+	// less learn it from the first heartbeat and resync, which is one
+	// snapshot instead of a replay of the whole log.
+	v, err := r.st.Version(ctx)
+	if err != nil {
+		return fmt.Errorf("centralsync: reading the change log version: %w", err)
+	}
+	r.relayed.Store(v)
+	r.log.Info("gate sync starting", "site", r.cfg.Site, "broker", r.cfg.URL, "client", r.cfg.ClientID, "version", v, "shared", r.cfg.Shared)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Go(func() { r.connectLoop(ctx) })
+	wg.Go(func() { r.relayLoop(ctx) })
+	wg.Go(func() { r.eventsLoop(ctx) })
+	wg.Go(func() { r.presenceLoop(ctx) })
+	wg.Go(func() { r.syncLoop(ctx, &wg) })
+	wg.Wait()
+	r.log.Info("gate sync stopped")
+	return nil
+}
+
+// Connected reports whether the relay is connected to the broker (for
+// health and readiness).
+func (r *Relay) Connected() bool { return r.currentClient() != nil }
+
+// Version returns the last version relayed to the gates (or, before the
+// first batch, the version the relay started from).
+func (r *Relay) Version() int64 { return r.relayed.Load() }
+
+// Wake makes the relay read the change log now instead of at the next
+// Poll; a writer may call it after a commit to cut the propagation delay.
+// It never blocks.
+func (r *Relay) Wake() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (r *Relay) currentClient() mqtt.Client {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.client
+}
+
+func (r *Relay) setClient(c mqtt.Client) {
+	r.mu.Lock()
+	r.client = c
+	r.mu.Unlock()
+}
+
+// nextSession numbers a new connection: the wall clock in milliseconds,
+// and above the previous session of this process. centrald keeps no
+// counter on disk, and the clock makes a restarted centrald's session
+// higher than its predecessor's all the same (unless the clock went back
+// by more than the restart took), which is what gates compare.
+func (r *Relay) nextSession() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.session = max(r.session+1, r.clk.Now().UnixMilli())
+	return r.session
+}
+
+// connectLoop keeps one connection up, reconnecting with an exponential
+// backoff capped at RetryMax. paho's own reconnect is off: it would reuse
+// the will of the first connection, whose session a gate has already seen.
+func (r *Relay) connectLoop(ctx context.Context) {
+	var backoff time.Duration
+	failures := 0
+	for {
+		up, err := r.connection(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if up {
+			backoff, failures = 0, 0
+		}
+		failures++
+		backoff = min(max(2*backoff, retryMin), r.cfg.RetryMax)
+		// The first failure and then one a minute or so, not one every
+		// 5 s for as long as the broker is down.
+		if failures == 1 || failures%12 == 0 {
+			r.log.Warn("MQTT connection down; retrying", "broker", r.cfg.URL, "err", err, "attempts", failures, "retry_in", backoff)
+		} else {
+			r.log.Debug("MQTT connection attempt failed", "broker", r.cfg.URL, "err", err, "attempts", failures)
+		}
+		if !r.sleep(ctx, backoff) {
+			return
+		}
+	}
+}
+
+// connection makes one connection and holds it until it is lost (an error)
+// or ctx ends (nil). up says whether it got as far as publishing the
+// birth, which resets the backoff.
+func (r *Relay) connection(ctx context.Context) (up bool, err error) {
+	session := r.nextSession()
+	will, err := syncmsg.EncodeCentralStatus(syncmsg.CentralStatus{Online: false, Session: session})
+	if err != nil {
+		return false, err
+	}
+	lost := make(chan error, 1)
+	opts := mqtt.NewClientOptions().
+		AddBroker(r.cfg.URL).
+		SetClientID(r.cfg.ClientID).
+		SetUsername(r.cfg.Username).
+		SetPassword(r.cfg.Password).
+		SetTLSConfig(r.cfg.TLS).
+		SetProtocolVersion(4).
+		SetCleanSession(true).
+		SetAutoReconnect(false).
+		SetConnectRetry(false).
+		SetKeepAlive(r.cfg.KeepAlive).
+		SetPingTimeout(5*time.Second).
+		SetConnectTimeout(connectTimeout).
+		SetWriteTimeout(publishTimeout).
+		SetOrderMatters(true).
+		SetBinaryWill(r.topics.CentralStatus(), will, 1, true).
+		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
+			select {
+			case lost <- err:
+			default:
+			}
+		})
+	c := mqtt.NewClient(opts)
+	tok := c.Connect()
+	select {
+	case <-tok.Done():
+	case <-ctx.Done():
+		tok.WaitTimeout(connectTimeout + time.Second) // paho bounds the attempt by connectTimeout
+		c.Disconnect(0)
+		return false, ctx.Err()
+	}
+	if err := tok.Error(); err != nil {
+		return false, fmt.Errorf("connecting: %w", err)
+	}
+	// Subscribe before the birth: a gate that sees central's new birth
+	// may ask for a resync at once.
+	if err := r.subscribe(ctx, c); err != nil {
+		c.Disconnect(0)
+		return false, err
+	}
+	if err := r.publishBirth(ctx, c, session); err != nil {
+		c.Disconnect(0)
+		return false, fmt.Errorf("publishing the birth: %w", err)
+	}
+	r.setClient(c)
+	r.announce.Store(true)
+	r.Wake()
+	r.log.Info("connected to the MQTT broker", "broker", r.cfg.URL, "session", session)
+	select {
+	case <-ctx.Done():
+		r.setClient(nil)
+		// A clean disconnect sends no will: say it ourselves, so that
+		// gates do not wait for a heartbeat that will not come.
+		if p, err := syncmsg.EncodeCentralStatus(syncmsg.CentralStatus{Online: false, Session: session}); err == nil {
+			c.Publish(r.topics.CentralStatus(), 1, true, p).WaitTimeout(time.Second)
+		}
+		c.Disconnect(250)
+		return true, nil
+	case err := <-lost:
+		r.setClient(nil)
+		return true, fmt.Errorf("connection lost: %w", err)
+	}
+}
+
+func (r *Relay) subscribe(ctx context.Context, c mqtt.Client) error {
+	events := r.topics.AllEvents()
+	if r.cfg.Shared {
+		events = "$share/" + SharedGroup + "/" + events
+	}
+	filters := map[string]byte{
+		r.topics.AllGateStatus(): 1,
+		events:                   1,
+		r.topics.AllSync():       1,
+		r.topics.AllResults():    1,
+	}
+	tok := c.SubscribeMultiple(filters, r.onMessage)
+	if err := r.await(ctx, tok); err != nil {
+		return fmt.Errorf("subscribing: %w", err)
+	}
+	if st, ok := tok.(*mqtt.SubscribeToken); ok {
+		for f, code := range st.Result() {
+			if code >= 0x80 {
+				return fmt.Errorf("subscribing: the broker refused %s (code %#x)", f, code)
+			}
+		}
+	}
+	return nil
+}
+
+func (r *Relay) publishBirth(ctx context.Context, c mqtt.Client, session int64) error {
+	v, err := r.st.Version(ctx)
+	if err != nil {
+		return err
+	}
+	p, err := syncmsg.EncodeCentralStatus(syncmsg.CentralStatus{Online: true, Session: session, Version: v, At: r.clk.Now().UTC()})
+	if err != nil {
+		return err
+	}
+	return r.await(ctx, c.Publish(r.topics.CentralStatus(), 1, true, p))
+}
+
+// publish sends a QoS 1 message on the current connection and waits for
+// its PUBACK: what the caller does next (a later batch, forgetting a
+// version) relies on the broker having it.
+func (r *Relay) publish(ctx context.Context, topic string, payload []byte) error {
+	c := r.currentClient()
+	if c == nil {
+		return ErrNotConnected
+	}
+	return r.await(ctx, c.Publish(topic, 1, false, payload))
+}
+
+// await waits for a paho token, at most publishTimeout.
+func (r *Relay) await(ctx context.Context, tok mqtt.Token) error {
+	t := r.clk.NewTimer(publishTimeout)
+	defer t.Stop()
+	select {
+	case <-tok.Done():
+		return tok.Error()
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C():
+		return fmt.Errorf("no answer from the broker within %s", publishTimeout)
+	}
+}
+
+// sleep waits d on the relay's clock; false if ctx ended first.
+func (r *Relay) sleep(ctx context.Context, d time.Duration) bool {
+	t := r.clk.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C():
+		return true
+	}
+}
+
+// onMessage is paho's callback for every subscription. It never blocks
+// (see the package comment): it checks the topic, refreshes the gate's
+// lastSeen, delivers command results and queues the rest.
+func (r *Relay) onMessage(_ mqtt.Client, m mqtt.Message) {
+	gate, leaf, ok := r.topics.ParseGateTopic(m.Topic())
+	if !ok {
+		// An invalid gate id never reaches the store or a reply topic.
+		r.log.Debug("ignoring a message on an unexpected topic", "topic", m.Topic())
+		return
+	}
+	in := inMsg{gate: gate, leaf: leaf, payload: m.Payload(), retained: m.Retained()}
+	if len(in.payload) == 0 {
+		return // a retained message being cleared
+	}
+	// A retained message is old news, and a will is the broker speaking
+	// for a gate that is gone: neither says the gate was just seen.
+	if !in.retained && leaf != syncmsg.LeafStatus {
+		r.touch(gate)
+	}
+	var q *queue
+	switch leaf {
+	case syncmsg.LeafStatus:
+		q = r.presence
+	case syncmsg.LeafEvents:
+		q = r.events
+	case syncmsg.LeafSync:
+		q = r.syncs
+	case syncmsg.LeafResult:
+		r.deliverResult(gate, in.payload)
+		return
+	default:
+		return
+	}
+	if !q.push(in) {
+		r.log.Warn("inbound queue full; dropping a message (its sender retries)", "queue", q.name, "gate", gate)
+	}
+}
+
+// inMsg is a message from a gate waiting for a worker, or (touch) a
+// lastSeen refresh.
+type inMsg struct {
+	gate, leaf string
+	payload    []byte
+	retained   bool
+	touch      bool
+	at         time.Time
+}
+
+// queue is an unbounded-but-capped FIFO between paho's callback, which
+// must not block, and one worker.
+type queue struct {
+	name  string
+	mu    sync.Mutex
+	items []inMsg
+	bytes int
+	ready chan struct{}
+}
+
+func newQueue(name string) *queue { return &queue{name: name, ready: make(chan struct{}, 1)} }
+
+func (q *queue) push(m inMsg) bool {
+	q.mu.Lock()
+	if len(q.items) >= queueLimit || q.bytes+len(m.payload) > queueBytes {
+		q.mu.Unlock()
+		return false
+	}
+	q.items = append(q.items, m)
+	q.bytes += len(m.payload)
+	q.mu.Unlock()
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+func (q *queue) pop(ctx context.Context) (inMsg, bool) {
+	for ctx.Err() == nil {
+		q.mu.Lock()
+		if len(q.items) > 0 {
+			m := q.items[0]
+			q.items[0] = inMsg{}
+			q.items = q.items[1:]
+			q.bytes -= len(m.payload)
+			if len(q.items) == 0 {
+				q.items = nil // let the backing array go after a burst
+			}
+			q.mu.Unlock()
+			return m, true
+		}
+		q.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return inMsg{}, false
+		case <-q.ready:
+		}
+	}
+	return inMsg{}, false
+}
