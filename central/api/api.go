@@ -34,6 +34,8 @@ type Options struct {
 	// tickets.public_key takes, and KeyID its id; served to gates.
 	PublicKey string
 	KeyID     string
+	// Gates sends commands to gates (nil: no gates).
+	Gates GateCommander
 	// PaymentHold is shown to drivers as paymentDueBy.
 	PaymentHold time.Duration
 	// Registry collects the HTTP metrics and serves /metrics; nil serves
@@ -84,6 +86,7 @@ func New(svc *booking.Service, opt Options) *Handler {
 	m.HandleFunc("GET /admin/changes", h.admin(h.changes))
 	m.HandleFunc("GET /admin/reservations/{id}/payments", h.admin(h.payments))
 	m.HandleFunc("GET /gates", h.admin(h.gates))
+	m.HandleFunc("POST /gates/{id}/open", h.admin(h.openGate))
 	m.HandleFunc("GET /admin/exceptions", h.admin(h.gateEvents(store.EventException)))
 	m.HandleFunc("GET /admin/gate-events", h.admin(h.gateEvents("")))
 	m.HandleFunc("GET /tickets/public-key", func(w http.ResponseWriter, r *http.Request) {
@@ -674,4 +677,34 @@ func queryInt(q url.Values, name string, def, lo, hi int) (int, error) {
 		return 0, invalid("invalid_query", "%s must be a number from %d to %d", name, lo, hi)
 	}
 	return n, nil
+}
+
+// GateCommander sends commands to gates over the sync.
+type GateCommander interface {
+	// OpenGate asks gate id to open its barrier and returns its answer.
+	OpenGate(ctx context.Context, id, reason string) (ok bool, refusal string, err error)
+}
+
+func (h *Handler) openGate(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if h.opt.Gates == nil {
+		writeError(w, http.StatusServiceUnavailable, "no_gates", "centrald has no MQTT broker configured, so it cannot reach gates")
+		return
+	}
+	if _, err := h.svc.Store().Gate(r.Context(), id); errors.Is(err, store.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "unknown_gate", "there is no gate "+strconv.Quote(id))
+		return
+	} else if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	ok, refusal, err := h.opt.Gates.OpenGate(r.Context(), id, "operator")
+	switch {
+	case err != nil:
+		writeError(w, http.StatusServiceUnavailable, "gate_unreachable", "the gate did not answer: "+err.Error())
+	case !ok:
+		writeError(w, http.StatusConflict, "gate_refused", "the gate refused to open: "+refusal)
+	default:
+		writeJSON(w, http.StatusOK, map[string]any{"gateId": id, "opened": true})
+	}
 }

@@ -55,6 +55,8 @@ type MQTT struct {
 	Username       string `mapstructure:"username"`
 	Password       string `mapstructure:"password"`
 	AllowAnonymous bool   `mapstructure:"allow_anonymous"`
+	CertFile       string `mapstructure:"cert_file"`
+	KeyFile        string `mapstructure:"key_file"`
 }
 
 // Payment configures prices and the provider.
@@ -116,6 +118,8 @@ var defaults = map[string]any{
 	"mqtt.username":               "",
 	"mqtt.password":               "",
 	"mqtt.allow_anonymous":        false,
+	"mqtt.cert_file":              "",
+	"mqtt.key_file":               "",
 	"payment.provider":            "fake",
 	"payment.stripe.secret_key":   "",
 	"payment.stripe.api_url":      "",
@@ -194,6 +198,11 @@ func (c *Config) Validate() error {
 		if _, _, err := net.SplitHostPort(c.MQTT.Listen); err != nil {
 			bad("mqtt.listen %q: want host:port", c.MQTT.Listen)
 		}
+		if (c.MQTT.CertFile == "") != (c.MQTT.KeyFile == "") {
+			bad("mqtt.cert_file and mqtt.key_file go together (TLS for the embedded broker)")
+		}
+	} else if u := c.MQTT.URL; u != "" && !strings.HasPrefix(u, "tcp://") && !strings.HasPrefix(u, "ssl://") && !strings.HasPrefix(u, "tls://") {
+		bad("mqtt.url %q: want tcp://host:port or ssl://host:port, or empty to run without gates", u)
 	}
 	switch c.Payment.Provider {
 	case "fake":

@@ -33,8 +33,9 @@ import (
 type Options struct {
 	Log   *slog.Logger
 	Clock clock.Clock
-	// Started, if set, is called once the API listens, with its address.
-	Started func(httpAddr string)
+	// Started, if set, is called once the API listens, with its address
+	// and the embedded MQTT broker's ("" if none).
+	Started func(httpAddr, mqttAddr string)
 }
 
 // OpenStore opens the configured store.
@@ -74,7 +75,12 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	svc := booking.New(st, pay, booking.Tickets{Signer: signer}, opt.Clock, bookingConfig(cfg), log, booking.NewMetrics(reg))
+	sp, err := startSync(cfg, st, svc, opt.Clock, log)
+	if err != nil {
+		return err
+	}
 	h := api.New(svc, api.Options{
+		Gates:       gateCommands{sp.relay},
 		AdminToken:  cfg.Auth.AdminToken,
 		PublicKey:   ticket.FormatPublicKey(signer.PublicKey()),
 		KeyID:       signer.KeyID(),
@@ -91,19 +97,21 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 		return fmt.Errorf("http.addr: %w", err)
 	}
 	h.SetReady(true)
-	log.Info("centrald started", "version", version.Version, "site", cfg.Site, "http", ln.Addr().String(), "db", cfg.DB.Driver, "spots", len(cfg.SpotIDs()))
+	log.Info("centrald started", "version", version.Version, "site", cfg.Site, "http", ln.Addr().String(), "db", cfg.DB.Driver,
+		"spots", len(cfg.SpotIDs()), "mqtt", sp.addr)
 	if opt.Started != nil {
-		opt.Started(ln.Addr().String())
+		opt.Started(ln.Addr().String(), sp.addr)
 	}
 	_, _ = sdnotify.Notify(sdnotify.Ready)
 	defer func() { _, _ = sdnotify.Notify(sdnotify.Stopping) }()
 
-	return service.Run(ctx, log,
+	services := append(sp.services,
 		service.Named{Name: "http", Service: &httpserve.Server{Listener: ln, Handler: h, Log: log}},
 		service.Named{Name: "sweeper", Service: &booking.Sweeper{Service: svc, Interval: cfg.Reservations.SweepInterval}},
 		service.Named{Name: "refunder", Service: &booking.Refunder{Service: svc, Interval: booking.DefaultConfig().RefundInterval}},
 		service.Named{Name: "watchdog", Service: sdnotify.Watchdog{Interval: sdnotify.WatchdogInterval(), Healthy: st.Ping}},
 	)
+	return service.Run(ctx, log, services...)
 }
 
 func bookingConfig(cfg config.Config) booking.Config {

@@ -112,8 +112,11 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err = daemon.Run(ctx, cfg, daemon.Options{Log: log, Started: func(addr string) {
+	err = daemon.Run(ctx, cfg, daemon.Options{Log: log, Started: func(addr, mqtt string) {
 		fmt.Fprintf(stdout, "centrald is serving the parking API on http://%s (try: curl http://%s/parkings)\n", addr, addr)
+		if mqtt != "" {
+			fmt.Fprintf(stdout, "centrald's MQTT broker for the gates listens on %s\n", mqtt)
+		}
 	}})
 	if err != nil && !errors.Is(err, context.Canceled) {
 		log.Error("centrald stopped", "err", err)

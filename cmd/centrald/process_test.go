@@ -83,6 +83,7 @@ func start(t *testing.T, dir string, extraEnv ...string) *proc {
 	cmd := exec.Command(centraldBinary(t))
 	cmd.Env = append(os.Environ(),
 		"PARKING_HTTP_ADDR=127.0.0.1:0",
+		"PARKING_MQTT_LISTEN=127.0.0.1:0",
 		"PARKING_DB_DSN="+filepath.Join(dir, "centrald.db"),
 		"PARKING_TICKETS_KEY_FILE="+filepath.Join(dir, "tickets.key"),
 		"PARKING_SPOTS_COUNT=5",
@@ -380,7 +381,7 @@ func TestPortInUse(t *testing.T) {
 	p := start(t, dir)
 	addr := strings.TrimPrefix(p.base, "http://")
 	cmd := exec.Command(centraldBinary(t))
-	cmd.Env = append(os.Environ(), "PARKING_HTTP_ADDR="+addr, "PARKING_DB_DSN="+filepath.Join(dir, "other.db"), "PARKING_TICKETS_KEY_FILE="+filepath.Join(dir, "tickets.key"))
+	cmd.Env = append(os.Environ(), "PARKING_HTTP_ADDR="+addr, "PARKING_MQTT_LISTEN=127.0.0.1:0", "PARKING_DB_DSN="+filepath.Join(dir, "other.db"), "PARKING_TICKETS_KEY_FILE="+filepath.Join(dir, "tickets.key"))
 	out, err := cmd.CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), "address already in use") {
 		t.Fatalf("err %v, output %s", err, out)

@@ -185,7 +185,7 @@ func issueTicket(t *testing.T, c *proc, spot string) string {
 func TestLaneWithRealTickets(t *testing.T) {
 	centraldBin, gatedBin := binaries(t)
 	dir := t.TempDir()
-	c := start(t, centraldBin, "PARKING_HTTP_ADDR=127.0.0.1:0", "PARKING_DB_DSN="+filepath.Join(dir, "c.db"),
+	c := start(t, centraldBin, "PARKING_HTTP_ADDR=127.0.0.1:0", "PARKING_MQTT_LISTEN=127.0.0.1:0", "PARKING_DB_DSN="+filepath.Join(dir, "c.db"),
 		"PARKING_TICKETS_KEY_FILE="+filepath.Join(dir, "t.key"), "PARKING_AUTH_ADMIN_TOKEN="+admin)
 	_, pub := c.call("GET", "/tickets/public-key", "", "")
 	key := pub["publicKey"].(string)
@@ -246,7 +246,7 @@ func TestLaneWithRealTickets(t *testing.T) {
 func TestDecisionSurvivesSIGKILL(t *testing.T) {
 	centraldBin, gatedBin := binaries(t)
 	dir := t.TempDir()
-	c := start(t, centraldBin, "PARKING_HTTP_ADDR=127.0.0.1:0", "PARKING_DB_DSN="+filepath.Join(dir, "c.db"),
+	c := start(t, centraldBin, "PARKING_HTTP_ADDR=127.0.0.1:0", "PARKING_MQTT_LISTEN=127.0.0.1:0", "PARKING_DB_DSN="+filepath.Join(dir, "c.db"),
 		"PARKING_TICKETS_KEY_FILE="+filepath.Join(dir, "t.key"))
 	_, pub := c.call("GET", "/tickets/public-key", "", "")
 	env := []string{"PARKING_HTTP_ADDR=127.0.0.1:0", "PARKING_DB_PATH=" + filepath.Join(dir, "g.db"),

@@ -83,6 +83,7 @@ func startOnce(ctx context.Context, bin, parent string, spots int) (c *Centrald,
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(httpPort))
 	env := append(baseEnv(os.Environ()),
 		"PARKING_HTTP_ADDR="+addr,
+		"PARKING_MQTT_LISTEN=127.0.0.1:0",
 		"PARKING_DB_DSN="+filepath.Join(dir, "c.db"),
 		"PARKING_TICKETS_KEY_FILE="+filepath.Join(dir, "t.key"),
 		"PARKING_SPOTS_COUNT="+strconv.Itoa(spots),

@@ -1,0 +1,81 @@
+package daemon
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/parkgate/parkgate/central/booking"
+	"github.com/parkgate/parkgate/central/broker"
+	"github.com/parkgate/parkgate/central/config"
+	"github.com/parkgate/parkgate/central/store"
+	"github.com/parkgate/parkgate/clock"
+	"github.com/parkgate/parkgate/internal/service"
+	"github.com/parkgate/parkgate/sync/centralsync"
+)
+
+// syncParts are the services that talk to the gates: the embedded broker
+// (when configured) and the relay.
+type syncParts struct {
+	services []service.Named
+	relay    *centralsync.Relay // nil: no gates (mqtt.url empty, not embedded)
+	addr     string             // the embedded broker's address
+}
+
+// relayPoll is how often the relay reads the change log: a reservation
+// reaches the gates within about this long (docs/benchmarks.md).
+const relayPoll = 20 * time.Millisecond
+
+func startSync(cfg config.Config, st store.Store, svc *booking.Service, clk clock.Clock, log *slog.Logger) (syncParts, error) {
+	var p syncParts
+	url, user, pass := cfg.MQTT.URL, cfg.MQTT.Username, cfg.MQTT.Password
+	if cfg.MQTT.Embedded {
+		var b [24]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return p, err
+		}
+		// centrald's own broker login lives only in this process's memory.
+		user, pass = CentralUser, base64.RawURLEncoding.EncodeToString(b[:])
+		br, err := broker.New(broker.Config{
+			Site: cfg.Site, Listen: cfg.MQTT.Listen, AllowAnonymous: cfg.MQTT.AllowAnonymous,
+			CertFile: cfg.MQTT.CertFile, KeyFile: cfg.MQTT.KeyFile, CentralUser: user, CentralPassword: pass,
+		}, GateCredentials{Store: st}, log)
+		if err != nil {
+			return p, fmt.Errorf("mqtt.listen: %w", err)
+		}
+		p.addr = br.Addr()
+		scheme := "tcp://"
+		if cfg.MQTT.CertFile != "" {
+			scheme = "ssl://"
+		}
+		url = scheme + br.Addr()
+		p.services = append(p.services, service.Named{Name: "broker", Service: br})
+	}
+	if url == "" {
+		log.Warn("no MQTT broker configured (mqtt.embedded false, mqtt.url empty): gates will not sync")
+		return p, nil
+	}
+	p.relay = centralsync.New(centralsync.Config{Site: cfg.Site, URL: url, Username: user, Password: pass, Poll: relayPoll},
+		st, svc, clk, log)
+	p.services = append(p.services, service.Named{Name: "sync", Service: p.relay})
+	return p, nil
+}
+
+// gateCommands sends commands to gates through the relay (nil relay: no
+// gates).
+type gateCommands struct{ relay *centralsync.Relay }
+
+// OpenGate asks a gate to open its barrier and waits for its answer.
+func (g gateCommands) OpenGate(ctx context.Context, id, reason string) (bool, string, error) {
+	if g.relay == nil {
+		return false, "", fmt.Errorf("no MQTT broker is configured")
+	}
+	res, err := g.relay.Open(ctx, id, reason, centralsync.DefaultCommandTTL)
+	if err != nil {
+		return false, "", err
+	}
+	return res.OK, res.Error, nil
+}
