@@ -62,12 +62,16 @@ type proc struct {
 	t    *testing.T
 	cmd  *exec.Cmd
 	base string
+	mqtt string // centrald's embedded broker, if it said
 	done chan struct{}
 	mu   sync.Mutex
 	logs strings.Builder
 }
 
-var addrRe = regexp.MustCompile(`serving (?:the parking API )?on (http://\S+) `)
+var (
+	addrRe = regexp.MustCompile(`serving (?:the parking API )?on (http://\S+) `)
+	mqttRe = regexp.MustCompile(`MQTT broker for the gates listens on (\S+)`)
+)
 
 // start runs a daemon binary with env and waits until it says where it
 // serves.
@@ -90,6 +94,11 @@ func start(t *testing.T, bin string, env ...string) *proc {
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
+			if m := mqttRe.FindStringSubmatch(sc.Text()); m != nil {
+				p.mu.Lock()
+				p.mqtt = m[1]
+				p.mu.Unlock()
+			}
 			if m := addrRe.FindStringSubmatch(sc.Text()); m != nil {
 				addr <- m[1]
 			}
@@ -168,6 +177,12 @@ const admin = "gated-process-test-admin"
 // issueTicket reserves and pays spot at a real centrald and returns the
 // ticket.
 func issueTicket(t *testing.T, c *proc, spot string) string {
+	code, _ := issue(t, c, spot)
+	return code
+}
+
+// issue reserves and pays spot and returns the ticket and the reservation id.
+func issue(t *testing.T, c *proc, spot string) (string, string) {
 	t.Helper()
 	now := time.Now().UTC()
 	body := fmt.Sprintf(`{"reservedFrom":%q,"reservedUntil":%q}`, now.Add(time.Minute).Format(time.RFC3339), now.Add(2*time.Hour).Format(time.RFC3339))
@@ -179,7 +194,7 @@ func issueTicket(t *testing.T, c *proc, spot string) string {
 	if status != 200 {
 		t.Fatalf("pay: %d %v", status, paid)
 	}
-	return paid["ticket"].(string)
+	return paid["ticket"].(string), paid["reservationId"].(string)
 }
 
 func TestLaneWithRealTickets(t *testing.T) {
@@ -190,7 +205,7 @@ func TestLaneWithRealTickets(t *testing.T) {
 	_, pub := c.call("GET", "/tickets/public-key", "", "")
 	key := pub["publicKey"].(string)
 	gate := func(id, role, db string) []string {
-		return []string{"PARKING_HTTP_ADDR=127.0.0.1:0", "PARKING_GATE_ID=" + id, "PARKING_GATE_ROLE=" + role,
+		return []string{"PARKING_HTTP_ADDR=127.0.0.1:0", "PARKING_MQTT_URL=", "PARKING_GATE_ID=" + id, "PARKING_GATE_ROLE=" + role,
 			"PARKING_DB_PATH=" + filepath.Join(dir, db), "PARKING_TICKETS_PUBLIC_KEY=" + key,
 			"PARKING_GATE_REPEAT_WINDOW=" + repeatWindow.String(), "PARKING_LOG_FORMAT=json"}
 	}
@@ -249,7 +264,7 @@ func TestDecisionSurvivesSIGKILL(t *testing.T) {
 	c := start(t, centraldBin, "PARKING_HTTP_ADDR=127.0.0.1:0", "PARKING_MQTT_LISTEN=127.0.0.1:0", "PARKING_DB_DSN="+filepath.Join(dir, "c.db"),
 		"PARKING_TICKETS_KEY_FILE="+filepath.Join(dir, "t.key"))
 	_, pub := c.call("GET", "/tickets/public-key", "", "")
-	env := []string{"PARKING_HTTP_ADDR=127.0.0.1:0", "PARKING_DB_PATH=" + filepath.Join(dir, "g.db"),
+	env := []string{"PARKING_HTTP_ADDR=127.0.0.1:0", "PARKING_MQTT_URL=", "PARKING_DB_PATH=" + filepath.Join(dir, "g.db"),
 		"PARKING_TICKETS_PUBLIC_KEY=" + pub["publicKey"].(string)}
 	g := start(t, gatedBin, env...)
 	var granted []string
@@ -284,7 +299,7 @@ func TestImportAndCommands(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "imported 1 reservations at version 7") {
 		t.Fatalf("import: %v %s", err, out)
 	}
-	g := start(t, gatedBin, "PARKING_HTTP_ADDR=127.0.0.1:0", "PARKING_DB_PATH="+filepath.Join(dir, "g.db"))
+	g := start(t, gatedBin, "PARKING_HTTP_ADDR=127.0.0.1:0", "PARKING_MQTT_URL=", "PARKING_DB_PATH="+filepath.Join(dir, "g.db"))
 	if s := g.status(); s["cacheVersion"] != 7.0 {
 		t.Fatalf("status after import: %v", s)
 	}
@@ -301,5 +316,116 @@ func TestImportAndCommands(t *testing.T) {
 	}
 	if status, _ := g.call("POST", "/v1/sim/scan", "", `{"code": 5}`); status != 400 {
 		t.Fatalf("bad scan body: %d", status)
+	}
+}
+
+// waitUntil polls cond until it holds, failing the test after within.
+func waitUntil(t *testing.T, what string, within time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, within)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+func (p *proc) mqttAddr(t *testing.T) string {
+	t.Helper()
+	var a string
+	waitUntil(t, "centrald's MQTT address", 10*time.Second, func() bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		a = p.mqtt
+		return a != ""
+	})
+	return a
+}
+
+// The whole system over MQTT: centrald with its embedded broker, an entry
+// and an exit gate with their own credentials. A ticket paid at centrald
+// opens the entry; the gate's event reaches centrald, which shows the spot
+// taken; the exit opens and the spot is free; a cancellation reaches the
+// gate's cache and stops the ticket.
+func TestSyncEndToEnd(t *testing.T) {
+	centraldBin, gatedBin := binaries(t)
+	dir := t.TempDir()
+	cenv := []string{"PARKING_SITE=e2e", "PARKING_HTTP_ADDR=127.0.0.1:0", "PARKING_MQTT_LISTEN=127.0.0.1:0",
+		"PARKING_DB_DSN=" + filepath.Join(dir, "c.db"), "PARKING_TICKETS_KEY_FILE=" + filepath.Join(dir, "t.key"),
+		"PARKING_AUTH_ADMIN_TOKEN=" + admin}
+	passwords := map[string]string{}
+	for _, id := range []string{"entry-1", "exit-1"} {
+		cmd := exec.Command(centraldBin, "gate", "add", id)
+		cmd.Env = append(os.Environ(), cenv...)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("gate add %s: %v", id, err)
+		}
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		passwords[id] = lines[len(lines)-1]
+	}
+	c := start(t, centraldBin, cenv...)
+	broker := c.mqttAddr(t)
+	_, pub := c.call("GET", "/tickets/public-key", "", "")
+	gate := func(id, role string) *proc {
+		return start(t, gatedBin, "PARKING_SITE=e2e", "PARKING_HTTP_ADDR=127.0.0.1:0", "PARKING_GATE_ID="+id,
+			"PARKING_GATE_ROLE="+role, "PARKING_DB_PATH="+filepath.Join(dir, id+".db"),
+			"PARKING_TICKETS_PUBLIC_KEY="+pub["publicKey"].(string), "PARKING_MQTT_URL=tcp://"+broker,
+			"PARKING_MQTT_PASSWORD="+passwords[id], "PARKING_GATE_REPEAT_WINDOW="+repeatWindow.String())
+	}
+	entry, exit := gate("entry-1", "entry"), gate("exit-1", "exit")
+	waitUntil(t, "both gates online at centrald", 20*time.Second, func() bool {
+		req, _ := http.NewRequest("GET", c.base+"/gates", nil)
+		req.Header.Set("Authorization", "Bearer "+admin)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false
+		}
+		defer res.Body.Close()
+		var gs []map[string]any
+		json.NewDecoder(res.Body).Decode(&gs)
+		return len(gs) == 2 && gs[0]["online"] == true && gs[1]["online"] == true
+	})
+	waitUntil(t, "gates report themselves online", 20*time.Second, func() bool {
+		return entry.status()["online"] == true && exit.status()["online"] == true
+	})
+
+	code, resID := issue(t, c, "3")
+	if d := entry.scan(code); d["granted"] != true {
+		t.Fatalf("entry: %v", d)
+	}
+	spot := func() string { _, m := c.call("GET", "/parkings/3", "", ""); s, _ := m["status"].(string); return s }
+	waitUntil(t, "the entry reaching centrald (spot taken)", 10*time.Second, func() bool { return spot() == "taken" })
+	if d := exit.scan(code); d["granted"] != true {
+		t.Fatalf("exit: %v", d)
+	}
+	waitUntil(t, "the exit reaching centrald (spot free)", 10*time.Second, func() bool { return spot() == "free" })
+	waitUntil(t, "outboxes drained (events acknowledged)", 10*time.Second, func() bool {
+		return entry.status()["outbox"] == 0.0 && exit.status()["outbox"] == 0.0
+	})
+	if _, r := c.call("GET", "/reservations/"+resID, admin, ""); r["status"] != "left" {
+		t.Fatalf("reservation after entry and exit: %v", r)
+	}
+
+	// A cancellation stops the ticket once the gate has the change.
+	code2, res2 := issue(t, c, "4")
+	if status, m := c.call("DELETE", "/reservations/"+res2, admin, ""); status != 200 {
+		t.Fatalf("cancel: %d %v", status, m)
+	}
+	waitUntil(t, "the cancellation reaching the entry gate", 10*time.Second, func() bool {
+		req, _ := http.NewRequest("GET", c.base+"/admin/changes?limit=5000", nil)
+		req.Header.Set("Authorization", "Bearer "+admin)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false
+		}
+		defer res.Body.Close()
+		var cs []map[string]any
+		json.NewDecoder(res.Body).Decode(&cs)
+		return len(cs) > 0 && entry.status()["cacheVersion"] == cs[len(cs)-1]["version"]
+	})
+	if d := entry.scan(code2); d["granted"] != false || d["reason"] != "revoked" {
+		t.Fatalf("a cancelled ticket after the sync: %v", d)
 	}
 }

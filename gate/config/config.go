@@ -186,6 +186,9 @@ func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.HTTP.Addr); err != nil {
 		bad("http.addr %q: want host:port", c.HTTP.Addr)
 	}
+	if u := c.MQTT.URL; u != "" && !strings.HasPrefix(u, "tcp://") && !strings.HasPrefix(u, "ssl://") && !strings.HasPrefix(u, "tls://") {
+		bad("mqtt.url %q: want tcp://host:port or ssl://host:port, or empty to run the lane alone", u)
+	}
 	if c.DB.Path == "" {
 		bad("db.path: give the local database file's path")
 	}

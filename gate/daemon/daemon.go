@@ -33,6 +33,7 @@ import (
 	"github.com/parkgate/parkgate/internal/sdnotify"
 	"github.com/parkgate/parkgate/internal/service"
 	"github.com/parkgate/parkgate/internal/version"
+	"github.com/parkgate/parkgate/sync/gatesync"
 	"github.com/parkgate/parkgate/ticket"
 )
 
@@ -189,8 +190,24 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 		StrictExit: cfg.Gate.StrictExit,
 	}, db, verifier, bar, clk, tc.Check, log, reg)
 
+	var online func() bool
+	var syncSvc []service.Named
+	if cfg.MQTT.URL != "" {
+		user := cfg.MQTT.Username
+		if user == "" && cfg.MQTT.Password != "" {
+			user = cfg.Gate.ID // the embedded broker's login is the gate id
+		}
+		gs := gatesync.New(gatesync.Config{
+			Site: cfg.Site, GateID: cfg.Gate.ID, Role: cfg.Gate.Role,
+			URL: cfg.MQTT.URL, Username: user, Password: cfg.MQTT.Password,
+		}, gatesync.Deps{DB: db, Lane: ln, Sessions: gatesync.FileSessions(cfg.DB.Path + ".session"), Clock: clk, Log: log})
+		online = gs.Online
+		syncSvc = append(syncSvc, service.Named{Name: "sync", Service: gs})
+	} else {
+		log.Warn("mqtt.url is empty: this lane runs alone (no sync with centrald)")
+	}
 	api := httpapi.New(httpapi.Options{
-		Lane: ln, Sim: hw.sim, Registry: reg, Log: log,
+		Lane: ln, Sim: hw.sim, Registry: reg, Log: log, Online: online,
 		ANPR:   anpr.Options{Preset: cfg.ANPR.Preset},
 		Filter: &anpr.Filter{MinConfidence: cfg.ANPR.MinConfidence, Window: cfg.ANPR.DedupWindow, Clock: clk},
 	})
@@ -198,7 +215,7 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 	if err != nil {
 		return fmt.Errorf("http.addr: %w", err)
 	}
-	services := []service.Named{
+	services := append(syncSvc, []service.Named{
 		{Name: "barrier", Service: bar},
 		{Name: "lane", Service: ln},
 		{Name: "http", Service: &httpserve.Server{Listener: l, Handler: api, Log: log}},
@@ -206,7 +223,7 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 			_, err := db.Version(ctx)
 			return err
 		}}},
-	}
+	}...)
 	if dev := cfg.Hardware.ReaderDevice; dev != "" {
 		// A scanner unplugged and plugged back is reopened, not fatal.
 		reader := &serial.Device{Path: dev, Baud: cfg.Hardware.ReaderBaud, Options: serial.Options{Clock: clk}, Log: log}
