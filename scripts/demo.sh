@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The quickstart (make run): centrald plus two simulated gates (entry and
-# exit) on loopback, data under ./var/demo. Ctrl-C stops everything.
+# The quickstart (make run): centrald with its embedded MQTT broker plus two
+# simulated gates (entry and exit) synced over MQTT, on loopback, data under
+# ./var/demo. Ctrl-C stops everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-bin}
@@ -12,6 +13,12 @@ cleanup() {
 	wait 2>/dev/null || true
 }
 trap cleanup EXIT INT TERM
+
+# Each gate gets its own broker password (stored hashed by centrald).
+declare -A PW
+for g in entry-1 exit-1; do
+	PW[$g]=$("$BIN/centrald" --config configs/demo.yaml gate add "$g" | tail -n 1)
+done
 
 "$BIN/centrald" --config configs/demo.yaml >"$DATA/centrald.out" 2>"$DATA/centrald.log" &
 pids+=($!)
@@ -25,6 +32,7 @@ KEY=$("$BIN/centrald" --config configs/demo.yaml pubkey | tail -n 1)
 start_gate() { # id role port
 	PARKING_GATE_ID=$1 PARKING_GATE_ROLE=$2 PARKING_HTTP_ADDR=127.0.0.1:$3 \
 		PARKING_DB_PATH="$DATA/$1.db" PARKING_TICKETS_PUBLIC_KEY="$KEY" PARKING_HARDWARE_MODE=sim \
+		PARKING_MQTT_URL=tcp://127.0.0.1:1884 PARKING_MQTT_PASSWORD="${PW[$1]}" \
 		"$BIN/gated" >"$DATA/$1.out" 2>"$DATA/$1.log" &
 	pids+=($!)
 }
@@ -40,6 +48,7 @@ done
 cat <<TXT
 parkgate is running (logs in $DATA/*.log):
   centrald  http://127.0.0.1:8080   try: curl http://127.0.0.1:8080/parkings
+            MQTT broker for the gates on 127.0.0.1:1884 (docs/sync.md)
   entry     http://127.0.0.1:8081   try: curl http://127.0.0.1:8081/v1/status
   exit      http://127.0.0.1:8082   (simulated lanes: POST /v1/sim/scan {"code": "<ticket>"})
   admin token: demo-admin-token-not-secret (configs/demo.yaml)
