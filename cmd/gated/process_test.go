@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -427,5 +428,87 @@ func TestSyncEndToEnd(t *testing.T) {
 	})
 	if d := entry.scan(code2); d["granted"] != false || d["reason"] != "revoked" {
 		t.Fatalf("a cancelled ticket after the sync: %v", d)
+	}
+}
+
+// freePort returns a loopback port nothing listens on now.
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// centrald (and with it the broker) is SIGKILLed; the entry gate keeps
+// deciding from its cache and its signature check, and is itself SIGKILLed
+// with events queued; after both restart every event reaches centrald
+// exactly once and the spots are right.
+func TestSyncSurvivesOutagesAndSIGKILL(t *testing.T) {
+	centraldBin, gatedBin := binaries(t)
+	dir := t.TempDir()
+	httpAddr, mqttAddr := freePort(t), freePort(t)
+	cenv := []string{"PARKING_SITE=outage", "PARKING_HTTP_ADDR=" + httpAddr, "PARKING_MQTT_LISTEN=" + mqttAddr,
+		"PARKING_DB_DSN=" + filepath.Join(dir, "c.db"), "PARKING_TICKETS_KEY_FILE=" + filepath.Join(dir, "t.key"),
+		"PARKING_AUTH_ADMIN_TOKEN=" + admin}
+	cmd := exec.Command(centraldBin, "gate", "add", "entry-1")
+	cmd.Env = append(os.Environ(), cenv...)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw := strings.TrimSpace(string(out))
+	pw = pw[strings.LastIndex(pw, "\n")+1:]
+	c := start(t, centraldBin, cenv...)
+	_, pub := c.call("GET", "/tickets/public-key", "", "")
+	genv := []string{"PARKING_SITE=outage", "PARKING_HTTP_ADDR=127.0.0.1:0", "PARKING_GATE_ID=entry-1",
+		"PARKING_DB_PATH=" + filepath.Join(dir, "g.db"), "PARKING_TICKETS_PUBLIC_KEY=" + pub["publicKey"].(string),
+		"PARKING_MQTT_URL=tcp://" + mqttAddr, "PARKING_MQTT_PASSWORD=" + pw}
+	g := start(t, gatedBin, genv...)
+	waitUntil(t, "the gate online", 20*time.Second, func() bool { return g.status()["online"] == true })
+	codes := []string{issueTicket(t, c, "1"), issueTicket(t, c, "2"), issueTicket(t, c, "3")}
+
+	c.kill() // centrald and its broker are gone
+	for _, code := range codes[:2] {
+		if d := g.scan(code); d["granted"] != true {
+			t.Fatalf("offline entry: %v", d)
+		}
+	}
+	if s := g.status(); s["outbox"] != 2.0 {
+		t.Fatalf("events queued while offline: %v", s)
+	}
+	g.kill() // and the gate crashes with its events queued
+	g = start(t, gatedBin, genv...)
+	if d := g.scan(codes[2]); d["granted"] != true {
+		t.Fatalf("entry after the gate's restart: %v", d)
+	}
+	c = start(t, centraldBin, cenv...)
+	spot := func(id string) string {
+		_, m := c.call("GET", "/parkings/"+id, "", "")
+		s, _ := m["status"].(string)
+		return s
+	}
+	waitUntil(t, "every queued event applied", 30*time.Second, func() bool {
+		return spot("1") == "taken" && spot("2") == "taken" && spot("3") == "taken"
+	})
+	waitUntil(t, "the outbox drained", 15*time.Second, func() bool { return g.status()["outbox"] == 0.0 })
+	req, _ := http.NewRequest("GET", c.base+"/admin/gate-events?gate=entry-1", nil)
+	req.Header.Set("Authorization", "Bearer "+admin)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var evs []map[string]any
+	json.NewDecoder(res.Body).Decode(&evs)
+	if len(evs) != 3 {
+		t.Fatalf("centrald stored %d events, want exactly 3: %v", len(evs), evs)
+	}
+	for _, e := range evs {
+		if e["outcome"] != "applied" {
+			t.Fatalf("event not applied: %v", e)
+		}
 	}
 }
