@@ -309,6 +309,12 @@ func (c *Client) ForceStatus(ctx context.Context, spot, status string) (Parking,
 	return out, err
 }
 
+// OpenGate asks a gate to open its barrier (operators): centrald sends the
+// command over MQTT and answers once the gate has.
+func (c *Client) OpenGate(ctx context.Context, gateID string) error {
+	return c.do(ctx, http.MethodPost, "/gates/"+seg(gateID)+"/open", c.admin, nil, nil, nil)
+}
+
 // Push creates all items as paid operator reservations, or none of them:
 // the server applies the whole list in one transaction, and an error names
 // the first item ("reservation N: ...", counting from 1) it could not

@@ -409,6 +409,27 @@ func TestSyncEndToEnd(t *testing.T) {
 		t.Fatalf("reservation after entry and exit: %v", r)
 	}
 
+	// An operator opens the exit barrier remotely: the gate records it in
+	// its outbox as a decision (source remote) and centrald stores it.
+	if status, m := c.call("POST", "/gates/exit-1/open", admin, ""); status != 200 || m["opened"] != true {
+		t.Fatalf("remote open: %d %v", status, m)
+	}
+	if status, _ := c.call("POST", "/gates/nope/open", admin, ""); status != 404 {
+		t.Fatalf("remote open of an unknown gate: %d", status)
+	}
+	waitUntil(t, "the remote opening recorded at centrald", 10*time.Second, func() bool {
+		req, _ := http.NewRequest("GET", c.base+"/admin/gate-events?gate=exit-1", nil)
+		req.Header.Set("Authorization", "Bearer "+admin)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false
+		}
+		defer res.Body.Close()
+		var evs []map[string]any
+		json.NewDecoder(res.Body).Decode(&evs)
+		return len(evs) > 0 && evs[0]["source"] == "remote" && evs[0]["granted"] == true
+	})
+
 	// A cancellation stops the ticket once the gate has the change.
 	code2, res2 := issue(t, c, "4")
 	if status, m := c.call("DELETE", "/reservations/"+res2, admin, ""); status != 200 {
@@ -510,5 +531,33 @@ func TestSyncSurvivesOutagesAndSIGKILL(t *testing.T) {
 		if e["outcome"] != "applied" {
 			t.Fatalf("event not applied: %v", e)
 		}
+	}
+
+	// A change made while the gate is down reaches it after its restart
+	// (it finds itself behind and resyncs): the cancelled ticket stops.
+	code4, res4 := issue(t, c, "4")
+	g.kill()
+	if status, m := c.call("DELETE", "/reservations/"+res4, admin, ""); status != 200 {
+		t.Fatalf("cancel: %d %v", status, m)
+	}
+	latest := func() float64 {
+		req, _ := http.NewRequest("GET", c.base+"/admin/changes?limit=5000", nil)
+		req.Header.Set("Authorization", "Bearer "+admin)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return -1
+		}
+		defer res.Body.Close()
+		var cs []map[string]any
+		json.NewDecoder(res.Body).Decode(&cs)
+		if len(cs) == 0 {
+			return -1
+		}
+		return cs[len(cs)-1]["version"].(float64)
+	}
+	g = start(t, gatedBin, genv...)
+	waitUntil(t, "the restarted gate catching up", 20*time.Second, func() bool { return g.status()["cacheVersion"] == latest() })
+	if d := g.scan(code4); d["granted"] != false || d["reason"] != "revoked" {
+		t.Fatalf("a ticket cancelled while the gate was down: %v", d)
 	}
 }

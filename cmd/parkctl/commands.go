@@ -69,6 +69,7 @@ operators (admin token):
   reservations [--spot ID] [--state S,S] [--limit N]
                                   list reservations
   changes [--after N] [--limit N] read the change log
+  gate open ID                    open gate ID's barrier remotely (over MQTT)
 
   version                         print the version
   help [command]                  print this help, or one command's
@@ -103,6 +104,7 @@ var helps = map[string]string{
 	"push":         "push FILE.csv\n\nPushes paid operator reservations (operators). The file has a header\nrow naming the columns spot, from, until and optionally car and\nreference; '#' starts a comment line. Every row is checked first and\nbad rows are reported by line; the server then creates all rows or\nnone. Prints each new reservation's id and token.",
 	"reservations": "reservations [--spot ID] [--state S,S] [--limit N]\n\nLists reservations (operators). States: reserved, paid, taken, left,\nexpired, no_show, cancelled.",
 	"changes":      "changes [--after N] [--limit N]\n\nReads the change log (operators), oldest first, from the entry after\nversion N.",
+	"gate":         "gate open ID\n\nAsks gate ID to open its barrier (operators). centrald sends the command\nover MQTT with an id and a short expiry; the gate records it as a\ndecision and opens, or says why not.",
 	"version":      "version\n\nPrints parkctl's version.",
 	"help":         "help [command]\n\nPrints the usage of parkctl or of one command.",
 }
@@ -174,6 +176,8 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		return cl.reservations(args)
 	case "changes":
 		return cl.changes(args)
+	case "gate":
+		return cl.gate(args)
 	}
 	fmt.Fprintf(stderr, "parkctl: unknown command %q; run 'parkctl help' for the list\n", cl.name)
 	return exitUsage
@@ -886,4 +890,18 @@ func money(amount int64, currency string) string {
 		sign, amount = "-", -amount
 	}
 	return strings.TrimSpace(fmt.Sprintf("%s%d.%02d %s", sign, amount/100, amount%100, cur))
+}
+
+func (cl *cli) gate(args []string) int {
+	c, pos, code, ok := cl.setup(args, 2, needAdmin)
+	if !ok {
+		return code
+	}
+	if pos[0] != "open" {
+		return cl.usageErr(usagef("gate takes one subcommand: open ID"))
+	}
+	if err := c.OpenGate(cl.ctx, pos[1]); err != nil {
+		return cl.fail(err)
+	}
+	return cl.done(func(w io.Writer) { fmt.Fprintf(w, "gate %s opened\n", pos[1]) })
 }
