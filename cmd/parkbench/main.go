@@ -4,12 +4,13 @@
 //
 // Usage:
 //
-//	parkbench -centrald bin/centrald -gated bin/gated [-only centrald|gated]
+//	parkbench -centrald bin/centrald -gated bin/gated [-only centrald|gated|sync]
 //	          [-gated-arm64 PATH] [-qemu PATH] [-out docs/benchmarks.md]
 //	          [-quick] [-strict] [-tmpdir DIR]
 //
-// -only runs one half: centrald (scenarios a to d, needs -centrald) or
-// gated (sections e and f, needs -gated). Section f runs the linux/arm64
+// -only runs one part: centrald (scenarios a to d, needs -centrald),
+// gated (sections e and f, needs -gated) or sync (section g, the sync over
+// MQTT, needs both); by default all three run. Section f runs the linux/arm64
 // gated (by default linux-arm64/gated next to -gated) under qemu-aarch64
 // (by default from PATH), and is skipped with a note when either is
 // missing; -gated-arm64 "" or -qemu "" skips it.
@@ -53,7 +54,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	centrald := fs.String("centrald", "", "path of the centrald binary to measure (required unless -only gated)")
 	gated := fs.String("gated", "", "path of the gated binary to measure (required unless -only centrald)")
-	only := fs.String("only", "", "run one half only: centrald or gated (default: both)")
+	only := fs.String("only", "", "run one part only: centrald, gated or sync (default: all)")
 	arm64 := fs.String("gated-arm64", auto, `the linux/arm64 gated to run under qemu; "auto": linux-arm64/gated next to -gated; "": skip`)
 	qemu := fs.String("qemu", auto, `the qemu-aarch64 user-mode emulator; "auto": from PATH; "": skip`)
 	out := fs.String("out", "docs/benchmarks.md", "where to write the Markdown report; - for standard output")
@@ -65,9 +66,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	needCentrald, needGated := *only != bench.PartGated, *only != bench.PartCentrald
 	switch {
-	case *only != "" && *only != bench.PartCentrald && *only != bench.PartGated,
+	case *only != "" && *only != bench.PartCentrald && *only != bench.PartGated && *only != bench.PartSync,
 		needCentrald && *centrald == "", needGated && *gated == "", fs.NArg() > 0:
-		fmt.Fprintln(stderr, "usage: parkbench -centrald PATH -gated PATH [-only centrald|gated] [-gated-arm64 PATH] [-qemu PATH] [-out FILE] [-quick] [-strict] [-tmpdir DIR]")
+		fmt.Fprintln(stderr, "usage: parkbench -centrald PATH -gated PATH [-only centrald|gated|sync] [-gated-arm64 PATH] [-qemu PATH] [-out FILE] [-quick] [-strict] [-tmpdir DIR]")
 		return exitUsage
 	}
 	plan := bench.DefaultPlan()

@@ -84,6 +84,15 @@ type Plan struct {
 	EmulatedWarmup   int
 	EmulatedMax      int
 	EmulatedDuration time.Duration
+
+	// Sync over MQTT (section g): reservations paid one at a time for
+	// the propagation, reservations at centrald for the full resync
+	// (those of the events included), and events queued while centrald
+	// is down (one scan each, at most SyncScanDuration).
+	SyncPropagations int
+	SyncResync       int
+	SyncEvents       int
+	SyncScanDuration time.Duration
 }
 
 // DefaultPlan is what `make bench` runs: about two minutes on two cores
@@ -111,6 +120,10 @@ func DefaultPlan() Plan {
 		EmulatedWarmup:    20,
 		EmulatedMax:       1000,
 		EmulatedDuration:  5 * time.Second,
+		SyncPropagations:  100,
+		SyncResync:        10_000,
+		SyncEvents:        2000,
+		SyncScanDuration:  20 * time.Second,
 	}
 }
 
@@ -126,6 +139,7 @@ func (p Plan) Scaled(f float64) Plan {
 	p.ContendedDuration = s(p.ContendedDuration)
 	p.ScanDuration, p.DeniedDuration = s(p.ScanDuration), s(p.DeniedDuration)
 	p.EmulatedDuration = s(p.EmulatedDuration)
+	p.SyncScanDuration = s(p.SyncScanDuration)
 	return p
 }
 
@@ -133,11 +147,13 @@ func (p Plan) Scaled(f float64) Plan {
 const (
 	PartCentrald = "centrald" // scenarios a to d
 	PartGated    = "gated"    // sections e and f
+	PartSync     = "sync"     // section g: centrald and gated over MQTT
 )
 
 // Options configure Run.
 type Options struct {
-	// Only runs one part, PartCentrald or PartGated; empty runs both.
+	// Only runs one part, PartCentrald, PartGated or PartSync; empty
+	// runs all three.
 	Only string
 	// Centrald is the path of the centrald binary to measure (needed
 	// unless Only is PartGated).
@@ -176,9 +192,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if o.Plan.Spots == 0 {
 		o.Plan = DefaultPlan()
 	}
-	runCentrald, runGated := o.Only != PartGated, o.Only != PartCentrald
-	if o.Only != "" && o.Only != PartCentrald && o.Only != PartGated {
-		return nil, fmt.Errorf("only %q: want %s or %s", o.Only, PartCentrald, PartGated)
+	runCentrald := o.Only == "" || o.Only == PartCentrald
+	runGated := o.Only == "" || o.Only == PartGated
+	runSync := o.Only == "" || o.Only == PartSync
+	if o.Only != "" && o.Only != PartCentrald && o.Only != PartGated && o.Only != PartSync {
+		return nil, fmt.Errorf("only %q: want %s, %s or %s", o.Only, PartCentrald, PartGated, PartSync)
 	}
 	// Absolute, because the daemons run in their data directories.
 	abs := func(name, path string) (string, error) {
@@ -195,12 +213,12 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return bin, nil
 	}
 	var err error
-	if runCentrald {
+	if runCentrald || runSync {
 		if o.Centrald, err = abs("centrald", o.Centrald); err != nil {
 			return nil, err
 		}
 	}
-	if runGated {
+	if runGated || runSync {
 		if o.Gated, err = abs("gated", o.Gated); err != nil {
 			return nil, err
 		}
@@ -215,10 +233,10 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	rep := &Report{Date: time.Now().UTC(), Plan: o.Plan, RawMethod: RawMethod, Centrald: runCentrald}
 	b.progress("machine: CPU, versions, fsync probe in %s", parent)
 	var centraldBin, gatedBin string
-	if runCentrald {
+	if runCentrald || runSync {
 		centraldBin = o.Centrald
 	}
-	if runGated {
+	if runGated || runSync {
 		gatedBin = o.Gated
 	}
 	rep.Machine = probeMachine(ctx, centraldBin, gatedBin, parent)
@@ -240,6 +258,13 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			return nil, fmt.Errorf("gated: %w", err)
 		}
 		rep.Gated = g
+	}
+	if runSync {
+		s, err := b.syncSection(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("sync: %w", err)
+		}
+		rep.Sync = s
 	}
 	return rep, ctx.Err()
 }

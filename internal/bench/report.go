@@ -30,6 +30,8 @@ type Report struct {
 	// sections e and f, nil when they did not run.
 	Centrald bool
 	Gated    *GatedReport
+	// Sync holds section g, nil when it did not run.
+	Sync *SyncReport
 }
 
 // TargetResult is one target and how the run fared against it.
@@ -58,6 +60,9 @@ func (r *Report) Targets() []TargetResult {
 	}
 	if r.Gated != nil {
 		out = append(out, r.Gated.targets()...)
+	}
+	if r.Sync != nil {
+		out = append(out, r.Sync.targets()...)
 	}
 	return out
 }
@@ -148,7 +153,7 @@ func (r *Report) Markdown() []byte {
 	p("")
 	p("This builds bin/centrald, bin/gated and bin/linux-arm64/gated (`make build build-arm64`) and runs " +
 		"`go run ./cmd/parkbench -centrald bin/centrald -gated bin/gated -out docs/benchmarks.md`; " +
-		"`-only centrald` or `-only gated` runs one half (sections a–d or e–f), and the arm64 binary is looked for " +
+		"`-only centrald`, `-only gated` or `-only sync` runs one part (sections a–d, e–f or g), and the arm64 binary is looked for " +
 		"next to gated in linux-arm64/ (`-gated-arm64` to change, `-qemu` for the emulator).")
 	if r.Centrald {
 		p("")
@@ -234,6 +239,9 @@ func (r *Report) Markdown() []byte {
 	}
 	if g := r.Gated; g != nil {
 		g.markdown(&b, r)
+	}
+	if s := r.Sync; s != nil {
+		s.markdown(&b, r)
 	}
 
 	p("## Notes")
