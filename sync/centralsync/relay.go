@@ -23,22 +23,22 @@ import (
 const (
 	// DefaultHeartbeat is how often an empty batch tells the gates the
 	// latest version when nothing changes.
-	DefaultHeartbeat = 10 * time.Second
+	DefaultHeartbeat = syncmsg.HeartbeatEvery
 	// DefaultPoll is how often the change log is read. It bounds the
 	// propagation delay of a change (plus the broker's sub-millisecond
 	// hop); Wake cuts it short.
 	DefaultPoll = 100 * time.Millisecond
 	// DefaultRetryMax caps the reconnect backoff.
-	DefaultRetryMax = 5 * time.Second
+	DefaultRetryMax = syncmsg.RetryMax
 	// DefaultKeepAlive is the MQTT keepalive: a silently dead connection
 	// is noticed within about one and a half times it.
-	DefaultKeepAlive = 15 * time.Second
+	DefaultKeepAlive = syncmsg.Keepalive
 	// DefaultRevokedMargin is how long after its window ended a revoked
 	// reservation stays in snapshots (see Config.RevokedMargin).
 	DefaultRevokedMargin = 24 * time.Hour
 	// DefaultCommandTTL is a command's validity when the caller gives
 	// none (docs/sync.md: now+10s).
-	DefaultCommandTTL = 10 * time.Second
+	DefaultCommandTTL = syncmsg.CommandTTL
 	// SharedGroup is the shared-subscription group of the events topic
 	// when Config.Shared is set: $share/centrald/parking/{site}/gates/+/events.
 	SharedGroup = "centrald"

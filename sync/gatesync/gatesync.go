@@ -43,19 +43,19 @@ import (
 const (
 	// DefaultKeepalive is the MQTT keepalive: a silently dead connection
 	// is noticed within about this plus the ping timeout.
-	DefaultKeepalive = 15 * time.Second
+	DefaultKeepalive = syncmsg.Keepalive
 	// DefaultRetryMax caps the reconnect backoff, so that a lane is back
 	// within seconds of the broker.
-	DefaultRetryMax = 5 * time.Second
+	DefaultRetryMax = syncmsg.RetryMax
 	// DefaultResendAfter is how long an event may wait for central's
 	// acknowledgement before the unacknowledged events are sent again.
-	DefaultResendAfter = 5 * time.Second
+	DefaultResendAfter = syncmsg.ResendAfter
 	// DefaultHeartbeatTimeout is how long without a heartbeat or change
 	// from central the gate reports itself not online.
-	DefaultHeartbeatTimeout = 30 * time.Second
+	DefaultHeartbeatTimeout = syncmsg.HeartbeatTimeout
 	// DefaultSnapshotTimeout is how long the gate waits for a snapshot (or
 	// its next part) before asking again.
-	DefaultSnapshotTimeout = 10 * time.Second
+	DefaultSnapshotTimeout = syncmsg.SnapshotTimeout
 	// DefaultPollInterval is how often the outbox is checked for new
 	// events when nobody calls Kick.
 	DefaultPollInterval = 200 * time.Millisecond
