@@ -117,7 +117,7 @@ func TestMosquitto(t *testing.T) {
 		}
 		return false
 	})
-	eventually(t, "a birth of a newer session", func() bool { return c.births(0)[len(c.births(0))-1].Session > s1 })
+	eventually(t, "a birth of a newer session", func() bool { return c.lastSession() > s1 })
 	eventually(t, "the events of the cut", func() bool { return g.depth() == 0 })
 	got := map[string]bool{}
 	for _, id := range c.eventIDs() {

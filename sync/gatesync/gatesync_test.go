@@ -353,16 +353,16 @@ func TestWillCarriesItsOwnSession(t *testing.T) {
 	eventually(t, "the will of the first session", func() bool {
 		return slices.ContainsFunc(c.wills(), func(s syncmsg.GateStatus) bool { return s.Session == s1 })
 	})
-	eventually(t, "a birth of a newer session", func() bool { return c.births(0)[len(c.births(0))-1].Session > s1 })
-	s2 := c.births(0)[len(c.births(0))-1].Session
+	eventually(t, "a birth of a newer session", func() bool { return c.lastSession() > s1 })
+	s2 := c.lastSession()
 
 	// A dead link: nothing passes, nothing closes. The gate finds out by
 	// keepalive and connects again; the broker gives up on the old
 	// connection (keepalive or takeover) and publishes its will, which
 	// must carry the old session, never the new one.
 	p.freeze()
-	eventually(t, "a birth after the dead link", func() bool { return c.births(0)[len(c.births(0))-1].Session > s2 })
-	s3 := c.births(0)[len(c.births(0))-1].Session
+	eventually(t, "a birth after the dead link", func() bool { return c.lastSession() > s2 })
+	s3 := c.lastSession()
 	eventually(t, "the will of the dead link", func() bool {
 		return slices.ContainsFunc(c.wills(), func(s syncmsg.GateStatus) bool { return s.Session == s2 })
 	})

@@ -561,6 +561,16 @@ func (c *fakeCentral) births(session int64) []syncmsg.GateStatus {
 	return out
 }
 
+// lastSession is the session of the latest birth (0 if none), read from
+// one snapshot of the births: more may arrive while the caller looks.
+func (c *fakeCentral) lastSession() int64 {
+	bs := c.births(0)
+	if len(bs) == 0 {
+		return 0
+	}
+	return bs[len(bs)-1].Session
+}
+
 func (c *fakeCentral) wills() []syncmsg.GateStatus {
 	var out []syncmsg.GateStatus
 	for _, s := range c.statuses() {
