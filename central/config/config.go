@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/parkgate/parkgate/internal/configload"
+	"github.com/parkgate/parkgate/sync/syncmsg"
 )
 
 // Config is centrald's whole configuration.
@@ -155,7 +156,6 @@ func Load(path string, environ []string) (Config, error) {
 }
 
 var (
-	siteRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,31}$`)
 	spotRe = regexp.MustCompile(`^[A-Za-z0-9_-]{1,32}$`)
 	curRe  = regexp.MustCompile(`^[a-z]{3}$`)
 )
@@ -164,7 +164,7 @@ var (
 func (c *Config) Validate() error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	if !siteRe.MatchString(c.Site) {
+	if syncmsg.ValidID(c.Site) != nil {
 		bad("site %q: use 1-32 lower-case letters, digits, '-' or '_' (it names MQTT topics)", c.Site)
 	}
 	if _, _, err := net.SplitHostPort(c.HTTP.Addr); err != nil {

@@ -6,21 +6,18 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"regexp"
 	"time"
 
 	"github.com/parkgate/parkgate/central/broker"
 	"github.com/parkgate/parkgate/central/store"
+	"github.com/parkgate/parkgate/sync/syncmsg"
 )
-
-// gateIDRe is the gate id rule of gated's gate.id (it names MQTT topics).
-var gateIDRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,31}$`)
 
 // AddGate provisions a gate for the embedded broker: a new random password,
 // stored hashed (argon2id), returned once for gated's mqtt.password. Adding
 // a known gate again rotates its password and keeps its presence.
 func AddGate(ctx context.Context, st store.Store, id string, now time.Time) (string, error) {
-	if !gateIDRe.MatchString(id) {
+	if syncmsg.ValidID(id) != nil {
 		return "", fmt.Errorf("gate id %q: use 1-32 lower-case letters, digits, '-' or '_', starting with a letter or digit", id)
 	}
 	if id == CentralUser {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/parkgate/parkgate/internal/configload"
+	"github.com/parkgate/parkgate/sync/syncmsg"
 	"github.com/parkgate/parkgate/ticket"
 )
 
@@ -152,18 +153,17 @@ func Load(path string, environ []string) (Config, error) {
 }
 
 var (
-	nameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,31}$`)
-	pinRe  = regexp.MustCompile(`^[A-Za-z0-9_]{1,32}$`)
+	pinRe = regexp.MustCompile(`^[A-Za-z0-9_]{1,32}$`)
 )
 
 // Validate checks every value and reports all problems at once.
 func (c *Config) Validate() error {
 	var errs []string
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
-	if !nameRe.MatchString(c.Site) {
+	if syncmsg.ValidID(c.Site) != nil {
 		bad("site %q: use 1-32 lower-case letters, digits, '-' or '_' (it names MQTT topics)", c.Site)
 	}
-	if !nameRe.MatchString(c.Gate.ID) {
+	if syncmsg.ValidID(c.Gate.ID) != nil {
 		bad("gate.id %q: use 1-32 lower-case letters, digits, '-' or '_' (it names MQTT topics)", c.Gate.ID)
 	}
 	if c.Gate.Role != "entry" && c.Gate.Role != "exit" {
