@@ -5,7 +5,7 @@ LDFLAGS  := -s -w -X github.com/parkgate/parkgate/internal/version.Version=$(VER
 BIN      := bin
 CMDS     := centrald gated parkctl
 
-.PHONY: all build build-arm64 build-armv7 test test-integration fuzz bench run demo lint clean
+.PHONY: all build build-arm64 build-armv7 test test-integration fuzz bench run demo scale-demo lint clean
 
 all: build
 
@@ -48,6 +48,12 @@ bench: build build-arm64
 # simulated gates (entry on :8081, exit on :8082).
 run demo: build
 	@scripts/demo.sh
+
+# Scale-out on loopback (docs/scaling.md): HAProxy on :8080 in front of three
+# centrald on PostgreSQL, Mosquitto on :18830, two simulated gates. Needs a
+# PostgreSQL (PARKGATE_DEMO_DSN), haproxy and mosquitto.
+scale-demo: build
+	@scripts/scale-demo.sh
 
 lint:
 	@test -z "$$(gofmt -l .)" || (echo "gofmt needed:"; gofmt -l .; exit 1)

@@ -252,7 +252,7 @@ func (s *Service) insert(tx store.Tx, r reservation.Reservation, actor string) e
 		}
 		return err
 	}
-	_, err = tx.Log(change(store.KindCreated, actor, r, r.CreatedAt))
+	err = tx.Log(change(store.KindCreated, actor, r, r.CreatedAt))
 	return err
 }
 

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/parkgate/parkgate/central/booking"
+	"github.com/parkgate/parkgate/central/payment"
 	"github.com/parkgate/parkgate/central/payment/fakepay"
 	"github.com/parkgate/parkgate/central/reservation"
 	"github.com/parkgate/parkgate/central/store"
@@ -709,5 +710,42 @@ func TestGateEventsOutOfOrder(t *testing.T) {
 	}
 	if out, _, _ := e.svc.ApplyGateEvent(e.ctx, gateEvent("n2", "entry", p.Reservation, exitAt.Add(time.Minute), true)); out != store.EventException {
 		t.Fatalf("an entry after the exit: %v", out)
+	}
+}
+
+// flakyRefunds fails every refund, after calling before: another instance's
+// work, done while this one waits for the provider.
+type flakyRefunds struct {
+	payment.Provider
+	before func()
+}
+
+func (f flakyRefunds) Refund(ctx context.Context, r payment.Refund) (payment.Receipt, error) {
+	f.before()
+	return payment.Receipt{}, errors.New("connection reset by peer")
+}
+
+// Two instances settle the same refund at once: one succeeds while the
+// other's provider call fails; the success stands (it is not turned back
+// to pending, nor retried).
+func TestRefundSettledByAnotherInstanceStands(t *testing.T) {
+	e := newEnv(t)
+	p := e.paid("1", win(0, 4))
+	e.svc.CheckIn(e.ctx, "1", booking.Caller{Token: p.Token})
+	e.svc.CheckOut(e.ctx, "1", booking.Caller{Token: p.Token}, time.Time{})
+	other := booking.New(e.st, flakyRefunds{Provider: e.pay, before: func() {
+		if n, err := e.svc.SettleRefunds(e.ctx); n != 1 || err != nil {
+			t.Errorf("the first instance settled %d, %v", n, err)
+		}
+	}}, stubTickets{}, e.clk, e.cfg, nil, nil)
+	if n, err := other.SettleRefunds(e.ctx); n != 0 || err != nil {
+		t.Fatalf("the second instance: settled %d, %v", n, err)
+	}
+	rs := e.refunds(p.ID)
+	if len(rs) != 1 || rs[0].Status != store.RefundSucceeded || rs[0].Tries != 1 || rs[0].ProviderRef == "" {
+		t.Fatalf("refunds %+v, want the first instance's success", rs)
+	}
+	if e.pay.Refunded(p.PaymentRef) != 1000 {
+		t.Fatalf("refunded %d", e.pay.Refunded(p.PaymentRef))
 	}
 }

@@ -56,7 +56,7 @@ func (s *Service) ApplyGateEvent(ctx context.Context, e store.GateEvent) (outcom
 			return err // ErrDuplicate rolls the state change back too
 		}
 		if kind != "" {
-			if _, err := tx.Log(change(kind, "gate:"+e.GateID, r, now)); err != nil {
+			if err := tx.Log(change(kind, "gate:"+e.GateID, r, now)); err != nil {
 				return err
 			}
 		}

@@ -112,7 +112,7 @@ func (s *Service) move(ctx context.Context, id, actor string, fn func(r *reserva
 			}
 			return err
 		}
-		if _, err := tx.Log(change(kind, actor, r, now)); err != nil {
+		if err := tx.Log(change(kind, actor, r, now)); err != nil {
 			return err
 		}
 		out = r

@@ -176,7 +176,7 @@ func (s *Service) Pay(ctx context.Context, spotID string, c Caller, req PayReque
 			return err
 		}
 		if att.Outcome != store.AttemptFailed {
-			if _, err := tx.Log(change(kind, "driver", cur, att.FinishedAt)); err != nil {
+			if err := tx.Log(change(kind, "driver", cur, att.FinishedAt)); err != nil {
 				return err
 			}
 		}

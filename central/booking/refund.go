@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/parkgate/parkgate/central/payment"
@@ -106,8 +107,28 @@ func (s *Service) SettleRefunds(ctx context.Context) (settled int, err error) {
 		default:
 			s.log.Warn("refund not settled; will retry", "reservation", rf.ReservationID, "refund", rf.Number, "tries", rf.Tries, "err", perr)
 		}
-		if err := s.store.Write(ctx, func(tx store.Tx) error { return tx.PutRefund(rf) }); err != nil {
+		stale := false
+		err := s.store.Write(ctx, func(tx store.Tx) error {
+			// Another instance may have settled it meanwhile (the provider's
+			// idempotency key made both requests one refund): its outcome
+			// stands, and this one must not turn it back to pending.
+			cur, err := tx.Refunds(rf.ReservationID)
+			if err != nil {
+				return err
+			}
+			stale = !slices.ContainsFunc(cur, func(c store.Refund) bool {
+				return c.Number == rf.Number && c.Status == store.RefundPending
+			})
+			if stale {
+				return nil
+			}
+			return tx.PutRefund(rf)
+		})
+		if err != nil {
 			return settled, err
+		}
+		if stale {
+			continue
 		}
 		s.metrics.refund(rf.Status)
 		if rf.Status == store.RefundPending {

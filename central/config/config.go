@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"net/url"
 	"regexp"
 	"strings"
 	"time"
@@ -56,8 +57,11 @@ type MQTT struct {
 	Username       string `mapstructure:"username"`
 	Password       string `mapstructure:"password"`
 	AllowAnonymous bool   `mapstructure:"allow_anonymous"`
-	CertFile       string `mapstructure:"cert_file"`
-	KeyFile        string `mapstructure:"key_file"`
+	// Shared subscribes to the gates' events through $share/centrald/…,
+	// so that several centrald instances split them between them.
+	Shared   bool   `mapstructure:"shared"`
+	CertFile string `mapstructure:"cert_file"`
+	KeyFile  string `mapstructure:"key_file"`
 }
 
 // Payment configures prices and the provider.
@@ -119,6 +123,7 @@ var defaults = map[string]any{
 	"mqtt.username":               "",
 	"mqtt.password":               "",
 	"mqtt.allow_anonymous":        false,
+	"mqtt.shared":                 true,
 	"mqtt.cert_file":              "",
 	"mqtt.key_file":               "",
 	"payment.provider":            "fake",
@@ -176,7 +181,10 @@ func (c *Config) Validate() error {
 			bad("db.dsn: give the SQLite file's path")
 		}
 	case "postgres":
-		bad("db.driver postgres: not available in this version yet; use sqlite")
+		// The DSN may hold a password: never echo it.
+		if u, err := url.Parse(c.DB.DSN); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.Host == "" {
+			bad("db.dsn: with db.driver postgres, give a URL such as postgres://parkgate@db.example:5432/parkgate?sslmode=verify-full")
+		}
 	default:
 		bad("db.driver %q: want sqlite or postgres", c.DB.Driver)
 	}

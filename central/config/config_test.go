@@ -81,6 +81,8 @@ func TestBadConfigIsReportedClearly(t *testing.T) {
 		{"sit: x\n", "sit"},
 		{"http:\n  addr: nope\n", "http.addr"},
 		{"db:\n  driver: mysql\n", "db.driver"},
+		{"db:\n  driver: postgres\n", "db.dsn"}, // the default DSN is a SQLite path
+		{"db:\n  driver: postgres\n  dsn: mysql://x/y\n", "postgres://"},
 		{"spots:\n  count: 0\n", "spots.count"},
 		{"spots:\n  ids: [a, a]\n", "listed twice"},
 		{"spots:\n  ids: ['a/b']\n", "not a valid spot id"},
@@ -108,5 +110,21 @@ func TestBadConfigIsReportedClearly(t *testing.T) {
 	}
 	if _, err := Load("/nonexistent/c.yaml", nil); err == nil {
 		t.Error("missing file accepted")
+	}
+}
+
+// PostgreSQL is chosen from the environment, as the scale-out units do; a
+// wrong DSN is reported without echoing it (it may hold a password).
+func TestPostgres(t *testing.T) {
+	c, err := Load("", []string{"PARKING_DB_DRIVER=postgres", "PARKING_DB_DSN=postgres://parkgate:s3cret@db:5432/parkgate", "PARKING_MQTT_SHARED=false"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DB.Driver != "postgres" || c.DB.DSN != "postgres://parkgate:s3cret@db:5432/parkgate" || c.MQTT.Shared {
+		t.Fatalf("got %+v", c)
+	}
+	_, err = Load("", []string{"PARKING_DB_DRIVER=postgres", "PARKING_DB_DSN=host=db password=s3cret"})
+	if err == nil || strings.Contains(err.Error(), "s3cret") {
+		t.Fatalf("a keyword DSN: %v (want an error that does not show the password)", err)
 	}
 }

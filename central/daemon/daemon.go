@@ -20,6 +20,7 @@ import (
 	"github.com/parkgate/parkgate/central/payment/fakepay"
 	"github.com/parkgate/parkgate/central/payment/stripepay"
 	"github.com/parkgate/parkgate/central/store"
+	"github.com/parkgate/parkgate/central/store/pgstore"
 	"github.com/parkgate/parkgate/central/store/sqlitestore"
 	"github.com/parkgate/parkgate/clock"
 	"github.com/parkgate/parkgate/internal/httpserve"
@@ -43,6 +44,8 @@ func OpenStore(ctx context.Context, cfg config.Config) (store.Store, error) {
 	switch cfg.DB.Driver {
 	case "sqlite":
 		return sqlitestore.Open(ctx, cfg.DB.DSN)
+	case "postgres":
+		return pgstore.Open(ctx, cfg.DB.DSN)
 	}
 	return nil, fmt.Errorf("db.driver %q is not supported", cfg.DB.Driver)
 }
@@ -79,6 +82,18 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 	if err != nil {
 		return err
 	}
+	if sp.relay != nil {
+		relay := sp.relay
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "parkgate_sync_relaying",
+			Help: "1 if this centrald instance relays the change log to the gates (the leader), else 0.",
+		}, func() float64 {
+			if relay.Relaying() {
+				return 1
+			}
+			return 0
+		}))
+	}
 	h := api.New(svc, api.Options{
 		Gates:       gateCommands{sp.relay},
 		AdminToken:  cfg.Auth.AdminToken,
@@ -107,6 +122,14 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 
 	services := append(sp.services,
 		service.Named{Name: "http", Service: &httpserve.Server{Listener: ln, Handler: h, Log: log}},
+		// /readyz says 503 from the moment shutdown starts, so that a load
+		// balancer's health check takes this instance out while requests
+		// in flight finish.
+		service.Named{Name: "readiness", Service: service.Func(func(ctx context.Context) error {
+			<-ctx.Done()
+			h.SetReady(false)
+			return nil
+		})},
 		service.Named{Name: "sweeper", Service: &booking.Sweeper{Service: svc, Interval: cfg.Reservations.SweepInterval}},
 		service.Named{Name: "refunder", Service: &booking.Refunder{Service: svc, Interval: booking.DefaultConfig().RefundInterval}},
 		service.Named{Name: "watchdog", Service: sdnotify.Watchdog{Interval: sdnotify.WatchdogInterval(), Healthy: st.Ping}},

@@ -11,6 +11,7 @@ import (
 	"github.com/parkgate/parkgate/central/booking"
 	"github.com/parkgate/parkgate/central/broker"
 	"github.com/parkgate/parkgate/central/config"
+	"github.com/parkgate/parkgate/central/leader"
 	"github.com/parkgate/parkgate/central/store"
 	"github.com/parkgate/parkgate/clock"
 	"github.com/parkgate/parkgate/internal/service"
@@ -18,7 +19,8 @@ import (
 )
 
 // syncParts are the services that talk to the gates: the embedded broker
-// (when configured) and the relay.
+// (when configured), the relay and, on PostgreSQL, the election of the
+// instance that relays.
 type syncParts struct {
 	services []service.Named
 	relay    *centralsync.Relay // nil: no gates (mqtt.url empty, not embedded)
@@ -33,6 +35,10 @@ func startSync(cfg config.Config, st store.Store, svc *booking.Service, clk cloc
 	var p syncParts
 	url, user, pass := cfg.MQTT.URL, cfg.MQTT.Username, cfg.MQTT.Password
 	if cfg.MQTT.Embedded {
+		if cfg.DB.Driver == "postgres" {
+			log.Warn("mqtt.embedded with db.driver postgres: every centrald instance runs a broker of its own; " +
+				"with more than one instance, point them all at one external broker (mqtt.embedded false, mqtt.url)")
+		}
 		var b [24]byte
 		if _, err := rand.Read(b[:]); err != nil {
 			return p, err
@@ -58,8 +64,16 @@ func startSync(cfg config.Config, st store.Store, svc *booking.Service, clk cloc
 		log.Warn("no MQTT broker configured (mqtt.embedded false, mqtt.url empty): gates will not sync")
 		return p, nil
 	}
-	p.relay = centralsync.New(centralsync.Config{Site: cfg.Site, URL: url, Username: user, Password: pass, Poll: relayPoll},
-		st, svc, clk, log)
+	rc := centralsync.Config{Site: cfg.Site, URL: url, Username: user, Password: pass, Poll: relayPoll, Shared: cfg.MQTT.Shared}
+	if cfg.DB.Driver == "postgres" {
+		// Any number of instances may share the database: the one holding
+		// the site's advisory lock relays. With SQLite there is one
+		// centrald, which always relays.
+		lock := &leader.Lock{DSN: cfg.DB.DSN, Key: leader.Key(cfg.Site), Clock: clk, Log: log}
+		rc.Leader = lock.Leader
+		p.services = append(p.services, service.Named{Name: "leader", Service: lock})
+	}
+	p.relay = centralsync.New(rc, st, svc, clk, log)
 	p.services = append(p.services, service.Named{Name: "sync", Service: p.relay})
 	return p, nil
 }

@@ -6,7 +6,8 @@
 // Reads go straight to the Store. Every change happens inside Write, one
 // transaction that the implementation serialises per spot or globally, and
 // every change appends to the change log in that same transaction: the log's
-// version is the one total order the gates are fed from.
+// version, assigned in commit order, is the one total order the gates are
+// fed from.
 package store
 
 import (
@@ -104,8 +105,13 @@ type Tx interface {
 	Insert(r reservation.Reservation) error
 	// Update stores r (found by r.ID) as it now is; ErrOverlap as Insert.
 	Update(r reservation.Reservation) error
-	// Log appends c to the change log and returns its version.
-	Log(c Change) (int64, error)
+	// Log appends c to the change log. The entry's version is assigned when
+	// the transaction commits, in commit order, not when Log is called:
+	// with several writers (PostgreSQL) a version taken mid-transaction
+	// could become visible after a higher one, and the log's followers (the
+	// gate relay, the in-memory board) page with version > after, so they
+	// would skip it. Entries logged in one transaction keep their order.
+	Log(c Change) error
 	// Attempt returns the reservation's payment attempt with the given
 	// idempotency key hash, or ErrNotFound.
 	Attempt(reservationID string, keyHash []byte) (PaymentAttempt, error)

@@ -73,12 +73,22 @@ type proc struct {
 	done chan struct{}
 	logs *strings.Builder
 	mu   *sync.Mutex
+	addr chan string // where it serves, once it says
 }
 
-var servingRe = regexp.MustCompile(`serving the parking API on (http://\S+) `)
+var servingRe = regexp.MustCompile(`serving (?:the parking API )?on (http://\S+) `)
 
 // start runs centrald on a free port with its data in dir.
 func start(t *testing.T, dir string, extraEnv ...string) *proc {
+	t.Helper()
+	p := launch(t, dir, extraEnv...)
+	p.waitServing()
+	return p
+}
+
+// launch starts centrald without waiting for it to serve (waitServing
+// does), so that several can start at the same moment.
+func launch(t *testing.T, dir string, extraEnv ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(centraldBinary(t))
 	cmd.Env = append(os.Environ(),
@@ -90,32 +100,43 @@ func start(t *testing.T, dir string, extraEnv ...string) *proc {
 		"PARKING_AUTH_ADMIN_TOKEN="+adminToken,
 		"PARKING_LOG_FORMAT=json",
 	)
-	cmd.Env = append(cmd.Env, extraEnv...)
+	cmd.Env = append(cmd.Env, extraEnv...) // later entries win
+	return launchCmd(t, cmd)
+}
+
+// launchCmd starts a daemon (centrald, or gated in the scale tests) that
+// prints "serving ... on http://ADDR" when it is ready.
+func launchCmd(t *testing.T, cmd *exec.Cmd) *proc {
+	t.Helper()
 	stdout, _ := cmd.StdoutPipe()
-	p := &proc{t: t, cmd: cmd, done: make(chan struct{}), logs: &strings.Builder{}, mu: &sync.Mutex{}}
+	p := &proc{t: t, cmd: cmd, done: make(chan struct{}), logs: &strings.Builder{}, mu: &sync.Mutex{}, addr: make(chan string, 1)}
 	cmd.Stderr = lockedWriter{p}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	go func() { cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() { p.kill() })
-	addr := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
 			if m := servingRe.FindStringSubmatch(sc.Text()); m != nil {
-				addr <- m[1]
+				p.addr <- m[1]
 			}
 		}
 	}()
-	select {
-	case p.base = <-addr:
-	case <-p.done:
-		t.Fatalf("centrald exited at start:\n%s", p.logText())
-	case <-time.After(30 * time.Second):
-		t.Fatalf("centrald did not start within 30s:\n%s", p.logText())
-	}
 	return p
+}
+
+// waitServing waits until centrald says where it serves.
+func (p *proc) waitServing() {
+	p.t.Helper()
+	select {
+	case p.base = <-p.addr:
+	case <-p.done:
+		p.t.Fatalf("%s exited at start:\n%s", p.cmd.Path, p.logText())
+	case <-time.After(60 * time.Second):
+		p.t.Fatalf("%s did not start within 60s:\n%s", p.cmd.Path, p.logText())
+	}
 }
 
 type lockedWriter struct{ p *proc }

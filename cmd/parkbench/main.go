@@ -4,16 +4,23 @@
 //
 // Usage:
 //
-//	parkbench -centrald bin/centrald -gated bin/gated [-only centrald|gated|sync]
-//	          [-gated-arm64 PATH] [-qemu PATH] [-out docs/benchmarks.md]
-//	          [-quick] [-strict] [-tmpdir DIR]
+//	parkbench -centrald bin/centrald -gated bin/gated [-only centrald|gated|sync|scale]
+//	          [-gated-arm64 PATH] [-qemu PATH] [-postgres DSN] [-haproxy PATH]
+//	          [-haproxy-config FILE] [-out docs/benchmarks.md] [-quick] [-strict] [-tmpdir DIR]
 //
 // -only runs one part: centrald (scenarios a to d, needs -centrald),
-// gated (sections e and f, needs -gated) or sync (section g, the sync over
-// MQTT, needs both); by default all three run. Section f runs the linux/arm64
-// gated (by default linux-arm64/gated next to -gated) under qemu-aarch64
-// (by default from PATH), and is skipped with a note when either is
-// missing; -gated-arm64 "" or -qemu "" skips it.
+// gated (sections e and f, needs -gated), sync (section g, the sync over
+// MQTT, needs both) or scale (section h, centrald scaled out on
+// PostgreSQL behind HAProxy, needs -centrald); by default all four run.
+// Section f runs the linux/arm64 gated (by default linux-arm64/gated next
+// to -gated) under qemu-aarch64 (by default from PATH), and is skipped with
+// a note when either is missing; -gated-arm64 "" or -qemu "" skips it.
+// Section h needs a PostgreSQL on this machine where it may create and
+// drop schemas (-postgres, by default $PARKING_TEST_POSTGRES_DSN) and
+// haproxy (-haproxy, by default from PATH or /usr/sbin) with the shipped
+// configuration (-haproxy-config, by default configs/haproxy.cfg from the
+// repository's root, where make runs parkbench), and is skipped with a note
+// when one is missing or unusable; -postgres "" or -haproxy "" skips it.
 //
 // Exit codes: 0 the benchmark ran and the report was written (targets met
 // or not, unless -strict); 1 a failure (a daemon did not start, the report
@@ -53,10 +60,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("parkbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	centrald := fs.String("centrald", "", "path of the centrald binary to measure (required unless -only gated)")
-	gated := fs.String("gated", "", "path of the gated binary to measure (required unless -only centrald)")
-	only := fs.String("only", "", "run one part only: centrald, gated or sync (default: all)")
+	gated := fs.String("gated", "", "path of the gated binary to measure (required unless -only centrald or scale)")
+	only := fs.String("only", "", "run one part only: centrald, gated, sync or scale (default: all)")
 	arm64 := fs.String("gated-arm64", auto, `the linux/arm64 gated to run under qemu; "auto": linux-arm64/gated next to -gated; "": skip`)
 	qemu := fs.String("qemu", auto, `the qemu-aarch64 user-mode emulator; "auto": from PATH; "": skip`)
+	postgres := fs.String("postgres", "", `DSN (postgres:// URL) of a PostgreSQL on this machine where section h may create and drop schemas (default: $`+postgresEnv+`; "": skip)`)
+	haproxy := fs.String("haproxy", auto, `the haproxy binary for section h; "auto": from PATH, else /usr/sbin/haproxy; "": skip`)
+	haproxyConfig := fs.String("haproxy-config", bench.DefaultHAProxyConfig, "the HAProxy configuration section h runs")
 	out := fs.String("out", "docs/benchmarks.md", "where to write the Markdown report; - for standard output")
 	quick := fs.Bool("quick", false, "a smoke run: every duration cut to a fifth (figures are not comparable)")
 	strict := fs.Bool("strict", false, "exit 3 if a target is missed")
@@ -64,11 +74,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
-	needCentrald, needGated := *only != bench.PartGated, *only != bench.PartCentrald
+	needCentrald := *only != bench.PartGated
+	needGated := *only == "" || *only == bench.PartGated || *only == bench.PartSync
+	needScale := *only == "" || *only == bench.PartScale
 	switch {
-	case *only != "" && *only != bench.PartCentrald && *only != bench.PartGated && *only != bench.PartSync,
+	case *only != "" && *only != bench.PartCentrald && *only != bench.PartGated && *only != bench.PartSync && *only != bench.PartScale,
 		needCentrald && *centrald == "", needGated && *gated == "", fs.NArg() > 0:
-		fmt.Fprintln(stderr, "usage: parkbench -centrald PATH -gated PATH [-only centrald|gated|sync] [-gated-arm64 PATH] [-qemu PATH] [-out FILE] [-quick] [-strict] [-tmpdir DIR]")
+		fmt.Fprintln(stderr, usage)
 		return exitUsage
 	}
 	plan := bench.DefaultPlan()
@@ -78,6 +90,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	o := bench.Options{Only: *only, Centrald: *centrald, Gated: *gated, TempDir: *tmp, Plan: plan, Progress: stderr}
 	if needGated {
 		o.GatedArm64, o.Qemu = arm64Paths(*gated, *arm64, *qemu, exec.LookPath)
+	}
+	if needScale {
+		o.Postgres = postgresDSN(fs, *postgres, os.Getenv)
+		o.HAProxy = haproxyPath(*haproxy, exec.LookPath, fileExists)
+		o.HAProxyConfig = *haproxyConfig
 	}
 	rep, err := bench.Run(ctx, o)
 	if err != nil {
@@ -116,8 +133,52 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-// auto is the default of -gated-arm64 and -qemu: look for them.
+// usage is printed on bad flags.
+const usage = "usage: parkbench -centrald PATH -gated PATH [-only centrald|gated|sync|scale] [-gated-arm64 PATH] [-qemu PATH]" +
+	" [-postgres DSN] [-haproxy PATH] [-haproxy-config FILE] [-out FILE] [-quick] [-strict] [-tmpdir DIR]"
+
+// auto is the default of -gated-arm64, -qemu and -haproxy: look for them.
 const auto = "auto"
+
+// postgresEnv names the variable -postgres defaults to: the one the
+// PostgreSQL tests read, so that a machine set up for them runs section h
+// too.
+const postgresEnv = "PARKING_TEST_POSTGRES_DSN"
+
+// postgresDSN resolves -postgres: the flag's value if it was given (even
+// empty, which skips section h), else $PARKING_TEST_POSTGRES_DSN. The
+// variable is read here rather than made the flag's default so that
+// -help does not print a DSN, which may hold a password.
+func postgresDSN(fs *flag.FlagSet, value string, getenv func(string) string) string {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == "postgres" })
+	if set {
+		return value
+	}
+	return getenv(postgresEnv)
+}
+
+// haproxyPath resolves -haproxy: "auto" looks for haproxy with lookPath,
+// then at /usr/sbin/haproxy, which Debian's package installs and which is
+// not on every user's PATH; an empty result means "skip".
+func haproxyPath(flagValue string, lookPath func(string) (string, error), exists func(string) bool) string {
+	if flagValue != auto {
+		return flagValue
+	}
+	if p, err := lookPath("haproxy"); err == nil {
+		return p
+	}
+	if exists("/usr/sbin/haproxy") {
+		return "/usr/sbin/haproxy"
+	}
+	return ""
+}
+
+// fileExists reports whether path names an existing file.
+func fileExists(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && !fi.IsDir()
+}
 
 // arm64Paths resolves -gated-arm64 and -qemu: "auto" looks for the arm64
 // binary in linux-arm64/ next to gated and for qemu-aarch64 (or

@@ -32,6 +32,17 @@
 //     under qemu-user, labelled as emulated (skipped with a note when the
 //     binary or qemu-aarch64 is missing).
 //
+// Section g (sync.go) measures the sync over MQTT between the two daemons,
+// and section h (scale.go) centrald scaled out on PostgreSQL:
+//
+//   - h: the contended pattern of c through HAProxy, with the shipped
+//     configs/haproxy.cfg, to 1 and to 3 centrald instances sharing one
+//     PostgreSQL database, beside the rate of the store's conditional
+//     insert sent straight to PostgreSQL over pgx in the same run; each on
+//     a schema of its own that the run creates and drops. It needs
+//     Options.Postgres and Options.HAProxy, and is skipped with a note
+//     without them.
+//
 // Latency percentiles are exact (nearest rank over every request of the
 // measured window; see Percentile), not estimated. The package only ever
 // talks to 127.0.0.1, and every run is bounded in time and count.
@@ -93,10 +104,17 @@ type Plan struct {
 	SyncResync       int
 	SyncEvents       int
 	SyncScanDuration time.Duration
+
+	// Scale-out on PostgreSQL (section h): the contended pattern through
+	// HAProxy to 1 and to 3 centrald instances, and straight into
+	// PostgreSQL, at each concurrency for ScaleDuration.
+	ScaleConcurrencies []int
+	ScaleDuration      time.Duration
 }
 
 // DefaultPlan is what `make bench` runs: about two minutes on two cores
-// for centrald, and under a minute for gated.
+// for centrald, under a minute for gated, and about a minute for the
+// scale-out section.
 func DefaultPlan() Plan {
 	return Plan{
 		Spots:             500,
@@ -124,6 +142,9 @@ func DefaultPlan() Plan {
 		SyncResync:        10_000,
 		SyncEvents:        2000,
 		SyncScanDuration:  20 * time.Second,
+
+		ScaleConcurrencies: []int{16, 64},
+		ScaleDuration:      8 * time.Second,
 	}
 }
 
@@ -140,6 +161,7 @@ func (p Plan) Scaled(f float64) Plan {
 	p.ScanDuration, p.DeniedDuration = s(p.ScanDuration), s(p.DeniedDuration)
 	p.EmulatedDuration = s(p.EmulatedDuration)
 	p.SyncScanDuration = s(p.SyncScanDuration)
+	p.ScaleDuration = s(p.ScaleDuration)
 	return p
 }
 
@@ -148,18 +170,19 @@ const (
 	PartCentrald = "centrald" // scenarios a to d
 	PartGated    = "gated"    // sections e and f
 	PartSync     = "sync"     // section g: centrald and gated over MQTT
+	PartScale    = "scale"    // section h: centrald instances on PostgreSQL behind HAProxy
 )
 
 // Options configure Run.
 type Options struct {
-	// Only runs one part, PartCentrald, PartGated or PartSync; empty
-	// runs all three.
+	// Only runs one part, PartCentrald, PartGated, PartSync or
+	// PartScale; empty runs all four.
 	Only string
 	// Centrald is the path of the centrald binary to measure (needed
 	// unless Only is PartGated).
 	Centrald string
 	// Gated is the path of the gated binary for this machine (needed
-	// unless Only is PartCentrald).
+	// unless Only is PartCentrald or PartScale).
 	Gated string
 	// GatedArm64 is the linux/arm64 gated binary to run under Qemu
 	// (section f); empty skips that section with a note.
@@ -167,6 +190,17 @@ type Options struct {
 	// Qemu is the qemu-aarch64 user-mode emulator; empty skips section f
 	// with a note.
 	Qemu string
+	// Postgres is the DSN of a PostgreSQL database on this machine in
+	// which section h may create and drop schemas of its own; empty (or
+	// a database that cannot be used) skips that section with a note.
+	Postgres string
+	// HAProxy is the haproxy binary for section h; empty skips the
+	// section with a note.
+	HAProxy string
+	// HAProxyConfig is the HAProxy configuration section h runs, the one
+	// the project ships; empty means configs/haproxy.cfg, relative to the
+	// working directory (the repository's root under `make bench`).
+	HAProxyConfig string
 	// TempDir is where the temporary data directories go; empty means
 	// os.TempDir(). Its disk is the one whose fsync the writes pay for.
 	TempDir string
@@ -195,8 +229,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	runCentrald := o.Only == "" || o.Only == PartCentrald
 	runGated := o.Only == "" || o.Only == PartGated
 	runSync := o.Only == "" || o.Only == PartSync
-	if o.Only != "" && o.Only != PartCentrald && o.Only != PartGated && o.Only != PartSync {
-		return nil, fmt.Errorf("only %q: want %s, %s or %s", o.Only, PartCentrald, PartGated, PartSync)
+	runScale := o.Only == "" || o.Only == PartScale
+	if o.Only != "" && o.Only != PartCentrald && o.Only != PartGated && o.Only != PartSync && o.Only != PartScale {
+		return nil, fmt.Errorf("only %q: want %s, %s, %s or %s", o.Only, PartCentrald, PartGated, PartSync, PartScale)
 	}
 	// Absolute, because the daemons run in their data directories.
 	abs := func(name, path string) (string, error) {
@@ -213,7 +248,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return bin, nil
 	}
 	var err error
-	if runCentrald || runSync {
+	if runCentrald || runSync || runScale {
 		if o.Centrald, err = abs("centrald", o.Centrald); err != nil {
 			return nil, err
 		}
@@ -233,7 +268,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	rep := &Report{Date: time.Now().UTC(), Plan: o.Plan, RawMethod: RawMethod, Centrald: runCentrald}
 	b.progress("machine: CPU, versions, fsync probe in %s", parent)
 	var centraldBin, gatedBin string
-	if runCentrald || runSync {
+	if runCentrald || runSync || runScale {
 		centraldBin = o.Centrald
 	}
 	if runGated || runSync {
@@ -265,6 +300,13 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			return nil, fmt.Errorf("sync: %w", err)
 		}
 		rep.Sync = s
+	}
+	if runScale {
+		s, err := b.scaleSection(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("scale-out: %w", err)
+		}
+		rep.Scale = s
 	}
 	return rep, ctx.Err()
 }

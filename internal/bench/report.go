@@ -32,6 +32,9 @@ type Report struct {
 	Gated    *GatedReport
 	// Sync holds section g, nil when it did not run.
 	Sync *SyncReport
+	// Scale holds section h, nil when it did not run (and with Skip set
+	// when it was asked for but could not run).
+	Scale *ScaleReport
 }
 
 // TargetResult is one target and how the run fared against it.
@@ -153,8 +156,9 @@ func (r *Report) Markdown() []byte {
 	p("")
 	p("This builds bin/centrald, bin/gated and bin/linux-arm64/gated (`make build build-arm64`) and runs " +
 		"`go run ./cmd/parkbench -centrald bin/centrald -gated bin/gated -out docs/benchmarks.md`; " +
-		"`-only centrald`, `-only gated` or `-only sync` runs one part (sections a–d, e–f or g), and the arm64 binary is looked for " +
-		"next to gated in linux-arm64/ (`-gated-arm64` to change, `-qemu` for the emulator).")
+		"`-only centrald`, `-only gated`, `-only sync` or `-only scale` runs one part (sections a–d, e–f, g or h), and the arm64 binary is looked for " +
+		"next to gated in linux-arm64/ (`-gated-arm64` to change, `-qemu` for the emulator). Section h needs a PostgreSQL on this machine " +
+		"(`-postgres DSN`, by default `$PARKING_TEST_POSTGRES_DSN`) and haproxy (`-haproxy`, `-haproxy-config`), and is skipped with a note without them.")
 	if r.Centrald {
 		p("")
 		p("Every centrald scenario (and every concurrency of c) gets a fresh centrald: the real binary as a child process on a free "+
@@ -168,10 +172,14 @@ func (r *Report) Markdown() []byte {
 
 	p("## Targets")
 	p("")
-	p("| target | measured | result |")
-	p("|---|---|---|")
-	for _, t := range r.Targets() {
-		p("| %s | %s | %s |", t.Name, t.Measured, passMiss(t.Pass))
+	if ts := r.Targets(); len(ts) > 0 {
+		p("| target | measured | result |")
+		p("|---|---|---|")
+		for _, t := range ts {
+			p("| %s | %s | %s |", t.Name, t.Measured, passMiss(t.Pass))
+		}
+	} else {
+		p("None of the parts that ran has a target.")
 	}
 	p("")
 
@@ -243,6 +251,9 @@ func (r *Report) Markdown() []byte {
 	if s := r.Sync; s != nil {
 		s.markdown(&b, r)
 	}
+	if s := r.Scale; s != nil {
+		s.markdown(&b, r)
+	}
 
 	p("## Notes")
 	for _, para := range r.Notes() {
@@ -254,7 +265,8 @@ func (r *Report) Markdown() []byte {
 
 // Notes are the paragraphs of the notes, derived from the figures: one on
 // the mixed traffic and the list, one on the contended writes, those of
-// gated (latency and memory, the emulated arm64 run), one on errors.
+// gated (latency and memory, the emulated arm64 run), one on the
+// scale-out, one on errors.
 func (r *Report) Notes() []string {
 	var (
 		paras []string
@@ -377,10 +389,17 @@ func (r *Report) Notes() []string {
 	if r.Gated != nil {
 		paras = append(paras, r.Gated.notes(r.Machine)...)
 	}
+	if r.Scale != nil {
+		paras = append(paras, r.Scale.notes(r.Machine)...)
+	}
 
 	// Errors anywhere.
 	total, samples := 0, []string(nil)
-	for _, s := range r.all() {
+	all := r.all()
+	if r.Scale != nil {
+		all = append(all, r.Scale.summaries()...)
+	}
+	for _, s := range all {
 		total += s.Errors
 		if s.Errors > 0 && len(samples) < 3 {
 			samples = append(samples, fmt.Sprintf("%s: %d, e.g. %s", s.Label, s.Errors, strings.Join(s.ErrorSamples, "; ")))

@@ -75,8 +75,11 @@ func (r *Relay) relayStep(ctx context.Context, s *relayState) {
 	if r.announce.Swap(false) {
 		s.lastSent = time.Time{}
 	}
-	if r.currentClient() == nil {
-		return // paused: the log keeps everything until the broker is back
+	if _, leads := r.connected(); !leads {
+		// Paused: the log keeps everything until the broker is back, or
+		// until the connection that speaks for central (made after this
+		// instance became the leader) is up.
+		return
 	}
 	for ctx.Err() == nil {
 		after := r.relayed.Load()

@@ -127,16 +127,25 @@ func newEnv(t *testing.T, url string, opts ...envOption) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := centralsync.Config{Site: site, URL: url, Heartbeat: 300 * time.Millisecond, RetryMax: 500 * time.Millisecond}
+	e := &env{t: t, ctx: ctx, st: st, svc: svc, clk: clk, url: url, site: site, topics: topics}
+	e.relay, e.stop = e.startRelay(opts...)
+	return e
+}
+
+// startRelay runs one more relay (one more centrald instance) on the env's
+// store and site, and waits until it is connected. stop ends it.
+func (e *env) startRelay(opts ...envOption) (relay *centralsync.Relay, stop func()) {
+	t := e.t
+	cfg := centralsync.Config{Site: e.site, URL: e.url, Heartbeat: 300 * time.Millisecond, RetryMax: 500 * time.Millisecond}
 	for _, o := range opts {
 		o(&cfg)
 	}
-	relay := centralsync.New(cfg, st, svc, clock.Real{}, testLogger(t))
-	runCtx, cancel := context.WithCancel(ctx)
+	relay = centralsync.New(cfg, e.st, e.svc, clock.Real{}, testLogger(t))
+	runCtx, cancel := context.WithCancel(e.ctx)
 	done := make(chan error, 1)
 	go func() { done <- relay.Serve(runCtx) }()
 	var once sync.Once
-	stop := func() {
+	stop = func() {
 		once.Do(func() {
 			cancel()
 			select {
@@ -150,9 +159,8 @@ func newEnv(t *testing.T, url string, opts ...envOption) *env {
 		})
 	}
 	t.Cleanup(stop)
-	e := &env{t: t, ctx: ctx, st: st, svc: svc, clk: clk, url: url, site: site, topics: topics, relay: relay, stop: stop}
 	waitUntil(t, "the relay connects", relay.Connected)
-	return e
+	return relay, stop
 }
 
 type tWriter struct{ t *testing.T }
@@ -264,7 +272,7 @@ func (e *env) insert(rs ...reservation.Reservation) {
 			if err := tx.Insert(r); err != nil {
 				return err
 			}
-			if _, err := tx.Log(store.Change{At: e.clk.Now(), Kind: store.KindCreated, SpotID: r.SpotID, ReservationID: r.ID,
+			if err := tx.Log(store.Change{At: e.clk.Now(), Kind: store.KindCreated, SpotID: r.SpotID, ReservationID: r.ID,
 				Actor: "operator", Reservation: &r}); err != nil {
 				return err
 			}

@@ -133,10 +133,11 @@ type Config struct {
 	RevokedMargin time.Duration
 	// Leader reports whether this instance is the one that relays (the
 	// changes, the heartbeat and the snapshots, which must all follow one
-	// version line). nil: always. It is called once per Poll, so it must
-	// be cheap (a later issue backs it with a PostgreSQL advisory lock
-	// held on a connection of its own). Events, presence and commands
-	// run on every instance.
+	// version line) and speaks for central on central/status. nil:
+	// always. It is called about once per Poll, so it must be cheap
+	// (leader.Lock.Leader: a PostgreSQL advisory lock held on a
+	// connection of its own). Events, presence and commands run on every
+	// instance.
 	Leader func(ctx context.Context) bool
 }
 
@@ -155,6 +156,10 @@ type Relay struct {
 	mu      sync.Mutex
 	client  mqtt.Client // nil while not connected
 	session int64       // the current (or last) connection's session
+	// leads says the current connection was made as the leader: it
+	// carries central's will and published central's birth, so it is the
+	// only one that may relay (see connection).
+	leads   bool
 	serving bool
 
 	// relayed is the last version published on central/changes (or the
@@ -275,6 +280,13 @@ func (r *Relay) Serve(ctx context.Context) error {
 // health and readiness).
 func (r *Relay) Connected() bool { return r.currentClient() != nil }
 
+// Relaying reports whether this instance relays the change log now: it
+// holds the leadership and its connection speaks for central.
+func (r *Relay) Relaying() bool {
+	_, leads := r.connected()
+	return leads && r.leading.Load()
+}
+
 // Version returns the last version relayed to the gates (or, before the
 // first batch, the version the relay started from).
 func (r *Relay) Version() int64 { return r.relayed.Load() }
@@ -290,16 +302,26 @@ func (r *Relay) Wake() {
 }
 
 func (r *Relay) currentClient() mqtt.Client {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.client
+	c, _ := r.connected()
+	return c
 }
 
-func (r *Relay) setClient(c mqtt.Client) {
+// connected returns the current connection and whether it was made as
+// the leader's.
+func (r *Relay) connected() (mqtt.Client, bool) {
 	r.mu.Lock()
-	r.client = c
+	defer r.mu.Unlock()
+	return r.client, r.leads
+}
+
+func (r *Relay) setClient(c mqtt.Client, leads bool) {
+	r.mu.Lock()
+	r.client, r.leads = c, leads && c != nil
 	r.mu.Unlock()
 }
+
+// errLeadershipChanged ends a connection made for the other role.
+var errLeadershipChanged = errors.New("the relay leadership changed")
 
 // nextSession numbers a new connection: the wall clock in milliseconds,
 // and above the previous session of this process. centrald keeps no
@@ -324,6 +346,10 @@ func (r *Relay) connectLoop(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
+		if errors.Is(err, errLeadershipChanged) {
+			backoff, failures = 0, 0
+			continue // reconnect at once, in the new role
+		}
 		if up {
 			backoff, failures = 0, 0
 		}
@@ -342,15 +368,21 @@ func (r *Relay) connectLoop(ctx context.Context) {
 	}
 }
 
-// connection makes one connection and holds it until it is lost (an error)
-// or ctx ends (nil). up says whether it got as far as publishing the
-// birth, which resets the backoff.
+// connection makes one connection and holds it until it is lost (an error),
+// the leadership changes (errLeadershipChanged) or ctx ends (nil). up says
+// whether it got as far as being ready (subscribed, and for a leader the
+// birth published), which resets the backoff.
+//
+// Only the leader's connection carries central's will and publishes its
+// birth: with several instances, a follower's will would tell the gates
+// that central is offline whenever any one instance died. The will is
+// fixed when a connection is made, so a change of leadership is a new
+// connection in the new role. A deposed leader disconnects without a
+// word: the new leader's birth, with a higher session, replaces its
+// status, and its will never fires.
 func (r *Relay) connection(ctx context.Context) (up bool, err error) {
 	session := r.nextSession()
-	will, err := syncmsg.EncodeCentralStatus(syncmsg.CentralStatus{Online: false, Session: session})
-	if err != nil {
-		return false, err
-	}
+	lead := r.cfg.Leader(ctx)
 	lost := make(chan error, 1)
 	opts := mqtt.NewClientOptions().
 		AddBroker(r.cfg.URL).
@@ -363,17 +395,23 @@ func (r *Relay) connection(ctx context.Context) (up bool, err error) {
 		SetAutoReconnect(false).
 		SetConnectRetry(false).
 		SetKeepAlive(r.cfg.KeepAlive).
-		SetPingTimeout(5*time.Second).
+		SetPingTimeout(5 * time.Second).
 		SetConnectTimeout(connectTimeout).
 		SetWriteTimeout(publishTimeout).
 		SetOrderMatters(true).
-		SetBinaryWill(r.topics.CentralStatus(), will, 1, true).
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 			select {
 			case lost <- err:
 			default:
 			}
 		})
+	if lead {
+		will, err := syncmsg.EncodeCentralStatus(syncmsg.CentralStatus{Online: false, Session: session})
+		if err != nil {
+			return false, err
+		}
+		opts.SetBinaryWill(r.topics.CentralStatus(), will, 1, true)
+	}
 	c := mqtt.NewClient(opts)
 	tok := c.Connect()
 	select {
@@ -392,27 +430,48 @@ func (r *Relay) connection(ctx context.Context) (up bool, err error) {
 		c.Disconnect(0)
 		return false, err
 	}
-	if err := r.publishBirth(ctx, c, session); err != nil {
-		c.Disconnect(0)
-		return false, fmt.Errorf("publishing the birth: %w", err)
+	if lead {
+		if err := r.publishBirth(ctx, c, session); err != nil {
+			c.Disconnect(0)
+			return false, fmt.Errorf("publishing the birth: %w", err)
+		}
 	}
-	r.setClient(c)
+	r.setClient(c, lead)
 	r.announce.Store(true)
 	r.Wake()
-	r.log.Info("connected to the MQTT broker", "broker", r.cfg.URL, "session", session)
-	select {
-	case <-ctx.Done():
-		r.setClient(nil)
-		// A clean disconnect sends no will: say it ourselves, so that
-		// gates do not wait for a heartbeat that will not come.
-		if p, err := syncmsg.EncodeCentralStatus(syncmsg.CentralStatus{Online: false, Session: session}); err == nil {
-			c.Publish(r.topics.CentralStatus(), 1, true, p).WaitTimeout(time.Second)
+	role := "follower"
+	if lead {
+		role = "leader"
+	}
+	r.log.Info("connected to the MQTT broker", "broker", r.cfg.URL, "session", session, "role", role)
+	for {
+		t := r.clk.NewTimer(r.cfg.Poll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			r.setClient(nil, false)
+			if lead {
+				// A clean disconnect sends no will: say it ourselves,
+				// so that gates do not wait for a heartbeat that will
+				// not come.
+				if p, err := syncmsg.EncodeCentralStatus(syncmsg.CentralStatus{Online: false, Session: session}); err == nil {
+					c.Publish(r.topics.CentralStatus(), 1, true, p).WaitTimeout(time.Second)
+				}
+			}
+			c.Disconnect(250)
+			return true, nil
+		case err := <-lost:
+			t.Stop()
+			r.setClient(nil, false)
+			return true, fmt.Errorf("connection lost: %w", err)
+		case <-t.C():
+			if r.cfg.Leader(ctx) != lead {
+				r.setClient(nil, false)
+				c.Disconnect(250)
+				r.log.Info("the relay leadership changed; reconnecting in the new role", "was", role)
+				return true, errLeadershipChanged
+			}
 		}
-		c.Disconnect(250)
-		return true, nil
-	case err := <-lost:
-		r.setClient(nil)
-		return true, fmt.Errorf("connection lost: %w", err)
 	}
 }
 

@@ -99,8 +99,7 @@ func (s *Store) SetSpots(ctx context.Context, ids []string, at time.Time) error 
 			active[sp.id] = sp.active
 		}
 		logSpot := func(kind, id string) error {
-			_, err := tx.Log(store.Change{At: at, Kind: kind, SpotID: id, Actor: "system"})
-			return err
+			return tx.Log(store.Change{At: at, Kind: kind, SpotID: id, Actor: "system"})
 		}
 		for i, id := range ids {
 			if _, err := tx.q.ExecContext(ctx, `INSERT INTO spots (id, position, active, added_at) VALUES (?, ?, 1, ?)

@@ -46,7 +46,7 @@ func TestSurvivesReopen(t *testing.T) {
 		if err := tx.Insert(r); err != nil {
 			return err
 		}
-		_, err := tx.Log(store.Change{At: t0, Kind: store.KindCreated, ReservationID: "a", Actor: "driver", Reservation: &r})
+		err := tx.Log(store.Change{At: t0, Kind: store.KindCreated, ReservationID: "a", Actor: "driver", Reservation: &r})
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -187,7 +187,7 @@ func benchConditionalInsert(b *testing.B, slots int) {
 				if err := tx.Insert(r); err != nil {
 					return err
 				}
-				_, err = tx.Log(store.Change{At: t0, Kind: store.KindCreated, SpotID: r.SpotID, ReservationID: r.ID, Actor: "driver", Reservation: &r})
+				err = tx.Log(store.Change{At: t0, Kind: store.KindCreated, SpotID: r.SpotID, ReservationID: r.ID, Actor: "driver", Reservation: &r})
 				return err
 			})
 			switch {

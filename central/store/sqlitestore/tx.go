@@ -79,25 +79,27 @@ func resArgs(r reservation.Reservation) []any {
 }
 
 // Log stores the reservation snapshot as JSON: its tags already leave out
-// the token hash and payment internals, which followers must not see.
-func (t *tx) Log(c store.Change) (int64, error) {
+// the token hash and payment internals, which followers must not see. The
+// version is the AUTOINCREMENT rowid taken now, which is commit order
+// because SQLite has one writer at a time.
+func (t *tx) Log(c store.Change) error {
 	var snap any
 	if c.Reservation != nil {
 		b, err := json.Marshal(normalize(*c.Reservation))
 		if err != nil {
-			return 0, fmt.Errorf("log %s: %w", c.Kind, err)
+			return fmt.Errorf("log %s: %w", c.Kind, err)
 		}
 		snap = string(b)
 	}
 	if c.At.IsZero() {
-		return 0, fmt.Errorf("log %s: the change has no time", c.Kind)
+		return fmt.Errorf("log %s: the change has no time", c.Kind)
 	}
-	res, err := t.q.ExecContext(t.ctx, `INSERT INTO changes (at, kind, spot_id, reservation_id, actor, reservation)
+	_, err := t.q.ExecContext(t.ctx, `INSERT INTO changes (at, kind, spot_id, reservation_id, actor, reservation)
 		VALUES (?, ?, ?, ?, ?, ?)`, sqlitedb.Micros(c.At), c.Kind, c.SpotID, c.ReservationID, c.Actor, snap)
 	if err != nil {
-		return 0, fmt.Errorf("log %s: %w", c.Kind, err)
+		return fmt.Errorf("log %s: %w", c.Kind, err)
 	}
-	return res.LastInsertId()
+	return nil
 }
 
 func (t *tx) Attempt(reservationID string, keyHash []byte) (store.PaymentAttempt, error) {

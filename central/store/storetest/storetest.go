@@ -456,7 +456,7 @@ func testRollback(t *testing.T, s store.Store) {
 		if err := tx.Insert(r); err != nil {
 			return err
 		}
-		if _, err := tx.Log(store.Change{At: at(0), Kind: store.KindCreated, SpotID: "1", ReservationID: "a", Actor: "driver", Reservation: &r}); err != nil {
+		if err := tx.Log(store.Change{At: at(0), Kind: store.KindCreated, SpotID: "1", ReservationID: "a", Actor: "driver", Reservation: &r}); err != nil {
 			return err
 		}
 		if err := tx.PutAttempt(store.PaymentAttempt{ReservationID: "a", Number: 1, Outcome: store.AttemptPending, StartedAt: at(0)}); err != nil {
@@ -510,49 +510,55 @@ func testChangeLog(t *testing.T, s store.Store) {
 		pubR, pubC := public(r), public(cancelled)
 		c := store.Change{At: at(float64(i)).Add(time.Microsecond), Kind: store.KindCreated, SpotID: "1", ReservationID: r.ID, Actor: "driver", Reservation: &r}
 		c2 := store.Change{At: at(float64(i)), Kind: store.KindCancelled, SpotID: "1", ReservationID: r.ID, Actor: "operator", Reservation: &cancelled}
-		// fn may run more than once (a retried serialisation failure), so it
-		// only sets the versions.
-		write(t, s, func(tx store.Tx) (err error) {
+		write(t, s, func(tx store.Tx) error {
 			if err := tx.Insert(r); err != nil {
 				return err
 			}
-			if c.Version, err = tx.Log(c); err != nil {
+			if err := tx.Log(c); err != nil {
 				return err
 			}
 			if err := tx.Update(cancelled); err != nil {
 				return err
 			}
-			c2.Version, err = tx.Log(c2)
-			return err
+			return tx.Log(c2)
 		})
-		if c.Version <= v0 || c2.Version <= c.Version {
-			t.Errorf("versions %d, %d after %d: want strictly increasing", c.Version, c2.Version, v0)
-		}
-		v0 = c2.Version
 		c.Reservation, c2.Reservation = &pubR, &pubC
 		want = append(want, c, c2)
 	}
+	// Versions are assigned at commit, so they are only known by reading
+	// the log back: its last entries must be ours, in the order logged.
 	cs := allChanges(t, s)
+	if len(cs) < len(want) {
+		t.Fatalf("the log has %d entries, want at least %d", len(cs), len(want))
+	}
 	cs = cs[len(cs)-len(want):]
+	prev := v0
 	for i, c := range cs {
 		w := want[i]
 		checkUTC(t, "change", c.At)
-		if c.Version != w.Version || !c.At.Equal(w.At) || c.Kind != w.Kind || c.SpotID != w.SpotID ||
+		if c.Version <= prev {
+			t.Errorf("change %d has version %d after %d: want strictly increasing", i, c.Version, prev)
+		}
+		prev = c.Version
+		if !c.At.Equal(w.At) || c.Kind != w.Kind || c.SpotID != w.SpotID ||
 			c.ReservationID != w.ReservationID || c.Actor != w.Actor || c.Reservation == nil {
 			t.Errorf("change %d = %+v, want %+v", i, c, w)
 			continue
 		}
 		sameRes(t, fmt.Sprintf("change %d snapshot", c.Version), *c.Reservation, *w.Reservation)
 	}
-	// Paging: after and limit.
-	page, err := s.Changes(ctx, want[3].Version, 2)
+	if v, err := s.Version(ctx); err != nil || v != cs[len(cs)-1].Version {
+		t.Errorf("Version() = %d, %v; the log ends at %d", v, err, cs[len(cs)-1].Version)
+	}
+	// Paging: after and limit, by the versions read back.
+	page, err := s.Changes(ctx, cs[3].Version, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(page) != 2 || page[0].Version != want[4].Version || page[1].Version != want[5].Version {
-		t.Errorf("Changes(%d, 2) = %+v", want[3].Version, page)
+	if len(page) != 2 || page[0].Version != cs[4].Version || page[1].Version != cs[5].Version {
+		t.Errorf("Changes(%d, 2) = %+v", cs[3].Version, page)
 	}
-	if page, err := s.Changes(ctx, want[len(want)-1].Version, 10); err != nil || len(page) != 0 {
+	if page, err := s.Changes(ctx, cs[len(cs)-1].Version, 10); err != nil || len(page) != 0 {
 		t.Errorf("Changes after the last = %v, %v", page, err)
 	}
 }
@@ -596,8 +602,7 @@ func testChangeLogCommitOrder(t *testing.T, s store.Store) {
 		wg.Go(func() {
 			for i := range each {
 				errs <- s.Write(ctx, func(tx store.Tx) error {
-					_, err := tx.Log(store.Change{At: at(float64(i)), Kind: store.KindPaymentDeclined, Actor: fmt.Sprintf("w%d", w)})
-					return err
+					return tx.Log(store.Change{At: at(float64(i)), Kind: store.KindPaymentDeclined, Actor: fmt.Sprintf("w%d", w)})
 				})
 			}
 		})

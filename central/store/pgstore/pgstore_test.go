@@ -1,0 +1,684 @@
+package pgstore
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	mrand "math/rand/v2"
+	"net/url"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/parkgate/parkgate/central/reservation"
+	"github.com/parkgate/parkgate/central/store"
+	"github.com/parkgate/parkgate/central/store/storetest"
+)
+
+// baseDSN is the database the tests may use, or skips the test. Each test
+// works in a schema of its own, dropped afterwards, so runs (and packages
+// running at once) do not see each other.
+func baseDSN(t testing.TB) string {
+	t.Helper()
+	dsn := os.Getenv("PARKING_TEST_POSTGRES_DSN")
+	if dsn == "" {
+		t.Skip("PARKING_TEST_POSTGRES_DSN not set: e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
+	}
+	return dsn
+}
+
+// freshSchema creates an empty schema and returns a DSN whose search_path
+// starts with it; the schema is dropped when the test ends. public stays
+// on the path, where a DBA's extensions usually are (the store does not
+// need it: see TestSearchPathWithoutPublic).
+func freshSchema(t testing.TB) (dsn, schema string) {
+	t.Helper()
+	base := baseDSN(t)
+	b := make([]byte, 6)
+	rand.Read(b)
+	schema = "t_" + hex.EncodeToString(b)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `CREATE SCHEMA `+schema); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		conn, err := pgx.Connect(ctx, base)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, `DROP SCHEMA `+schema+` CASCADE`); err != nil {
+			t.Error(err)
+		}
+	})
+	return withSearchPath(t, base, schema+",public"), schema
+}
+
+func withSearchPath(t testing.TB, dsn, path string) string {
+	t.Helper()
+	u, err := url.Parse(dsn)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		t.Fatalf("PARKING_TEST_POSTGRES_DSN must be a postgres:// URL (got %q: %v)", dsn, err)
+	}
+	q := u.Query()
+	q.Set("search_path", path)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// open opens a store on dsn, closed when the test ends (before its schema
+// is dropped: cleanups run last registered first).
+func open(t testing.TB, dsn string) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestContract(t *testing.T) {
+	baseDSN(t)
+	storetest.Run(t, func(t *testing.T) store.Store {
+		dsn, _ := freshSchema(t)
+		return open(t, dsn)
+	})
+}
+
+var t0 = time.Date(2030, 6, 3, 8, 0, 0, 0, time.UTC)
+
+// TestConcurrentOpen starts several instances at once on an empty schema:
+// each migration is applied exactly once and every Open succeeds.
+func TestConcurrentOpen(t *testing.T) {
+	dsn, _ := freshSchema(t)
+	const n = 5
+	stores := make([]*Store, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			stores[i], errs[i] = Open(context.Background(), dsn)
+		})
+	}
+	close(start)
+	wg.Wait()
+	for i, s := range stores {
+		if errs[i] != nil {
+			t.Fatalf("Open #%d: %v", i, errs[i])
+		}
+		t.Cleanup(func() { s.Close() })
+	}
+	names, err := migrations.ReadDir("migrations")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var count, maxV int
+	if err := stores[0].pool.QueryRow(context.Background(),
+		`SELECT count(*), max(version) FROM schema_migrations`).Scan(&count, &maxV); err != nil {
+		t.Fatal(err)
+	}
+	if count != len(names) || maxV != len(names) {
+		t.Errorf("%d migrations recorded (max %d), want %d", count, maxV, len(names))
+	}
+	// The instances work on the one schema.
+	if err := stores[1].SetSpots(context.Background(), []string{"1"}, t0); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := stores[4].Spot(context.Background(), "1"); !ok || err != nil {
+		t.Errorf("Spot on another instance = %v, %v", ok, err)
+	}
+	// Opening again applies nothing.
+	open(t, dsn)
+	var again int
+	stores[0].pool.QueryRow(context.Background(), `SELECT count(*) FROM schema_migrations`).Scan(&again)
+	if again != count {
+		t.Errorf("reopen: %d migrations recorded, was %d", again, count)
+	}
+}
+
+// TestConcurrentOpenFreshDatabase starts several instances at once on a
+// database without btree_gist: they must not race on CREATE EXTENSION
+// (two sessions creating one extension at once fail with a unique
+// violation), which the migration lock prevents. Needs CREATEDB; skipped
+// without it.
+func TestConcurrentOpenFreshDatabase(t *testing.T) {
+	base := baseDSN(t)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	b := make([]byte, 6)
+	rand.Read(b)
+	db := "t_" + hex.EncodeToString(b)
+	if _, err := conn.Exec(ctx, `CREATE DATABASE `+db); err != nil {
+		t.Skipf("cannot create a database: %v", err)
+	}
+	defer func() {
+		if _, err := conn.Exec(ctx, `DROP DATABASE `+db+` WITH (FORCE)`); err != nil {
+			t.Error(err)
+		}
+	}()
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/" + db
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range 5 {
+		wg.Go(func() {
+			<-start
+			s, err := Open(ctx, u.String())
+			if err != nil {
+				t.Errorf("Open #%d: %v", i, err)
+				return
+			}
+			s.Close()
+		})
+	}
+	close(start)
+	wg.Wait()
+	check, err := pgx.Connect(ctx, u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer check.Close(ctx)
+	var schema string
+	if err := check.QueryRow(ctx, `SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'btree_gist'`).Scan(&schema); err != nil || schema != "public" {
+		t.Errorf("btree_gist in %q, %v; want it in public", schema, err)
+	}
+}
+
+// TestConcurrentSetSpots: instances starting at once each set the site's
+// spots; each spot is logged as added once.
+func TestConcurrentSetSpots(t *testing.T) {
+	dsn, _ := freshSchema(t)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for range 4 {
+		s := open(t, dsn)
+		wg.Go(func() {
+			if err := s.SetSpots(ctx, []string{"1", "2", "3"}, t0); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	cs, err := open(t, dsn).Changes(ctx, 0, 0)
+	if err != nil || len(cs) != 3 {
+		t.Errorf("changes = %+v, %v; want 3 spot.added", cs, err)
+	}
+}
+
+// TestSearchPathWithoutPublic: the overlap constraint needs btree_gist's
+// operator class, which PostgreSQL finds whatever the search_path, so a
+// site kept in a schema of its own works without public on its path.
+func TestSearchPathWithoutPublic(t *testing.T) {
+	dsn, schema := freshSchema(t)
+	s := open(t, withSearchPath(t, dsn, schema))
+	ctx := context.Background()
+	if err := s.SetSpots(ctx, []string{"1"}, t0); err != nil {
+		t.Fatal(err)
+	}
+	r := reservation.Reservation{ID: "a", SpotID: "1", State: reservation.Paid, Source: reservation.SourceDriver,
+		From: t0, Until: t0.Add(time.Hour)}
+	if err := s.Write(ctx, func(tx store.Tx) error { return tx.Insert(r) }); err != nil {
+		t.Fatal(err)
+	}
+	r.ID = "b"
+	err := s.Write(ctx, func(tx store.Tx) error { return tx.Insert(r) })
+	if !errors.Is(err, store.ErrOverlap) {
+		t.Errorf("overlapping insert: %v", err)
+	}
+}
+
+// TestGuardWithoutStoreCode checks the rules live in the schema: raw SQL
+// that bypasses Tx still cannot double-book or book a retired spot.
+func TestGuardWithoutStoreCode(t *testing.T) {
+	dsn, _ := freshSchema(t)
+	s := open(t, dsn)
+	ctx := context.Background()
+	if err := s.SetSpots(ctx, []string{"1", "2"}, t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetSpots(ctx, []string{"1"}, t0); err != nil {
+		t.Fatal(err)
+	}
+	ins := `INSERT INTO reservations (id, spot_id, state, source, reserved_from, reserved_until)
+		VALUES ($1, $2, 'paid', 'driver', $3, $4)`
+	raw := func(id, spot string, from, until float64) error {
+		_, err := s.pool.Exec(ctx, ins, id, spot, t0.Add(time.Duration(from*float64(time.Hour))),
+			t0.Add(time.Duration(until*float64(time.Hour))))
+		if err != nil {
+			return mapErr(err, "raw", nil)
+		}
+		return nil
+	}
+	if err := raw("a", "1", 1, 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := raw("b", "1", 1.5, 2.5); !errors.Is(err, store.ErrOverlap) {
+		t.Errorf("raw overlapping insert: %v", err)
+	}
+	if err := raw("c", "1", 2, 3); err != nil {
+		t.Errorf("adjacent raw insert: %v", err)
+	}
+	if err := raw("d", "2", 5, 6); !errors.Is(err, store.ErrUnknownSpot) {
+		t.Errorf("raw insert on a retired spot: %v", err)
+	}
+	if err := raw("e", "9", 5, 6); !errors.Is(err, store.ErrUnknownSpot) {
+		t.Errorf("raw insert on an unknown spot: %v", err)
+	}
+	if err := raw("f", "1", 7, 7); err == nil {
+		t.Error("an empty window was stored")
+	}
+}
+
+// TestRacingInstances: 64 clients on two instances book overlapping
+// windows of three spots at once. Every call either books or gets
+// ErrOverlap (never a deadlock or other internal error), no two live
+// reservations overlap, and each contested window has exactly one winner.
+// Run with and without the spot lock (the lock avoids the deadlocks of
+// inserts waiting on each other's rows, rare at this scale but each one
+// costs deadlock_timeout; the retries would make up for them), and with
+// bookings of two spots at once taken in cyclic orders, which would
+// deadlock whatever the locks and must be retried.
+func TestRacingInstances(t *testing.T) {
+	for _, c := range []struct {
+		name       string
+		noSpotLock bool
+		twoSpots   bool
+	}{{"spot lock", false, false}, {"retries only", true, false}, {"two spots", false, true}} {
+		t.Run(c.name, func(t *testing.T) { testRacing(t, c.noSpotLock, c.twoSpots) })
+	}
+}
+
+func testRacing(t *testing.T, noSpotLock, twoSpots bool) {
+	ctx := context.Background()
+	dsn, _ := freshSchema(t)
+	a, b := open(t, dsn), open(t, dsn)
+	a.noSpotLock, b.noSpotLock = noSpotLock, noSpotLock
+	spots := []string{"1", "2", "3"}
+	if err := a.SetSpots(ctx, spots, t0); err != nil {
+		t.Fatal(err)
+	}
+	const (
+		clients = 64
+		slots   = 4 // contested windows per spot, far enough apart not to overlap
+		rounds  = 3
+	)
+	// A booking takes one spot, or (twoSpots) spot g and the next one,
+	// in one transaction, half of them in the opposite order. Its
+	// windows overlap those of the other bookings of its group and slot
+	// (they all contain the slot's middle) but no others': group g's
+	// windows start at slot*10h + g*3h + (0, 15 or 30 min) and last 2h.
+	type key struct{ group, slot int }
+	wins := map[key][]string{}
+	var (
+		mu                 sync.Mutex
+		booked, overlapped int
+		mostRuns           int // of one Write's fn
+	)
+	start := time.Now()
+	for round := range rounds {
+		var wg sync.WaitGroup
+		gate := make(chan struct{})
+		for i := range clients {
+			s := a
+			if i%2 == 1 {
+				s = b
+			}
+			k := key{i % len(spots), (i/len(spots))%slots + round*slots}
+			from := t0.Add(time.Duration(k.slot*10+k.group*3)*time.Hour + time.Duration(i%3)*15*time.Minute)
+			var rs []reservation.Reservation
+			for j, spot := range []string{spots[k.group], spots[(k.group+1)%len(spots)]} {
+				if j == 1 && !twoSpots {
+					break
+				}
+				rs = append(rs, reservation.Reservation{ID: fmt.Sprintf("r%d-%02d-%d", round, i, j), SpotID: spot,
+					State: reservation.Reserved, Source: reservation.SourceDriver, From: from, Until: from.Add(2 * time.Hour),
+					CreatedAt: t0})
+			}
+			if i%4 >= 2 {
+				slices.Reverse(rs)
+			}
+			checkFirst := i%4 == 0 || i%4 == 3 // some look before they leap, as booking does
+			wg.Go(func() {
+				<-gate
+				runs := 0
+				err := s.Write(ctx, func(tx store.Tx) error {
+					runs++
+					for _, r := range rs {
+						if checkFirst {
+							live, err := tx.Live(r.SpotID, r.Window())
+							if err != nil {
+								return err
+							}
+							if len(live) > 0 {
+								return store.ErrOverlap
+							}
+						}
+						if err := tx.Insert(r); err != nil {
+							return err
+						}
+						if err := tx.Log(store.Change{At: t0, Kind: store.KindCreated, SpotID: r.SpotID, ReservationID: r.ID,
+							Actor: "driver", Reservation: &r}); err != nil {
+							return err
+						}
+					}
+					return nil
+				})
+				mu.Lock()
+				defer mu.Unlock()
+				mostRuns = max(mostRuns, runs)
+				switch {
+				case err == nil:
+					booked += len(rs)
+					wins[k] = append(wins[k], rs[0].ID)
+				case errors.Is(err, store.ErrOverlap):
+					overlapped++
+				default:
+					t.Errorf("%s: %v", rs[0].ID, err)
+				}
+			})
+		}
+		close(gate)
+		wg.Wait()
+	}
+	elapsed := time.Since(start)
+	perBooking := 1
+	if twoSpots {
+		perBooking = 2
+	}
+	if want := len(spots) * slots * rounds; len(wins) != want || booked != want*perBooking {
+		t.Errorf("%d windows won, %d reservations booked: want %d windows", len(wins), booked, want)
+	}
+	for k, ids := range wins {
+		if len(ids) != 1 {
+			t.Errorf("group %d slot %d won by %v", k.group, k.slot, ids)
+		}
+	}
+	all, err := b.List(ctx, store.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != booked {
+		t.Errorf("%d stored, %d booked", len(all), booked)
+	}
+	for i, x := range all {
+		for _, y := range all[i+1:] {
+			if x.SpotID == y.SpotID && x.Window().Overlaps(y.Window()) {
+				t.Errorf("double booking on spot %s: %s and %s", x.SpotID, x.ID, y.ID)
+			}
+		}
+	}
+	cs, err := a.Changes(ctx, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if created := len(cs) - len(spots); created != booked {
+		t.Errorf("%d created entries logged, %d booked", created, booked)
+	}
+	t.Logf("%d bookings won, %d refused, %d transactions retried (at most %d runs of one), in %v", len(wins), overlapped,
+		a.retries.Load()+b.retries.Load(), mostRuns, elapsed.Round(time.Millisecond))
+}
+
+// TestChangeLogAcrossInstances hammers the change log from several
+// instances (separate pools, as separate centrald processes would be)
+// while a follower on yet another one pages through it: the follower must
+// see every entry, in version order, none after a higher one.
+func TestChangeLogAcrossInstances(t *testing.T) {
+	ctx := context.Background()
+	dsn, _ := freshSchema(t)
+	const instances, writers, each = 3, 6, 40
+	var ws []*Store
+	for range instances {
+		ws = append(ws, open(t, dsn))
+	}
+	if err := ws[0].SetSpots(ctx, []string{"1", "2", "3"}, t0); err != nil {
+		t.Fatal(err)
+	}
+	follower := open(t, dsn)
+	done := make(chan struct{})
+	type seenEntry struct {
+		version int64
+		actor   string
+	}
+	result := make(chan []seenEntry, 1)
+	errc := make(chan error, 1)
+	go func() {
+		var seen []seenEntry
+		var after int64
+		for stop := false; ; {
+			select {
+			case <-done:
+				stop = true
+			default:
+			}
+			cs, err := follower.Changes(ctx, after, 5)
+			if err != nil {
+				errc <- err
+				return
+			}
+			for _, c := range cs {
+				seen = append(seen, seenEntry{c.Version, c.Actor})
+				after = c.Version
+			}
+			if stop && len(cs) == 0 {
+				result <- seen
+				return
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	for w := range instances * writers {
+		s := ws[w%instances]
+		wg.Go(func() {
+			for i := range each {
+				// Some transactions log several entries, some also write a
+				// reservation (row locks before the log lock), so that
+				// transactions of different lengths interleave.
+				err := s.Write(ctx, func(tx store.Tx) error {
+					if i%3 == 0 {
+						from := t0.Add(time.Duration(w*each+i) * time.Hour)
+						r := reservation.Reservation{ID: fmt.Sprintf("w%d-%d", w, i), SpotID: fmt.Sprint(1 + i%3),
+							State: reservation.Reserved, Source: reservation.SourceDriver, From: from, Until: from.Add(time.Hour)}
+						if err := tx.Insert(r); err != nil {
+							return err
+						}
+					}
+					for j := range 1 + i%3 {
+						if err := tx.Log(store.Change{At: t0, Kind: store.KindPaymentDeclined,
+							Actor: fmt.Sprintf("w%d-%d-%d", w, i, j)}); err != nil {
+							return err
+						}
+					}
+					return nil
+				})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(done)
+	var seen []seenEntry
+	select {
+	case err := <-errc:
+		t.Fatal(err)
+	case seen = <-result:
+	}
+	all, err := follower.Changes(ctx, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != len(all) {
+		t.Fatalf("the follower saw %d entries, the log has %d: an entry became visible after a higher version", len(seen), len(all))
+	}
+	for i, c := range all {
+		if seen[i].version != c.Version || seen[i].actor != c.Actor {
+			t.Fatalf("entry %d: the follower saw %+v, the log has %d %s", i, seen[i], c.Version, c.Actor)
+		}
+		if i > 0 && c.Version <= all[i-1].Version {
+			t.Fatalf("versions not increasing at %d: %d after %d", i, c.Version, all[i-1].Version)
+		}
+	}
+	// Entries of one transaction are consecutive and in the order logged.
+	for i := 1; i < len(all); i++ {
+		var w, n, j, pw, pn, pj int
+		fmt.Sscanf(all[i].Actor, "w%d-%d-%d", &w, &n, &j)
+		fmt.Sscanf(all[i-1].Actor, "w%d-%d-%d", &pw, &pn, &pj)
+		if j > 0 && (pw != w || pn != n || pj != j-1) {
+			t.Fatalf("entry %s follows %s", all[i].Actor, all[i-1].Actor)
+		}
+	}
+	want := 3 // the spots
+	for i := range each {
+		want += instances * writers * (1 + i%3)
+	}
+	if len(all) != want {
+		t.Errorf("the log has %d entries, want %d", len(all), want)
+	}
+}
+
+// TestWriteRetriesSwallowedDeadlock: a deadlock the transaction function
+// turned into another error (or ignored) still makes Write run it again.
+func TestWriteRetriesSwallowedDeadlock(t *testing.T) {
+	ctx := context.Background()
+	dsn, _ := freshSchema(t)
+	s := open(t, dsn)
+	fake := func(st store.Tx, code string) error {
+		return st.(*tx).exec(`DO $$ BEGIN RAISE EXCEPTION 'fake' USING ERRCODE = '` + code + `'; END $$`)
+	}
+	calls := 0
+	err := s.Write(ctx, func(st store.Tx) error {
+		calls++
+		switch calls {
+		case 1:
+			if err := fake(st, "deadlock_detected"); err == nil {
+				t.Fatal("no error")
+			}
+			return errors.New("something else entirely")
+		case 2:
+			fake(st, "serialization_failure")
+			return nil // swallowed
+		}
+		return st.Log(store.Change{At: t0, Kind: store.KindPaymentDeclined, Actor: "x"})
+	})
+	if err != nil || calls != 3 {
+		t.Fatalf("Write = %v after %d calls, want success after 3", err, calls)
+	}
+	if cs, err := s.Changes(ctx, 0, 0); err != nil || len(cs) != 1 {
+		t.Errorf("changes = %+v, %v; want the one of the last run", cs, err)
+	}
+	// Another error is not retried.
+	calls = 0
+	err = s.Write(ctx, func(st store.Tx) error {
+		calls++
+		_, err := st.Get("nope")
+		return err
+	})
+	if !errors.Is(err, store.ErrNotFound) || calls != 1 {
+		t.Errorf("Write = %v after %d calls", err, calls)
+	}
+	// Nor past the context.
+	cctx, cancel := context.WithCancel(ctx)
+	calls = 0
+	err = s.Write(cctx, func(st store.Tx) error {
+		calls++
+		err := fake(st, "deadlock_detected")
+		cancel()
+		return err
+	})
+	if err == nil || !errors.Is(err, context.Canceled) || calls != 1 {
+		t.Errorf("Write with a cancelled context = %v after %d calls", err, calls)
+	}
+	// Nor more than maxWriteAttempts times.
+	calls = 0
+	err = s.Write(ctx, func(st store.Tx) error {
+		calls++
+		return fake(st, "deadlock_detected")
+	})
+	if err == nil || calls != maxWriteAttempts {
+		t.Errorf("Write = %v after %d calls, want failure after %d", err, calls, maxWriteAttempts)
+	}
+}
+
+// BenchmarkConditionalInsert measures the booking write, as sqlitestore's
+// benchmark of the same name does: check the spot's live reservations,
+// insert and log if free, commit. "contended" draws windows from one day
+// of three spots, so most attempts are refused; "sparse" draws from years,
+// so nearly every attempt commits (and takes the log lock).
+func BenchmarkConditionalInsert(b *testing.B) {
+	for _, c := range []struct {
+		name  string
+		slots int // quarter hours to draw a start from
+	}{{"contended", 4 * 24}, {"sparse", 4 * 24 * 365 * 20}} {
+		b.Run(c.name, func(b *testing.B) { benchConditionalInsert(b, c.slots) })
+	}
+}
+
+func benchConditionalInsert(b *testing.B, slots int) {
+	ctx := context.Background()
+	dsn, _ := freshSchema(b)
+	s := open(b, dsn)
+	spots := []string{"1", "2", "3"}
+	if err := s.SetSpots(ctx, spots, t0); err != nil {
+		b.Fatal(err)
+	}
+	var seq, booked atomic.Int64
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		rng := mrand.New(mrand.NewPCG(uint64(seq.Add(1)), 7))
+		for pb.Next() {
+			i := seq.Add(1)
+			from := t0.Add(time.Duration(rng.IntN(slots)) * 15 * time.Minute)
+			r := reservation.Reservation{ID: fmt.Sprintf("b%d", i), SpotID: spots[rng.IntN(len(spots))],
+				State: reservation.Reserved, Source: reservation.SourceDriver, From: from,
+				Until: from.Add(time.Duration(1+rng.IntN(4)) * time.Hour), CreatedAt: t0, Amount: 250, Currency: "eur",
+				TokenHash: fmt.Appendf(nil, "h%d", i)}
+			err := s.Write(ctx, func(tx store.Tx) error {
+				live, err := tx.Live(r.SpotID, r.Window())
+				if err != nil {
+					return err
+				}
+				if len(live) > 0 {
+					return store.ErrOverlap
+				}
+				if err := tx.Insert(r); err != nil {
+					return err
+				}
+				return tx.Log(store.Change{At: t0, Kind: store.KindCreated, SpotID: r.SpotID, ReservationID: r.ID, Actor: "driver", Reservation: &r})
+			})
+			switch {
+			case err == nil:
+				booked.Add(1)
+			case !errors.Is(err, store.ErrOverlap):
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(booked.Load())/float64(b.N), "booked/op")
+	b.ReportMetric(float64(s.retries.Load())/float64(b.N), "retries/op")
+}
