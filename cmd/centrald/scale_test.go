@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +19,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/parkgate/parkgate/central/store/pgstore/pgtest"
 )
 
 // Scale-out: several centrald processes on one PostgreSQL database
@@ -29,39 +30,8 @@ import (
 // dropped when the test ends, or skips the test.
 func postgresDSN(t *testing.T) string {
 	t.Helper()
-	base := os.Getenv("PARKING_TEST_POSTGRES_DSN")
-	if base == "" {
-		t.Skip("PARKING_TEST_POSTGRES_DSN not set (e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable): skipping the scale-out process tests")
-	}
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, base)
-	if err != nil {
-		t.Fatalf("PARKING_TEST_POSTGRES_DSN: %v", err)
-	}
-	defer conn.Close(ctx)
-	schema := "scale_" + strings.ToLower(rand.Text()[:12])
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		c, err := pgx.Connect(context.Background(), base)
-		if err != nil {
-			t.Errorf("dropping schema %s: %v", schema, err)
-			return
-		}
-		defer c.Close(context.Background())
-		if _, err := c.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-			t.Errorf("dropping schema %s: %v", schema, err)
-		}
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema+",public")
-	u.RawQuery = q.Encode()
-	return u.String()
+	dsn, _ := pgtest.Schema(t)
+	return dsn
 }
 
 // instances starts n centrald processes on dsn at the same moment (so

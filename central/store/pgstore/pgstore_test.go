@@ -8,7 +8,6 @@ import (
 	"fmt"
 	mrand "math/rand/v2"
 	"net/url"
-	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -19,65 +18,9 @@ import (
 
 	"github.com/parkgate/parkgate/central/reservation"
 	"github.com/parkgate/parkgate/central/store"
+	"github.com/parkgate/parkgate/central/store/pgstore/pgtest"
 	"github.com/parkgate/parkgate/central/store/storetest"
 )
-
-// baseDSN is the database the tests may use, or skips the test. Each test
-// works in a schema of its own, dropped afterwards, so runs (and packages
-// running at once) do not see each other.
-func baseDSN(t testing.TB) string {
-	t.Helper()
-	dsn := os.Getenv("PARKING_TEST_POSTGRES_DSN")
-	if dsn == "" {
-		t.Skip("PARKING_TEST_POSTGRES_DSN not set: e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
-	}
-	return dsn
-}
-
-// freshSchema creates an empty schema and returns a DSN whose search_path
-// starts with it; the schema is dropped when the test ends. public stays
-// on the path, where a DBA's extensions usually are (the store does not
-// need it: see TestSearchPathWithoutPublic).
-func freshSchema(t testing.TB) (dsn, schema string) {
-	t.Helper()
-	base := baseDSN(t)
-	b := make([]byte, 6)
-	rand.Read(b)
-	schema = "t_" + hex.EncodeToString(b)
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, `CREATE SCHEMA `+schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		conn, err := pgx.Connect(ctx, base)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, `DROP SCHEMA `+schema+` CASCADE`); err != nil {
-			t.Error(err)
-		}
-	})
-	return withSearchPath(t, base, schema+",public"), schema
-}
-
-func withSearchPath(t testing.TB, dsn, path string) string {
-	t.Helper()
-	u, err := url.Parse(dsn)
-	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		t.Fatalf("PARKING_TEST_POSTGRES_DSN must be a postgres:// URL (got %q: %v)", dsn, err)
-	}
-	q := u.Query()
-	q.Set("search_path", path)
-	u.RawQuery = q.Encode()
-	return u.String()
-}
 
 // open opens a store on dsn, closed when the test ends (before its schema
 // is dropped: cleanups run last registered first).
@@ -92,9 +35,9 @@ func open(t testing.TB, dsn string) *Store {
 }
 
 func TestContract(t *testing.T) {
-	baseDSN(t)
+	pgtest.BaseDSN(t)
 	storetest.Run(t, func(t *testing.T) store.Store {
-		dsn, _ := freshSchema(t)
+		dsn, _ := pgtest.Schema(t)
 		return open(t, dsn)
 	})
 }
@@ -104,7 +47,7 @@ var t0 = time.Date(2030, 6, 3, 8, 0, 0, 0, time.UTC)
 // TestConcurrentOpen starts several instances at once on an empty schema:
 // each migration is applied exactly once and every Open succeeds.
 func TestConcurrentOpen(t *testing.T) {
-	dsn, _ := freshSchema(t)
+	dsn, _ := pgtest.Schema(t)
 	const n = 5
 	stores := make([]*Store, n)
 	errs := make([]error, n)
@@ -158,7 +101,7 @@ func TestConcurrentOpen(t *testing.T) {
 // violation), which the migration lock prevents. Needs CREATEDB; skipped
 // without it.
 func TestConcurrentOpenFreshDatabase(t *testing.T) {
-	base := baseDSN(t)
+	base := pgtest.BaseDSN(t)
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, base)
 	if err != nil {
@@ -210,7 +153,7 @@ func TestConcurrentOpenFreshDatabase(t *testing.T) {
 // TestConcurrentSetSpots: instances starting at once each set the site's
 // spots; each spot is logged as added once.
 func TestConcurrentSetSpots(t *testing.T) {
-	dsn, _ := freshSchema(t)
+	dsn, _ := pgtest.Schema(t)
 	ctx := context.Background()
 	var wg sync.WaitGroup
 	for range 4 {
@@ -232,8 +175,8 @@ func TestConcurrentSetSpots(t *testing.T) {
 // operator class, which PostgreSQL finds whatever the search_path, so a
 // site kept in a schema of its own works without public on its path.
 func TestSearchPathWithoutPublic(t *testing.T) {
-	dsn, schema := freshSchema(t)
-	s := open(t, withSearchPath(t, dsn, schema))
+	dsn, schema := pgtest.Schema(t)
+	s := open(t, pgtest.WithSearchPath(t, dsn, schema))
 	ctx := context.Background()
 	if err := s.SetSpots(ctx, []string{"1"}, t0); err != nil {
 		t.Fatal(err)
@@ -253,7 +196,7 @@ func TestSearchPathWithoutPublic(t *testing.T) {
 // TestGuardWithoutStoreCode checks the rules live in the schema: raw SQL
 // that bypasses Tx still cannot double-book or book a retired spot.
 func TestGuardWithoutStoreCode(t *testing.T) {
-	dsn, _ := freshSchema(t)
+	dsn, _ := pgtest.Schema(t)
 	s := open(t, dsn)
 	ctx := context.Background()
 	if err := s.SetSpots(ctx, []string{"1", "2"}, t0); err != nil {
@@ -313,7 +256,7 @@ func TestRacingInstances(t *testing.T) {
 
 func testRacing(t *testing.T, noSpotLock, twoSpots bool) {
 	ctx := context.Background()
-	dsn, _ := freshSchema(t)
+	dsn, _ := pgtest.Schema(t)
 	a, b := open(t, dsn), open(t, dsn)
 	a.noSpotLock, b.noSpotLock = noSpotLock, noSpotLock
 	spots := []string{"1", "2", "3"}
@@ -447,7 +390,7 @@ func testRacing(t *testing.T, noSpotLock, twoSpots bool) {
 // see every entry, in version order, none after a higher one.
 func TestChangeLogAcrossInstances(t *testing.T) {
 	ctx := context.Background()
-	dsn, _ := freshSchema(t)
+	dsn, _ := pgtest.Schema(t)
 	const instances, writers, each = 3, 6, 40
 	var ws []*Store
 	for range instances {
@@ -565,7 +508,7 @@ func TestChangeLogAcrossInstances(t *testing.T) {
 // turned into another error (or ignored) still makes Write run it again.
 func TestWriteRetriesSwallowedDeadlock(t *testing.T) {
 	ctx := context.Background()
-	dsn, _ := freshSchema(t)
+	dsn, _ := pgtest.Schema(t)
 	s := open(t, dsn)
 	fake := func(st store.Tx, code string) error {
 		return st.(*tx).exec(`DO $$ BEGIN RAISE EXCEPTION 'fake' USING ERRCODE = '` + code + `'; END $$`)
@@ -640,7 +583,7 @@ func BenchmarkConditionalInsert(b *testing.B) {
 
 func benchConditionalInsert(b *testing.B, slots int) {
 	ctx := context.Background()
-	dsn, _ := freshSchema(b)
+	dsn, _ := pgtest.Schema(b)
 	s := open(b, dsn)
 	spots := []string{"1", "2", "3"}
 	if err := s.SetSpots(ctx, spots, t0); err != nil {
