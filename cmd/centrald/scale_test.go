@@ -64,18 +64,25 @@ func freeAddr(t *testing.T) string {
 // returns its base URL, or "" when PARKING_TEST_HAPROXY (the haproxy
 // binary) is not set.
 func loadBalancer(t *testing.T, ps []*proc) string {
+	base, _ := loadBalancerWithStats(t, ps)
+	return base
+}
+
+// loadBalancerWithStats is loadBalancer, also returning the base URL of
+// HAProxy's stats page.
+func loadBalancerWithStats(t *testing.T, ps []*proc) (base, stats string) {
 	t.Helper()
 	bin := os.Getenv("PARKING_TEST_HAPROXY")
 	if bin == "" {
 		t.Log("PARKING_TEST_HAPROXY not set (the haproxy binary): clients go to the instances directly, round robin")
-		return ""
+		return "", ""
 	}
 	if len(ps) != 3 {
 		t.Fatalf("configs/haproxy.cfg lists 3 instances, not %d", len(ps))
 	}
-	lb := freeAddr(t)
+	lb, statsAddr := freeAddr(t), freeAddr(t)
 	cmd := exec.Command(bin, "-f", "../../configs/haproxy.cfg")
-	cmd.Env = append(os.Environ(), "PARKGATE_LB_ADDR="+lb, "PARKGATE_LB_STATS="+freeAddr(t))
+	cmd.Env = append(os.Environ(), "PARKGATE_LB_ADDR="+lb, "PARKGATE_LB_STATS="+statsAddr)
 	for i, p := range ps {
 		cmd.Env = append(cmd.Env, fmt.Sprintf("PARKGATE_CENTRALD_%d=%s", i+1, strings.TrimPrefix(p.base, "http://")))
 	}
@@ -89,7 +96,7 @@ func loadBalancer(t *testing.T, ps []*proc) string {
 	done := make(chan struct{})
 	go func() { cmd.Wait(); close(done) }()
 	t.Cleanup(func() { cmd.Process.Kill(); <-done })
-	base := "http://" + lb
+	base = "http://" + lb
 	waitFor(t, "HAProxy answering /readyz", 20*time.Second, func() bool {
 		select {
 		case <-done:
@@ -105,7 +112,26 @@ func loadBalancer(t *testing.T, ps []*proc) string {
 		res.Body.Close()
 		return res.StatusCode == 200
 	})
-	return base
+	return base, "http://" + statsAddr
+}
+
+// serverStatus reads a backend server's status (UP, DOWN, …) from
+// HAProxy's stats page, as CSV.
+func serverStatus(t *testing.T, stats, server string) string {
+	t.Helper()
+	res, err := http.Get(stats + "/;csv")
+	if err != nil {
+		return ""
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Split(line, ",")
+		if len(f) > 17 && f[0] == "centrald" && f[1] == server {
+			return f[17] // the "status" column
+		}
+	}
+	return ""
 }
 
 type writerFunc func([]byte) (int, error)
@@ -463,4 +489,57 @@ func TestScaleRelayFailoverOnSIGKILL(t *testing.T) {
 		return others[0].call("GET", "/parkings/"+lastPaid.spot, "", "").body["status"] == "taken"
 	})
 	t.Logf("%d changes relayed; leader %s killed; gates at version %d", latest, leader.base, latest)
+}
+
+// A centrald behind HAProxy is SIGKILLed between requests: clients of the
+// load balancer see no error, before the health checks notice (HAProxy
+// retries a failed connection on another instance) or after (the instance
+// is out).
+func TestScaleLoadBalancerSurvivesSIGKILL(t *testing.T) {
+	if os.Getenv("PARKING_TEST_HAPROXY") == "" {
+		t.Skip("PARKING_TEST_HAPROXY not set (the haproxy binary): skipping the load-balancer failover test")
+	}
+	dsn := postgresDSN(t)
+	ps := instances(t, 3, dsn, "PARKING_SPOTS_COUNT=400", "PARKING_MQTT_EMBEDDED=false", "PARKING_MQTT_URL=")
+	lb, stats := loadBalancerWithStats(t, ps)
+	client := &http.Client{Timeout: 10 * time.Second}
+	base := time.Now().UTC().Truncate(time.Hour).Add(24 * time.Hour)
+	spot := 0
+	round := func(what string, n int) {
+		t.Helper()
+		for range n {
+			spot++
+			res, err := client.Post(lb+"/reserve/parking/"+strconv.Itoa(spot), "application/json",
+				strings.NewReader(windowJSON(base, base.Add(time.Hour))))
+			if err != nil {
+				t.Fatalf("%s: reserve spot %d: %v", what, spot, err)
+			}
+			b, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			if res.StatusCode != 201 {
+				t.Fatalf("%s: reserve spot %d: %d %s", what, spot, res.StatusCode, b)
+			}
+			res, err = client.Get(lb + "/parkings/" + strconv.Itoa(spot))
+			if err != nil {
+				t.Fatalf("%s: GET spot %d: %v", what, spot, err)
+			}
+			b, _ = io.ReadAll(res.Body)
+			res.Body.Close()
+			if res.StatusCode != 200 || !strings.Contains(string(b), `"reserved"`) {
+				t.Fatalf("%s: GET spot %d: %d %s", what, spot, res.StatusCode, b)
+			}
+		}
+	}
+	round("before the kill", 60) // every instance has served, and HAProxy holds connections to each
+	ps[1].kill()
+	round("right after the kill", 60)
+	waitFor(t, "HAProxy marking the killed instance DOWN", 10*time.Second, func() bool {
+		return strings.HasPrefix(serverStatus(t, stats, "centrald-2"), "DOWN")
+	})
+	round("after the health checks", 60)
+	for _, i := range []int{0, 2} {
+		if a := ps[i].attempts(); a["created"] == 0 {
+			t.Errorf("instance %d served nothing: %v", i, a)
+		}
+	}
 }
