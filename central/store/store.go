@@ -64,6 +64,9 @@ type Store interface {
 	// Changes returns up to limit change-log entries with a version above
 	// after, in version order.
 	Changes(ctx context.Context, after int64, limit int) ([]Change, error)
+	// RelayPosition returns the last change-log version the relay to the
+	// gates recorded as published (0: none yet).
+	RelayPosition(ctx context.Context) (int64, error)
 	// PaymentAttempts lists the payment attempts of a reservation, oldest
 	// first.
 	PaymentAttempts(ctx context.Context, reservationID string) ([]PaymentAttempt, error)
@@ -128,6 +131,10 @@ type Tx interface {
 	PutGateEvent(e GateEvent) error
 	// PutRefund inserts or replaces (by reservation and number) a refund.
 	PutRefund(r Refund) error
+	// SetRelayPosition records that the relay published the log up to v;
+	// the position never moves back (two relays for a moment, a late
+	// write).
+	SetRelayPosition(v int64) error
 }
 
 // Filter selects reservations for List. Zero fields select everything.

@@ -59,9 +59,9 @@ func (r *Relay) relayStep(ctx context.Context, s *relayState) {
 	}
 	if !s.leading {
 		if !s.fresh {
-			// Another instance relayed meanwhile: start from the log's
-			// version now; gates behind it resync.
-			v, err := r.st.Version(ctx)
+			// Another instance relayed meanwhile: go on from where it
+			// recorded it had got to.
+			v, err := r.startVersion(ctx)
 			if err != nil {
 				r.relayFailed(s, "reading the change log version", err)
 				return
@@ -121,6 +121,7 @@ func (r *Relay) relayStep(ctx context.Context, s *relayState) {
 			r.relayFailed(s, "publishing a batch", err)
 			return
 		}
+		r.recordPosition(ctx, batch.To)
 		r.relayed.Store(batch.To)
 		s.lastSent = r.clk.Now()
 		if s.failing {
@@ -131,6 +132,50 @@ func (r *Relay) relayStep(ctx context.Context, s *relayState) {
 		if len(log) < syncmsg.MaxChangesEntries {
 			return
 		}
+	}
+}
+
+// maxReplay is how far behind the log's head a recorded relay position may
+// be for a starting relay to go on from it with batches; further behind
+// (the relay was down for long), one snapshot per gate is cheaper than
+// replaying the log to every gate.
+const maxReplay = 10 * syncmsg.MaxChangesEntries
+
+// startVersion is where a relay that starts (at Serve, or on becoming the
+// leader) takes up the version line: where the last relay recorded it had
+// got to, so that the gates get the changes since as batches, as if the
+// relay had never stopped; or, with no usable position (none recorded,
+// ahead of the log after a restore, or too far behind), the log's head:
+// gates that hold less learn it from the first heartbeat and resync.
+func (r *Relay) startVersion(ctx context.Context) (int64, error) {
+	head, err := r.st.Version(ctx)
+	if err != nil {
+		return 0, err
+	}
+	pos, err := r.st.RelayPosition(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if pos > 0 && pos <= head && head-pos <= maxReplay {
+		return pos, nil
+	}
+	return head, nil
+}
+
+// recordPosition stores the relay's position after every batch the broker
+// acknowledged, for the next relay to go on from (startVersion). A batch
+// published but not recorded (a crash in between) is sent again by the
+// next relay; gates holding it see a repeat, or an overlap they repair with
+// a snapshot. A failure here is logged and does not stop the relay: the
+// position only saves gates a snapshot.
+//
+// It runs even when ctx has just ended: the batch is out, and a shutdown
+// is no reason to forget so.
+func (r *Relay) recordPosition(ctx context.Context, v int64) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := r.st.Write(ctx, func(tx store.Tx) error { return tx.SetRelayPosition(v) }); err != nil {
+		r.log.Warn("recording the relay position failed", "version", v, "err", err)
 	}
 }
 

@@ -4,7 +4,10 @@
 //
 //   - the relay publishes the change log, in commit order, as batches of
 //     differential updates on central/changes, and an empty heartbeat when
-//     nothing changes, so that every gate holds one unbroken version line;
+//     nothing changes, so that every gate holds one unbroken version line.
+//     It records in the store how far it got (store.Tx.SetRelayPosition),
+//     so that a relay that starts — a restart, or a new leader of several
+//     instances (Config.Leader) — goes on from there;
 //   - resyncs answer a gate's sync request with a compressed snapshot of
 //     what gates need to know, at a version of that same line;
 //   - events from the gates' outboxes are stored and applied through

@@ -90,15 +90,24 @@ func testInstances(t *testing.T, url string) {
 		}
 	}
 
-	// The leadership moves from A to B.
+	// The leadership moves from A to B, with a gap in between in which
+	// nobody relays and a payment is made: B goes on from where A
+	// recorded it had got to, so the gate gets that payment as a batch on
+	// its unbroken line (untilChanges checks), not a heartbeat at the
+	// log's head and a snapshot.
 	e.caughtUp()
 	aLeads.Store(false)
+	waitUntil(t, "A stops relaying", func() bool { return !a.Relaying() })
+	between := e.paid("39", e.window(0, 2))
 	bLeads.Store(true)
 	birthB := g.nextCentral()
 	if !birthB.Online || birthB.Session <= birthA.Session {
 		t.Fatalf("central status after the move: %+v, want a birth with a session above A's %d", birthB, birthA.Session)
 	}
 	waitUntil(t, "B relays and A does not", func() bool { return b.Relaying() && !a.Relaying() })
+	g.untilChanges("the payment made while nobody relayed", func(c syncmsg.Changes) bool {
+		return hasEntry(c, between.ID, syncmsg.StatePaid)
+	})
 	r2 := e.paid("40", e.window(0, 2))
 	g.untilChanges("a payment after the move", func(c syncmsg.Changes) bool { return hasEntry(c, r2.ID, syncmsg.StatePaid) })
 
@@ -114,4 +123,22 @@ func testInstances(t *testing.T, url string) {
 		t.Fatalf("another central status: %s", m.payload)
 	default:
 	}
+}
+
+// A restarted relay (centrald restarted, on the same database) goes on
+// from its recorded position: a payment made while it was down reaches the
+// gate as a batch on its unbroken version line, not as a reason to resync.
+func TestRestartGoesOn(t *testing.T) {
+	url := startBroker(t, "127.0.0.1:0").url()
+	e := newEnv(t, url)
+	g := connectGate(t, url, e.topics, "g1")
+	r1 := e.paid("1", e.window(0, 2))
+	g.untilChanges("the first payment", func(c syncmsg.Changes) bool { return hasEntry(c, r1.ID, syncmsg.StatePaid) })
+	e.caughtUp()
+	e.stop()
+	r2 := e.paid("2", e.window(0, 2))
+	e.startRelay()
+	g.untilChanges("the payment made while the relay was down", func(c syncmsg.Changes) bool {
+		return hasEntry(c, r2.ID, syncmsg.StatePaid)
+	})
 }

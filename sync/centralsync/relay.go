@@ -253,10 +253,7 @@ func (r *Relay) Serve(ctx context.Context) error {
 	r.serving = true
 	r.mu.Unlock()
 
-	// The relay starts at the version of the log now: gates that hold
-	// less learn it from the first heartbeat and resync, which is one
-	// snapshot instead of a replay of the whole log.
-	v, err := r.st.Version(ctx)
+	v, err := r.startVersion(ctx)
 	if err != nil {
 		return fmt.Errorf("centralsync: reading the change log version: %w", err)
 	}

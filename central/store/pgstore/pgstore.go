@@ -510,6 +510,13 @@ func (s *Store) List(ctx context.Context, f store.Filter) ([]reservation.Reserva
 	return collect(err, rows, scanRes)
 }
 
+// RelayPosition returns the relay's recorded position in the log.
+func (s *Store) RelayPosition(ctx context.Context) (int64, error) {
+	var v int64
+	err := s.pool.QueryRow(ctx, `SELECT version FROM relay_position WHERE id = 1`).Scan(&v)
+	return v, err
+}
+
 // Version returns the latest change-log version.
 func (s *Store) Version(ctx context.Context) (int64, error) {
 	var v int64

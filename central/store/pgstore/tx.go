@@ -289,3 +289,8 @@ func (t *tx) PutGateEvent(e store.GateEvent) error {
 	}
 	return nil
 }
+
+// SetRelayPosition moves the relay's position forward to v.
+func (t *tx) SetRelayPosition(v int64) error {
+	return t.exec(`UPDATE relay_position SET version = greatest(version, $1) WHERE id = 1`, v)
+}

@@ -267,6 +267,13 @@ func (s *Store) Changes(ctx context.Context, after int64, limit int) ([]store.Ch
 	})
 }
 
+// RelayPosition returns the relay's recorded position in the log.
+func (s *Store) RelayPosition(ctx context.Context) (int64, error) {
+	var v int64
+	err := s.db.QueryRow(ctx, `SELECT version FROM relay_position WHERE id = 1`).Scan(&v)
+	return v, err
+}
+
 // PaymentAttempts lists a reservation's attempts by number.
 func (s *Store) PaymentAttempts(ctx context.Context, reservationID string) ([]store.PaymentAttempt, error) {
 	rows, err := s.db.Query(ctx, `SELECT `+attemptCols+` FROM payment_attempts

@@ -216,3 +216,9 @@ func (t *tx) PutGateEvent(e store.GateEvent) error {
 	}
 	return nil
 }
+
+// SetRelayPosition moves the relay's position forward to v.
+func (t *tx) SetRelayPosition(v int64) error {
+	_, err := t.q.ExecContext(t.ctx, `UPDATE relay_position SET version = max(version, ?) WHERE id = 1`, v)
+	return err
+}

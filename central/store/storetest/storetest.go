@@ -47,6 +47,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Gates", testGates},
 		{"GateEvents", testGateEvents},
 		{"ConcurrentBooking", testConcurrentBooking},
+		{"RelayPosition", testRelayPosition},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
@@ -1032,5 +1033,41 @@ func testGateEvents(t *testing.T, s store.Store) {
 	}
 	if l, _ := s.GateEvents(ctx, store.EventFilter{Limit: 1}); len(l) != 1 {
 		t.Errorf("limit 1 = %+v", l)
+	}
+}
+
+// testRelayPosition: the relay's position starts at 0, moves forward only,
+// and a rolled-back transaction does not move it.
+func testRelayPosition(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	pos := func() int64 {
+		t.Helper()
+		v, err := s.RelayPosition(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	if v := pos(); v != 0 {
+		t.Fatalf("a new store's relay position = %d, want 0", v)
+	}
+	write(t, s, func(tx store.Tx) error { return tx.SetRelayPosition(7) })
+	if v := pos(); v != 7 {
+		t.Fatalf("after 7: %d", v)
+	}
+	write(t, s, func(tx store.Tx) error { return tx.SetRelayPosition(5) })
+	if v := pos(); v != 7 {
+		t.Fatalf("after 5 (backwards): %d, want 7", v)
+	}
+	boom := errors.New("boom")
+	err := s.Write(ctx, func(tx store.Tx) error {
+		if err := tx.SetRelayPosition(9); err != nil {
+			return err
+		}
+		return boom
+	})
+	wantErr(t, "Write", err, boom)
+	if v := pos(); v != 7 {
+		t.Fatalf("after a rolled-back 9: %d, want 7", v)
 	}
 }
