@@ -656,7 +656,7 @@ func (h *Handler) gateEvents(outcome string) http.HandlerFunc {
 		for i, e := range es {
 			out[i] = apijson.GateEvent{EventID: e.EventID, GateID: e.GateID, Seq: e.Seq, Kind: e.Kind, Role: e.Role,
 				Time: e.Time, Source: e.Source, Granted: e.Granted, Reason: e.Reason, ReservationID: e.ReservationID,
-				SpotID: e.SpotID, CarID: e.CarID, Overstay: e.Overstay, PresenceUnknown: e.PresenceUnknown,
+				SpotID: e.SpotID, CarID: e.CarID, Plate: e.Plate, Detail: e.Detail, Overstay: e.Overstay, PresenceUnknown: e.PresenceUnknown,
 				ClockTrusted: e.ClockTrusted, ReceivedAt: e.ReceivedAt, Outcome: e.Outcome, Note: e.Note}
 		}
 		writeJSON(w, http.StatusOK, out)

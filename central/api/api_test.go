@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parkgate/parkgate/central/apijson"
 	"github.com/parkgate/parkgate/central/client/clienttest"
 	"github.com/parkgate/parkgate/central/reservation"
 	"github.com/parkgate/parkgate/central/store"
@@ -256,6 +257,21 @@ func TestAdminEndpoints(t *testing.T) {
 	}
 	if r := s.do("GET", "/admin/exceptions?limit=x", admin, ""); r.Status != 400 {
 		t.Fatalf("bad limit: %d", r.Status)
+	}
+	// A denied plate at the entry, as the sync stores it: listed with what
+	// the camera read.
+	err := s.st.Write(context.Background(), func(tx store.Tx) error {
+		return tx.PutGateEvent(store.GateEvent{EventID: "ev-plate", GateID: "entry-1", Seq: 1, Kind: "decision", Role: "entry",
+			Time: t0, Source: "plate", Reason: "unknown_plate", Plate: "BXY123", Detail: "no reservation for BXY123",
+			ReceivedAt: t0, Outcome: store.EventRecorded})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var evs []apijson.GateEvent
+	s.do("GET", "/admin/gate-events?gate=entry-1", admin, "").decode(t, &evs)
+	if len(evs) != 1 || evs[0].Plate != "BXY123" || evs[0].Detail != "no reservation for BXY123" || evs[0].Granted {
+		t.Fatalf("gate events %+v", evs)
 	}
 }
 

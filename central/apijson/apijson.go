@@ -127,6 +127,8 @@ type GateEvent struct {
 	ReservationID   string    `json:"reservationId,omitempty"`
 	SpotID          string    `json:"spotId,omitempty"`
 	CarID           string    `json:"carId,omitempty"`
+	Plate           string    `json:"plate,omitempty"`
+	Detail          string    `json:"detail,omitempty"`
 	Overstay        bool      `json:"overstay,omitempty"`
 	PresenceUnknown bool      `json:"presenceUnknown,omitempty"`
 	ClockTrusted    bool      `json:"clockTrusted"`

@@ -267,6 +267,8 @@ type GateEvent struct {
 	ReservationID   string
 	SpotID          string
 	CarID           string
+	Plate           string // the normalised plate read (ANPR), also of a denied car
+	Detail          string // the gate's text for a person
 	Overstay        bool
 	PresenceUnknown bool
 	ClockTrusted    bool

@@ -105,8 +105,7 @@ func claimedGate(payload []byte, gate string) string {
 
 // toStoreEvent returns e as centrald stores it, for gate. The gate is the
 // topic's, which the broker's ACL ties to the sender's credentials; the
-// payload carries no gate id to trust instead. Plate and Detail have no
-// column yet and are dropped.
+// payload carries no gate id to trust instead.
 func toStoreEvent(e syncmsg.Event, gate string) store.GateEvent {
 	return store.GateEvent{
 		EventID:         e.EventID,
@@ -121,6 +120,8 @@ func toStoreEvent(e syncmsg.Event, gate string) store.GateEvent {
 		ReservationID:   e.ReservationID,
 		SpotID:          e.SpotID,
 		CarID:           e.CarID,
+		Plate:           e.Plate,
+		Detail:          e.Detail,
 		Overstay:        e.Overstay,
 		PresenceUnknown: e.PresenceUnknown,
 		ClockTrusted:    e.ClockTrusted,

@@ -277,7 +277,8 @@ func testSnapshot10000(t *testing.T, url string) {
 
 func decision(id string, seq int64, role string, granted bool, r booking.Issued) syncmsg.Event {
 	return syncmsg.Event{EventID: id, Seq: seq, Kind: "decision", Role: role, Time: time.Now().UTC(), Source: "qr",
-		Granted: granted, Reason: "ticket", ReservationID: r.ID, SpotID: r.SpotID, CarID: r.CarID, ClockTrusted: true}
+		Granted: granted, Reason: "ticket", ReservationID: r.ID, SpotID: r.SpotID, CarID: r.CarID, ClockTrusted: true,
+		Plate: "BXY123", Detail: "reservation " + r.ID}
 }
 
 // testEvents: events are applied once and acknowledged only after they
@@ -303,8 +304,9 @@ func testEvents(t *testing.T, url string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(stored) != 1 || stored[0].GateID != "g1" || stored[0].Outcome != store.EventApplied || stored[0].Seq != 1 {
-		t.Errorf("stored events %+v: want ev-1 of g1, applied", stored)
+	if len(stored) != 1 || stored[0].GateID != "g1" || stored[0].Outcome != store.EventApplied || stored[0].Seq != 1 ||
+		stored[0].Plate != "BXY123" || stored[0].Detail != "reservation "+r.ID {
+		t.Errorf("stored events %+v: want ev-1 of g1, applied, with its plate and detail", stored)
 	}
 
 	// The same batch again (the ack was lost): acknowledged, nothing new.

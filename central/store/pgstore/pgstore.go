@@ -768,7 +768,7 @@ func scanGate(row pgx.Row) (store.Gate, error) {
 }
 
 const gateEventCols = `event_id, gate_id, seq, kind, role, at, source, granted, reason, reservation_id, spot_id, car_id,
-	overstay, presence_unknown, clock_trusted, received_at, outcome, note`
+	overstay, presence_unknown, clock_trusted, received_at, outcome, note, plate, detail`
 
 func scanGateEvent(row pgx.Row) (store.GateEvent, error) {
 	var (
@@ -777,7 +777,7 @@ func scanGateEvent(row pgx.Row) (store.GateEvent, error) {
 	)
 	err := row.Scan(&e.EventID, &e.GateID, &e.Seq, &e.Kind, &e.Role, &at, &e.Source, &e.Granted, &e.Reason,
 		&e.ReservationID, &e.SpotID, &e.CarID, &e.Overstay, &e.PresenceUnknown, &e.ClockTrusted, &received,
-		&e.Outcome, &e.Note)
+		&e.Outcome, &e.Note, &e.Plate, &e.Detail)
 	e.Time, e.ReceivedAt = fromTS(at), fromTS(received)
 	return e, err
 }

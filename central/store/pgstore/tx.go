@@ -280,10 +280,10 @@ func (t *tx) PutGate(g store.Gate) error {
 // PutGateEvent stores an event once.
 func (t *tx) PutGateEvent(e store.GateEvent) error {
 	err := t.exec(`INSERT INTO gate_events (`+gateEventCols+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`,
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)`,
 		e.EventID, e.GateID, e.Seq, e.Kind, e.Role, ts(e.Time), e.Source, e.Granted, e.Reason,
 		e.ReservationID, e.SpotID, e.CarID, e.Overstay, e.PresenceUnknown, e.ClockTrusted,
-		ts(e.ReceivedAt), e.Outcome, e.Note)
+		ts(e.ReceivedAt), e.Outcome, e.Note, e.Plate, e.Detail)
 	if err != nil {
 		return mapErr(err, "gate event "+e.EventID, nil)
 	}

@@ -190,7 +190,7 @@ func (t *tx) PutGate(g store.Gate) error {
 }
 
 const gateEventCols = `event_id, gate_id, seq, kind, role, at, source, granted, reason, reservation_id, spot_id, car_id,
-	overstay, presence_unknown, clock_trusted, received_at, outcome, note`
+	overstay, presence_unknown, clock_trusted, received_at, outcome, note, plate, detail`
 
 func scanGateEvent(sc sqlitedb.Scanner) (store.GateEvent, error) {
 	var (
@@ -199,7 +199,7 @@ func scanGateEvent(sc sqlitedb.Scanner) (store.GateEvent, error) {
 	)
 	err := sc.Scan(&e.EventID, &e.GateID, &e.Seq, &e.Kind, &e.Role, &at, &e.Source, &e.Granted, &e.Reason,
 		&e.ReservationID, &e.SpotID, &e.CarID, &e.Overstay, &e.PresenceUnknown, &e.ClockTrusted, &received,
-		&e.Outcome, &e.Note)
+		&e.Outcome, &e.Note, &e.Plate, &e.Detail)
 	e.Time, e.ReceivedAt = sqlitedb.FromMicros(at), sqlitedb.FromMicros(received)
 	return e, err
 }
@@ -207,10 +207,10 @@ func scanGateEvent(sc sqlitedb.Scanner) (store.GateEvent, error) {
 // PutGateEvent stores an event once.
 func (t *tx) PutGateEvent(e store.GateEvent) error {
 	_, err := t.q.ExecContext(t.ctx, `INSERT INTO gate_events (`+gateEventCols+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		e.EventID, e.GateID, e.Seq, e.Kind, e.Role, sqlitedb.Micros(e.Time), e.Source, e.Granted, e.Reason,
 		e.ReservationID, e.SpotID, e.CarID, e.Overstay, e.PresenceUnknown, e.ClockTrusted,
-		sqlitedb.Micros(e.ReceivedAt), e.Outcome, e.Note)
+		sqlitedb.Micros(e.ReceivedAt), e.Outcome, e.Note, e.Plate, e.Detail)
 	if err != nil {
 		return mapErr(err, "gate event "+e.EventID, nil)
 	}

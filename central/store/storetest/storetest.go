@@ -1002,6 +1002,7 @@ func testGateEvents(t *testing.T, s store.Store) {
 	ev := func(id, gate string, seq int64, outcome string, received float64) store.GateEvent {
 		return store.GateEvent{EventID: id, GateID: gate, Seq: seq, Kind: "decision", Role: "entry", Time: at(received - 0.1),
 			Source: "qr", Granted: true, Reason: "ticket", ReservationID: "r-" + id, SpotID: "1", CarID: "X1",
+			Plate: "BXY123", Detail: "reservation r-" + id + ", spot 1",
 			Overstay: true, PresenceUnknown: true, ClockTrusted: true, ReceivedAt: at(received), Outcome: outcome, Note: "n"}
 	}
 	first := ev("e1", "entry-1", 1, store.EventApplied, 1)
