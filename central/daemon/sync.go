@@ -75,7 +75,45 @@ func startSync(cfg config.Config, st store.Store, svc *booking.Service, clk cloc
 	}
 	p.relay = centralsync.New(rc, st, svc, clk, log)
 	p.services = append(p.services, service.Named{Name: "sync", Service: p.relay})
+	if n, ok := st.(store.ChangeNotifier); ok {
+		p.services = append(p.services, service.Named{Name: "change-wakeup", Service: &wakeOnChanges{notifier: n, relay: p.relay, clk: clk, log: log}})
+	}
 	return p, nil
+}
+
+// wakeOnChanges wakes the relay as soon as the store says changes were
+// committed (by this instance or, on PostgreSQL, any other), so that a
+// change reaches the gates in about a millisecond instead of up to one
+// poll later. The relay keeps polling, so a lost notification costs only
+// that delay; this service therefore never fails the daemon, it retries.
+type wakeOnChanges struct {
+	notifier store.ChangeNotifier
+	relay    *centralsync.Relay
+	clk      clock.Clock
+	log      *slog.Logger
+}
+
+// wakeRetryMax caps the wait before listening again after a failure.
+const wakeRetryMax = 30 * time.Second
+
+// Serve implements internal/service's contract.
+func (w *wakeOnChanges) Serve(ctx context.Context) error {
+	var backoff time.Duration
+	for {
+		err := w.notifier.NotifyChanges(ctx, w.relay.Wake)
+		if ctx.Err() != nil {
+			return nil
+		}
+		backoff = min(max(2*backoff, time.Second), wakeRetryMax)
+		w.log.Warn("change notifications failed; the relay polls meanwhile", "err", err, "retry_in", backoff)
+		t := w.clk.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C():
+		}
+	}
 }
 
 // gateCommands sends commands to gates through the relay (nil relay: no

@@ -94,6 +94,18 @@ type Store interface {
 	Close() error
 }
 
+// ChangeNotifier is what a store may offer besides Store: word, from every
+// process writing to the same database, that change-log entries were
+// committed, so that a follower of the log (the relay to the gates) need
+// not wait for its next poll. Followers poll all the same: a notification
+// may be lost (across a reconnection) or spurious.
+type ChangeNotifier interface {
+	// NotifyChanges calls fn after entries are committed, until ctx ends
+	// (then it returns nil) or the notifications fail (an error: call it
+	// again later). Calls of fn never overlap; fn must return quickly.
+	NotifyChanges(ctx context.Context, fn func()) error
+}
+
 // Tx is what a write transaction may do. Reservations read through a Tx are
 // locked until the transaction ends.
 type Tx interface {

@@ -82,6 +82,8 @@ type Store struct {
 	// change log; spotsLock serialises SetSpots. Both are keyed by schema,
 	// so that sites sharing a database do not wait for each other.
 	logLock, spotsLock int64
+	// channel is the LISTEN/NOTIFY channel of this schema's change log.
+	channel string
 	// noSpotLock turns off the spot row lock of Insert and Update, so that
 	// a test can show the retries alone still give every loser
 	// store.ErrOverlap.
@@ -127,7 +129,44 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		return nil, fmt.Errorf("pgstore: %w", err)
 	}
 	s.logLock, s.spotsLock = lockKey("changes", schema), lockKey("spots", schema)
+	// Notifications belong to the database, like advisory locks: one
+	// channel per schema, so that sites sharing a database do not wake
+	// each other's relays.
+	s.channel = fmt.Sprintf("parkgate_changes_%016x", uint64(s.logLock))
 	return s, nil
+}
+
+var _ store.ChangeNotifier = (*Store)(nil)
+
+// NotifyChanges listens, on a connection of its own, to the notification
+// every Write that logs changes sends with its commit, from any instance,
+// and calls fn for each (PostgreSQL delivers them only once committed).
+// It returns nil when ctx ends, or the connection's error.
+func (s *Store) NotifyChanges(ctx context.Context, fn func()) error {
+	conn, err := pgx.ConnectConfig(ctx, s.pool.Config().ConnConfig.Copy())
+	if err != nil {
+		return fmt.Errorf("pgstore: listening for changes: %w", err)
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		conn.Close(cctx)
+	}()
+	if _, err := conn.Exec(ctx, `LISTEN `+s.channel); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("pgstore: listening for changes: %w", err)
+	}
+	for {
+		if _, err := conn.WaitForNotification(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("pgstore: waiting for changes: %w", err)
+		}
+		fn()
+	}
 }
 
 // lockKey derives an advisory lock key for one purpose in one schema.
@@ -328,6 +367,8 @@ func (s *Store) writeOnce(ctx context.Context, fn func(tx store.Tx) error, spots
 	if len(t.changes) > 0 {
 		b := &pgx.Batch{}
 		b.Queue(`SELECT pg_advisory_xact_lock($1)`, s.logLock)
+		// Delivered at commit, and not at all on a rollback.
+		b.Queue(`SELECT pg_notify($1, '')`, s.channel)
 		for _, c := range t.changes {
 			b.Queue(`INSERT INTO changes (at, kind, spot_id, reservation_id, actor, reservation)
 				VALUES ($1, $2, $3, $4, $5, $6)`, c.at, c.kind, c.spotID, c.reservationID, c.actor, c.snap)

@@ -625,3 +625,35 @@ func benchConditionalInsert(b *testing.B, slots int) {
 	b.ReportMetric(float64(booked.Load())/float64(b.N), "booked/op")
 	b.ReportMetric(float64(s.retries.Load())/float64(b.N), "retries/op")
 }
+
+// A change committed by one instance wakes the listener of another.
+func TestChangeNotificationsAcrossInstances(t *testing.T) {
+	dsn, _ := pgtest.Schema(t)
+	a, b := open(t, dsn), open(t, dsn)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	notified := make(chan struct{}, 100)
+	done := make(chan error, 1)
+	go func() { done <- b.NotifyChanges(ctx, func() { notified <- struct{}{} }) }()
+	got := false
+	for i := 0; i < 50 && !got; i++ {
+		err := a.Write(ctx, func(tx store.Tx) error {
+			return tx.Log(store.Change{At: time.Now(), Kind: store.KindPaymentDeclined, Actor: "driver"})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-notified:
+			got = true
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	if !got {
+		t.Fatal("instance b heard of none of instance a's commits")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

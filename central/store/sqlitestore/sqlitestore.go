@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io/fs"
 	"strings"
+	"sync"
 	"time"
 
 	"modernc.org/sqlite"
@@ -34,9 +35,18 @@ var migrations embed.FS
 // Store is a store.Store on one SQLite file.
 type Store struct {
 	db *sqlitedb.DB
+
+	// listeners are the channels of NotifyChanges, signalled after a
+	// commit that logged changes. With SQLite every writer is in this
+	// process, so this is the whole story.
+	mu        sync.Mutex
+	listeners map[chan struct{}]struct{}
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store          = (*Store)(nil)
+	_ store.ChangeNotifier = (*Store)(nil)
+)
 
 // Open opens (creating it and its directory if needed) the database at path
 // and brings its schema up to date. The path must not contain '?', which the
@@ -63,7 +73,52 @@ func (s *Store) Close() error { return s.db.Close() }
 // with a single writer there is no serialisation failure to retry. fn must
 // not call Write itself, which would wait forever for the one connection.
 func (s *Store) Write(ctx context.Context, fn func(tx store.Tx) error) error {
-	return s.db.Write(ctx, func(sqlTx *sql.Tx) error { return fn(&tx{ctx: ctx, q: sqlTx}) })
+	var t *tx
+	err := s.db.Write(ctx, func(sqlTx *sql.Tx) error {
+		t = &tx{ctx: ctx, q: sqlTx}
+		return fn(t)
+	})
+	if err == nil && t.logged {
+		s.signal()
+	}
+	return err
+}
+
+// NotifyChanges calls fn after every commit that logged changes (several
+// commits in a row may make one call), until ctx ends.
+func (s *Store) NotifyChanges(ctx context.Context, fn func()) error {
+	ch := make(chan struct{}, 1)
+	s.mu.Lock()
+	if s.listeners == nil {
+		s.listeners = map[chan struct{}]struct{}{}
+	}
+	s.listeners[ch] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ch)
+		s.mu.Unlock()
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ch:
+			fn()
+		}
+	}
+}
+
+// signal wakes every NotifyChanges without blocking the writer.
+func (s *Store) signal() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for ch := range s.listeners {
+		select {
+		case ch <- struct{}{}:
+		default: // a wake-up is pending already
+		}
+	}
 }
 
 // SetSpots makes ids the active spots, in that order; see store.Store.

@@ -19,6 +19,9 @@ import (
 type tx struct {
 	ctx context.Context
 	q   *sql.Tx
+	// logged: the transaction appended to the change log (Write then
+	// notifies, once it has committed).
+	logged bool
 }
 
 var _ store.Tx = (*tx)(nil)
@@ -94,6 +97,7 @@ func (t *tx) Log(c store.Change) error {
 	if c.At.IsZero() {
 		return fmt.Errorf("log %s: the change has no time", c.Kind)
 	}
+	t.logged = true
 	_, err := t.q.ExecContext(t.ctx, `INSERT INTO changes (at, kind, spot_id, reservation_id, actor, reservation)
 		VALUES (?, ?, ?, ?, ?, ?)`, sqlitedb.Micros(c.At), c.Kind, c.SpotID, c.ReservationID, c.Actor, snap)
 	if err != nil {

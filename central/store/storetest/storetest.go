@@ -48,6 +48,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"GateEvents", testGateEvents},
 		{"ConcurrentBooking", testConcurrentBooking},
 		{"RelayPosition", testRelayPosition},
+		{"ChangeNotifier", testChangeNotifier},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
@@ -1070,5 +1071,44 @@ func testRelayPosition(t *testing.T, s store.Store) {
 	wantErr(t, "Write", err, boom)
 	if v := pos(); v != 7 {
 		t.Fatalf("after a rolled-back 9: %d, want 7", v)
+	}
+}
+
+// testChangeNotifier: a store that offers store.ChangeNotifier calls the
+// listener after a commit that logged changes, and stops when its context
+// ends. (A store without it is polled; nothing to check.)
+func testChangeNotifier(t *testing.T, s store.Store) {
+	n, ok := s.(store.ChangeNotifier)
+	if !ok {
+		t.Skip("the store offers no change notifications")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	notified := make(chan struct{}, 100)
+	done := make(chan error, 1)
+	go func() { done <- n.NotifyChanges(ctx, func() { notified <- struct{}{} }) }()
+	// The listener may not be listening yet: log until a notification
+	// comes, a bounded number of times.
+	got := false
+	for i := 0; i < 50 && !got; i++ {
+		write(t, s, func(tx store.Tx) error {
+			return tx.Log(store.Change{At: at(float64(i)), Kind: store.KindPaymentDeclined, Actor: "driver"})
+		})
+		select {
+		case <-notified:
+			got = true
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	if !got {
+		t.Fatal("no notification after 50 commits that logged changes")
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("NotifyChanges after its context ended: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("NotifyChanges did not return after its context ended")
 	}
 }
