@@ -5,7 +5,10 @@
 // wraps package time; clocktest.Clock is a hand-driven fake.
 package clock
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
 // Clock tells the time and makes timers.
 type Clock interface {
@@ -21,6 +24,20 @@ type Timer interface {
 	C() <-chan time.Time
 	// Stop prevents the timer from firing; it reports whether it was active.
 	Stop() bool
+}
+
+// Sleep waits d on clk, or until ctx ends; it reports whether the whole of
+// d passed (false: ctx ended first). Retry loops sleep with it, so that
+// shutdown never waits for a backoff and tests can move the time.
+func Sleep(ctx context.Context, clk Clock, d time.Duration) bool {
+	t := clk.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C():
+		return true
+	}
 }
 
 // Real is the wall clock.

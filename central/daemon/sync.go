@@ -106,12 +106,8 @@ func (w *wakeOnChanges) Serve(ctx context.Context) error {
 		}
 		backoff = min(max(2*backoff, time.Second), wakeRetryMax)
 		w.log.Warn("change notifications failed; the relay polls meanwhile", "err", err, "retry_in", backoff)
-		t := w.clk.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !clock.Sleep(ctx, w.clk, backoff) {
 			return nil
-		case <-t.C():
 		}
 	}
 }

@@ -103,7 +103,7 @@ func (l *Lock) Serve(ctx context.Context) error {
 		}
 		backoff = min(max(2*backoff, retry), reconnectMax)
 		log.Warn("leader election connection failed; retrying", "err", err, "retry_in", backoff)
-		if !sleep(ctx, clk, backoff) {
+		if !clock.Sleep(ctx, clk, backoff) {
 			return nil
 		}
 	}
@@ -152,7 +152,7 @@ func (l *Lock) session(ctx context.Context, cfg *pgx.ConnConfig, clk clock.Clock
 		if l.held.Load() {
 			wait = check
 		}
-		if !sleep(ctx, clk, wait) {
+		if !clock.Sleep(ctx, clk, wait) {
 			return ctx.Err()
 		}
 	}
@@ -183,15 +183,4 @@ func orDefault(d, def time.Duration) time.Duration {
 		return def
 	}
 	return d
-}
-
-func sleep(ctx context.Context, clk clock.Clock, d time.Duration) bool {
-	t := clk.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C():
-		return true
-	}
 }

@@ -359,7 +359,7 @@ func (r *Relay) connectLoop(ctx context.Context) {
 		} else {
 			r.log.Debug("MQTT connection attempt failed", "broker", r.cfg.URL, "err", err, "attempts", failures)
 		}
-		if !r.sleep(ctx, backoff) {
+		if !clock.Sleep(ctx, r.clk, backoff) {
 			return
 		}
 	}
@@ -531,18 +531,6 @@ func (r *Relay) await(ctx context.Context, tok mqtt.Token) error {
 		return ctx.Err()
 	case <-t.C():
 		return fmt.Errorf("no answer from the broker within %s", publishTimeout)
-	}
-}
-
-// sleep waits d on the relay's clock; false if ctx ended first.
-func (r *Relay) sleep(ctx context.Context, d time.Duration) bool {
-	t := r.clk.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C():
-		return true
 	}
 }
 

@@ -366,7 +366,7 @@ func (s *Sync) Serve(ctx context.Context) error {
 			}
 			s.log.Log(ctx, lvl, "mqtt connection failed; retrying", "url", s.cfg.URL, "err", err, "attempt", failures, "in", backoff)
 		}
-		if !s.sleep(ctx, jitter(backoff)) {
+		if !clock.Sleep(ctx, s.clk, jitter(backoff)) {
 			break
 		}
 		backoff = min(2*backoff, s.cfg.RetryMax)
@@ -381,17 +381,6 @@ func jitter(d time.Duration) time.Duration {
 		return d
 	}
 	return d - rand.N(d/5)
-}
-
-func (s *Sync) sleep(ctx context.Context, d time.Duration) bool {
-	t := s.clk.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C():
-		return true
-	}
 }
 
 // inbound is one message handed from paho to the loop.
