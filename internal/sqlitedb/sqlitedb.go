@@ -22,16 +22,15 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
 	"runtime"
-	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	_ "modernc.org/sqlite" // the pure-Go SQLite driver, "sqlite"
+
+	"github.com/parkgate/parkgate/internal/migration"
 )
 
 // Every connection waits this long for a lock rather than failing at once:
@@ -137,28 +136,9 @@ func dsn(p, extra string, pragmas ...string) string {
 // so a crash mid-way leaves the schema as it was. Files are named
 // NNN_name.sql; the number orders them.
 func migrate(ctx context.Context, db *sql.DB, migrations fs.FS) error {
-	names, err := fs.Glob(migrations, "*.sql")
+	ms, err := migration.Read(migrations, "*.sql")
 	if err != nil {
 		return err
-	}
-	type mig struct {
-		v    int
-		name string
-	}
-	var ms []mig
-	for _, n := range names {
-		num, _, _ := strings.Cut(path.Base(n), "_")
-		v, err := strconv.Atoi(num)
-		if err != nil || v <= 0 {
-			return fmt.Errorf("migration %s: name must start with a positive number and '_'", n)
-		}
-		ms = append(ms, mig{v, n})
-	}
-	slices.SortFunc(ms, func(a, b mig) int { return a.v - b.v })
-	for i := 1; i < len(ms); i++ {
-		if ms[i].v == ms[i-1].v {
-			return fmt.Errorf("migrations %s and %s share version %d", ms[i-1].name, ms[i].name, ms[i].v)
-		}
 	}
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
@@ -174,18 +154,14 @@ func migrate(ctx context.Context, db *sql.DB, migrations fs.FS) error {
 		return err
 	}
 	for _, m := range ms {
-		if m.v <= cur {
+		if m.Version <= cur {
 			continue
 		}
-		body, err := fs.ReadFile(migrations, m.name)
-		if err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, string(body)); err != nil {
-			return fmt.Errorf("%s: %w", m.name, err)
+		if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
+			return fmt.Errorf("%s: %w", m.Name, err)
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
-			m.v, m.name, time.Now().UnixMicro()); err != nil {
+			m.Version, m.Name, time.Now().UnixMicro()); err != nil {
 			return err
 		}
 	}

@@ -28,7 +28,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"io/fs"
 	"maps"
 	"math/rand/v2"
 	"path"
@@ -45,6 +44,7 @@ import (
 
 	"github.com/parkgate/parkgate/central/reservation"
 	"github.com/parkgate/parkgate/central/store"
+	"github.com/parkgate/parkgate/internal/migration"
 )
 
 //go:embed migrations/*.sql
@@ -181,28 +181,9 @@ func lockKey(purpose, schema string) int64 {
 // second instance starting at the same time waits, then finds them
 // applied. A failed migration leaves nothing behind.
 func (s *Store) migrate(ctx context.Context) error {
-	type mig struct {
-		v    int
-		name string
-	}
-	names, err := fs.Glob(migrations, "migrations/*.sql")
+	ms, err := migration.Read(migrations, "migrations/*.sql")
 	if err != nil {
 		return err
-	}
-	var ms []mig
-	for _, n := range names {
-		num, _, _ := strings.Cut(path.Base(n), "_")
-		v, err := strconv.Atoi(num)
-		if err != nil || v <= 0 {
-			return fmt.Errorf("migration %s: name must start with a positive number and '_'", n)
-		}
-		ms = append(ms, mig{v, n})
-	}
-	slices.SortFunc(ms, func(a, b mig) int { return a.v - b.v })
-	for i := 1; i < len(ms); i++ {
-		if ms[i].v == ms[i-1].v {
-			return fmt.Errorf("migrations %s and %s share version %d", ms[i-1].name, ms[i].name, ms[i].v)
-		}
 	}
 	return pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, migrateLock); err != nil {
@@ -227,20 +208,16 @@ func (s *Store) migrate(ctx context.Context) error {
 			return err
 		}
 		for _, m := range ms {
-			if m.v <= cur {
+			if m.Version <= cur {
 				continue
-			}
-			body, err := migrations.ReadFile(m.name)
-			if err != nil {
-				return err
 			}
 			// No arguments: pgx sends it with the simple protocol, which
 			// runs a file of several statements.
-			if _, err := tx.Exec(ctx, string(body)); err != nil {
-				return fmt.Errorf("%s: %w", m.name, err)
+			if _, err := tx.Exec(ctx, m.SQL); err != nil {
+				return fmt.Errorf("%s: %w", m.Name, err)
 			}
 			if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`,
-				m.v, path.Base(m.name)); err != nil {
+				m.Version, path.Base(m.Name)); err != nil {
 				return err
 			}
 		}
