@@ -6,11 +6,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	mrand "math/rand/v2"
 	"net/url"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -401,36 +399,8 @@ func TestChangeLogAcrossInstances(t *testing.T) {
 	}
 	follower := open(t, dsn)
 	done := make(chan struct{})
-	type seenEntry struct {
-		version int64
-		actor   string
-	}
-	result := make(chan []seenEntry, 1)
-	errc := make(chan error, 1)
-	go func() {
-		var seen []seenEntry
-		var after int64
-		for stop := false; ; {
-			select {
-			case <-done:
-				stop = true
-			default:
-			}
-			cs, err := follower.Changes(ctx, after, 5)
-			if err != nil {
-				errc <- err
-				return
-			}
-			for _, c := range cs {
-				seen = append(seen, seenEntry{c.Version, c.Actor})
-				after = c.Version
-			}
-			if stop && len(cs) == 0 {
-				result <- seen
-				return
-			}
-		}
-	}()
+	result := make(chan storetest.Followed, 1)
+	go func() { result <- storetest.FollowLog(ctx, follower, 5, done) }()
 	var wg sync.WaitGroup
 	for w := range instances * writers {
 		s := ws[w%instances]
@@ -465,12 +435,11 @@ func TestChangeLogAcrossInstances(t *testing.T) {
 	}
 	wg.Wait()
 	close(done)
-	var seen []seenEntry
-	select {
-	case err := <-errc:
-		t.Fatal(err)
-	case seen = <-result:
+	f := <-result
+	if f.Err != nil {
+		t.Fatal(f.Err)
 	}
+	seen := f.Changes
 	all, err := follower.Changes(ctx, 0, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -479,8 +448,8 @@ func TestChangeLogAcrossInstances(t *testing.T) {
 		t.Fatalf("the follower saw %d entries, the log has %d: an entry became visible after a higher version", len(seen), len(all))
 	}
 	for i, c := range all {
-		if seen[i].version != c.Version || seen[i].actor != c.Actor {
-			t.Fatalf("entry %d: the follower saw %+v, the log has %d %s", i, seen[i], c.Version, c.Actor)
+		if seen[i].Version != c.Version || seen[i].Actor != c.Actor {
+			t.Fatalf("entry %d: the follower saw %d %s, the log has %d %s", i, seen[i].Version, seen[i].Actor, c.Version, c.Actor)
 		}
 		if i > 0 && c.Version <= all[i-1].Version {
 			t.Fatalf("versions not increasing at %d: %d after %d", i, c.Version, all[i-1].Version)
@@ -567,93 +536,19 @@ func TestWriteRetriesSwallowedDeadlock(t *testing.T) {
 	}
 }
 
-// BenchmarkConditionalInsert measures the booking write, as sqlitestore's
-// benchmark of the same name does: check the spot's live reservations,
-// insert and log if free, commit. "contended" draws windows from one day
-// of three spots, so most attempts are refused; "sparse" draws from years,
-// so nearly every attempt commits (and takes the log lock).
+// BenchmarkConditionalInsert is storetest's booking write on PostgreSQL,
+// with the transactions Write had to run again.
 func BenchmarkConditionalInsert(b *testing.B) {
-	for _, c := range []struct {
-		name  string
-		slots int // quarter hours to draw a start from
-	}{{"contended", 4 * 24}, {"sparse", 4 * 24 * 365 * 20}} {
-		b.Run(c.name, func(b *testing.B) { benchConditionalInsert(b, c.slots) })
-	}
-}
-
-func benchConditionalInsert(b *testing.B, slots int) {
-	ctx := context.Background()
-	dsn, _ := pgtest.Schema(b)
-	s := open(b, dsn)
-	spots := []string{"1", "2", "3"}
-	if err := s.SetSpots(ctx, spots, t0); err != nil {
-		b.Fatal(err)
-	}
-	var seq, booked atomic.Int64
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		rng := mrand.New(mrand.NewPCG(uint64(seq.Add(1)), 7))
-		for pb.Next() {
-			i := seq.Add(1)
-			from := t0.Add(time.Duration(rng.IntN(slots)) * 15 * time.Minute)
-			r := reservation.Reservation{ID: fmt.Sprintf("b%d", i), SpotID: spots[rng.IntN(len(spots))],
-				State: reservation.Reserved, Source: reservation.SourceDriver, From: from,
-				Until: from.Add(time.Duration(1+rng.IntN(4)) * time.Hour), CreatedAt: t0, Amount: 250, Currency: "eur",
-				TokenHash: fmt.Appendf(nil, "h%d", i)}
-			err := s.Write(ctx, func(tx store.Tx) error {
-				live, err := tx.Live(r.SpotID, r.Window())
-				if err != nil {
-					return err
-				}
-				if len(live) > 0 {
-					return store.ErrOverlap
-				}
-				if err := tx.Insert(r); err != nil {
-					return err
-				}
-				return tx.Log(store.Change{At: t0, Kind: store.KindCreated, SpotID: r.SpotID, ReservationID: r.ID, Actor: "driver", Reservation: &r})
-			})
-			switch {
-			case err == nil:
-				booked.Add(1)
-			case !errors.Is(err, store.ErrOverlap):
-				b.Error(err)
-				return
-			}
-		}
+	storetest.BenchmarkConditionalInsert(b, func(b *testing.B) store.Store {
+		dsn, _ := pgtest.Schema(b)
+		return open(b, dsn)
+	}, func(b *testing.B, s store.Store) {
+		b.ReportMetric(float64(s.(*Store).retries.Load())/float64(b.N), "retries/op")
 	})
-	b.ReportMetric(float64(booked.Load())/float64(b.N), "booked/op")
-	b.ReportMetric(float64(s.retries.Load())/float64(b.N), "retries/op")
 }
 
 // A change committed by one instance wakes the listener of another.
 func TestChangeNotificationsAcrossInstances(t *testing.T) {
 	dsn, _ := pgtest.Schema(t)
-	a, b := open(t, dsn), open(t, dsn)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	notified := make(chan struct{}, 100)
-	done := make(chan error, 1)
-	go func() { done <- b.NotifyChanges(ctx, func() { notified <- struct{}{} }) }()
-	got := false
-	for i := 0; i < 50 && !got; i++ {
-		err := a.Write(ctx, func(tx store.Tx) error {
-			return tx.Log(store.Change{At: time.Now(), Kind: store.KindPaymentDeclined, Actor: "driver"})
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		select {
-		case <-notified:
-			got = true
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-	if !got {
-		t.Fatal("instance b heard of none of instance a's commits")
-	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	storetest.Notified(t, open(t, dsn), open(t, dsn))
 }

@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"path/filepath"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -144,60 +142,10 @@ func TestTriggerWithoutStoreCode(t *testing.T) {
 	}
 }
 
-// BenchmarkConditionalInsert measures the booking write: check the spot's
-// live reservations, insert and log if free, commit (with an fsync of the
-// WAL, as synchronous=FULL demands). "contended" draws windows from one day
-// of three spots, so most attempts are refused (and roll back, no fsync);
-// "sparse" draws from years, so nearly every attempt commits.
+// BenchmarkConditionalInsert is storetest's booking write on SQLite, where
+// a commit fsyncs the WAL (synchronous=FULL).
 func BenchmarkConditionalInsert(b *testing.B) {
-	for _, c := range []struct {
-		name  string
-		slots int // quarter hours to draw a start from
-	}{{"contended", 4 * 24}, {"sparse", 4 * 24 * 365 * 20}} {
-		b.Run(c.name, func(b *testing.B) { benchConditionalInsert(b, c.slots) })
-	}
-}
-
-func benchConditionalInsert(b *testing.B, slots int) {
-	ctx := context.Background()
-	s := openTemp(b, filepath.Join(b.TempDir(), "central.db"))
-	spots := []string{"1", "2", "3"}
-	if err := s.SetSpots(ctx, spots, t0); err != nil {
-		b.Fatal(err)
-	}
-	var seq, booked atomic.Int64
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		rng := rand.New(rand.NewPCG(uint64(seq.Add(1)), 7))
-		for pb.Next() {
-			i := seq.Add(1)
-			from := t0.Add(time.Duration(rng.IntN(slots)) * 15 * time.Minute)
-			r := reservation.Reservation{ID: fmt.Sprintf("b%d", i), SpotID: spots[rng.IntN(len(spots))],
-				State: reservation.Reserved, Source: reservation.SourceDriver, From: from,
-				Until: from.Add(time.Duration(1+rng.IntN(4)) * time.Hour), CreatedAt: t0, Amount: 250, Currency: "eur",
-				TokenHash: fmt.Appendf(nil, "h%d", i)}
-			err := s.Write(ctx, func(tx store.Tx) error {
-				live, err := tx.Live(r.SpotID, r.Window())
-				if err != nil {
-					return err
-				}
-				if len(live) > 0 {
-					return store.ErrOverlap
-				}
-				if err := tx.Insert(r); err != nil {
-					return err
-				}
-				err = tx.Log(store.Change{At: t0, Kind: store.KindCreated, SpotID: r.SpotID, ReservationID: r.ID, Actor: "driver", Reservation: &r})
-				return err
-			})
-			switch {
-			case err == nil:
-				booked.Add(1)
-			case !errors.Is(err, store.ErrOverlap):
-				b.Error(err)
-				return
-			}
-		}
-	})
-	b.ReportMetric(float64(booked.Load())/float64(b.N), "booked/op")
+	storetest.BenchmarkConditionalInsert(b, func(b *testing.B) store.Store {
+		return openTemp(b, filepath.Join(b.TempDir(), "central.db"))
+	}, nil)
 }

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -573,31 +574,8 @@ func testChangeLogCommitOrder(t *testing.T, s store.Store) {
 	setSpots(t, s, "1")
 	const writers, each = 8, 25
 	done := make(chan struct{})
-	var seen []int64
-	follower := make(chan error, 1)
-	go func() {
-		var after int64
-		for stop := false; ; {
-			select {
-			case <-done:
-				stop = true
-			default:
-			}
-			cs, err := s.Changes(ctx, after, 7)
-			if err != nil {
-				follower <- err
-				return
-			}
-			for _, c := range cs {
-				seen = append(seen, c.Version)
-				after = c.Version
-			}
-			if stop && len(cs) == 0 {
-				follower <- nil
-				return
-			}
-		}
-	}()
+	follower := make(chan Followed, 1)
+	go func() { follower <- FollowLog(ctx, s, 7, done) }()
 	var wg sync.WaitGroup
 	errs := make(chan error, writers*each)
 	for w := range writers {
@@ -617,8 +595,13 @@ func testChangeLogCommitOrder(t *testing.T, s store.Store) {
 			t.Fatal(err)
 		}
 	}
-	if err := <-follower; err != nil {
-		t.Fatal(err)
+	f := <-follower
+	if f.Err != nil {
+		t.Fatal(f.Err)
+	}
+	var seen []int64
+	for _, c := range f.Changes {
+		seen = append(seen, c.Version)
 	}
 	var all []int64
 	for _, c := range allChanges(t, s) {
@@ -629,6 +612,43 @@ func testChangeLogCommitOrder(t *testing.T, s store.Store) {
 	}
 	if !slices.Equal(seen, all) {
 		t.Errorf("the follower saw %d entries, the log has %d: an entry became visible after a higher version", len(seen), len(all))
+	}
+}
+
+// Followed is what FollowLog read.
+type Followed struct {
+	Changes []store.Change
+	Err     error
+}
+
+// FollowLog pages through s's change log from the start, page entries at a
+// time, as the relay and the board do, until stop is closed and a read
+// after that finds nothing new. It returns every entry it read, in order:
+// the commit-order checks compare that with the whole log, which differs
+// when a store lets a version become visible before a lower one.
+func FollowLog(ctx context.Context, s store.Store, page int, stop <-chan struct{}) Followed {
+	var (
+		f     Followed
+		after int64
+	)
+	for stopping := false; ; {
+		select {
+		case <-stop:
+			stopping = true
+		default:
+		}
+		cs, err := s.Changes(ctx, after, page)
+		if err != nil {
+			f.Err = err
+			return f
+		}
+		f.Changes = append(f.Changes, cs...)
+		if len(cs) > 0 {
+			after = cs[len(cs)-1].Version
+		}
+		if stopping && len(cs) == 0 {
+			return f
+		}
 	}
 }
 
@@ -1082,15 +1102,24 @@ func testChangeNotifier(t *testing.T, s store.Store) {
 	if !ok {
 		t.Skip("the store offers no change notifications")
 	}
+	Notified(t, s, n)
+}
+
+// Notified checks that listener hears of changes committed through writer
+// (the same store, or another instance on the same database), and that
+// NotifyChanges returns nil once its context ends.
+func Notified(t *testing.T, writer store.Store, listener store.ChangeNotifier) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	notified := make(chan struct{}, 100)
 	done := make(chan error, 1)
-	go func() { done <- n.NotifyChanges(ctx, func() { notified <- struct{}{} }) }()
+	go func() { done <- listener.NotifyChanges(ctx, func() { notified <- struct{}{} }) }()
 	// The listener may not be listening yet: log until a notification
 	// comes, a bounded number of times.
 	got := false
 	for i := 0; i < 50 && !got; i++ {
-		write(t, s, func(tx store.Tx) error {
+		write(t, writer, func(tx store.Tx) error {
 			return tx.Log(store.Change{At: at(float64(i)), Kind: store.KindPaymentDeclined, Actor: "driver"})
 		})
 		select {
@@ -1111,4 +1140,67 @@ func testChangeNotifier(t *testing.T, s store.Store) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("NotifyChanges did not return after its context ended")
 	}
+}
+
+// BenchmarkConditionalInsert measures the booking write on a store from
+// open: check the spot's live reservations, insert and log if free, commit.
+// "contended" draws windows from one day of three spots, so most attempts
+// are refused (and roll back, nothing to flush); "sparse" draws from
+// years, so nearly every attempt commits. It reports booked/op, and
+// whatever report adds for the store (nil: nothing).
+func BenchmarkConditionalInsert(b *testing.B, open func(b *testing.B) store.Store, report func(b *testing.B, s store.Store)) {
+	for _, c := range []struct {
+		name  string
+		slots int // quarter hours to draw a start from
+	}{{"contended", 4 * 24}, {"sparse", 4 * 24 * 365 * 20}} {
+		b.Run(c.name, func(b *testing.B) {
+			s := open(b)
+			benchConditionalInsert(b, s, c.slots)
+			if report != nil {
+				report(b, s)
+			}
+		})
+	}
+}
+
+func benchConditionalInsert(b *testing.B, s store.Store, slots int) {
+	ctx := context.Background()
+	spots := []string{"1", "2", "3"}
+	if err := s.SetSpots(ctx, spots, base); err != nil {
+		b.Fatal(err)
+	}
+	var seq, booked atomic.Int64
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		rng := rand.New(rand.NewPCG(uint64(seq.Add(1)), 7))
+		for pb.Next() {
+			i := seq.Add(1)
+			from := base.Add(time.Duration(rng.IntN(slots)) * 15 * time.Minute)
+			r := reservation.Reservation{ID: fmt.Sprintf("b%d", i), SpotID: spots[rng.IntN(len(spots))],
+				State: reservation.Reserved, Source: reservation.SourceDriver, From: from,
+				Until: from.Add(time.Duration(1+rng.IntN(4)) * time.Hour), CreatedAt: base, Amount: 250, Currency: "eur",
+				TokenHash: fmt.Appendf(nil, "h%d", i)}
+			err := s.Write(ctx, func(tx store.Tx) error {
+				live, err := tx.Live(r.SpotID, r.Window())
+				if err != nil {
+					return err
+				}
+				if len(live) > 0 {
+					return store.ErrOverlap
+				}
+				if err := tx.Insert(r); err != nil {
+					return err
+				}
+				return tx.Log(store.Change{At: base, Kind: store.KindCreated, SpotID: r.SpotID, ReservationID: r.ID, Actor: "driver", Reservation: &r})
+			})
+			switch {
+			case err == nil:
+				booked.Add(1)
+			case !errors.Is(err, store.ErrOverlap):
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(booked.Load())/float64(b.N), "booked/op")
 }
