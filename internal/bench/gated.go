@@ -281,8 +281,7 @@ func gatedEnv(addr, db, pubKey string) []string {
 // /v1/status answers with the imported cache version. It retries when the
 // port was taken between probe and bind.
 func startGated(ctx context.Context, argv []string, dir, db, pubKey string, within time.Duration) (*gatedProc, error) {
-	var lastErr error
-	for range 3 {
+	return onFreePorts(ctx, func() (*gatedProc, error) {
 		port, err := freePort()
 		if err != nil {
 			return nil, err
@@ -308,16 +307,12 @@ func startGated(ctx context.Context, argv []string, dir, db, pubKey string, with
 			}
 			return nil
 		})
-		if err == nil {
-			return g, nil
+		if err != nil {
+			c.stop()
+			return nil, err
 		}
-		c.stop()
-		lastErr = err
-		if ctx.Err() != nil || !strings.Contains(err.Error(), "address already in use") {
-			break
-		}
-	}
-	return nil, lastErr
+		return g, nil
+	})
 }
 
 // outbox asks /v1/status for the outbox depth.

@@ -524,8 +524,7 @@ type pgCentrald struct {
 // shared ticket key, on a free 127.0.0.1 port, and waits until GET
 // /readyz answers 200. It tries three ports, as StartCentrald does.
 func startPGCentrald(ctx context.Context, bin, dir, dsn, keyFile string, spots int) (*pgCentrald, error) {
-	var lastErr error
-	for range 3 {
+	return onFreePorts(ctx, func() (*pgCentrald, error) {
 		port, err := freePort()
 		if err != nil {
 			return nil, err
@@ -551,15 +550,12 @@ func startPGCentrald(ctx context.Context, bin, dir, dsn, keyFile string, spots i
 		}
 		c := &pgCentrald{url: "http://" + addr, addr: addr, proc: p,
 			client: &http.Client{Timeout: 10 * time.Second, Transport: loopbackTransport(1)}}
-		if lastErr = p.waitHTTP(ctx, c.url+"/readyz", 30*time.Second, nil); lastErr == nil {
-			return c, nil
+		if err := p.waitHTTP(ctx, c.url+"/readyz", 30*time.Second, nil); err != nil {
+			p.stop()
+			return nil, err
 		}
-		p.stop()
-		if ctx.Err() != nil || !strings.Contains(lastErr.Error(), "address already in use") {
-			break
-		}
-	}
-	return nil, lastErr
+		return c, nil
+	})
 }
 
 var attemptsRe = regexp.MustCompile(`(?m)^parkgate_reservation_attempts_total\{outcome="\w+"\} (\d+)`)
@@ -603,8 +599,7 @@ type haproxy struct {
 // backend UP, so that a run does not begin with part of the backend still
 // out.
 func startHAProxy(ctx context.Context, bin, cfg, dir string, backends []string) (*haproxy, error) {
-	var lastErr error
-	for range 3 {
+	return onFreePorts(ctx, func() (*haproxy, error) {
 		lp, err := freePort()
 		if err != nil {
 			return nil, err
@@ -621,17 +616,16 @@ func startHAProxy(ctx context.Context, bin, cfg, dir string, backends []string) 
 			return nil, err
 		}
 		h := &haproxy{url: "http://" + lb, stats: "http://" + st, proc: p}
-		if lastErr = p.waitHTTP(ctx, h.url+"/readyz", 20*time.Second, nil); lastErr == nil {
-			if lastErr = p.waitHTTP(ctx, h.stats+"/;csv", 15*time.Second, backendUp(len(backends))); lastErr == nil {
-				return h, nil
-			}
+		err = p.waitHTTP(ctx, h.url+"/readyz", 20*time.Second, nil)
+		if err == nil {
+			err = p.waitHTTP(ctx, h.stats+"/;csv", 15*time.Second, backendUp(len(backends)))
 		}
-		p.stop()
-		if ctx.Err() != nil || !strings.Contains(lastErr.Error(), "annot bind") {
-			break
+		if err != nil {
+			p.stop()
+			return nil, err
 		}
-	}
-	return nil, lastErr
+		return h, nil
+	})
 }
 
 // backendUp accepts HAProxy's stats CSV once the centrald backend has n

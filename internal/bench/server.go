@@ -44,18 +44,33 @@ const MaxAdvanceHours = 5 * 366 * 24
 // port, and waits until GET /readyz answers 200. On any failure it leaves
 // nothing behind.
 func StartCentrald(ctx context.Context, bin, parent string, spots int) (*Centrald, error) {
-	var lastErr error
-	for range 3 { // a free port can be taken between probe and bind
-		c, err := startOnce(ctx, bin, parent, spots)
-		if err == nil {
-			return c, nil
+	return onFreePorts(ctx, func() (*Centrald, error) { return startOnce(ctx, bin, parent, spots) })
+}
+
+// onFreePorts runs start, which starts a child on ports freePort probed,
+// up to three times while it fails because another process took such a
+// port between the probe and the child's bind.
+func onFreePorts[T any](ctx context.Context, start func() (T, error)) (T, error) {
+	var (
+		v   T
+		err error
+	)
+	for range 3 {
+		if v, err = start(); err == nil {
+			return v, nil
 		}
-		lastErr = err
-		if ctx.Err() != nil || !strings.Contains(err.Error(), "address already in use") {
+		if ctx.Err() != nil || !portTaken(err) {
 			break
 		}
 	}
-	return nil, lastErr
+	return v, err
+}
+
+// portTaken recognises a child's failure to bind a port: Go's "address
+// already in use", HAProxy's "cannot bind socket".
+func portTaken(err error) bool {
+	s := err.Error()
+	return strings.Contains(s, "address already in use") || strings.Contains(s, "annot bind")
 }
 
 func startOnce(ctx context.Context, bin, parent string, spots int) (c *Centrald, err error) {

@@ -313,8 +313,7 @@ func pollUntil(ctx context.Context, g *gatedProc, client *http.Client, start tim
 // startSyncGate starts gated as gate id of the sync site with database
 // db, connected to broker, and waits for its HTTP API (any cache).
 func startSyncGate(ctx context.Context, bin, dir, db, id, password, broker, pubKey string) (*gatedProc, error) {
-	var lastErr error
-	for range 3 {
+	return onFreePorts(ctx, func() (*gatedProc, error) {
 		port, err := freePort()
 		if err != nil {
 			return nil, err
@@ -333,16 +332,12 @@ func startSyncGate(ctx context.Context, bin, dir, db, id, password, broker, pubK
 			return nil, err
 		}
 		g := &gatedProc{child: c, url: "http://" + addr}
-		if err = c.waitHTTP(ctx, g.url+"/v1/status", 30*time.Second, nil); err == nil {
-			return g, nil
+		if err = c.waitHTTP(ctx, g.url+"/v1/status", 30*time.Second, nil); err != nil {
+			c.stop()
+			return nil, err
 		}
-		c.stop()
-		lastErr = err
-		if ctx.Err() != nil || !strings.Contains(err.Error(), "address already in use") {
-			break
-		}
-	}
-	return nil, lastErr
+		return g, nil
+	})
 }
 
 // filesSize sums the sizes of path and its -wal and -shm files.
