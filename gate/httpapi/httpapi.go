@@ -291,18 +291,7 @@ func (h *handler) simVehicle(w http.ResponseWriter, r *http.Request) {
 // anprGuarded takes a camera push only from an allowed source with the
 // right credentials: a push opens the barrier for the plate it names.
 func (h *handler) anprGuarded(w http.ResponseWriter, r *http.Request) {
-	peer, err := netip.ParseAddrPort(r.RemoteAddr)
-	addr := peer.Addr().Unmap().WithZone("")
-	allowed := false
-	if err == nil {
-		for _, p := range h.o.Camera.AllowFrom {
-			if p.Contains(addr) {
-				allowed = true
-				break
-			}
-		}
-	}
-	if !allowed {
+	if !allowedPeer(r.RemoteAddr, h.o.Camera.AllowFrom) {
 		h.refuse(w, r, "source", "forbidden_source", "pushes are taken only from the networks in anpr.allow_from")
 		return
 	}
@@ -318,6 +307,23 @@ func (h *handler) anprGuarded(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	h.anpr(w, r)
+}
+
+// allowedPeer reports whether the TCP peer remoteAddr (host:port, as
+// net/http gives it) is in one of the networks. An IPv4 client of a
+// dual-stack listener shows as ::ffff:a.b.c.d and is matched as a.b.c.d.
+func allowedPeer(remoteAddr string, allow []netip.Prefix) bool {
+	peer, err := netip.ParseAddrPort(remoteAddr)
+	if err != nil {
+		return false
+	}
+	addr := peer.Addr().Unmap().WithZone("")
+	for _, p := range allow {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
 }
 
 // refuse answers a push that is not taken, and says so in the log (with
