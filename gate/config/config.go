@@ -9,10 +9,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"regexp"
 	"strings"
 	"time"
 
+	"github.com/parkgate/parkgate/hardware/anpr"
 	"github.com/parkgate/parkgate/internal/configload"
 	"github.com/parkgate/parkgate/sync/syncmsg"
 	"github.com/parkgate/parkgate/ticket"
@@ -50,6 +52,11 @@ type Gate struct {
 // HTTP is the local API listener.
 type HTTP struct {
 	Addr string `mapstructure:"addr"`
+	// ANPRAddr, when set, is the camera's own listener: POST /v1/anpr is
+	// served there and only there, so that the local API (status,
+	// metrics, simulator) can stay on loopback while the camera reaches
+	// the gate over the lane network. Empty: /v1/anpr is on Addr.
+	ANPRAddr string `mapstructure:"anpr_addr"`
 }
 
 // DB is the local SQLite file (cache and outbox).
@@ -91,9 +98,19 @@ type Tickets struct {
 
 // ANPR configures the plate camera input.
 type ANPR struct {
+	// Preset is "auto" (every supported format, recognised by itself) or
+	// the one format to accept (see anpr.Presets).
 	Preset        string        `mapstructure:"preset"`
 	MinConfidence float64       `mapstructure:"min_confidence"`
 	DedupWindow   time.Duration `mapstructure:"dedup_window"`
+	// AllowFrom lists the networks (CIDR; a bare address is one host)
+	// whose pushes are taken: a plate pushed to the gate opens the
+	// barrier, so nobody else may push one. See AllowedSources.
+	AllowFrom []string `mapstructure:"allow_from"`
+	// Username and Password, when set, are HTTP Basic credentials every
+	// push must carry as well.
+	Username string `mapstructure:"username"`
+	Password string `mapstructure:"password"`
 }
 
 // Log configures logging.
@@ -112,6 +129,7 @@ var defaults = map[string]any{
 	"gate.repeat_window":          "5s",
 	"gate.strict_exit":            false,
 	"http.addr":                   "127.0.0.1:8081",
+	"http.anpr_addr":              "",
 	"db.path":                     "gated.db",
 	"mqtt.url":                    "tcp://127.0.0.1:1884",
 	"mqtt.username":               "",
@@ -131,9 +149,12 @@ var defaults = map[string]any{
 	"hardware.reader_device":      "",
 	"hardware.reader_baud":        9600,
 	"tickets.public_key":          "",
-	"anpr.preset":                 "plain",
+	"anpr.preset":                 "auto",
 	"anpr.min_confidence":         0.8,
 	"anpr.dedup_window":           "5s",
+	"anpr.allow_from":             []string{"127.0.0.0/8", "::1/128"},
+	"anpr.username":               "",
+	"anpr.password":               "",
 	"log.level":                   "info",
 	"log.format":                  "auto",
 }
@@ -185,6 +206,13 @@ func (c *Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.HTTP.Addr); err != nil {
 		bad("http.addr %q: want host:port", c.HTTP.Addr)
+	}
+	if a := c.HTTP.ANPRAddr; a != "" {
+		if _, port, err := net.SplitHostPort(a); err != nil {
+			bad("http.anpr_addr %q: want host:port, or empty to serve the camera on http.addr", a)
+		} else if a == c.HTTP.Addr && port != "0" {
+			bad("http.anpr_addr %q: the same as http.addr; leave it empty to serve the camera there", a)
+		}
 	}
 	if u := c.MQTT.URL; u != "" && !strings.HasPrefix(u, "tcp://") && !strings.HasPrefix(u, "ssl://") && !strings.HasPrefix(u, "tls://") {
 		bad("mqtt.url %q: want tcp://host:port or ssl://host:port, or empty to run the lane alone", u)
@@ -244,6 +272,16 @@ func (c *Config) Validate() error {
 	if c.ANPR.DedupWindow < 0 || c.ANPR.DedupWindow > time.Hour {
 		bad("anpr.dedup_window %s: want 0 to 1h", c.ANPR.DedupWindow)
 	}
+	if err := (anpr.Options{Preset: c.ANPR.Preset}).Check(); err != nil {
+		bad("anpr.preset %q: want auto (every supported format) or one of %s", c.ANPR.Preset, strings.Join(anpr.Presets(), ", "))
+	}
+	if _, err := c.AllowedSources(); err != nil {
+		bad("anpr.allow_from: %v", err)
+	}
+	if (c.ANPR.Username == "") != (c.ANPR.Password == "") {
+		// Never quote the password.
+		bad("anpr.username and anpr.password: set both (the camera's HTTP Basic login) or neither")
+	}
 	if len(errs) > 0 {
 		return errors.New("invalid configuration:\n  " + strings.Join(errs, "\n  "))
 	}
@@ -270,4 +308,33 @@ func (c *Config) PublicKeys() ([]ed25519.PublicKey, error) {
 		keys = append(keys, k)
 	}
 	return keys, nil
+}
+
+// AllowedSources parses anpr.allow_from: CIDR prefixes such as
+// 10.20.0.0/24, or bare addresses, which stand for that one host (/32,
+// /128). Entries may carry spaces around them (the environment form is
+// comma-separated); empty entries are skipped. An empty list is valid and
+// refuses every push.
+func (c *Config) AllowedSources() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range c.ANPR.AllowFrom {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		if strings.Contains(s, "/") {
+			p, err := netip.ParsePrefix(s)
+			if err != nil {
+				return nil, fmt.Errorf("%q is not a network in CIDR form such as 10.20.0.0/24 or ::1/128", s)
+			}
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil || a.Zone() != "" {
+			return nil, fmt.Errorf("%q is neither an IP address nor a network in CIDR form such as 10.20.0.0/24", s)
+		}
+		a = a.Unmap()
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
 }

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -62,6 +64,70 @@ func TestBadConfigIsReportedClearly(t *testing.T) {
 		os.WriteFile(p, []byte(tc.yaml), 0o600)
 		if _, err := Load(p, nil); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: err = %v, want mention of %q", tc.yaml, err, tc.want)
+		}
+	}
+}
+
+// anpr.allow_from is a list in YAML and comma-separated in the
+// environment; both give the same networks, and a bare address is one host.
+func TestANPRAllowFrom(t *testing.T) {
+	def, err := Load("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(mustSources(t, def)); got != "[127.0.0.0/8 ::1/128]" {
+		t.Fatalf("default allow_from = %s, want loopback only", got)
+	}
+	want := "[10.20.0.0/24 10.30.0.5/32 10.40.0.7/32]"
+	env, err := Load("", []string{"PARKING_ANPR_ALLOW_FROM=10.20.0.0/24,10.30.0.5/32, 10.40.0.7"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(mustSources(t, env)); got != want {
+		t.Fatalf("from the environment: %s, want %s", got, want)
+	}
+	p := filepath.Join(t.TempDir(), "g.yaml")
+	os.WriteFile(p, []byte("anpr:\n  allow_from:\n    - 10.20.0.0/24\n    - 10.30.0.5/32\n    - 10.40.0.7\n"), 0o600)
+	file, err := Load(p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(mustSources(t, file)); got != want {
+		t.Fatalf("from YAML: %s, want %s", got, want)
+	}
+	none, err := Load("", []string{"PARKING_ANPR_ALLOW_FROM="})
+	if err != nil || len(mustSources(t, none)) != 0 {
+		t.Fatalf("empty allow_from: %v, %v", none.ANPR.AllowFrom, err)
+	}
+}
+
+func mustSources(t *testing.T, c Config) []netip.Prefix {
+	t.Helper()
+	s, err := c.AllowedSources()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestBadANPRConfigIsReportedClearly(t *testing.T) {
+	for _, tc := range []struct {
+		env  []string
+		want string
+	}{
+		{[]string{"PARKING_ANPR_ALLOW_FROM=10.20.0.0/33"}, `anpr.allow_from: "10.20.0.0/33" is not a network`},
+		{[]string{"PARKING_ANPR_ALLOW_FROM=10.20.0.0/24,camera.local"}, `anpr.allow_from: "camera.local" is neither`},
+		{[]string{"PARKING_ANPR_USERNAME=cam"}, "anpr.username and anpr.password: set both"},
+		{[]string{"PARKING_ANPR_PASSWORD=s3cret-pw"}, "anpr.username and anpr.password: set both"},
+		{[]string{"PARKING_ANPR_PRESET=acme"}, `anpr.preset "acme": want auto`},
+		{[]string{"PARKING_HTTP_ANPR_ADDR=10.20.0.2"}, "http.anpr_addr"},
+	} {
+		_, err := Load("", tc.env)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: err = %v, want mention of %q", tc.env, err, tc.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "s3cret-pw") {
+			t.Errorf("%v: the error quotes the password: %v", tc.env, err)
 		}
 	}
 }

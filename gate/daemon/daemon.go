@@ -42,6 +42,9 @@ type Options struct {
 	Log *slog.Logger
 	// Started, if set, is called once the local API listens.
 	Started func(httpAddr string)
+	// CameraStarted, if set, is called with the camera's own listener's
+	// address (http.anpr_addr) once it listens, before Started.
+	CameraStarted func(anprAddr string)
 }
 
 // lanePins is the lane's hardware, whatever implements it.
@@ -206,16 +209,36 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 	} else {
 		log.Warn("mqtt.url is empty: this lane runs alone (no sync with centrald)")
 	}
-	api := httpapi.New(httpapi.Options{
+	allow, err := cfg.AllowedSources()
+	if err != nil {
+		return fmt.Errorf("anpr.allow_from: %w", err)
+	}
+	apiOpt := httpapi.Options{
 		Lane: ln, Sim: hw.sim, Registry: reg, Log: log, Online: online,
 		ANPR:   anpr.Options{Preset: cfg.ANPR.Preset},
 		Filter: &anpr.Filter{MinConfidence: cfg.ANPR.MinConfidence, Window: cfg.ANPR.DedupWindow, Clock: clk},
-	})
+		Camera: httpapi.Camera{AllowFrom: allow, Username: cfg.ANPR.Username, Password: cfg.ANPR.Password},
+		// The camera on its own listener: the API answers it nothing.
+		CameraElsewhere: cfg.HTTP.ANPRAddr != "",
+	}
+	api := httpapi.New(apiOpt)
 	l, err := net.Listen("tcp", cfg.HTTP.Addr)
 	if err != nil {
 		return fmt.Errorf("http.addr: %w", err)
 	}
-	services := append(syncSvc, []service.Named{
+	anprAddr := l.Addr().String()
+	var cameraSvc []service.Named
+	if cfg.HTTP.ANPRAddr != "" {
+		cl, err := net.Listen("tcp", cfg.HTTP.ANPRAddr)
+		if err != nil {
+			l.Close()
+			return fmt.Errorf("http.anpr_addr: %w", err)
+		}
+		anprAddr = cl.Addr().String()
+		cameraSvc = append(cameraSvc, service.Named{Name: "http-anpr", Service: &httpserve.Server{Listener: cl, Handler: httpapi.NewCamera(apiOpt), Log: log}})
+	}
+	services := append(syncSvc, cameraSvc...)
+	services = append(services, []service.Named{
 		{Name: "barrier", Service: bar},
 		{Name: "lane", Service: ln},
 		{Name: "http", Service: &httpserve.Server{Listener: l, Handler: api, Log: log}},
@@ -230,7 +253,14 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 		services = append(services, service.Named{Name: "reader", Service: readerService(reader, ln, log)})
 	}
 	log.Info("gated started", "version", version.Version, "site", cfg.Site, "gate", cfg.Gate.ID, "role", cfg.Gate.Role,
-		"mode", cfg.Hardware.Mode, "http", l.Addr().String(), "keys", len(mustKeys(cfg)))
+		"mode", cfg.Hardware.Mode, "http", l.Addr().String(), "anpr", anprAddr, "anpr_allow_from", cfg.ANPR.AllowFrom,
+		"anpr_basic_auth", cfg.ANPR.Username != "", "keys", len(mustKeys(cfg)))
+	if len(allow) == 0 {
+		log.Warn("anpr.allow_from is empty: every camera push is refused")
+	}
+	if opt.CameraStarted != nil && cfg.HTTP.ANPRAddr != "" {
+		opt.CameraStarted(anprAddr)
+	}
 	if opt.Started != nil {
 		opt.Started(l.Addr().String())
 	}

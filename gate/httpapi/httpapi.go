@@ -2,15 +2,24 @@
 // /healthz, /metrics, /v1/status, POST /v1/anpr for the plate camera, and —
 // in simulator mode only — the simulator endpoints that CI and demos drive:
 // /v1/sim/scan, /v1/sim/plate, /v1/sim/vehicle.
+//
+// A camera push opens the barrier, so POST /v1/anpr takes pushes only from
+// the configured source networks and, when set, with the configured HTTP
+// Basic credentials (see Camera). It is served either with the rest of the
+// API (New) or alone on the camera's own listener (NewCamera), so that the
+// API can stay on loopback while the camera reaches the gate.
 package httpapi
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -45,11 +54,27 @@ type Options struct {
 	Sim      Sim
 	ANPR     anpr.Options
 	Filter   *anpr.Filter
+	Camera   Camera
 	Registry *prometheus.Registry
 	Log      *slog.Logger
 	// Online reports whether the sync with centrald is up (false until the
 	// sync exists).
 	Online func() bool
+	// CameraElsewhere leaves POST /v1/anpr out of New: the camera has its
+	// own listener, served by NewCamera.
+	CameraElsewhere bool
+}
+
+// Camera says who may push plates to POST /v1/anpr. Everyone else is
+// answered 403, logged and counted, and their plate never reaches the lane.
+type Camera struct {
+	// AllowFrom are the networks pushes are taken from, matched against
+	// the TCP peer's address (never a header such as X-Forwarded-For,
+	// which the sender writes). Empty: no push is taken.
+	AllowFrom []netip.Prefix
+	// Username and Password, when Username is set, are the HTTP Basic
+	// credentials every push must carry as well.
+	Username, Password string
 }
 
 // New returns gated's HTTP handler.
@@ -60,7 +85,7 @@ func New(o Options) http.Handler {
 	if o.Online == nil {
 		o.Online = func() bool { return false }
 	}
-	h := &handler{o: o}
+	h := newHandler(o)
 	m := http.NewServeMux()
 	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -71,7 +96,9 @@ func New(o Options) http.Handler {
 		m.Handle("GET /metrics", promhttp.Handler())
 	}
 	m.HandleFunc("GET /v1/status", h.status)
-	m.HandleFunc("POST /v1/anpr", h.anpr)
+	if !o.CameraElsewhere {
+		m.HandleFunc("POST /v1/anpr", h.anprGuarded)
+	}
 	if o.Sim != nil {
 		m.HandleFunc("POST /v1/sim/scan", h.simScan)
 		m.HandleFunc("POST /v1/sim/plate", h.simPlate)
@@ -83,7 +110,50 @@ func New(o Options) http.Handler {
 	return m
 }
 
-type handler struct{ o Options }
+// NewCamera returns the handler of the camera's own listener: POST
+// /v1/anpr and nothing else, so that status, metrics and the simulator
+// stay on the API's listener.
+func NewCamera(o Options) http.Handler {
+	h := newHandler(o)
+	m := http.NewServeMux()
+	m.HandleFunc("POST /v1/anpr", h.anprGuarded)
+	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", "this listener serves only POST /v1/anpr for the plate camera")
+	})
+	return m
+}
+
+type handler struct {
+	o       Options
+	refused *prometheus.CounterVec
+	// user and pass are the SHA-256 of the configured credentials, so
+	// that comparing them takes the same time whatever the lengths.
+	user, pass [sha256.Size]byte
+}
+
+func newHandler(o Options) *handler {
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	h := &handler{o: o, refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "parkgate_anpr_refused_total",
+		Help: "Camera pushes refused, by reason: source (not from anpr.allow_from) or credentials (missing or wrong HTTP Basic login).",
+	}, []string{"reason"})}
+	h.user, h.pass = sha256.Sum256([]byte(o.Camera.Username)), sha256.Sum256([]byte(o.Camera.Password))
+	if o.Registry != nil {
+		if err := o.Registry.Register(h.refused); err != nil {
+			// New and NewCamera on one registry share the counter.
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) {
+				panic(err)
+			}
+			h.refused = are.ExistingCollector.(*prometheus.CounterVec)
+		}
+	}
+	h.refused.WithLabelValues("source")
+	h.refused.WithLabelValues("credentials")
+	return h
+}
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
@@ -216,6 +286,53 @@ func (h *handler) simVehicle(w http.ResponseWriter, r *http.Request) {
 	}
 	h.o.Sim.Vehicle(*req.Present)
 	writeJSON(w, http.StatusOK, map[string]bool{"present": *req.Present})
+}
+
+// anprGuarded takes a camera push only from an allowed source with the
+// right credentials: a push opens the barrier for the plate it names.
+func (h *handler) anprGuarded(w http.ResponseWriter, r *http.Request) {
+	if !allowedPeer(r.RemoteAddr, h.o.Camera.AllowFrom) {
+		h.refuse(w, r, "source", "forbidden_source", "pushes are taken only from the networks in anpr.allow_from")
+		return
+	}
+	if h.o.Camera.Username != "" {
+		user, pass, _ := r.BasicAuth()
+		u, p := sha256.Sum256([]byte(user)), sha256.Sum256([]byte(pass))
+		// Both compared, always: no early answer tells which was wrong.
+		okUser := subtle.ConstantTimeCompare(u[:], h.user[:])
+		okPass := subtle.ConstantTimeCompare(p[:], h.pass[:])
+		if okUser&okPass != 1 {
+			h.refuse(w, r, "credentials", "bad_credentials", "pushes must carry the HTTP Basic login set in anpr.username and anpr.password")
+			return
+		}
+	}
+	h.anpr(w, r)
+}
+
+// allowedPeer reports whether the TCP peer remoteAddr (host:port, as
+// net/http gives it) is in one of the networks. An IPv4 client of a
+// dual-stack listener shows as ::ffff:a.b.c.d and is matched as a.b.c.d.
+func allowedPeer(remoteAddr string, allow []netip.Prefix) bool {
+	peer, err := netip.ParseAddrPort(remoteAddr)
+	if err != nil {
+		return false
+	}
+	addr := peer.Addr().Unmap().WithZone("")
+	for _, p := range allow {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
+}
+
+// refuse answers a push that is not taken, and says so in the log (with
+// the TCP peer, never what the request claims) and the metrics. Nothing of
+// the request is read or logged: not its plate, not its credentials.
+func (h *handler) refuse(w http.ResponseWriter, r *http.Request, reason, code, msg string) {
+	h.refused.WithLabelValues(reason).Inc()
+	h.o.Log.Warn("camera push refused", "reason", reason, "peer", r.RemoteAddr)
+	writeError(w, http.StatusForbidden, code, msg)
 }
 
 // anpr takes a camera push: it answers at once (cameras retry or stall on

@@ -32,7 +32,8 @@ const maxParts = 32
 type Options struct {
 	// Preset restricts parsing to one format: "hikvision",
 	// "platerecognizer", or one of the generic JSON presets ("plain",
-	// "axis", "milesight", "openalpr"; see Presets). Empty means detect.
+	// "axis", "milesight", "openalpr"; see Presets). Empty or "auto"
+	// means detect, which recognises every one of them.
 	Preset string
 	// Fields reads JSON through these dot paths. With a Preset, each
 	// non-empty path overrides the preset's, so a vendor field name that
@@ -123,6 +124,14 @@ func ParseReader(contentType string, r io.Reader, opt Options) ([]Read, error) {
 	return reads, err
 }
 
+// Check reports whether opt can be used, in the sentence ParseReader would
+// give at every push (an unknown preset), so that a configuration mistake
+// is found when the program starts.
+func (opt Options) Check() error {
+	_, err := newParser(opt)
+	return err
+}
+
 // parser carries the resolved options through one parse.
 type parser struct {
 	opt     Options
@@ -145,7 +154,7 @@ func newParser(opt Options) (*parser, error) {
 		p.loc = time.Local
 	}
 	switch name := strings.ToLower(strings.TrimSpace(opt.Preset)); name {
-	case "":
+	case "", "auto":
 		if !opt.Fields.empty() {
 			p.want = "json"
 			p.fields = []FieldPaths{opt.Fields}

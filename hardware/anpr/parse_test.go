@@ -158,6 +158,12 @@ func TestParsePresetsMatchDetection(t *testing.T) {
 			t.Fatalf("%s with preset %s: %v", s.file, preset, err)
 		}
 		assertRead(t, named[0], auto[0])
+		// "auto", gated's default, is detection by name.
+		detected, err := Parse(s.contentType, body, Options{Location: cet, Preset: "auto"})
+		if err != nil {
+			t.Fatalf("%s with preset auto: %v", s.file, err)
+		}
+		assertRead(t, detected[0], auto[0])
 	}
 }
 
