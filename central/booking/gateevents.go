@@ -119,7 +119,7 @@ func screenGateEvent(tx store.Tx, e store.GateEvent, now time.Time) (string, err
 	case g.Role == "":
 		return fmt.Sprintf("gate %s has no registered role (provision it: centrald gate add %s --role entry|exit)", e.GateID, e.GateID), nil
 	case e.Role != g.Role:
-		return fmt.Sprintf("a %q event from gate %s, which is registered as an %s gate", truncate(e.Role, 16), e.GateID, g.Role), nil
+		return fmt.Sprintf("role %q, but gate %s is registered as an %s gate", truncate(e.Role, 16), e.GateID, g.Role), nil
 	case e.Kind != EventKindDecision && e.Kind != EventKindBarrierFault:
 		return fmt.Sprintf("unknown event kind %q", truncate(e.Kind, 32)), nil
 	case e.Time.After(now.Add(MaxEventSkew)):

@@ -286,7 +286,10 @@ func decision(id string, seq int64, role string, granted bool, r booking.Issued)
 // is acknowledged and becomes an exception.
 func testEvents(t *testing.T, url string) {
 	e := newEnv(t, url)
+	e.provision("g1", "entry")
+	e.provision("x1", "exit")
 	g := connectGate(t, url, e.topics, "g1")
+	x := connectGate(t, url, e.topics, "x1")
 	r := e.paid("1", e.window(0, 2))
 
 	batch := g.sendEvents(decision("ev-1", 1, "entry", true, r))
@@ -337,10 +340,10 @@ func testEvents(t *testing.T, url string) {
 		t.Errorf("the contradicted reservation is %s, want cancelled", got)
 	}
 
-	// Several events in one message: one ack naming all of them, applied
-	// in sequence (the exit after the entry).
-	g.sendEvents(decision("ev-3", 3, "exit", false, c), decision("ev-4", 4, "exit", true, r))
-	if ids := g.nextAck(); fmt.Sprint(ids) != "[ev-3 ev-4]" {
+	// Several events in one message (of the exit gate): one ack naming
+	// all of them, applied in sequence.
+	x.sendEvents(decision("ev-3", 1, "exit", false, c), decision("ev-4", 2, "exit", true, r))
+	if ids := x.nextAck(); fmt.Sprint(ids) != "[ev-3 ev-4]" {
 		t.Fatalf("ack %v, want [ev-3 ev-4]", ids)
 	}
 	if got := e.get(r.ID).State; got != reservation.Left {
@@ -370,6 +373,7 @@ func testEvents(t *testing.T, url string) {
 // all the same.
 func testSharedEvents(t *testing.T, url string) {
 	e := newEnv(t, url, func(c *centralsync.Config) { c.Shared = true })
+	e.provision("g1", "entry")
 	g := connectGate(t, url, e.topics, "g1")
 	r := e.paid("1", e.window(0, 2))
 	g.sendEvents(decision("sh-1", 1, "entry", true, r))
