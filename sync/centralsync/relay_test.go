@@ -180,6 +180,8 @@ func testSnapshot(t *testing.T, url string) {
 	paid := e.paid("1", e.window(1, 2))
 	want[paid.ID] = syncmsg.StatePaid
 
+	e.provision("g0", "entry")
+	e.provision("x0", "exit")
 	taken := e.paid("2", e.window(0, 2))
 	if _, _, err := e.svc.ApplyGateEvent(e.ctx, store.GateEvent{EventID: "in-1", GateID: "g0", Seq: 1, Kind: "decision",
 		Role: "entry", Time: now, Granted: true, ReservationID: taken.ID}); err != nil {
@@ -189,7 +191,8 @@ func testSnapshot(t *testing.T, url string) {
 
 	left := e.paid("3", e.window(0, 2))
 	for i, role := range []string{"entry", "exit"} {
-		if _, _, err := e.svc.ApplyGateEvent(e.ctx, store.GateEvent{EventID: "io-" + role, GateID: "g0", Seq: int64(i + 2),
+		gate := map[string]string{"entry": "g0", "exit": "x0"}[role]
+		if _, _, err := e.svc.ApplyGateEvent(e.ctx, store.GateEvent{EventID: "io-" + role, GateID: gate, Seq: int64(i + 2),
 			Kind: "decision", Role: role, Time: now, Granted: true, ReservationID: left.ID}); err != nil {
 			t.Fatal(err)
 		}
