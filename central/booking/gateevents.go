@@ -139,7 +139,9 @@ func screenGateEvent(tx store.Tx, e store.GateEvent, now time.Time) (string, err
 // time unknown, and the entry arriving later with an earlier time fills
 // the check-in time in without reopening the reservation. So the check-in
 // time is always the earliest reported entry, and an entry timed after
-// the check-out, or an exit before the check-in, is an exception.
+// the check-out, or an exit before the check-in, is an exception. (Only an
+// exit timed before its own entry, a contradiction in itself, ends
+// differently by arrival order: whichever comes second is the exception.)
 func gateMove(r *reservation.Reservation, role string, at, now time.Time) (kind, outcome, note string) {
 	// Stored times have microseconds; compare at that precision.
 	at = at.UTC().Truncate(time.Microsecond)
