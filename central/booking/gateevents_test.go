@@ -264,3 +264,22 @@ func TestGateEventsOutOfOrder(t *testing.T) {
 		t.Errorf("after an entry past the exit: %s, in %v", got.State, got.CheckedInAt)
 	}
 }
+
+// Two entry gates granted the same reservation while offline: the
+// check-in is the earlier entry's, whichever arrives first.
+func TestGateEventsEarliestEntryIsTheCheckIn(t *testing.T) {
+	e := gateEnv(t)
+	e.provision(map[string]string{"entry-2": "entry"})
+	p := e.paid("1", win(0, 3))
+	e.clk.Set(t0.Add(time.Hour))
+	first, second := t0.Add(5*time.Minute), t0.Add(7*time.Minute)
+	e.apply(gateEvent("later", "entry", p.Reservation, second, true))
+	earlier := gateEvent("earlier", "entry", p.Reservation, first, true)
+	earlier.GateID = "entry-2"
+	if out := e.apply(earlier); out != store.EventApplied {
+		t.Fatalf("the earlier entry, arriving second: %v", out)
+	}
+	if got := e.get(p.ID); got.State != reservation.Taken || !got.CheckedInAt.Equal(first) {
+		t.Errorf("%s, checked in at %v; want taken at %v", got.State, got.CheckedInAt, first)
+	}
+}
