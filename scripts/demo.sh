@@ -78,7 +78,7 @@ API=http://127.0.0.1:$HTTP_PORT
 # Each gate gets its own broker password (stored hashed by centrald).
 declare -A PW
 for g in entry-1 exit-1; do
-	PW[$g]=$("$BIN/centrald" --config configs/demo.yaml gate add "$g" | tail -n 1)
+	PW[$g]=$("$BIN/centrald" --config configs/demo.yaml gate add "$g" --role "${g%-1}" | tail -n 1)
 done
 
 "$BIN/centrald" --config configs/demo.yaml >"$DATA/centrald.out" 2>"$DATA/centrald.log" &

@@ -99,6 +99,13 @@ pids+=($!)
 wait_http http://127.0.0.1:8080/readyz haproxy "$DATA/haproxy.log"
 KEY=$(curl -fsS http://127.0.0.1:8080/tickets/public-key | sed -n 's/.*"publicKey":"\([^"]*\)".*/\1/p')
 
+# The gates' roles, which central checks their events against (the
+# password gate add prints is for the embedded broker: ignored here, where
+# Mosquitto's password file holds the gates' logins).
+for g in entry-1 exit-1; do
+	env "${CENV[@]}" "$BIN/centrald" gate add "$g" --role "${g%-1}" >/dev/null
+done
+
 start_gate() { # id role port
 	PARKING_SITE=demo PARKING_GATE_ID=$1 PARKING_GATE_ROLE=$2 PARKING_HTTP_ADDR=127.0.0.1:$3 \
 		PARKING_DB_PATH="$DATA/$1.db" PARKING_TICKETS_PUBLIC_KEY="$KEY" PARKING_HARDWARE_MODE=sim \

@@ -14,14 +14,20 @@ import (
 )
 
 // AddGate provisions a gate for the embedded broker: a new random password,
-// stored hashed (argon2id), returned once for gated's mqtt.password. Adding
-// a known gate again rotates its password and keeps its presence.
-func AddGate(ctx context.Context, st store.Store, id string, now time.Time) (string, error) {
+// stored hashed (argon2id), returned once for gated's mqtt.password, and
+// the gate's role (syncmsg.RoleEntry or RoleExit), which its events are
+// checked against: an entry gate cannot check a car out. A new gate needs
+// a role; adding a known gate again rotates its password, keeps its
+// presence, and keeps its role unless role is given.
+func AddGate(ctx context.Context, st store.Store, id, role string, now time.Time) (string, error) {
 	if syncmsg.ValidID(id) != nil {
 		return "", fmt.Errorf("gate id %q: use 1-32 lower-case letters, digits, '-' or '_', starting with a letter or digit", id)
 	}
 	if id == CentralUser {
 		return "", fmt.Errorf("gate id %q is centrald's own MQTT user", id)
+	}
+	if role != "" && role != syncmsg.RoleEntry && role != syncmsg.RoleExit {
+		return "", fmt.Errorf("role %q: want entry or exit", role)
 	}
 	var b [24]byte
 	if _, err := rand.Read(b[:]); err != nil {
@@ -39,6 +45,12 @@ func AddGate(ctx context.Context, st store.Store, id string, now time.Time) (str
 		} else if err != nil {
 			return err
 		}
+		if role != "" {
+			g.Role = role
+		}
+		if g.Role == "" {
+			return ErrRoleRequired
+		}
 		g.PasswordHash = hash
 		return tx.PutGate(g)
 	})
@@ -47,6 +59,9 @@ func AddGate(ctx context.Context, st store.Store, id string, now time.Time) (str
 	}
 	return password, nil
 }
+
+// ErrRoleRequired: AddGate was given no role for a gate that has none.
+var ErrRoleRequired = errors.New("a gate without a recorded role needs one: --role entry or --role exit")
 
 // CentralUser is centrald's own MQTT user name (the Mosquitto ACL example
 // names it too).

@@ -64,7 +64,10 @@ func startSync(cfg config.Config, st store.Store, svc *booking.Service, clk cloc
 		log.Warn("no MQTT broker configured (mqtt.embedded false, mqtt.url empty): gates will not sync")
 		return p, nil
 	}
-	rc := centralsync.Config{Site: cfg.Site, URL: url, Username: user, Password: pass, Poll: relayPoll, Shared: cfg.MQTT.Shared}
+	rc := centralsync.Config{Site: cfg.Site, URL: url, Username: user, Password: pass, Poll: relayPoll, Shared: cfg.MQTT.Shared,
+		// With anonymous clients on the embedded broker anyone may speak
+		// for any gate, so a provisioned role protects nothing there.
+		RoleFromBirth: cfg.MQTT.Embedded && cfg.MQTT.AllowAnonymous}
 	if cfg.DB.Driver == "postgres" {
 		// Any number of instances may share the database: the one holding
 		// the site's advisory lock relays. With SQLite there is one

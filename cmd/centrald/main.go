@@ -36,8 +36,11 @@ commands:
   check-config  validate the configuration and exit
   pubkey        print the site's ticket public key (creating the key on
                 first use), in the form gated's tickets.public_key takes
-  gate add ID   provision gate ID for the embedded MQTT broker: prints its
-                new password (again: rotates it) for gated's mqtt.password
+  gate add ID --role entry|exit
+                provision gate ID: records its role (which its events are
+                checked against; required for a new gate) and prints a new
+                password (again: rotates it) for gated's mqtt.password with
+                the embedded MQTT broker
   version       print the version
 `
 
@@ -46,6 +49,7 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, usage) }
 	cfgPath := fs.String("config", "", "YAML configuration file")
+	role := fs.String("role", "", "gate add: the gate's role, entry or exit")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
@@ -66,7 +70,7 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 			rest = append(rest, fs.Arg(0))
 			more = fs.Args()[1:]
 		}
-		if cmd != "gate" && len(rest) > 0 {
+		if cmd != "gate" && (len(rest) > 0 || *role != "") {
 			fs.Usage()
 			return exitUsage
 		}
@@ -103,7 +107,11 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 			fs.Usage()
 			return exitUsage
 		}
-		return addGate(cfg, rest[1], stdout, stderr)
+		if *role != "" && *role != "entry" && *role != "exit" {
+			fmt.Fprintf(stderr, "centrald gate add: --role %q: want entry or exit\n", *role)
+			return exitUsage
+		}
+		return addGate(cfg, rest[1], *role, stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "centrald: unknown command %q\n", cmd)
 		fs.Usage()
@@ -127,7 +135,7 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 }
 
 // addGate provisions a gate and prints its password as the last line.
-func addGate(cfg config.Config, id string, stdout, stderr io.Writer) int {
+func addGate(cfg config.Config, id, role string, stdout, stderr io.Writer) int {
 	ctx := context.Background()
 	st, err := daemon.OpenStore(ctx, cfg)
 	if err != nil {
@@ -135,11 +143,16 @@ func addGate(cfg config.Config, id string, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 	defer st.Close()
-	pw, err := daemon.AddGate(ctx, st, id, time.Now())
+	pw, err := daemon.AddGate(ctx, st, id, role, time.Now())
 	if err != nil {
 		fmt.Fprintln(stderr, "centrald gate add:", err)
 		return exitUsage
 	}
-	fmt.Fprintf(stdout, "# gate %s: its MQTT user is %q; set this as its mqtt.password (shown once)\n%s\n", id, id, pw)
+	g, err := st.Gate(ctx, id)
+	if err != nil {
+		fmt.Fprintln(stderr, "centrald:", err)
+		return exitFailure
+	}
+	fmt.Fprintf(stdout, "# gate %s (%s): its MQTT user is %q; set this as its mqtt.password (shown once)\n%s\n", id, g.Role, id, pw)
 	return exitOK
 }

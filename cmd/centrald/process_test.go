@@ -362,24 +362,44 @@ func TestCommands(t *testing.T) {
 	// Provisioning a gate prints a password whose hash the broker accepts.
 	genv := []string{"PARKING_DB_DSN=" + filepath.Join(dir, "c.db")}
 	out.Reset()
-	if code := run([]string{"gate", "add", "entry-1"}, genv, &out, &errb); code != 0 {
+	if code := run([]string{"gate", "add", "entry-1", "--role", "entry"}, genv, &out, &errb); code != 0 {
 		t.Fatalf("gate add: %d %s", code, errb.String())
 	}
 	gl := strings.Split(strings.TrimSpace(out.String()), "\n")
 	pw := gl[len(gl)-1]
+	// Again without --role: a new password, the role kept.
+	out.Reset()
+	if code := run([]string{"gate", "add", "entry-1"}, genv, &out, &errb); code != 0 {
+		t.Fatalf("gate add again: %d %s", code, errb.String())
+	}
+	gl = strings.Split(strings.TrimSpace(out.String()), "\n")
+	if gl[len(gl)-1] == pw {
+		t.Fatal("adding a gate again did not rotate its password")
+	}
+	pw = gl[len(gl)-1]
 	st, err := sqlitestore.Open(context.Background(), filepath.Join(dir, "c.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	hash, ok, err := daemon.GateCredentials{Store: st}.Lookup("entry-1")
+	g, gerr := st.Gate(context.Background(), "entry-1")
 	st.Close()
 	if err != nil || !ok || !broker.CheckPassword(hash, pw) || broker.CheckPassword(hash, pw+"x") {
 		t.Fatalf("the printed password does not match the stored hash: %v %v", ok, err)
 	}
-	for _, bad := range [][]string{{"gate", "add", "Entry 1"}, {"gate", "add", "centrald"}, {"gate", "remove", "x"}, {"gate"}} {
+	if gerr != nil || g.Role != "entry" {
+		t.Fatalf("gate entry-1: role %q (%v), want entry", g.Role, gerr)
+	}
+	for _, bad := range [][]string{{"gate", "add", "Entry 1", "--role", "entry"}, {"gate", "add", "centrald", "--role", "exit"},
+		{"gate", "remove", "x"}, {"gate"}, {"gate", "add", "exit-1", "--role", "out"}, {"check-config", "--role", "exit"}} {
 		if code := run(bad, genv, &out, &errb); code != 2 {
 			t.Errorf("%v: exit %d", bad, code)
 		}
+	}
+	// A new gate needs its role.
+	errb.Reset()
+	if code := run([]string{"gate", "add", "exit-1"}, genv, &out, &errb); code != 2 || !strings.Contains(errb.String(), "--role") {
+		t.Errorf("gate add without --role: exit %d, %q; want 2 and a word on --role", code, errb.String())
 	}
 	if code := run([]string{"check-config"}, []string{"PARKING_SPOTS_COUNT=0"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "spots.count") {
 		t.Fatalf("bad config: %d %s", code, errb.String())

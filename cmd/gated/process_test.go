@@ -357,7 +357,7 @@ func TestSyncEndToEnd(t *testing.T) {
 		"PARKING_AUTH_ADMIN_TOKEN=" + admin}
 	passwords := map[string]string{}
 	for _, id := range []string{"entry-1", "exit-1"} {
-		cmd := exec.Command(centraldBin, "gate", "add", id)
+		cmd := exec.Command(centraldBin, "gate", "add", id, "--role", strings.TrimSuffix(id, "-1"))
 		cmd.Env = append(os.Environ(), cenv...)
 		out, err := cmd.Output()
 		if err != nil {
@@ -474,7 +474,7 @@ func TestSyncSurvivesOutagesAndSIGKILL(t *testing.T) {
 	cenv := []string{"PARKING_SITE=outage", "PARKING_HTTP_ADDR=" + httpAddr, "PARKING_MQTT_LISTEN=" + mqttAddr,
 		"PARKING_DB_DSN=" + filepath.Join(dir, "c.db"), "PARKING_TICKETS_KEY_FILE=" + filepath.Join(dir, "t.key"),
 		"PARKING_AUTH_ADMIN_TOKEN=" + admin}
-	cmd := exec.Command(centraldBin, "gate", "add", "entry-1")
+	cmd := exec.Command(centraldBin, "gate", "add", "entry-1", "--role", "entry")
 	cmd.Env = append(os.Environ(), cenv...)
 	out, err := cmd.Output()
 	if err != nil {

@@ -48,8 +48,8 @@ const (
 // Kind is what sort of event an outbox entry is.
 type Kind string
 
-// The event kinds. More may be added; central stores kinds it does not know
-// as they are.
+// The event kinds. central stores an event of a kind it does not know as an
+// exception, so a new kind needs central to know it first.
 const (
 	// KindDecision: an authorization decision (granted or denied).
 	KindDecision Kind = "decision"

@@ -110,12 +110,12 @@ func newSyncCentrald(bin, parent string, spots int) (*syncCentrald, error) {
 	return c, nil
 }
 
-// gateAdd provisions a gate (`centrald gate add ID`, before centrald
-// starts) and returns its MQTT password, the last line printed.
-func (c *syncCentrald) gateAdd(ctx context.Context, id string) (string, error) {
+// gateAdd provisions a gate (`centrald gate add ID --role ROLE`, before
+// centrald starts) and returns its MQTT password, the last line printed.
+func (c *syncCentrald) gateAdd(ctx context.Context, id, role string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, c.bin, "gate", "add", id)
+	cmd := exec.CommandContext(ctx, c.bin, "gate", "add", id, "--role", role)
 	cmd.Env, cmd.Dir = c.env, c.dir
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -380,7 +380,7 @@ func (b *runner) syncSection(ctx context.Context) (rep *SyncReport, err error) {
 	}
 	pw := map[string]string{}
 	for _, id := range []string{"entry-1", "entry-2"} {
-		if pw[id], err = c.gateAdd(ctx, id); err != nil {
+		if pw[id], err = c.gateAdd(ctx, id, "entry"); err != nil {
 			return nil, err
 		}
 	}

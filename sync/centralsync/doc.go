@@ -11,10 +11,14 @@
 //   - resyncs answer a gate's sync request with a compressed snapshot of
 //     what gates need to know, at a version of that same line;
 //   - events from the gates' outboxes are stored and applied through
-//     booking (Service.ApplyGateEvent) and acknowledged only once stored;
+//     booking (Service.ApplyGateEvent, which checks them against the
+//     gate's registered role) and acknowledged only once stored; those
+//     of a gate whose role is not recorded yet wait for its birth;
 //   - presence: gate births and wills (and any message a gate sends) keep
-//     the gates table (GET /gates) current, and central's own retained
-//     status and will tell the gates whether central is there;
+//     the gates table (GET /gates) current — a birth records the role of
+//     a gate that has none, and never replaces one (Config.RoleFromBirth
+//     aside) — and central's own retained status and will tell the gates
+//     whether central is there;
 //   - commands (open, resync) go to one gate with an id and an expiry and
 //     wait for the gate's result.
 //

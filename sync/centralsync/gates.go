@@ -42,6 +42,17 @@ func (r *Relay) handleEvents(ctx context.Context, m inMsg) {
 		r.log.Warn("ignoring events that claim another gate than their topic's", "gate", m.gate, "claimed", claimed)
 		return
 	}
+	if ok, err := r.hasRole(ctx, m.gate); !ok {
+		// Its birth (which records the role of a gate provisioned
+		// without one) may be queued behind this batch: nothing is
+		// acknowledged, and the gate sends the events again.
+		if err == nil {
+			r.log.Warn("holding back events of a gate whose role is not recorded yet (provision it with --role, or wait for its birth)", "gate", m.gate)
+		} else if ctx.Err() == nil {
+			r.log.Warn("reading a gate's role failed; the gate sends its events again", "gate", m.gate, "err", err)
+		}
+		return
+	}
 	ids := make([]string, 0, len(batch.Events))
 	var fresh, dups, exceptions int
 	for _, e := range batch.Events {
@@ -77,6 +88,16 @@ func (r *Relay) handleEvents(ctx context.Context, m inMsg) {
 		return
 	}
 	r.log.Debug("events acknowledged", "gate", m.gate, "new", fresh, "duplicates", dups, "exceptions", exceptions)
+}
+
+// hasRole reports whether gate has a registered role, which its events
+// are checked against (booking.ApplyGateEvent).
+func (r *Relay) hasRole(ctx context.Context, gate string) (bool, error) {
+	g, err := r.st.Gate(ctx, gate)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil && g.Role != "", err
 }
 
 // claimedGate returns the first gate id an event of payload claims that is
@@ -186,7 +207,7 @@ func (r *Relay) applyStatus(ctx context.Context, m inMsg) error {
 		return nil
 	}
 	now := r.clk.Now().UTC()
-	var outcome string
+	var outcome, conflict string
 	var stored int64
 	err = r.st.Write(ctx, func(tx store.Tx) error {
 		g, err := tx.Gate(m.gate)
@@ -205,7 +226,12 @@ func (r *Relay) applyStatus(ctx context.Context, m inMsg) error {
 		if s.Online {
 			outcome = "birth"
 			g.Online = true
-			g.Role, g.Software, g.Barrier = s.Role, s.Software, s.Barrier
+			if g.Role == "" || r.cfg.RoleFromBirth {
+				g.Role = s.Role // a provisioned role is never replaced (Config.RoleFromBirth)
+			} else if s.Role != g.Role {
+				conflict = g.Role
+			}
+			g.Software, g.Barrier = s.Software, s.Barrier
 			g.CacheVersion, g.Outbox = s.CacheVersion, int(s.Outbox)
 			switch {
 			case !m.retained:
@@ -232,6 +258,10 @@ func (r *Relay) applyStatus(ctx context.Context, m inMsg) error {
 			"outbox", s.Outbox, "barrier", s.Barrier, "software", s.Software, "retained", m.retained)
 	case "will":
 		r.log.Info("gate offline", "gate", m.gate, "session", s.Session)
+	}
+	if conflict != "" {
+		r.log.Warn("a gate announces another role than it was provisioned with: its events become exceptions", "gate", m.gate,
+			"announced", s.Role, "registered", conflict)
 	}
 	return nil
 }

@@ -106,6 +106,15 @@ type envOption func(*centralsync.Config)
 
 func newEnv(t *testing.T, url string, opts ...envOption) *env {
 	t.Helper()
+	e := newCentral(t)
+	e.url = url
+	e.relay, e.stop = e.startRelay(opts...)
+	return e
+}
+
+// newCentral is newEnv without a relay yet (set url, then startRelay).
+func newCentral(t *testing.T) *env {
+	t.Helper()
 	ctx := context.Background()
 	st, err := sqlitestore.Open(ctx, filepath.Join(t.TempDir(), "central.db"))
 	if err != nil {
@@ -127,9 +136,7 @@ func newEnv(t *testing.T, url string, opts ...envOption) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, ctx: ctx, st: st, svc: svc, clk: clk, url: url, site: site, topics: topics}
-	e.relay, e.stop = e.startRelay(opts...)
-	return e
+	return &env{t: t, ctx: ctx, st: st, svc: svc, clk: clk, site: site, topics: topics}
 }
 
 // startRelay runs one more relay (one more centrald instance) on the env's
@@ -284,6 +291,18 @@ func (e *env) insert(rs ...reservation.Reservation) {
 	}
 }
 
+// provision registers a gate's role, as `centrald gate add ID --role ROLE`
+// does: central checks the gate's events against it.
+func (e *env) provision(id, role string) {
+	e.t.Helper()
+	err := e.st.Write(e.ctx, func(tx store.Tx) error {
+		return tx.PutGate(store.Gate{ID: id, Role: role, AddedAt: e.clk.Now()})
+	})
+	if err != nil {
+		e.t.Fatalf("provision %s: %v", id, err)
+	}
+}
+
 func (e *env) gate(id string) (store.Gate, bool) {
 	e.t.Helper()
 	gs, err := e.st.Gates(e.ctx)
@@ -322,6 +341,12 @@ type testGate struct {
 }
 
 type gateOption func(*mqtt.ClientOptions)
+
+// withLogin logs in as a provisioned gate of the embedded broker (whose
+// client id must be the gate id).
+func withLogin(user, password string) gateOption {
+	return func(o *mqtt.ClientOptions) { o.SetUsername(user).SetPassword(password).SetClientID(user) }
+}
 
 func withWill(topic string, payload []byte) gateOption {
 	return func(o *mqtt.ClientOptions) { o.SetBinaryWill(topic, payload, 1, true) }

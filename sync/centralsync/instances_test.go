@@ -54,6 +54,7 @@ func testInstances(t *testing.T, url string) {
 	b, stopB := e.startRelay(role(&bLeads))
 	waitUntil(t, "A relays and B does not", func() bool { return a.Relaying() && !b.Relaying() })
 
+	e.provision("g1", "entry")
 	g := connectGate(t, url, e.topics, "g1")
 	birthA := g.nextCentral()
 	if !birthA.Online {

@@ -139,6 +139,12 @@ type Config struct {
 	// connection of its own). Events, presence and commands run on every
 	// instance.
 	Leader func(ctx context.Context) bool
+	// RoleFromBirth makes a gate's role the one its latest birth
+	// announces (mqtt.allow_anonymous: any client may speak for any gate
+	// there). Off, a birth records the role only of a gate that has none
+	// yet (provisioned before roles were, or authenticated by an external
+	// broker), and never replaces a registered one.
+	RoleFromBirth bool
 }
 
 // Relay is centrald's MQTT client for the gate sync. Build it with New and

@@ -180,6 +180,8 @@ func testSnapshot(t *testing.T, url string) {
 	paid := e.paid("1", e.window(1, 2))
 	want[paid.ID] = syncmsg.StatePaid
 
+	e.provision("g0", "entry")
+	e.provision("x0", "exit")
 	taken := e.paid("2", e.window(0, 2))
 	if _, _, err := e.svc.ApplyGateEvent(e.ctx, store.GateEvent{EventID: "in-1", GateID: "g0", Seq: 1, Kind: "decision",
 		Role: "entry", Time: now, Granted: true, ReservationID: taken.ID}); err != nil {
@@ -189,7 +191,8 @@ func testSnapshot(t *testing.T, url string) {
 
 	left := e.paid("3", e.window(0, 2))
 	for i, role := range []string{"entry", "exit"} {
-		if _, _, err := e.svc.ApplyGateEvent(e.ctx, store.GateEvent{EventID: "io-" + role, GateID: "g0", Seq: int64(i + 2),
+		gate := map[string]string{"entry": "g0", "exit": "x0"}[role]
+		if _, _, err := e.svc.ApplyGateEvent(e.ctx, store.GateEvent{EventID: "io-" + role, GateID: gate, Seq: int64(i + 2),
 			Kind: "decision", Role: role, Time: now, Granted: true, ReservationID: left.ID}); err != nil {
 			t.Fatal(err)
 		}
@@ -286,7 +289,10 @@ func decision(id string, seq int64, role string, granted bool, r booking.Issued)
 // is acknowledged and becomes an exception.
 func testEvents(t *testing.T, url string) {
 	e := newEnv(t, url)
+	e.provision("g1", "entry")
+	e.provision("x1", "exit")
 	g := connectGate(t, url, e.topics, "g1")
+	x := connectGate(t, url, e.topics, "x1")
 	r := e.paid("1", e.window(0, 2))
 
 	batch := g.sendEvents(decision("ev-1", 1, "entry", true, r))
@@ -337,10 +343,10 @@ func testEvents(t *testing.T, url string) {
 		t.Errorf("the contradicted reservation is %s, want cancelled", got)
 	}
 
-	// Several events in one message: one ack naming all of them, applied
-	// in sequence (the exit after the entry).
-	g.sendEvents(decision("ev-3", 3, "exit", false, c), decision("ev-4", 4, "exit", true, r))
-	if ids := g.nextAck(); fmt.Sprint(ids) != "[ev-3 ev-4]" {
+	// Several events in one message (of the exit gate): one ack naming
+	// all of them, applied in sequence.
+	x.sendEvents(decision("ev-3", 1, "exit", false, c), decision("ev-4", 2, "exit", true, r))
+	if ids := x.nextAck(); fmt.Sprint(ids) != "[ev-3 ev-4]" {
 		t.Fatalf("ack %v, want [ev-3 ev-4]", ids)
 	}
 	if got := e.get(r.ID).State; got != reservation.Left {
@@ -370,6 +376,7 @@ func testEvents(t *testing.T, url string) {
 // all the same.
 func testSharedEvents(t *testing.T, url string) {
 	e := newEnv(t, url, func(c *centralsync.Config) { c.Shared = true })
+	e.provision("g1", "entry")
 	g := connectGate(t, url, e.topics, "g1")
 	r := e.paid("1", e.window(0, 2))
 	g.sendEvents(decision("sh-1", 1, "entry", true, r))

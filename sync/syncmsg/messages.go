@@ -401,8 +401,8 @@ type Event struct {
 	EventID string `json:"eventId"`
 	// Seq is the gate's sequence number, increasing.
 	Seq int64 `json:"seq"`
-	// Kind is the sort of event (decision, barrier_fault, …); central
-	// stores kinds it does not know as they are.
+	// Kind is the sort of event (decision, barrier_fault); central stores
+	// an event of a kind it does not know as an exception.
 	Kind string `json:"kind"`
 	// Role is the lane's role, RoleEntry or RoleExit.
 	Role string `json:"role"`
