@@ -280,6 +280,14 @@ func (in *Input) watch() {
 	}
 }
 
+// WatchNoise reports the line as noisy (fn(true)) when it has gone limit
+// without holding a level for the debounce time, and fn(false) once it
+// holds one again: see debounce.Debouncer.WatchNoise.
+func (in *Input) WatchNoise(limit time.Duration, fn func(noisy bool)) { in.db.WatchNoise(limit, fn) }
+
+// Noisy reports whether the line is noisy now (see WatchNoise).
+func (in *Input) Noisy() bool { return in.db.Noisy() }
+
 // ReadErrors counts the failed reads of the line: waits for an edge that
 // returned at once instead of after an edge or the poll timeout. periph
 // logs the cause and returns no error (and Read then says Low), so a
