@@ -67,12 +67,12 @@ type MQTT struct {
 
 // Hardware says how the lane is wired.
 type Hardware struct {
-	Mode             string        `mapstructure:"mode"`
-	RelayPin         string        `mapstructure:"relay_pin"`
-	HoldPin          string        `mapstructure:"hold_pin"`
-	LoopPin          string        `mapstructure:"loop_pin"`
-	OpenStatusPin    string        `mapstructure:"open_status_pin"`
-	ClosedStatusPin  string        `mapstructure:"closed_status_pin"`
+	Mode            string `mapstructure:"mode"`
+	RelayPin        string `mapstructure:"relay_pin"`
+	HoldPin         string `mapstructure:"hold_pin"`
+	LoopPin         string `mapstructure:"loop_pin"`
+	OpenStatusPin   string `mapstructure:"open_status_pin"`
+	ClosedStatusPin string `mapstructure:"closed_status_pin"`
 	// ActiveLow is the polarity of every pin whose own key is empty.
 	ActiveLow bool `mapstructure:"active_low"`
 	// RelayActiveLow and LoopActiveLow override ActiveLow for the relay
