@@ -1,7 +1,11 @@
 // Package rpi drives a lane's GPIO on a Raspberry Pi (any model, the Pi 5
-// included) through periph.io's GPIO character-device driver
-// (periph.io/x/host/v3/gpioioctl, /dev/gpiochip*), so gated runs as a
-// normal user in the gpio group: no root, no /dev/mem.
+// included) through the Linux GPIO character device (/dev/gpiochip*), so
+// gated runs as a normal user in the gpio group: no root, no /dev/mem.
+// periph.io's character-device driver (periph.io/x/host/v3/gpioioctl)
+// finds lines by name and runs the inputs (bias, edge events); relay
+// outputs are requested with the kernel's GPIO uapi v2 directly, through
+// golang.org/x/sys/unix, because periph cannot give a line its initial
+// output level in the request (see Output).
 //
 // Pins are the kernel's line names as `gpioinfo` shows them: "GPIO17".
 //
