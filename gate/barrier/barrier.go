@@ -396,7 +396,12 @@ func (b *Barrier) Serve(ctx context.Context) (err error) {
 		case r := <-b.reqs:
 			at, err := m.open(r.reason)
 			// Reply before the events go out: the caller is waiting to
-			// measure its latency, the outbox can wait a moment.
+			// measure its latency, the outbox can wait a moment. The
+			// state goes first (it is cheap), so that a caller sees its
+			// Open in State as soon as Open returns.
+			b.mu.Lock()
+			b.status = m.snapshot()
+			b.mu.Unlock()
 			r.reply <- openReply{at: at, err: err}
 		case v, ok := <-loopC:
 			if !ok {
