@@ -106,7 +106,11 @@ func (piGPIO) Output(name string, activeLow bool) (Output, error) {
 	if err := rpi.Init(); err != nil {
 		return nil, err
 	}
-	return rpi.NewOutput(name, activeLow)
+	o, err := rpi.NewOutput(name, activeLow)
+	if err != nil {
+		return nil, err // not a typed nil in the interface
+	}
+	return o, nil
 }
 
 func (piGPIO) Input(name string, activeLow bool, pull string, d time.Duration) (Input, error) {
@@ -117,7 +121,11 @@ func (piGPIO) Input(name string, activeLow bool, pull string, d time.Duration) (
 	if err != nil {
 		return nil, err
 	}
-	return rpi.NewInput(name, activeLow, p, d)
+	in, err := rpi.NewInput(name, activeLow, p, d)
+	if err != nil {
+		return nil, err
+	}
+	return in, nil
 }
 
 func gpioOf(opt Options) GPIO {
