@@ -2,9 +2,10 @@
 // on (in the style of periph.io's gpio.PinIO): outputs that drive relays,
 // debounced inputs with edges, and readers that deliver scanned codes.
 //
-// Implementations: hardware/rpi drives a Raspberry Pi's GPIO through
-// periph.io's character-device driver; hardware/sim is the simulator that
-// CI and demos drive over HTTP. Tests use hand-written fakes, never mocks.
+// Implementations: hardware/rpi drives a Raspberry Pi's GPIO through the
+// Linux GPIO character device (relay outputs claimed at their inactive
+// level in one request; inputs through periph.io); hardware/sim is the
+// simulator that CI and demos drive over HTTP. Tests use hand-written fakes, never mocks.
 //
 // Wiring rule, repeated wherever it matters: photocells and safety loops
 // stay wired to the barrier board. The Pi only asks the board to open (its

@@ -35,7 +35,10 @@ commands:
   import FILE   replace the local reservation cache with FILE (JSON:
                 {"version": N, "reservations": [...]}, "-" for stdin), for
                 lanes without the sync
-  check-config  validate the configuration and exit
+  check-config  validate the configuration (and warn about wiring risks)
+                and exit
+  safe          drive the relay outputs inactive and exit (systemd runs
+                it after every stop of gated: ExecStopPost)
   version       print the version
 `
 
@@ -83,7 +86,17 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 	switch {
 	case cmd == "" && len(rest) == 0:
 	case cmd == "check-config" && len(rest) == 0:
+		for _, w := range cfg.BootWarnings() {
+			fmt.Fprintln(stderr, "gated: warning:", w)
+		}
 		fmt.Fprintln(stdout, "configuration ok")
+		return exitOK
+	case cmd == "safe" && len(rest) == 0:
+		if err := daemon.Safe(cfg, daemon.Options{Log: log}); err != nil {
+			fmt.Fprintln(stderr, "gated safe:", err)
+			return exitFailure
+		}
+		fmt.Fprintf(stdout, "relay outputs inactive (hardware.mode %s)\n", cfg.Hardware.Mode)
 		return exitOK
 	case cmd == "import" && len(rest) == 1:
 		return importFile(cfg, rest[0], stdout, stderr)

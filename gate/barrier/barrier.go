@@ -12,9 +12,14 @@
 //     the barrier's opened/closed contacts.
 //   - Hold mode: the gate holds the OPEN (or a dedicated hold-open) input
 //     active and releases it once the vehicle has passed, or after
-//     Config.NoVehicleTimeout when nobody came. It never releases while the
-//     loop sees a vehicle, however long that lasts; it reports the vehicle
-//     as lingering instead.
+//     Config.NoVehicleTimeout when nobody came. While it runs, it never
+//     releases while the loop sees a vehicle, however long that lasts; it
+//     reports the vehicle as lingering instead. When it stops (Serve
+//     returns, for a stop or a failure; and a crash or power loss does
+//     the same in hardware), the hold is released whatever the loop sees,
+//     and a restart does not hold again without a new Open: a released
+//     OPEN is the fail-safe direction, and keeping the arm off a vehicle
+//     is the board's own safety loop and photocell's job.
 //
 // Photocells and safety loops stay wired to the barrier board: this package
 // is never part of a safety circuit, it only avoids asking for a close at a
@@ -391,7 +396,12 @@ func (b *Barrier) Serve(ctx context.Context) (err error) {
 		case r := <-b.reqs:
 			at, err := m.open(r.reason)
 			// Reply before the events go out: the caller is waiting to
-			// measure its latency, the outbox can wait a moment.
+			// measure its latency, the outbox can wait a moment. The
+			// state goes first (it is cheap), so that a caller sees its
+			// Open in State as soon as Open returns.
+			b.mu.Lock()
+			b.status = m.snapshot()
+			b.mu.Unlock()
 			r.reply <- openReply{at: at, err: err}
 		case v, ok := <-loopC:
 			if !ok {

@@ -444,28 +444,46 @@ func TestOpenWhileClosingReopens(t *testing.T) {
 	r.timers(1) // no-vehicle; the close timer is gone
 }
 
+// The hold rule when gated stops (a stop, a failing service, a crash on
+// a Raspberry Pi kernel that keeps the line, power loss): the hold is
+// released even while the loop sees a vehicle, and a restart does not
+// hold again. A released OPEN is the fail-safe direction; the board's own
+// safety loop and photocell keep the arm off the vehicle. Holding across a
+// stop could not be kept anyway: a mainline kernel releases the line, and
+// power loss releases the relay.
+func TestStopReleasesTheHoldEvenOverAVehicle(t *testing.T) {
+	r := newRig(t, Config{Mode: ModeHold}, wiring{hold: true})
+	r.openNow("d1")
+	r.hold.expect(t, true, t0)
+	r.loop.set(true)
+	r.expect(EventOpened, EventVehicleEnteredLoop)
+	r.clk.Advance(time.Second)
+	if err := r.stop(); err != nil {
+		t.Fatalf("Serve: %v", err)
+	}
+	if s := r.hold.last(); s.active {
+		t.Fatal("hold output left active after Serve returned, with a vehicle on the loop")
+	}
+	if s := r.open.last(); s.active {
+		t.Fatal("OPEN output left active after Serve returned")
+	}
+	r.timers(0)
+	if _, err := r.b.Open(context.Background(), "late"); !errors.Is(err, ErrStopped) {
+		t.Fatalf("Open after Serve: %v", err)
+	}
+
+	// The restart, the vehicle still on the loop: nothing is held again
+	// until a new decision asks.
+	r2 := newRig(t, Config{Mode: ModeHold}, wiring{hold: true, vehicleAtStart: true})
+	r2.clk.Advance(time.Minute)
+	if s := r2.state(StateClosed); !s.Vehicle {
+		t.Fatalf("status after restart %+v", s)
+	}
+	r2.hold.none(t)
+	r2.open.none(t)
+}
+
 func TestCancelLeavesOutputsInactive(t *testing.T) {
-	t.Run("hold", func(t *testing.T) {
-		r := newRig(t, Config{Mode: ModeHold}, wiring{hold: true})
-		r.openNow("d1")
-		r.hold.expect(t, true, t0)
-		r.loop.set(true)
-		r.expect(EventOpened, EventVehicleEnteredLoop)
-		r.clk.Advance(time.Second)
-		if err := r.stop(); err != nil {
-			t.Fatalf("Serve: %v", err)
-		}
-		if s := r.hold.last(); s.active {
-			t.Fatal("hold output left active after Serve returned")
-		}
-		if s := r.open.last(); s.active {
-			t.Fatal("OPEN output left active after Serve returned")
-		}
-		r.timers(0)
-		if _, err := r.b.Open(context.Background(), "late"); !errors.Is(err, ErrStopped) {
-			t.Fatalf("Open after Serve: %v", err)
-		}
-	})
 	t.Run("mid-pulse", func(t *testing.T) {
 		r := newRig(t, Config{}, wiring{})
 		r.openNow("d1")

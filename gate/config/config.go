@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -73,14 +74,26 @@ type MQTT struct {
 
 // Hardware says how the lane is wired.
 type Hardware struct {
-	Mode             string        `mapstructure:"mode"`
-	RelayPin         string        `mapstructure:"relay_pin"`
-	HoldPin          string        `mapstructure:"hold_pin"`
-	LoopPin          string        `mapstructure:"loop_pin"`
-	OpenStatusPin    string        `mapstructure:"open_status_pin"`
-	ClosedStatusPin  string        `mapstructure:"closed_status_pin"`
-	ActiveLow        bool          `mapstructure:"active_low"`
-	Debounce         time.Duration `mapstructure:"debounce"`
+	Mode            string `mapstructure:"mode"`
+	RelayPin        string `mapstructure:"relay_pin"`
+	HoldPin         string `mapstructure:"hold_pin"`
+	LoopPin         string `mapstructure:"loop_pin"`
+	OpenStatusPin   string `mapstructure:"open_status_pin"`
+	ClosedStatusPin string `mapstructure:"closed_status_pin"`
+	// ActiveLow is the polarity of every pin whose own key is empty.
+	ActiveLow bool `mapstructure:"active_low"`
+	// RelayActiveLow and LoopActiveLow override ActiveLow for the relay
+	// outputs (relay_pin, hold_pin) and the loop input: "", "true" or
+	// "false" (see RelayLow, LoopLow).
+	RelayActiveLow string `mapstructure:"relay_active_low"`
+	LoopActiveLow  string `mapstructure:"loop_active_low"`
+	// LoopPull is the loop input's pull resistor: up, down, none, or
+	// empty to leave the pin's as it is.
+	LoopPull string        `mapstructure:"loop_pull"`
+	Debounce time.Duration `mapstructure:"debounce"`
+	// NoiseLimit: an input that changes for this long without holding a
+	// level for the debounce time is reported noisy; 0 turns it off.
+	NoiseLimit       time.Duration `mapstructure:"noise_limit"`
 	BarrierMode      string        `mapstructure:"barrier_mode"`
 	Pulse            time.Duration `mapstructure:"pulse"`
 	NoVehicleTimeout time.Duration `mapstructure:"no_vehicle_timeout"`
@@ -141,7 +154,11 @@ var defaults = map[string]any{
 	"hardware.open_status_pin":    "",
 	"hardware.closed_status_pin":  "",
 	"hardware.active_low":         false,
+	"hardware.relay_active_low":   "",
+	"hardware.loop_active_low":    "",
+	"hardware.loop_pull":          "",
 	"hardware.debounce":           "50ms",
+	"hardware.noise_limit":        "5s",
 	"hardware.barrier_mode":       "pulse",
 	"hardware.pulse":              "500ms",
 	"hardware.no_vehicle_timeout": "30s",
@@ -221,6 +238,19 @@ func (c *Config) Validate() error {
 		bad("db.path: give the local database file's path")
 	}
 	h := c.Hardware
+	for key, v := range map[string]string{"hardware.relay_active_low": h.RelayActiveLow, "hardware.loop_active_low": h.LoopActiveLow} {
+		if _, err := parseBoolOr(v, false); err != nil {
+			bad("%s %q: want true, false, or empty for hardware.active_low's value", key, v)
+		}
+	}
+	switch strings.ToLower(strings.TrimSpace(h.LoopPull)) {
+	case "", "up", "down", "none", "float":
+	default:
+		bad("hardware.loop_pull %q: want up (a dry contact to ground), down, none, or empty to leave the pin as it is", h.LoopPull)
+	}
+	if dup := h.duplicatePins(); dup != "" {
+		bad("%s", dup)
+	}
 	switch h.Mode {
 	case "sim":
 	case "rpi":
@@ -251,6 +281,9 @@ func (c *Config) Validate() error {
 	}
 	if h.Debounce < 0 || h.Debounce > time.Second {
 		bad("hardware.debounce %s: want 0 to 1s", h.Debounce)
+	}
+	if h.NoiseLimit != 0 && (h.NoiseLimit < time.Second || h.NoiseLimit > 10*time.Minute) {
+		bad("hardware.noise_limit %s: want 1s to 10m, or 0 to turn the noise fault off", h.NoiseLimit)
 	}
 	if h.NoVehicleTimeout < time.Second || h.NoVehicleTimeout > 10*time.Minute {
 		bad("hardware.no_vehicle_timeout %s: want 1s to 10m", h.NoVehicleTimeout)
@@ -286,6 +319,91 @@ func (c *Config) Validate() error {
 		return errors.New("invalid configuration:\n  " + strings.Join(errs, "\n  "))
 	}
 	return nil
+}
+
+// RelayLow is the relay outputs' polarity: hardware.relay_active_low,
+// else hardware.active_low. Valid after Validate.
+func (h Hardware) RelayLow() bool {
+	v, _ := parseBoolOr(h.RelayActiveLow, h.ActiveLow)
+	return v
+}
+
+// LoopLow is the loop input's polarity: hardware.loop_active_low, else
+// hardware.active_low. Valid after Validate.
+func (h Hardware) LoopLow() bool {
+	v, _ := parseBoolOr(h.LoopActiveLow, h.ActiveLow)
+	return v
+}
+
+// parseBoolOr parses a per-role boolean; empty is def. (A YAML true
+// arrives here as "1", as viper decodes weakly.)
+func parseBoolOr(s string, def bool) (bool, error) {
+	if s = strings.TrimSpace(s); s == "" {
+		return def, nil
+	}
+	return strconv.ParseBool(s)
+}
+
+// duplicatePins names two roles given the same line: the second claim
+// would take the line from the first (a relay line turned into an input).
+func (h Hardware) duplicatePins() string {
+	roles := []struct{ key, pin string }{
+		{"hardware.relay_pin", h.RelayPin}, {"hardware.hold_pin", h.HoldPin}, {"hardware.loop_pin", h.LoopPin},
+		{"hardware.open_status_pin", h.OpenStatusPin}, {"hardware.closed_status_pin", h.ClosedStatusPin},
+	}
+	seen := map[string]string{}
+	for _, r := range roles {
+		if r.pin == "" {
+			continue
+		}
+		p := strings.ToUpper(r.pin)
+		if first, ok := seen[p]; ok {
+			return fmt.Sprintf("%s and %s are both %s: each role needs a line of its own", first, r.key, r.pin)
+		}
+		seen[p] = r.key
+	}
+	return ""
+}
+
+// BootWarnings are wiring risks the configuration shows but cannot rule
+// out: a relay on a pin whose power-on pull is its active level is
+// energised from power-on until gated claims the line. On the Raspberry
+// Pi 4 (BCM2711) and earlier, GPIO0-8 are pulled up at power-on and
+// GPIO9-27 pulled down.
+func (c *Config) BootWarnings() []string {
+	h := c.Hardware
+	if h.Mode != "rpi" {
+		return nil
+	}
+	var ws []string
+	low := h.RelayLow()
+	for _, r := range []struct{ key, pin string }{{"hardware.relay_pin", h.RelayPin}, {"hardware.hold_pin", h.HoldPin}} {
+		n, ok := bcmNumber(r.pin)
+		if !ok || n > 27 {
+			continue
+		}
+		pulledUp := n <= 8
+		if pulledUp == low {
+			continue // the power-on level is the inactive one
+		}
+		level, drive := "high", "dl"
+		if low {
+			level, drive = "low", "dh"
+		}
+		ws = append(ws, fmt.Sprintf("%s %s: this pin is pulled %s at power-on on a Raspberry Pi 4 (BCM2711) and earlier, which is the relay's active level: the barrier is asked to open from power-on until gated starts. Use another pin, or hold it inactive from the firmware on with the line gpio=%d=op,%s in /boot/firmware/config.txt",
+			r.key, r.pin, level, n, drive))
+	}
+	return ws
+}
+
+// bcmNumber is n for a line called GPIOn.
+func bcmNumber(pin string) (int, bool) {
+	rest, ok := strings.CutPrefix(strings.ToUpper(pin), "GPIO")
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.Atoi(rest)
+	return n, err == nil && n >= 0
 }
 
 // ClockFloor parses gate.clock_floor.

@@ -59,6 +59,11 @@ func TestBadConfigIsReportedClearly(t *testing.T) {
 		{"tickets:\n  public_key: nonsense\n", "tickets.public_key"},
 		{"anpr:\n  min_confidence: 2\n", "min_confidence"},
 		{"gates:\n  id: x\n", "gates"},
+		{"hardware:\n  mode: rpi\n  loop_pin: GPIO17\n", "hardware.relay_pin and hardware.loop_pin are both GPIO17"},
+		{"hardware:\n  hold_pin: GPIO22\n  closed_status_pin: gpio22\n", "hardware.hold_pin and hardware.closed_status_pin"},
+		{"hardware:\n  loop_pull: sideways\n", "hardware.loop_pull"},
+		{"hardware:\n  relay_active_low: maybe\n", "hardware.relay_active_low"},
+		{"hardware:\n  noise_limit: 10ms\n", "hardware.noise_limit"},
 	} {
 		p := filepath.Join(t.TempDir(), "g.yaml")
 		os.WriteFile(p, []byte(tc.yaml), 0o600)
@@ -128,6 +133,59 @@ func TestBadANPRConfigIsReportedClearly(t *testing.T) {
 		}
 		if err != nil && strings.Contains(err.Error(), "s3cret-pw") {
 			t.Errorf("%v: the error quotes the password: %v", tc.env, err)
+		}
+	}
+}
+
+// hardware.active_low is the polarity of every role without a key of its
+// own; the per-role keys override it, from the file or the environment.
+func TestPolarityPerRole(t *testing.T) {
+	for _, tc := range []struct {
+		yaml        string
+		env         []string
+		relay, loop bool
+	}{
+		{"hardware:\n  active_low: false\n", nil, false, false},
+		{"hardware:\n  active_low: true\n", nil, true, true},
+		{"hardware:\n  active_low: false\n  loop_active_low: true\n  loop_pull: up\n", nil, false, true},
+		{"hardware:\n  active_low: true\n  relay_active_low: false\n", nil, false, true},
+		{"hardware:\n  active_low: true\n", []string{"PARKING_HARDWARE_RELAY_ACTIVE_LOW=false"}, false, true},
+	} {
+		p := filepath.Join(t.TempDir(), "g.yaml")
+		os.WriteFile(p, []byte(tc.yaml), 0o600)
+		c, err := Load(p, tc.env)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.yaml, err)
+		}
+		if c.Hardware.RelayLow() != tc.relay || c.Hardware.LoopLow() != tc.loop {
+			t.Errorf("%q %v: relay active-low %v, loop active-low %v; want %v, %v", tc.yaml, tc.env, c.Hardware.RelayLow(), c.Hardware.LoopLow(), tc.relay, tc.loop)
+		}
+	}
+}
+
+// A relay on a pin whose power-on pull is its active level is energised
+// until gated starts: the check warns and names the config.txt line.
+func TestBootWarnings(t *testing.T) {
+	for _, tc := range []struct {
+		yaml string
+		want string // "" for no warning
+	}{
+		{"hardware:\n  mode: rpi\n", ""},
+		{"hardware:\n  mode: rpi\n  relay_pin: GPIO4\n", "gpio=4=op,dl"},
+		{"hardware:\n  mode: rpi\n  relay_pin: GPIO4\n  relay_active_low: true\n", ""},
+		{"hardware:\n  mode: rpi\n  relay_active_low: true\n", "gpio=17=op,dh"},
+		{"hardware:\n  mode: rpi\n  barrier_mode: hold\n  hold_pin: GPIO5\n", "hardware.hold_pin GPIO5"},
+		{"hardware:\n  mode: sim\n  relay_pin: GPIO4\n", ""},
+	} {
+		p := filepath.Join(t.TempDir(), "g.yaml")
+		os.WriteFile(p, []byte(tc.yaml), 0o600)
+		c, err := Load(p, nil)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.yaml, err)
+		}
+		ws := strings.Join(c.BootWarnings(), "\n")
+		if tc.want == "" && ws != "" || tc.want != "" && !strings.Contains(ws, tc.want) {
+			t.Errorf("%q: warnings %q, want %q", tc.yaml, ws, tc.want)
 		}
 	}
 }

@@ -8,14 +8,15 @@ package daemon
 import (
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"periph.io/x/conn/v3/gpio"
 
 	"github.com/parkgate/parkgate/clock"
 	"github.com/parkgate/parkgate/gate/authz"
@@ -45,6 +46,8 @@ type Options struct {
 	// CameraStarted, if set, is called with the camera's own listener's
 	// address (http.anpr_addr) once it listens, before Started.
 	CameraStarted func(anprAddr string)
+	// GPIO, if set, replaces the Raspberry Pi's GPIO in hardware.mode rpi.
+	GPIO GPIO
 }
 
 // lanePins is the lane's hardware, whatever implements it.
@@ -74,52 +77,124 @@ func simPins(cfg config.Config, clk clock.Clock) lanePins {
 	return lanePins{pins: p, sim: board, closer: func() { board.Close() }}
 }
 
-// rpiPins wires GPIO. Outputs are driven to their inactive level as they
-// are opened, before anything else touches the lane.
-func rpiPins(cfg config.Config) (lanePins, error) {
-	h := cfg.Hardware
+// GPIO is how gated reaches the lane's pins in hardware.mode rpi: the
+// Raspberry Pi's GPIO character device unless Options.GPIO replaces it
+// (tests pass fakes).
+type GPIO interface {
+	// Output claims the line called name as a relay output that is at its
+	// inactive level from the moment it is claimed.
+	Output(name string, activeLow bool) (Output, error)
+	// Input claims the line called name as a debounced input; pull is a
+	// hardware.loop_pull word.
+	Input(name string, activeLow bool, pull string, debounce time.Duration) (Input, error)
+}
+
+// Output is a claimed relay output. Close drives it inactive and lets the
+// line go.
+type Output interface {
+	hardware.Output
+	Close() error
+}
+
+// Input is a claimed input. Close lets the line go.
+type Input interface {
+	hardware.Input
+	Close() error
+}
+
+// piGPIO is the Raspberry Pi's GPIO, through hardware/rpi.
+type piGPIO struct{}
+
+func (piGPIO) Output(name string, activeLow bool) (Output, error) {
 	if err := rpi.Init(); err != nil {
-		return lanePins{}, err
+		return nil, err
 	}
-	var closers []func() error
-	fail := func(err error) (lanePins, error) {
-		for _, c := range closers {
-			c()
-		}
-		return lanePins{}, err
-	}
-	open, err := rpi.NewOutput(h.RelayPin, h.ActiveLow)
+	o, err := rpi.NewOutput(name, activeLow)
 	if err != nil {
-		return fail(fmt.Errorf("hardware.relay_pin: %w", err))
+		return nil, err // not a typed nil in the interface
 	}
-	closers = append(closers, open.Close)
-	p := barrier.Pins{Open: open}
+	return o, nil
+}
+
+func (piGPIO) Input(name string, activeLow bool, pull string, d time.Duration) (Input, error) {
+	if err := rpi.Init(); err != nil {
+		return nil, err
+	}
+	p, err := rpi.ParsePull(pull)
+	if err != nil {
+		return nil, err
+	}
+	in, err := rpi.NewInput(name, activeLow, p, d)
+	if err != nil {
+		return nil, err
+	}
+	return in, nil
+}
+
+func gpioOf(opt Options) GPIO {
+	if opt.GPIO != nil {
+		return opt.GPIO
+	}
+	return piGPIO{}
+}
+
+// claimOutputs claims the relay outputs (OPEN, and hold when wired), each
+// driven inactive as it is claimed. On error, those claimed are closed
+// (driven inactive again).
+func claimOutputs(cfg config.Config, g GPIO) (open, hold Output, err error) {
+	h := cfg.Hardware
+	low := h.RelayLow()
+	if open, err = g.Output(h.RelayPin, low); err != nil {
+		return nil, nil, fmt.Errorf("hardware.relay_pin: %w", err)
+	}
 	if h.HoldPin != "" {
-		hold, err := rpi.NewOutput(h.HoldPin, h.ActiveLow)
-		if err != nil {
-			return fail(fmt.Errorf("hardware.hold_pin: %w", err))
+		if hold, err = g.Output(h.HoldPin, low); err != nil {
+			open.Close()
+			return nil, nil, fmt.Errorf("hardware.hold_pin: %w", err)
 		}
+	}
+	return open, hold, nil
+}
+
+// rpiPins wires GPIO: the outputs first, each at its inactive level from
+// the moment it is claimed, then the inputs.
+func rpiPins(cfg config.Config, g GPIO, log *slog.Logger) (lanePins, error) {
+	h := cfg.Hardware
+	open, hold, err := claimOutputs(cfg, g)
+	if err != nil {
+		return lanePins{}, err
+	}
+	closers := []func() error{open.Close}
+	p := barrier.Pins{Open: open}
+	if hold != nil {
 		closers = append(closers, hold.Close)
 		p.Hold = hold
 	}
-	input := func(key, name string) (hardware.Input, error) {
-		in, err := rpi.NewInput(name, h.ActiveLow, gpio.PullNoChange, h.Debounce)
+	fail := func(err error) (lanePins, error) {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+		return lanePins{}, err
+	}
+	input := func(key, name string, activeLow bool, pull string) (hardware.Input, error) {
+		in, err := g.Input(name, activeLow, pull, h.Debounce)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", key, err)
 		}
 		closers = append(closers, in.Close)
+		watchInput(in, key, name, h.NoiseLimit, log)
 		return in, nil
 	}
-	if p.Loop, err = input("hardware.loop_pin", h.LoopPin); err != nil {
+	if p.Loop, err = input("hardware.loop_pin", h.LoopPin, h.LoopLow(), h.LoopPull); err != nil {
 		return fail(err)
 	}
 	if h.OpenStatusPin != "" {
-		if p.OpenedStatus, err = input("hardware.open_status_pin", h.OpenStatusPin); err != nil {
+		if p.OpenedStatus, err = input("hardware.open_status_pin", h.OpenStatusPin, h.ActiveLow, ""); err != nil {
 			return fail(err)
 		}
 	}
 	if h.ClosedStatusPin != "" {
-		if p.ClosedStatus, err = input("hardware.closed_status_pin", h.ClosedStatusPin); err != nil {
+		if p.ClosedStatus, err = input("hardware.closed_status_pin", h.ClosedStatusPin, h.ActiveLow, ""); err != nil {
 			return fail(err)
 		}
 	}
@@ -128,6 +203,48 @@ func rpiPins(cfg config.Config) (lanePins, error) {
 			closers[i]()
 		}
 	}}, nil
+}
+
+// watchInput logs an input's noise and read errors, when it reports them
+// (the Pi's inputs do): a silent or chattering input would otherwise
+// freeze the lane's view of the loop without a word.
+func watchInput(in Input, key, name string, noiseLimit time.Duration, log *slog.Logger) {
+	if w, ok := in.(interface {
+		WatchNoise(time.Duration, func(bool))
+	}); ok && noiseLimit > 0 {
+		w.WatchNoise(noiseLimit, func(noisy bool) {
+			if noisy {
+				log.Error("input is noisy: it keeps changing without holding a level for hardware.debounce; its reported level is frozen", "key", key, "pin", name, "for", noiseLimit)
+			} else {
+				log.Info("input is steady again", "key", key, "pin", name)
+			}
+		})
+	}
+	if e, ok := in.(interface{ OnReadError(func(error)) }); ok {
+		e.OnReadError(func(err error) { log.Error("input read failed", "key", key, "pin", name, "err", err) })
+	}
+}
+
+// Safe drives the lane's relay outputs inactive and lets the lines go:
+// `gated safe`, which systemd runs after every stop of gated, however it
+// ended (see docs/gated.md, "Fail-safe behaviour"). Raspberry Pi OS
+// kernels keep a released output at its last level, so a gated killed
+// mid-pulse would otherwise leave the barrier asked to open. It does
+// nothing in sim mode.
+func Safe(cfg config.Config, opt Options) error {
+	if cfg.Hardware.Mode != "rpi" {
+		return nil
+	}
+	open, hold, err := claimOutputs(cfg, gpioOf(opt))
+	if err != nil {
+		return err
+	}
+	var errs []error
+	if hold != nil {
+		errs = append(errs, hold.Close())
+	}
+	errs = append(errs, open.Close())
+	return errors.Join(errs...)
 }
 
 // Verifier builds the ticket verifier from tickets.public_key (nil if no
@@ -144,6 +261,25 @@ func Verifier(cfg config.Config) (*ticket.Verifier, error) {
 func Run(ctx context.Context, cfg config.Config, opt Options) error {
 	log := opt.Log
 	clk := clock.Real{}
+	// The lane's hardware first, before anything that can fail: a relay
+	// left energised by a crashed run (Raspberry Pi kernels keep a
+	// released line's level) is driven inactive even if the database
+	// then fails to open, and stays so while systemd restarts gated.
+	var hw lanePins
+	switch cfg.Hardware.Mode {
+	case "sim":
+		hw = simPins(cfg, clk)
+	case "rpi":
+		var err error
+		if hw, err = rpiPins(cfg, gpioOf(opt), log); err != nil {
+			return err
+		}
+	}
+	defer hw.closer()
+	for _, w := range cfg.BootWarnings() {
+		log.Warn(w)
+	}
+
 	db, err := localdb.Open(ctx, cfg.DB.Path)
 	if err != nil {
 		return fmt.Errorf("db.path: %w", err)
@@ -156,17 +292,6 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 	if verifier == nil {
 		log.Warn("tickets.public_key is not set: every ticket is denied (no_key) until it is")
 	}
-
-	var hw lanePins
-	switch cfg.Hardware.Mode {
-	case "sim":
-		hw = simPins(cfg, clk)
-	case "rpi":
-		if hw, err = rpiPins(cfg); err != nil {
-			return err
-		}
-	}
-	defer hw.closer()
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -250,7 +375,11 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 	if dev := cfg.Hardware.ReaderDevice; dev != "" {
 		// A scanner unplugged and plugged back is reopened, not fatal.
 		reader := &serial.Device{Path: dev, Baud: cfg.Hardware.ReaderBaud, Options: serial.Options{Clock: clk}, Log: log}
-		services = append(services, service.Named{Name: "reader", Service: readerService(reader, ln, log)})
+		handle := func(ctx context.Context, code string) error {
+			_, err := ln.Handle(ctx, lane.Read{Source: localdb.SourceQR, Value: code})
+			return err
+		}
+		services = append(services, service.Named{Name: "reader", Service: readerService(reader, handle, log)})
 	}
 	log.Info("gated started", "version", version.Version, "site", cfg.Site, "gate", cfg.Gate.ID, "role", cfg.Gate.Role,
 		"mode", cfg.Hardware.Mode, "http", l.Addr().String(), "anpr", anprAddr, "anpr_allow_from", cfg.ANPR.AllowFrom,
@@ -274,15 +403,34 @@ func mustKeys(cfg config.Config) []ed25519.PublicKey {
 	return k
 }
 
-// readerService feeds scanned codes to the lane.
-func readerService(r hardware.CodeReader, ln *lane.Lane, log *slog.Logger) service.Service {
+// readerService feeds scanned codes to the lane. The reader calls back
+// from goroutines of its own, outside the supervisor: a panic there would
+// kill the process without the barrier's safe state. It is recovered and
+// fails the service instead, so that the supervisor stops every service
+// and the barrier drives its outputs inactive on the way out.
+func readerService(r hardware.CodeReader, handle func(ctx context.Context, code string) error, log *slog.Logger) service.Service {
 	return service.Func(func(ctx context.Context) error {
+		ctx, cancel := context.WithCancelCause(ctx)
+		defer cancel(nil)
 		err := r.Serve(ctx, func(code string) {
-			if _, err := ln.Handle(ctx, lane.Read{Source: localdb.SourceQR, Value: code}); err != nil && ctx.Err() == nil {
+			defer func() {
+				if p := recover(); p != nil {
+					perr := fmt.Errorf("panic handling a scan: %v", p)
+					log.Error("reader: recovered a panic; stopping gated", "err", perr, "stack", string(debug.Stack()))
+					cancel(perr)
+				}
+			}()
+			if ctx.Err() != nil {
+				return
+			}
+			if err := handle(ctx, code); err != nil && ctx.Err() == nil {
 				log.Error("scan not decided", "err", err)
 			}
 		})
 		if ctx.Err() != nil {
+			if cause := context.Cause(ctx); !errors.Is(cause, context.Canceled) {
+				return cause // the recovered panic
+			}
 			return nil
 		}
 		return err

@@ -4,6 +4,13 @@
 // so contact bounce and electrical glitches shorter than that never reach
 // the lane's state machine.
 //
+// Noise faster than the debounce time (a loop detector with a failing
+// relay, mains pickup on an unscreened cable) would restart the stability
+// period forever and freeze the reported level with no sign of trouble.
+// WatchNoise turns that into a fault: a line that has not held any level
+// for the debounce time during a configured limit is reported noisy (and
+// counted) until it holds one again.
+//
 // All timing goes through an injected clock.Clock, so tests move time by
 // hand instead of sleeping. A Debouncer owns one goroutine, which delivers
 // changes to the consumer and watches the stability timer; Close stops it.
@@ -51,6 +58,14 @@ type Debouncer struct {
 	timer    clock.Timer
 	pending  []bool // reported changes not yet taken by the consumer
 	closed   bool
+
+	// Noise watch (see WatchNoise).
+	noiseLimit    time.Duration
+	onNoise       func(noisy bool)
+	unstableSince time.Time // start of the current run of changes; zero while calm
+	noisy         bool
+	noiseCount    uint64
+	notes         []bool // noise changes not yet handed to onNoise
 }
 
 // New returns a Debouncer whose line starts (and is reported) at initial.
@@ -74,6 +89,35 @@ func New(clk clock.Clock, d time.Duration, initial bool) *Debouncer {
 }
 
 var _ hardware.Input = (*Debouncer)(nil)
+
+// WatchNoise makes the debouncer report a noisy line: one that has gone
+// limit without holding any level for the debounce time. fn (if not nil)
+// is called with true when the line becomes noisy and with false once it
+// has held a level for the debounce time again, in order, from the
+// debouncer's goroutine (it must not block). limit <= 0, or a debouncer
+// without debouncing, watches nothing.
+func (db *Debouncer) WatchNoise(limit time.Duration, fn func(noisy bool)) {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	if db.dur <= 0 {
+		limit = 0
+	}
+	db.noiseLimit, db.onNoise = limit, fn
+}
+
+// Noisy reports whether the line is noisy now (see WatchNoise).
+func (db *Debouncer) Noisy() bool {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	return db.noisy
+}
+
+// NoiseFaults counts the times the line became noisy.
+func (db *Debouncer) NoiseFaults() uint64 {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	return db.noiseCount
+}
 
 // Active reports the debounced level.
 func (db *Debouncer) Active() bool { return db.active.Load() }
@@ -110,23 +154,51 @@ func (db *Debouncer) feed(level, edge bool) {
 	if level == db.raw && !edge {
 		return
 	}
+	if db.unstableSince.IsZero() {
+		db.unstableSince = now // the line was calm until this change
+	}
 	db.raw, db.rawSince = level, now
 	db.stopTimer()
-	if db.raw == db.reported {
+	if db.noiseLimit > 0 && !db.noisy && now.Sub(db.unstableSince) >= db.noiseLimit {
+		db.noisy = true
+		db.noiseCount++
+		db.note(true)
+	}
+	if db.raw == db.reported && db.noiseLimit <= 0 {
 		return // back where we were: the excursion was a glitch
 	}
 	if db.dur <= 0 {
 		db.settle(now)
 		return
 	}
+	// Armed even for a glitch when noise is watched: its expiry is when
+	// the line has been calm long enough to end a noisy spell.
 	db.timer = db.clk.NewTimer(db.dur)
 	db.nudge()
+}
+
+// note queues a noise change for run to hand to onNoise. Called with mu
+// held.
+func (db *Debouncer) note(noisy bool) {
+	if db.onNoise != nil {
+		db.notes = append(db.notes, noisy)
+		db.nudge()
+	}
 }
 
 // settle commits raw if it has been stable for the debounce time. Called
 // with mu held.
 func (db *Debouncer) settle(now time.Time) {
-	if db.raw == db.reported || now.Sub(db.rawSince) < db.dur {
+	if now.Sub(db.rawSince) < db.dur {
+		return
+	}
+	// The line has held raw for the debounce time: it is calm.
+	db.unstableSince = time.Time{}
+	if db.noisy {
+		db.noisy = false
+		db.note(false)
+	}
+	if db.raw == db.reported {
 		return
 	}
 	db.reported = db.raw
@@ -170,7 +242,12 @@ func (db *Debouncer) run() {
 		if len(db.pending) > 0 {
 			out, head = db.out, db.pending[0]
 		}
+		notes, onNoise := db.notes, db.onNoise
+		db.notes = nil
 		db.mu.Unlock()
+		for _, n := range notes {
+			onNoise(n)
+		}
 
 		select {
 		case <-db.done:

@@ -241,3 +241,81 @@ func TestCloseClosesChangesAndIgnoresLaterFeeds(t *testing.T) {
 	db.Feed(false) // must not panic or block
 	db.Close()     // idempotent
 }
+
+// Edges faster than the debounce time freeze the reported level; past the
+// noise limit that is a fault, reported once, and cleared once the line
+// holds a level again.
+func TestNoiseIsAFault(t *testing.T) {
+	const ms = time.Millisecond
+	clk := clocktest.New(t0)
+	db := New(clk, 50*ms, false)
+	defer db.Close()
+	noise := make(chan bool, 10)
+	db.WatchNoise(2*time.Second, func(noisy bool) { noise <- noisy })
+	expect := func(want bool) {
+		t.Helper()
+		select {
+		case got := <-noise:
+			if got != want {
+				t.Fatalf("noise report %v, want %v", got, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no noise report %v", want)
+		}
+	}
+	level := false
+	// 10 ms edges for 1.99 s: not yet a fault, and no level reported.
+	for i := 0; i < 199; i++ {
+		level = !level
+		db.Edge(level)
+		clk.Advance(10 * ms)
+	}
+	if db.Noisy() || db.Active() {
+		t.Fatalf("after 1.99 s of noise: noisy %v, active %v", db.Noisy(), db.Active())
+	}
+	level = !level
+	db.Edge(level) // t = 1.99 s... the edge at 2 s of unrest
+	clk.Advance(10 * ms)
+	level = !level
+	db.Edge(level)
+	expect(true)
+	if !db.Noisy() || db.NoiseFaults() != 1 {
+		t.Fatalf("noisy %v, faults %d", db.Noisy(), db.NoiseFaults())
+	}
+	// More noise: still one fault.
+	for i := 0; i < 300; i++ {
+		level = !level
+		db.Edge(level)
+		clk.Advance(10 * ms)
+	}
+	if db.NoiseFaults() != 1 {
+		t.Fatalf("faults %d, want 1", db.NoiseFaults())
+	}
+	// The line settles low (where the reported level already is): calm
+	// again after the debounce time, with no change reported.
+	db.Edge(false)
+	clk.Advance(49 * ms)
+	if !db.Noisy() {
+		t.Fatal("calm before the debounce time")
+	}
+	clk.Advance(ms)
+	expect(false)
+	if db.Active() {
+		t.Fatal("settling at the reported level reported a change")
+	}
+
+	// A line that changes slower than the debounce time is never noise.
+	for i := 0; i < 100; i++ {
+		level = !level
+		db.Edge(level)
+		clk.Advance(100 * ms)
+	}
+	select {
+	case n := <-noise:
+		t.Fatalf("a slow line reported noise %v", n)
+	default:
+	}
+	if db.NoiseFaults() != 1 {
+		t.Fatalf("faults %d, want 1", db.NoiseFaults())
+	}
+}

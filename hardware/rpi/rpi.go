@@ -1,7 +1,11 @@
 // Package rpi drives a lane's GPIO on a Raspberry Pi (any model, the Pi 5
-// included) through periph.io's GPIO character-device driver
-// (periph.io/x/host/v3/gpioioctl, /dev/gpiochip*), so gated runs as a
-// normal user in the gpio group: no root, no /dev/mem.
+// included) through the Linux GPIO character device (/dev/gpiochip*), so
+// gated runs as a normal user in the gpio group: no root, no /dev/mem.
+// periph.io's character-device driver (periph.io/x/host/v3/gpioioctl)
+// finds lines by name and runs the inputs (bias, edge events); relay
+// outputs are requested with the kernel's GPIO uapi v2 directly, through
+// golang.org/x/sys/unix, because periph cannot give a line its initial
+// output level in the request (see Output).
 //
 // Pins are the kernel's line names as `gpioinfo` shows them: "GPIO17".
 //
@@ -11,16 +15,16 @@
 //   - There is no atomic "request as output with initial level": the first
 //     Out() requests the line as-is, reconfigures it as an output (which
 //     the kernel drives to 0, i.e. low) and only then writes the level.
-//     NewOutput therefore drives the inactive level before anything else,
-//     and the relay should be wired active-high (energised on a high pin)
-//     so that both an unconfigured pin (an input, pulled down at boot) and
-//     that transient low mean "not asking". With active-low wiring (many
-//     cheap relay boards) the pin is low for a few microseconds at start:
-//     too short for a mechanical relay, not for an optocoupler or SSR.
+//     With an active-low relay board that is a blip of the relay on every
+//     start. Outputs therefore do not go through periph at all: Output
+//     requests its line itself, in one GPIO_V2_GET_LINE_IOCTL call that
+//     carries the inactive level as the line's initial output value (see
+//     output.go). periph still finds lines by name and runs the inputs.
 //   - Read() on a line that is not an input silently reconfigures it as an
-//     input with the pull-up on: reading back a relay output would let go
-//     of the relay. Output keeps its level in software and never reads the
-//     pin (nor calls Func(), which reads too).
+//     input with the pull-up on, and Read() and WaitForEdge() log their
+//     errors and return Low/false instead of returning them. Output keeps
+//     its level in software and never reads the pin; Input counts the
+//     waits that fail at once (ReadErrors, OnReadError).
 //   - host.Init() on ARM also loads periph's bcm283x driver, which replaces
 //     the chardev's GPIOnn names in gpioreg with memory-mapped pins (and on
 //     a Pi 5 assumes the BCM2711 register map). This package therefore
@@ -151,66 +155,6 @@ func hint(err error) error {
 	return err
 }
 
-// levelFor is the electrical level that means active (or not).
-func levelFor(active, activeLow bool) gpio.Level { return gpio.Level(active != activeLow) }
-
-// Output is a relay output, such as the one on the barrier board's OPEN
-// input. It is safe for concurrent use.
-type Output struct {
-	pin       gpio.PinOut
-	activeLow bool
-
-	mu     sync.Mutex
-	active bool // what was last set: the pin is never read back
-}
-
-var _ hardware.Output = (*Output)(nil)
-
-// NewOutput claims the line called name (e.g. "GPIO17") and, as its very
-// first action, drives it inactive: high when activeLow, low otherwise.
-// Init must have succeeded.
-func NewOutput(name string, activeLow bool) (*Output, error) {
-	l, err := lookup(name)
-	if err != nil {
-		return nil, err
-	}
-	return newOutput(l, activeLow)
-}
-
-// newOutput is NewOutput on a given pin; tests pass gpiotest fakes.
-func newOutput(p gpio.PinIO, activeLow bool) (*Output, error) {
-	if err := p.Out(levelFor(false, activeLow)); err != nil {
-		return nil, fmt.Errorf("rpi: %s: driving the inactive level: %w", p.Name(), hint(err))
-	}
-	return &Output{pin: p, activeLow: activeLow}, nil
-}
-
-// Set drives the relay: active true energises it. The level is driven
-// even when it is already the one set, which repairs a line that someone
-// else (a stray `pinctrl set`) has changed.
-func (o *Output) Set(active bool) error {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if err := o.pin.Out(levelFor(active, o.activeLow)); err != nil {
-		return fmt.Errorf("rpi: %s: %w", o.pin.Name(), err)
-	}
-	o.active = active
-	return nil
-}
-
-// Active reports the level last set, from memory: reading the pin back
-// would turn it into an input (see the package doc).
-func (o *Output) Active() bool {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.active
-}
-
-// Close drives the output inactive. The line stays requested (and so
-// driven) until the process exits, so that nothing in between can let
-// the relay float.
-func (o *Output) Close() error { return o.Set(false) }
-
 // DefaultPoll is how long an Input waits for an edge before reading the
 // level anyway: a missed edge (the kernel's event queue overflowing) is
 // repaired within this time, and Close takes at most this long.
@@ -229,6 +173,9 @@ type Input struct {
 	done   chan struct{}
 	waited atomic.Bool // WaitForEdge has returned at least once
 	once   sync.Once
+
+	readErrors atomic.Uint64
+	onError    atomic.Pointer[func(error)]
 }
 
 var _ hardware.Input = (*Input)(nil)
@@ -252,6 +199,7 @@ type inputConfig struct {
 	clk      clock.Clock
 	poll     time.Duration
 	observed func(edge, active bool)
+	onError  func(error)
 }
 
 // newInput is NewInput on a given pin; tests pass gpiotest fakes.
@@ -273,6 +221,7 @@ func newInput(p gpio.PinIO, activeLow bool, pull gpio.Pull, d time.Duration, cfg
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
 	}
+	in.OnReadError(cfg.onError)
 	in.db = debounce.New(cfg.clk, d, in.read())
 	go in.watch()
 	return in, nil
@@ -317,6 +266,7 @@ func (in *Input) watch() {
 			// real-time deadline, hence time.Since and not the clock.
 			if time.Since(start) < in.poll/2 {
 				fast++
+				in.readError(fmt.Errorf("rpi: %s: waiting for an edge failed at once (see periph's log line); the level read is %v", in.pin.Name(), active))
 			} else {
 				fast = 0
 			}
@@ -331,6 +281,37 @@ func (in *Input) watch() {
 			case <-time.After(in.poll):
 			}
 		}
+	}
+}
+
+// WatchNoise reports the line as noisy (fn(true)) when it has gone limit
+// without holding a level for the debounce time, and fn(false) once it
+// holds one again: see debounce.Debouncer.WatchNoise.
+func (in *Input) WatchNoise(limit time.Duration, fn func(noisy bool)) { in.db.WatchNoise(limit, fn) }
+
+// Noisy reports whether the line is noisy now (see WatchNoise).
+func (in *Input) Noisy() bool { return in.db.Noisy() }
+
+// ReadErrors counts the failed reads of the line: waits for an edge that
+// returned at once instead of after an edge or the poll timeout. periph
+// logs the cause and returns no error (and Read then says Low), so a
+// broken line shows up here, not as a level.
+func (in *Input) ReadErrors() uint64 { return in.readErrors.Load() }
+
+// OnReadError sets a function called (from the input's goroutine, so it
+// must not block) with each failed read; nil removes it.
+func (in *Input) OnReadError(fn func(error)) {
+	if fn == nil {
+		in.onError.Store(nil)
+		return
+	}
+	in.onError.Store(&fn)
+}
+
+func (in *Input) readError(err error) {
+	in.readErrors.Add(1)
+	if fn := in.onError.Load(); fn != nil {
+		(*fn)(err)
 	}
 }
 

@@ -2,7 +2,6 @@ package rpi
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -77,62 +76,6 @@ func (p *recPin) Halt() error {
 	default:
 	}
 	return nil
-}
-
-func TestOutputDrivesInactiveFirst(t *testing.T) {
-	for _, activeLow := range []bool{false, true} {
-		t.Run(fmt.Sprintf("activeLow=%v", activeLow), func(t *testing.T) {
-			inactive, active := gpio.Low, gpio.High
-			if activeLow {
-				inactive, active = gpio.High, gpio.Low
-			}
-			// A pin left at the active level by a previous run must be
-			// driven inactive by the very first call.
-			p := &recPin{Pin: gpiotest.Pin{N: "GPIO17", L: active}}
-			o, err := newOutput(p, activeLow)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := p.Calls(); len(got) != 1 || got[0] != "Out("+inactive.String()+")" {
-				t.Fatalf("calls after newOutput = %q, want exactly [Out(%s)]", got, inactive)
-			}
-			if p.Pin.Read() != inactive || o.Active() {
-				t.Fatalf("pin %s, Active %v after start", p.Pin.Read(), o.Active())
-			}
-			if err := o.Set(true); err != nil {
-				t.Fatal(err)
-			}
-			if p.Pin.Read() != active || !o.Active() {
-				t.Fatalf("after Set(true): pin %s, Active %v", p.Pin.Read(), o.Active())
-			}
-			if err := o.Close(); err != nil {
-				t.Fatal(err)
-			}
-			if p.Pin.Read() != inactive || o.Active() {
-				t.Fatalf("after Close: pin %s, Active %v", p.Pin.Read(), o.Active())
-			}
-			want := []string{"Out(" + inactive.String() + ")", "Out(" + active.String() + ")", "Out(" + inactive.String() + ")"}
-			if got := p.Calls(); strings.Join(got, " ") != strings.Join(want, " ") {
-				t.Fatalf("calls = %q, want %q: an output is only ever driven, never read", got, want)
-			}
-		})
-	}
-}
-
-func TestOutputErrors(t *testing.T) {
-	p := &recPin{Pin: gpiotest.Pin{N: "GPIO17"}, failOut: errors.New("device or resource busy")}
-	if _, err := newOutput(p, false); err == nil || !strings.Contains(err.Error(), "gpioinfo") {
-		t.Fatalf("newOutput on a busy line = %v, want an error with a hint", err)
-	}
-	p = &recPin{Pin: gpiotest.Pin{N: "GPIO17"}}
-	o, err := newOutput(p, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.failOut = errors.New("boom")
-	if err := o.Set(true); err == nil || o.Active() {
-		t.Fatalf("Set on a failing pin = %v, Active %v; want an error and the old state", err, o.Active())
-	}
 }
 
 func TestLookup(t *testing.T) {
@@ -354,4 +297,38 @@ func TestInitExplains(t *testing.T) {
 		t.Fatalf("Init error is not explanatory: %v", err)
 	}
 	t.Log(err)
+}
+
+// brokenPin is a line whose edge wait fails at once, as periph's does on
+// a line whose fd went bad (it logs and returns false).
+type brokenPin struct{ recPin }
+
+func (p *brokenPin) WaitForEdge(time.Duration) bool { return false }
+
+// A line that cannot be read is counted and reported, not silently read as
+// a steady level.
+func TestInputReadErrorsAreCounted(t *testing.T) {
+	p := &brokenPin{recPin{Pin: gpiotest.Pin{N: "GPIO27", EdgesChan: make(chan gpio.Level, 1)}}}
+	errs := make(chan error, 10)
+	in, err := newInput(p, false, gpio.PullDown, 0, inputConfig{poll: time.Hour, onError: func(err error) {
+		select {
+		case errs <- err:
+		default:
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	select {
+	case err := <-errs:
+		if !strings.Contains(err.Error(), "GPIO27") {
+			t.Fatalf("read error %v does not name the line", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no read error reported for a line whose waits fail")
+	}
+	if in.ReadErrors() == 0 {
+		t.Fatal("ReadErrors is 0 after a reported error")
+	}
 }

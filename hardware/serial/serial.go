@@ -31,6 +31,7 @@ package serial
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"sync"
 	"sync/atomic"
@@ -116,7 +117,16 @@ func (r *Reader) Serve(ctx context.Context, fn func(code string)) error {
 	}
 	s := &session{r: r, fn: emit, sp: splitter{max: r.opts.MaxLen}}
 	errc := make(chan error, 1)
-	go func() { errc <- s.readLoop() }()
+	go func() {
+		// This goroutine calls fn, which reaches the lane: a panic here
+		// would kill the process past its supervisor. It fails Serve.
+		defer func() {
+			if p := recover(); p != nil {
+				errc <- fmt.Errorf("serial: panic in the reader: %v", p)
+			}
+		}()
+		errc <- s.readLoop()
+	}()
 	select {
 	case err := <-errc:
 		s.stop()

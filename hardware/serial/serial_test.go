@@ -217,3 +217,17 @@ func TestCancelInterruptsRead(t *testing.T) {
 		t.Fatal("a second Serve read nothing")
 	}
 }
+
+type panickySource struct{}
+
+func (panickySource) Read([]byte) (int, error) { panic("driver bug") }
+
+// A panic in the reader's own goroutine fails Serve instead of killing the
+// process past its supervisor.
+func TestPanicInTheReaderFailsServe(t *testing.T) {
+	r := NewReader(panickySource{}, Options{})
+	err := r.Serve(context.Background(), func(string) {})
+	if err == nil || !strings.Contains(err.Error(), "panic") {
+		t.Fatalf("Serve = %v, want the panic as an error", err)
+	}
+}
