@@ -48,15 +48,15 @@ type Options struct {
 
 // Handler is centrald's HTTP handler.
 type Handler struct {
-	svc   *booking.Service
-	opt   Options
-	log   *slog.Logger
-	mux   *http.ServeMux
+	svc *booking.Service
+	opt Options
+	log *slog.Logger
+	mux *http.ServeMux
 	// params lists the query parameters each route takes; any other is
 	// refused before the route's handler runs.
 	params map[string][]string
 	ready  atomic.Bool
-	dur   *prometheus.HistogramVec
+	dur    *prometheus.HistogramVec
 }
 
 // New returns the handler. It answers /readyz with 503 until SetReady.
