@@ -200,7 +200,7 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, http.StatusNotFound, "not_found", "not found")
 		return
 	}
-	h.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	h.log.Error("request failed", "method", r.Method, "path", maskCardNumber(r.URL.Path), "err", err)
 	writeError(w, http.StatusInternalServerError, "internal", "internal error; the request may be retried")
 }
 
