@@ -29,12 +29,13 @@ test:
 	$(GO) test -race -count=1 ./...
 
 # Short runs (30,000 inputs each) of the fuzz targets on untrusted input: centrald's request
-# decoders, the ticket verifier, ANPR camera pushes (.ci/run calls this).
+# decoders (bodies and query strings), the ticket verifier, ANPR camera pushes (.ci/run calls this).
 FUZZTIME ?= 30000x
 fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzDecodeReserve$$' -fuzztime=$(FUZZTIME) ./central/api/
 	$(GO) test -run='^$$' -fuzz='^FuzzDecodePay$$' -fuzztime=$(FUZZTIME) ./central/api/
 	$(GO) test -run='^$$' -fuzz='^FuzzDecodePush$$' -fuzztime=$(FUZZTIME) ./central/api/
+	$(GO) test -run='^$$' -fuzz='^FuzzCheckQuery$$' -fuzztime=$(FUZZTIME) ./central/api/
 	$(GO) test -run='^$$' -fuzz='^FuzzVerify$$' -fuzztime=$(FUZZTIME) ./ticket/
 	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=2s ./hardware/anpr/
 

@@ -5,6 +5,7 @@ package api
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -46,17 +48,20 @@ type Options struct {
 
 // Handler is centrald's HTTP handler.
 type Handler struct {
-	svc   *booking.Service
-	opt   Options
-	log   *slog.Logger
-	mux   *http.ServeMux
-	ready atomic.Bool
-	dur   *prometheus.HistogramVec
+	svc *booking.Service
+	opt Options
+	log *slog.Logger
+	mux *http.ServeMux
+	// params lists the query parameters each route takes; any other is
+	// refused before the route's handler runs.
+	params map[string][]string
+	ready  atomic.Bool
+	dur    *prometheus.HistogramVec
 }
 
 // New returns the handler. It answers /readyz with 503 until SetReady.
 func New(svc *booking.Service, opt Options) *Handler {
-	h := &Handler{svc: svc, opt: opt, log: opt.Log, mux: http.NewServeMux()}
+	h := &Handler{svc: svc, opt: opt, log: opt.Log, mux: http.NewServeMux(), params: map[string][]string{}}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
@@ -70,33 +75,37 @@ func New(svc *booking.Service, opt Options) *Handler {
 		opt.Registry.MustRegister(h.dur)
 		metrics = promhttp.HandlerFor(opt.Registry, promhttp.HandlerOpts{})
 	}
-	m := h.mux
-	m.HandleFunc("GET /parkings", h.listSpots)
-	m.HandleFunc("GET /parkings/{id}", h.getSpot)
-	m.HandleFunc("POST /reserve/parking/{id}", h.reserve)
-	m.HandleFunc("POST /pay/parking/{id}", h.pay)
-	m.HandleFunc("POST /park/parking/{id}", h.park)
-	m.HandleFunc("POST /parking/{id}/status/{status}", h.admin(h.force))
-	m.HandleFunc("GET /parking/{id}/ticket", h.ticket)
-	m.HandleFunc("GET /parking/{id}/ticket.png", h.ticketPNG)
-	m.HandleFunc("GET /reservations/{id}", h.getReservation)
-	m.HandleFunc("DELETE /reservations/{id}", h.cancel)
-	m.HandleFunc("POST /admin/reservations", h.admin(h.push))
-	m.HandleFunc("GET /admin/reservations", h.admin(h.listReservations))
-	m.HandleFunc("GET /admin/changes", h.admin(h.changes))
-	m.HandleFunc("GET /admin/reservations/{id}/payments", h.admin(h.payments))
-	m.HandleFunc("GET /gates", h.admin(h.gates))
-	m.HandleFunc("POST /gates/{id}/open", h.admin(h.openGate))
-	m.HandleFunc("GET /admin/exceptions", h.admin(h.gateEvents(store.EventException)))
-	m.HandleFunc("GET /admin/gate-events", h.admin(h.gateEvents("")))
-	m.HandleFunc("GET /tickets/public-key", func(w http.ResponseWriter, r *http.Request) {
+	// Every route with the query parameters it takes (none unless listed).
+	route := func(pattern string, fn http.HandlerFunc, params ...string) {
+		h.mux.HandleFunc(pattern, fn)
+		h.params[pattern] = params
+	}
+	route("GET /parkings", h.listSpots)
+	route("GET /parkings/{id}", h.getSpot)
+	route("POST /reserve/parking/{id}", h.reserve)
+	route("POST /pay/parking/{id}", h.pay)
+	route("POST /park/parking/{id}", h.park, "is_parking", "leaving_at")
+	route("POST /parking/{id}/status/{status}", h.admin(h.force))
+	route("GET /parking/{id}/ticket", h.ticket)
+	route("GET /parking/{id}/ticket.png", h.ticketPNG, "size")
+	route("GET /reservations/{id}", h.getReservation)
+	route("DELETE /reservations/{id}", h.cancel)
+	route("POST /admin/reservations", h.admin(h.push))
+	route("GET /admin/reservations", h.admin(h.listReservations), "spot", "state", "limit")
+	route("GET /admin/changes", h.admin(h.changes), "after", "limit")
+	route("GET /admin/reservations/{id}/payments", h.admin(h.payments))
+	route("GET /gates", h.admin(h.gates))
+	route("POST /gates/{id}/open", h.admin(h.openGate))
+	route("GET /admin/exceptions", h.admin(h.gateEvents(store.EventException)), "gate", "limit")
+	route("GET /admin/gate-events", h.admin(h.gateEvents("")), "gate", "limit")
+	route("GET /tickets/public-key", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, apijson.PublicKey{KeyID: opt.KeyID, PublicKey: opt.PublicKey})
 	})
-	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+	route("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
-	m.HandleFunc("GET /readyz", h.readyz)
-	m.Handle("GET /metrics", metrics)
+	route("GET /readyz", h.readyz)
+	route("GET /metrics", metrics.ServeHTTP)
 	return h
 }
 
@@ -127,6 +136,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 	if pattern == "" {
 		h.unmatched(rec, r)
+		return
+	}
+	if err := checkQuery(r.URL, h.params[pattern]); err != nil {
+		h.fail(rec, r, err)
 		return
 	}
 	h.mux.ServeHTTP(rec, r)
@@ -187,7 +200,7 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, http.StatusNotFound, "not_found", "not found")
 		return
 	}
-	h.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	h.log.Error("request failed", "method", r.Method, "path", maskCardNumber(r.URL.Path), "err", err)
 	writeError(w, http.StatusInternalServerError, "internal", "internal error; the request may be retried")
 }
 
@@ -266,7 +279,39 @@ func (h *Handler) readyz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
 
+// plateViewer says which plates (carId) a spot view may show: a plate is
+// personal data. The admin token sees every one, a reservation's token
+// the plate of its own reservation, anybody else none.
+type plateViewer struct {
+	all bool
+	own string // the reservation the caller's token opens
+}
+
+func (v plateViewer) sees(r *reservation.Reservation) bool {
+	return v.all || v.own != "" && r.ID == v.own
+}
+
+// viewer identifies the caller of a public read. A token that opens
+// nothing is refused rather than answered as anonymous, so a client that
+// sent one is not left guessing why its plate is missing.
+func (h *Handler) viewer(r *http.Request) (plateViewer, error) {
+	tok := bearer(r)
+	switch {
+	case tok == "":
+		return plateViewer{}, nil
+	case h.isAdmin(tok):
+		return plateViewer{all: true}, nil
+	}
+	id, err := h.svc.Holder(r.Context(), tok)
+	return plateViewer{own: id}, err
+}
+
 func (h *Handler) listSpots(w http.ResponseWriter, r *http.Request) {
+	pv, err := h.viewer(r)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
 	vs, err := h.svc.Spots(r.Context())
 	if err != nil {
 		h.fail(w, r, err)
@@ -274,18 +319,23 @@ func (h *Handler) listSpots(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]apijson.Parking, len(vs))
 	for i, v := range vs {
-		out[i] = spotJSON(v)
+		out[i] = spotJSON(v, pv)
 	}
 	writeJSON(w, http.StatusOK, out)
 }
 
 func (h *Handler) getSpot(w http.ResponseWriter, r *http.Request) {
+	pv, err := h.viewer(r)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
 	v, err := h.svc.Spot(r.Context(), r.PathValue("id"))
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, spotJSON(v))
+	writeJSON(w, http.StatusOK, spotJSON(v, pv))
 }
 
 // ReserveRequest is the body of POST /reserve/parking/{id}.
@@ -294,10 +344,12 @@ type ReserveRequest struct {
 	ReservedUntil string `json:"reservedUntil"`
 }
 
+var reserveSchema = schemaOf(reflect.TypeFor[ReserveRequest]())
+
 // DecodeReserve parses and checks a reservation request body.
 func DecodeReserve(b []byte) (reservation.Window, error) {
 	var req ReserveRequest
-	if err := decode(b, &req); err != nil {
+	if err := decodeStrict(b, reserveSchema, &req); err != nil {
 		return reservation.Window{}, err
 	}
 	from, err := parseTime("reservedFrom", req.ReservedFrom)
@@ -332,8 +384,8 @@ func (h *Handler) reserve(w http.ResponseWriter, r *http.Request) {
 
 // PayRequest is the body of POST /pay/parking/{id}.
 type PayRequest struct {
-	CarID       string          `json:"carId"`
-	CardDetails json.RawMessage `json:"cardDetails"`
+	CarID       string       `json:"carId"`
+	CardDetails *CardDetails `json:"cardDetails"`
 }
 
 // CardDetails holds the only thing parkgate accepts about a card: a
@@ -342,35 +394,33 @@ type CardDetails struct {
 	PaymentMethod string `json:"paymentMethod"`
 }
 
-// DecodePay parses and checks a payment request body. A raw card number
-// anywhere in the body is refused before anything else looks at it.
+var paySchema = schemaOf(reflect.TypeFor[PayRequest]())
+
+// DecodePay parses and checks a payment request body. A card number
+// anywhere in the body (decoded: escapes do not hide one) is refused
+// before anything else is said about it.
 func DecodePay(b []byte) (booking.PayRequest, error) {
-	if containsCardNumber(b) {
-		return booking.PayRequest{}, invalid("card_number_refused", "send a payment method reference such as {\"paymentMethod\":\"pm_card_visa\"}, never a card number")
-	}
 	var req PayRequest
-	if err := decode(b, &req); err != nil {
+	if err := decodeStrict(b, paySchema, &req); err != nil {
+		var br *badRequest
+		if errors.As(err, &br) && br.code == "invalid_field" && br.field == "cardDetails" {
+			return booking.PayRequest{}, invalid("invalid_card_details", "cardDetails must be an object such as {\"paymentMethod\":\"pm_card_visa\"}")
+		}
 		return booking.PayRequest{}, err
 	}
-	if len(req.CardDetails) == 0 || string(req.CardDetails) == "null" {
+	if req.CardDetails == nil {
 		return booking.PayRequest{}, invalid("missing_field", "cardDetails is required, e.g. {\"paymentMethod\":\"pm_card_visa\"}")
 	}
-	var cd CardDetails
-	if err := decode(req.CardDetails, &cd); err != nil {
-		var br *badRequest
-		if errors.As(err, &br) && br.code == "unknown_field" {
-			return booking.PayRequest{}, invalid("unknown_field", "cardDetails takes only paymentMethod")
-		}
-		return booking.PayRequest{}, invalid("invalid_card_details", "cardDetails must be an object such as {\"paymentMethod\":\"pm_card_visa\"}")
+	if !validPaymentMethod(req.CardDetails.PaymentMethod) {
+		return booking.PayRequest{}, invalid("invalid_payment_method", "cardDetails.paymentMethod must be a payment method id: pm_ followed by letters, digits and _, such as pm_card_visa")
 	}
-	if !validPaymentMethod(cd.PaymentMethod) {
-		return booking.PayRequest{}, invalid("invalid_payment_method", "cardDetails.paymentMethod must be a payment method reference such as pm_card_visa")
-	}
-	return booking.PayRequest{CarID: req.CarID, PaymentMethod: cd.PaymentMethod}, nil
+	return booking.PayRequest{CarID: req.CarID, PaymentMethod: req.CardDetails.PaymentMethod}, nil
 }
 
+// validPaymentMethod reports whether pm has the form of the provider's
+// payment method ids.
 func validPaymentMethod(pm string) bool {
-	if !strings.HasPrefix(pm, "pm_") || len(pm) > 255 {
+	if !strings.HasPrefix(pm, "pm_") || len(pm) == 3 || len(pm) > 255 {
 		return false
 	}
 	for _, c := range pm {
@@ -379,6 +429,26 @@ func validPaymentMethod(pm string) bool {
 		}
 	}
 	return true
+}
+
+// requestHash identifies a payment request for its Idempotency-Key:
+// method, path and the canonical body (the decoded fields, the plate
+// normalised, in a fixed order), hashed so that the plate is not kept.
+// Two bodies that differ only in spacing, escapes, member order or the
+// plate's case are one request.
+func requestHash(r *http.Request, req booking.PayRequest) []byte {
+	car := req.CarID
+	if n, err := booking.NormaliseCarID(car); err == nil {
+		car = n
+	}
+	body, _ := json.Marshal(PayRequest{CarID: car, CardDetails: &CardDetails{PaymentMethod: req.PaymentMethod}})
+	h := sha256.New()
+	h.Write([]byte(r.Method))
+	h.Write([]byte{0})
+	h.Write([]byte(r.URL.EscapedPath()))
+	h.Write([]byte{0})
+	h.Write(body)
+	return h.Sum(nil)
 }
 
 func (h *Handler) pay(w http.ResponseWriter, r *http.Request) {
@@ -393,6 +463,9 @@ func (h *Handler) pay(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req.IdempotencyKey = r.Header.Get("Idempotency-Key")
+	if req.IdempotencyKey != "" {
+		req.RequestHash = requestHash(r, req)
+	}
 	res, err := h.svc.Pay(r.Context(), r.PathValue("id"), h.caller(r), req)
 	if err != nil {
 		h.fail(w, r, err)
@@ -439,7 +512,7 @@ func (h *Handler) force(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, spotJSON(v))
+	writeJSON(w, http.StatusOK, spotJSON(v, plateViewer{all: true}))
 }
 
 func (h *Handler) ticket(w http.ResponseWriter, r *http.Request) {
@@ -486,10 +559,12 @@ type PushItem struct {
 // maxPush bounds one push request.
 const maxPush = 1000
 
+var pushSchema = schemaOf(reflect.TypeFor[PushRequest]())
+
 // DecodePush parses and checks a push request body.
 func DecodePush(b []byte) ([]booking.PushItem, error) {
 	var req PushRequest
-	if err := decode(b, &req); err != nil {
+	if err := decodeStrict(b, pushSchema, &req); err != nil {
 		return nil, err
 	}
 	if len(req.Reservations) == 0 {

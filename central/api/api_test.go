@@ -144,8 +144,12 @@ func TestSeedFlowOverHTTP(t *testing.T) {
 	}
 	var spots []map[string]any
 	s.do("GET", "/parkings", "", "").decode(t, &spots)
-	if len(spots) != 2 || spots[0]["id"] != "1" || spots[0]["status"] != "taken" || spots[0]["carId"] != "K-LM 42" || spots[1]["status"] != "free" {
+	if len(spots) != 2 || spots[0]["id"] != "1" || spots[0]["status"] != "taken" || spots[0]["carId"] != nil || spots[1]["status"] != "free" {
 		t.Fatalf("parkings: %v", spots)
+	}
+	s.do("GET", "/parkings", res.Token, "").decode(t, &spots)
+	if spots[0]["carId"] != "K-LM 42" {
+		t.Fatalf("parkings for the reservation's token: %v", spots)
 	}
 	clk.Advance(30 * time.Minute)
 	leave := t0.Add(29 * time.Minute).Format(time.RFC3339)

@@ -2,6 +2,7 @@ package booking_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"path/filepath"
 	"testing"
@@ -198,7 +199,7 @@ func TestPayIdempotencyKeyReplays(t *testing.T) {
 	e := newEnv(t)
 	r := e.reserve("1", win(1, 2))
 	drv := booking.Caller{Token: r.Token}
-	req := booking.PayRequest{CarID: "X1", PaymentMethod: "pm_card_visa", IdempotencyKey: "k1"}
+	req := booking.PayRequest{CarID: "X1", PaymentMethod: "pm_card_visa", IdempotencyKey: "k1", RequestHash: []byte("request-1")}
 	a, err := e.svc.Pay(e.ctx, "1", drv, req)
 	if err != nil {
 		t.Fatal(err)
@@ -210,13 +211,47 @@ func TestPayIdempotencyKeyReplays(t *testing.T) {
 	if a.PaidAt != b.PaidAt || a.Ticket != b.Ticket || e.pay.Charges() != 1 {
 		t.Fatalf("replay differs or charged twice: %+v %+v charges=%d", a, b, e.pay.Charges())
 	}
-	// A declined request replays its decline.
+	// The key with another request (same plate, even) is refused after
+	// the first one succeeded, not answered with its outcome.
+	other := req
+	other.RequestHash = []byte("request-2")
+	_, err = e.svc.Pay(e.ctx, "1", drv, other)
+	wantCode(t, err, booking.Unprocessable, "idempotency_key_reused")
+
+	// A declined request replays its decline, to the same request only.
 	r2 := e.reserve("2", win(1, 2))
-	d := booking.PayRequest{CarID: "X1", PaymentMethod: "pm_card_chargeDeclined", IdempotencyKey: "k2"}
+	d := booking.PayRequest{CarID: "X1", PaymentMethod: "pm_card_chargeDeclined", IdempotencyKey: "k2", RequestHash: []byte("declined")}
 	_, err = e.svc.Pay(e.ctx, "2", booking.Caller{Token: r2.Token}, d)
 	wantCode(t, err, booking.Declined, "payment_declined")
-	d.PaymentMethod = "pm_card_visa"
 	_, err = e.svc.Pay(e.ctx, "2", booking.Caller{Token: r2.Token}, d)
+	wantCode(t, err, booking.Declined, "payment_declined")
+	d.PaymentMethod, d.RequestHash = "pm_card_visa", []byte("visa")
+	_, err = e.svc.Pay(e.ctx, "2", booking.Caller{Token: r2.Token}, d)
+	wantCode(t, err, booking.Unprocessable, "idempotency_key_reused")
+	if e.pay.Charges() != 1 {
+		t.Fatalf("%d charges", e.pay.Charges())
+	}
+}
+
+// An attempt recorded before request hashes were kept has none: its key
+// is then bound to its plate, as it was.
+func TestPayIdempotencyKeyOfAnOldAttempt(t *testing.T) {
+	e := newEnv(t)
+	r := e.reserve("1", win(1, 2))
+	key := sha256.Sum256([]byte("old-key"))
+	err := e.st.Write(e.ctx, func(tx store.Tx) error {
+		return tx.PutAttempt(store.PaymentAttempt{ReservationID: r.ID, Number: 1, KeyHash: key[:], ProviderKey: "p-1",
+			Outcome: store.AttemptDeclined, Message: "declined", Amount: 250, Currency: "eur", CarID: "X1", StartedAt: t0, FinishedAt: t0})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	drv := booking.Caller{Token: r.Token}
+	req := booking.PayRequest{CarID: "X2", PaymentMethod: "pm_card_visa", IdempotencyKey: "old-key", RequestHash: []byte("new")}
+	_, err = e.svc.Pay(e.ctx, "1", drv, req)
+	wantCode(t, err, booking.Unprocessable, "idempotency_key_reused")
+	req.CarID = "x1"
+	_, err = e.svc.Pay(e.ctx, "1", drv, req)
 	wantCode(t, err, booking.Declined, "payment_declined")
 }
 

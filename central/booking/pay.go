@@ -1,6 +1,7 @@
 package booking
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -18,8 +19,13 @@ type PayRequest struct {
 	PaymentMethod string // provider reference, e.g. "pm_card_visa"
 	// IdempotencyKey is the client's Idempotency-Key header: a retried
 	// request with the same key gets the first answer and is never charged
-	// twice.
+	// twice. The key belongs to one request: reused with another one it is
+	// refused (idempotency_key_reused), whether or not the first finished.
 	IdempotencyKey string
+	// RequestHash identifies the request the key was sent with (the API
+	// hashes method, path and canonical body); kept with the attempt,
+	// never the body itself.
+	RequestHash []byte
 }
 
 // pendingStale is how long an attempt may stay pending before a new request
@@ -49,7 +55,9 @@ func (s *Service) Pay(ctx context.Context, spotID string, c Caller, req PayReque
 	if len(req.IdempotencyKey) > 255 {
 		return Issued{}, newErr(Invalid, "invalid_idempotency_key", "Idempotency-Key is longer than 255 characters")
 	}
-	r, err := s.byToken(ctx, spotID, c.Token)
+	// The spot is checked after the Idempotency-Key: the key reused on
+	// another spot's path is a reused key (422), whatever else is wrong.
+	r, err := s.byToken(ctx, "", c.Token)
 	if err != nil {
 		return Issued{}, err
 	}
@@ -72,14 +80,19 @@ func (s *Service) Pay(ctx context.Context, spotID string, c Caller, req PayReque
 		if keyHash != nil {
 			prev, err := tx.Attempt(cur.ID, keyHash)
 			switch {
+			case err != nil && !errors.Is(err, store.ErrNotFound):
+				return err
+			case err == nil && !sameRequest(prev, req.RequestHash, car):
+				// Checked before any replay: a finished first request must
+				// not answer (with its plate) for a different one.
+				return newErr(Unprocessable, "idempotency_key_reused", "this Idempotency-Key was used for a different request")
 			case err == nil && (prev.Outcome == store.AttemptSucceeded || prev.Outcome == store.AttemptDeclined):
 				replay = &prev
 				return nil
-			case err == nil && prev.CarID != car:
-				return newErr(Unprocessable, "idempotency_key_reused", "this Idempotency-Key was used for a different request")
-			case err != nil && !errors.Is(err, store.ErrNotFound):
-				return err
 			}
+		}
+		if cur.SpotID != spotID {
+			return newErr(Forbidden, "wrong_spot", "the token belongs to a reservation of another spot")
 		}
 		if err := reservation.CanMove(cur.State, reservation.Paid); err != nil {
 			return conflict(err)
@@ -90,6 +103,7 @@ func (s *Service) Pay(ctx context.Context, spotID string, c Caller, req PayReque
 		att = store.PaymentAttempt{
 			ReservationID: cur.ID,
 			KeyHash:       keyHash,
+			RequestHash:   requestHash(keyHash, req.RequestHash),
 			Outcome:       store.AttemptPending,
 			Amount:        cur.Amount,
 			Currency:      cur.Currency,
@@ -204,6 +218,26 @@ func (s *Service) Pay(ctx context.Context, spotID string, c Caller, req PayReque
 		return Issued{}, err
 	}
 	return Issued{Reservation: paid, Ticket: t}, nil
+}
+
+// sameRequest reports whether a request with hash h and plate car is the
+// one that used prev's Idempotency-Key. Attempts recorded before request
+// hashes were kept have none: for them the plate is all there is to
+// compare.
+func sameRequest(prev store.PaymentAttempt, h []byte, car string) bool {
+	if len(prev.RequestHash) == 0 {
+		return prev.CarID == car
+	}
+	return bytes.Equal(prev.RequestHash, h)
+}
+
+// requestHash is what an attempt keeps of its request: its hash, only when
+// it came with an Idempotency-Key (nothing else ever compares it).
+func requestHash(keyHash, h []byte) []byte {
+	if keyHash == nil {
+		return nil
+	}
+	return h
 }
 
 // lastUnsettled returns the reservation's latest attempt if its outcome is

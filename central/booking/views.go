@@ -76,6 +76,13 @@ func view(id string, rs []reservation.Reservation, now time.Time) SpotView {
 	return v
 }
 
+// Holder returns the id of the reservation a driver's token opens, so that
+// the spot views can show that driver their own plate and nobody else's.
+func (s *Service) Holder(ctx context.Context, token string) (string, error) {
+	r, err := s.byToken(ctx, "", token)
+	return r.ID, err
+}
+
 // Reservation returns one reservation for its token holder or an operator.
 func (s *Service) Reservation(ctx context.Context, id string, c Caller) (reservation.Reservation, error) {
 	if !c.Operator {

@@ -178,18 +178,30 @@ type PushItem struct {
 // PublicKey is the site's ticket verification key and its id.
 type PublicKey = apijson.PublicKey
 
-// Spots lists every spot with its status as of now.
+// Spots lists every spot with its status as of now. A plate (CarID) is
+// personal data: the server shows every one to the admin token, a
+// reservation's own to its token, none to anybody else; so the client
+// sends its admin token, else its reservation token (WithToken), else
+// none.
 func (c *Client) Spots(ctx context.Context) ([]Parking, error) {
 	var out []Parking
-	err := c.do(ctx, http.MethodGet, "/parkings", "", nil, nil, &out)
+	err := c.do(ctx, http.MethodGet, "/parkings", c.viewer(), nil, nil, &out)
 	return out, err
 }
 
-// Spot returns one spot.
+// Spot returns one spot, its plate shown as for Spots.
 func (c *Client) Spot(ctx context.Context, id string) (Parking, error) {
 	var out Parking
-	err := c.do(ctx, http.MethodGet, "/parkings/"+seg(id), "", nil, nil, &out)
+	err := c.do(ctx, http.MethodGet, "/parkings/"+seg(id), c.viewer(), nil, nil, &out)
 	return out, err
+}
+
+// viewer is the credential the public reads send.
+func (c *Client) viewer() string {
+	if c.admin != "" {
+		return c.admin
+	}
+	return c.token
 }
 
 // Reserve holds spot for [from, until), waiting for payment. The answer

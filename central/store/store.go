@@ -203,7 +203,13 @@ type PaymentAttempt struct {
 	ReservationID string
 	Number        int
 	// KeyHash is the SHA-256 of the client's Idempotency-Key (nil if none).
-	KeyHash     []byte
+	KeyHash []byte
+	// RequestHash is the SHA-256 of the request that used KeyHash (method,
+	// path and canonical body: never the body itself, which holds a
+	// plate), so the key reused with another request is refused even after
+	// the first one finished. Nil without a key, and on attempts recorded
+	// before it was kept.
+	RequestHash []byte
 	ProviderKey string // idempotency key sent to the provider
 	Outcome     string
 	ProviderRef string // provider's object id (charge, payment intent)

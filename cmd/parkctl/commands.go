@@ -91,7 +91,7 @@ exit status: 0 ok, 1 the request failed, 2 usage error (nothing was sent)
 // helps is each command's usage, shown by "parkctl help CMD", "CMD -h"
 // and after a usage error.
 var helps = map[string]string{
-	"spots":        "spots\n\nLists every spot with its status as of now and its current or next\nreservation's window and car.",
+	"spots":        "spots\n\nLists every spot with its status as of now and its current or next\nreservation's window and car (a plate is shown with the admin token, or\nwith a reservation's token for its own reservation; never anonymously).",
 	"spot":         "spot ID\n\nShows one spot.",
 	"reserve":      "reserve ID (--from T --until T | [--from T] --for D)\n\nReserves spot ID for a time window and prints the reservation id, the\ntoken (shown only this once: keep it), the amount and when payment is\ndue. --for takes a Go duration such as 2h or 90m.",
 	"pay":          "pay ID --car PLATE [--method pm_card_visa] [--idempotency-key K]\n\nPays the reservation that the token opens. --method is a payment method\nreference, never a card number. Without --idempotency-key a random key\nis made and printed first: retrying with that key never charges twice.",

@@ -744,7 +744,7 @@ func getOne(row pgx.Row, what string) (reservation.Reservation, error) {
 	return r, err
 }
 
-const attemptCols = `reservation_id, number, key_hash, provider_key, outcome, provider_ref, message, amount, currency,
+const attemptCols = `reservation_id, number, key_hash, request_hash, provider_key, outcome, provider_ref, message, amount, currency,
 	car_id, payment_method, started_at, finished_at`
 
 func scanAttempt(row pgx.Row) (store.PaymentAttempt, error) {
@@ -752,7 +752,7 @@ func scanAttempt(row pgx.Row) (store.PaymentAttempt, error) {
 		a                 store.PaymentAttempt
 		started, finished pgtype.Timestamptz
 	)
-	err := row.Scan(&a.ReservationID, &a.Number, &a.KeyHash, &a.ProviderKey, &a.Outcome, &a.ProviderRef, &a.Message,
+	err := row.Scan(&a.ReservationID, &a.Number, &a.KeyHash, &a.RequestHash, &a.ProviderKey, &a.Outcome, &a.ProviderRef, &a.Message,
 		&a.Amount, &a.Currency, &a.CarID, &a.PaymentMethod, &started, &finished)
 	a.StartedAt, a.FinishedAt = fromTS(started), fromTS(finished)
 	return a, err

@@ -18,6 +18,7 @@ import (
 	"github.com/parkgate/parkgate/central/store"
 	"github.com/parkgate/parkgate/central/store/pgstore/pgtest"
 	"github.com/parkgate/parkgate/central/store/storetest"
+	"github.com/parkgate/parkgate/internal/migration"
 )
 
 // open opens a store on dsn, closed when the test ends (before its schema
@@ -65,17 +66,20 @@ func TestConcurrentOpen(t *testing.T) {
 		}
 		t.Cleanup(func() { s.Close() })
 	}
-	names, err := migrations.ReadDir("migrations")
+	// Numbers may have gaps (branches take numbers ahead of merging): the
+	// highest one is the last applied.
+	names, err := migration.Read(migrations, "migrations/*.sql")
 	if err != nil {
 		t.Fatal(err)
 	}
+	last := names[len(names)-1].Version
 	var count, maxV int
 	if err := stores[0].pool.QueryRow(context.Background(),
 		`SELECT count(*), max(version) FROM schema_migrations`).Scan(&count, &maxV); err != nil {
 		t.Fatal(err)
 	}
-	if count != len(names) || maxV != len(names) {
-		t.Errorf("%d migrations recorded (max %d), want %d", count, maxV, len(names))
+	if count != len(names) || maxV != last {
+		t.Errorf("%d migrations recorded (max %d), want %d (max %d)", count, maxV, len(names), last)
 	}
 	// The instances work on the one schema.
 	if err := stores[1].SetSpots(context.Background(), []string{"1"}, t0); err != nil {

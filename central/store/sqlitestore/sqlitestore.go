@@ -413,7 +413,7 @@ func getOne(row *sql.Row, what string) (reservation.Reservation, error) {
 	return r, err
 }
 
-const attemptCols = `reservation_id, number, key_hash, provider_key, outcome, provider_ref, message, amount, currency,
+const attemptCols = `reservation_id, number, key_hash, request_hash, provider_key, outcome, provider_ref, message, amount, currency,
 	car_id, payment_method, started_at, finished_at`
 
 func scanAttempt(sc sqlitedb.Scanner) (store.PaymentAttempt, error) {
@@ -421,7 +421,7 @@ func scanAttempt(sc sqlitedb.Scanner) (store.PaymentAttempt, error) {
 		a                 store.PaymentAttempt
 		started, finished sql.NullInt64
 	)
-	err := sc.Scan(&a.ReservationID, &a.Number, &a.KeyHash, &a.ProviderKey, &a.Outcome, &a.ProviderRef, &a.Message,
+	err := sc.Scan(&a.ReservationID, &a.Number, &a.KeyHash, &a.RequestHash, &a.ProviderKey, &a.Outcome, &a.ProviderRef, &a.Message,
 		&a.Amount, &a.Currency, &a.CarID, &a.PaymentMethod, &started, &finished)
 	a.StartedAt, a.FinishedAt = sqlitedb.FromMicros(started), sqlitedb.FromMicros(finished)
 	return a, err

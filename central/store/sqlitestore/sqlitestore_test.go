@@ -11,6 +11,7 @@ import (
 	"github.com/parkgate/parkgate/central/reservation"
 	"github.com/parkgate/parkgate/central/store"
 	"github.com/parkgate/parkgate/central/store/storetest"
+	"github.com/parkgate/parkgate/internal/migration"
 )
 
 func openTemp(tb testing.TB, path string) *Store {
@@ -99,10 +100,13 @@ func TestPragmas(t *testing.T) {
 func TestMigrationsIdempotent(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "central.db")
-	names, err := migrations.ReadDir("migrations")
+	// Numbers may have gaps (branches take numbers ahead of merging): the
+	// highest one is the last applied.
+	names, err := migration.Read(migrations, "migrations/*.sql")
 	if err != nil {
 		t.Fatal(err)
 	}
+	last := names[len(names)-1].Version
 	for i := range 3 {
 		s, err := Open(ctx, path)
 		if err != nil {
@@ -112,8 +116,8 @@ func TestMigrationsIdempotent(t *testing.T) {
 		if err := s.db.R.QueryRowContext(ctx, "SELECT count(*), max(version) FROM schema_migrations").Scan(&n, &maxV); err != nil {
 			t.Fatal(err)
 		}
-		if n != len(names) || maxV != len(names) {
-			t.Errorf("open #%d: %d migrations recorded (max %d), want %d", i, n, maxV, len(names))
+		if n != len(names) || maxV != last {
+			t.Errorf("open #%d: %d migrations recorded (max %d), want %d (max %d)", i, n, maxV, len(names), last)
 		}
 		if err := s.Close(); err != nil {
 			t.Fatal(err)

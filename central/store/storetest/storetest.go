@@ -710,7 +710,7 @@ func testPaymentAttempts(t *testing.T, s store.Store) {
 	insert(t, s, res("a", "1", 1, 2), res("b", "1", 3, 4))
 	key := []byte("sha256-of-key")
 	first := store.PaymentAttempt{
-		ReservationID: "a", Number: 1, KeyHash: key, ProviderKey: "a/1", Outcome: store.AttemptPending,
+		ReservationID: "a", Number: 1, KeyHash: key, RequestHash: []byte("sha256-of-request"), ProviderKey: "a/1", Outcome: store.AttemptPending,
 		Amount: 250, Currency: "eur", CarID: "KLM42", PaymentMethod: "pm_card_visa",
 		StartedAt: time.Date(2030, 6, 3, 9, 0, 0, 5000, time.FixedZone("X", 3600)),
 	}
@@ -742,8 +742,10 @@ func testPaymentAttempts(t *testing.T, s store.Store) {
 	}
 	same("first", a, first)
 
+	// A re-driven attempt takes the new request's key and request hash.
 	done := first
 	done.Outcome, done.ProviderRef, done.FinishedAt = store.AttemptSucceeded, "pi_1", first.StartedAt.Add(time.Second)
+	done.RequestHash = []byte("sha256-of-the-retry")
 	write(t, s, func(tx store.Tx) error { return tx.PutAttempt(done) })
 	a, err = lookup("a", key)
 	if err != nil {
