@@ -207,6 +207,7 @@ func (r *Relay) applyStatus(ctx context.Context, m inMsg) error {
 			g.Online = true
 			g.Role, g.Software, g.Barrier = s.Role, s.Software, s.Barrier
 			g.CacheVersion, g.Outbox = s.CacheVersion, int(s.Outbox)
+			g.Faults = storeFaults(s.Faults)
 			switch {
 			case !m.retained:
 				g.LastSeen = later(g.LastSeen, now)
@@ -234,6 +235,15 @@ func (r *Relay) applyStatus(ctx context.Context, m inMsg) error {
 		r.log.Info("gate offline", "gate", m.gate, "session", s.Session)
 	}
 	return nil
+}
+
+// storeFaults returns a birth's faults as the store keeps them.
+func storeFaults(fs []syncmsg.GateFault) []store.GateFault {
+	out := make([]store.GateFault, len(fs))
+	for i, f := range fs {
+		out[i] = store.GateFault{Kind: f.Kind, Error: f.Error, Since: f.Since.UTC(), At: f.At.UTC()}
+	}
+	return out
 }
 
 // refreshSeen moves a known gate's lastSeen forward to at.
