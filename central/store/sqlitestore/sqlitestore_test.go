@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -112,8 +115,8 @@ func TestMigrationsIdempotent(t *testing.T) {
 		if err := s.db.R.QueryRowContext(ctx, "SELECT count(*), max(version) FROM schema_migrations").Scan(&n, &maxV); err != nil {
 			t.Fatal(err)
 		}
-		if n != len(names) || maxV != len(names) {
-			t.Errorf("open #%d: %d migrations recorded (max %d), want %d", i, n, maxV, len(names))
+		if n != len(names) || maxV != highest(t, names) {
+			t.Errorf("open #%d: %d migrations recorded (max %d), want %d (max %d)", i, n, maxV, len(names), highest(t, names))
 		}
 		if err := s.Close(); err != nil {
 			t.Fatal(err)
@@ -148,4 +151,15 @@ func BenchmarkConditionalInsert(b *testing.B) {
 	storetest.BenchmarkConditionalInsert(b, func(b *testing.B) store.Store {
 		return openTemp(b, filepath.Join(b.TempDir(), "central.db"))
 	}, nil)
+}
+
+// highest is the number of the last migration file: numbers need not be
+// consecutive (branches take numbers of their own).
+func highest(t *testing.T, names []fs.DirEntry) int {
+	t.Helper()
+	v, err := strconv.Atoi(strings.SplitN(names[len(names)-1].Name(), "_", 2)[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }
