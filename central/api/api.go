@@ -706,7 +706,11 @@ func (h *Handler) gates(w http.ResponseWriter, r *http.Request) {
 	out := make([]apijson.Gate, len(gs))
 	for i, g := range gs {
 		out[i] = apijson.Gate{ID: g.ID, Role: g.Role, Online: g.Online, LastSeen: g.LastSeen,
-			CacheVersion: g.CacheVersion, Outbox: g.Outbox, Barrier: g.Barrier, Software: g.Software}
+			CacheVersion: g.CacheVersion, Outbox: g.Outbox, Barrier: g.Barrier, Software: g.Software,
+			Faults: make([]apijson.GateFault, len(g.Faults))}
+		for j, f := range g.Faults {
+			out[i].Faults[j] = apijson.GateFault{Kind: f.Kind, Error: f.Error, Since: f.Since, At: f.At}
+		}
 	}
 	writeJSON(w, http.StatusOK, out)
 }

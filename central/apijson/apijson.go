@@ -110,6 +110,17 @@ type Gate struct {
 	Outbox       int       `json:"outbox"`
 	Barrier      string    `json:"barrier,omitempty"`
 	Software     string    `json:"software,omitempty"`
+	// Faults are the gate's active faults as it last reported them; []
+	// when none.
+	Faults []GateFault `json:"faults"`
+}
+
+// GateFault is one active fault of a gate, as its GET /v1/status shows it.
+type GateFault struct {
+	Kind  string    `json:"kind"`
+	Error string    `json:"error"`
+	Since time.Time `json:"since"`
+	At    time.Time `json:"at"`
 }
 
 // GateEvent is an event a gate delivered, as GET /admin/exceptions (and

@@ -12,7 +12,9 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/parkgate/parkgate/central/reservation"
@@ -262,6 +264,46 @@ type Gate struct {
 	Barrier      string
 	Software     string
 	AddedAt      time.Time
+	// Faults are the gate's active faults as its last birth reported them
+	// (a will leaves them as they were); nil or empty: none.
+	Faults []GateFault
+}
+
+// GateFault is one active fault of a gate: a kind word, the last error as
+// a sentence, when it was raised and when last reported.
+type GateFault struct {
+	Kind  string    `json:"kind"`
+	Error string    `json:"error"`
+	Since time.Time `json:"since"`
+	At    time.Time `json:"at"`
+}
+
+// EncodeFaults is how both stores keep a gate's faults in one column: a
+// JSON array, "[]" for none.
+func EncodeFaults(fs []GateFault) string {
+	if len(fs) == 0 {
+		return "[]"
+	}
+	b, err := json.Marshal(fs)
+	if err != nil { // times out of JSON's range; the column stays valid
+		return "[]"
+	}
+	return string(b)
+}
+
+// DecodeFaults reads EncodeFaults' column back; none is nil.
+func DecodeFaults(s string) ([]GateFault, error) {
+	var fs []GateFault
+	if s == "" {
+		return nil, nil
+	}
+	if err := json.Unmarshal([]byte(s), &fs); err != nil {
+		return nil, fmt.Errorf("gate faults: %w", err)
+	}
+	if len(fs) == 0 {
+		return nil, nil
+	}
+	return fs, nil
 }
 
 // Gate event outcomes.

@@ -391,6 +391,34 @@ func TestSyncEndToEnd(t *testing.T) {
 	waitUntil(t, "gates report themselves online", 20*time.Second, func() bool {
 		return entry.status()["online"] == true && exit.status()["online"] == true
 	})
+	// A healthy gate's faults: an empty list in its status and at
+	// centrald, and the fault gauge at 0 (gated wires one register).
+	if f, ok := entry.status()["faults"].([]any); !ok || len(f) != 0 {
+		t.Errorf("a healthy gate's /v1/status faults: %#v", entry.status()["faults"])
+	}
+	if res, err := http.Get(entry.base + "/metrics"); err != nil {
+		t.Error(err)
+	} else {
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if !strings.Contains(string(b), "\nparkgate_gate_fault{kind=\"record\"} 0\n") {
+			t.Errorf("gated's /metrics lacks parkgate_gate_fault{kind=\"record\"} 0")
+		}
+	}
+	req, _ := http.NewRequest("GET", c.base+"/gates", nil)
+	req.Header.Set("Authorization", "Bearer "+admin)
+	if res, err := http.DefaultClient.Do(req); err != nil {
+		t.Error(err)
+	} else {
+		var gs []map[string]any
+		json.NewDecoder(res.Body).Decode(&gs)
+		res.Body.Close()
+		for _, g := range gs {
+			if f, ok := g["faults"].([]any); !ok || len(f) != 0 {
+				t.Errorf("GET /gates: %v's faults %#v, want []", g["id"], g["faults"])
+			}
+		}
+	}
 
 	code, resID := issue(t, c, "3")
 	if d := entry.scan(code); d["granted"] != true {

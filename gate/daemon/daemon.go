@@ -22,6 +22,7 @@ import (
 	"github.com/parkgate/parkgate/gate/authz"
 	"github.com/parkgate/parkgate/gate/barrier"
 	"github.com/parkgate/parkgate/gate/config"
+	"github.com/parkgate/parkgate/gate/faults"
 	"github.com/parkgate/parkgate/gate/httpapi"
 	"github.com/parkgate/parkgate/gate/lane"
 	"github.com/parkgate/parkgate/gate/localdb"
@@ -295,6 +296,9 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// Every part reports its faults here; /v1/status, the MQTT birth and
+	// the parkgate_gate_fault gauge show them.
+	flt := faults.New(clk, reg, faults.Record, faults.Barrier)
 	var ln *lane.Lane
 	bar, err := barrier.New(barrier.Config{
 		Mode: barrier.Mode(cfg.Hardware.BarrierMode), Pulse: cfg.Hardware.Pulse,
@@ -315,7 +319,7 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 	ln = lane.New(lane.Config{
 		GateID: cfg.Gate.ID, Role: localdb.Role(cfg.Gate.Role), OfflinePolicy: policy,
 		EarlyArrival: cfg.Gate.EarlyArrival, Repeat: cfg.Gate.RepeatWindow, AlwaysTrusted: cfg.Hardware.Mode == "sim",
-		StrictExit: cfg.Gate.StrictExit,
+		StrictExit: cfg.Gate.StrictExit, Faults: flt,
 	}, db, verifier, bar, clk, tc.Check, log, reg)
 
 	var online func() bool
@@ -328,7 +332,8 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 		gs := gatesync.New(gatesync.Config{
 			Site: cfg.Site, GateID: cfg.Gate.ID, Role: cfg.Gate.Role,
 			URL: cfg.MQTT.URL, Username: user, Password: cfg.MQTT.Password,
-		}, gatesync.Deps{DB: db, Lane: ln, Sessions: gatesync.FileSessions(cfg.DB.Path + ".session"), Clock: clk, Log: log})
+		}, gatesync.Deps{DB: db, Lane: ln, Sessions: gatesync.FileSessions(cfg.DB.Path + ".session"), Clock: clk, Log: log,
+			StatusChanged: flt.Changed})
 		online = gs.Online
 		syncSvc = append(syncSvc, service.Named{Name: "sync", Service: gs})
 	} else {

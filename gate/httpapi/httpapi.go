@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/parkgate/parkgate/gate/faults"
 	"github.com/parkgate/parkgate/gate/lane"
 	"github.com/parkgate/parkgate/gate/localdb"
 	"github.com/parkgate/parkgate/hardware/anpr"
@@ -180,6 +181,29 @@ type StatusJSON struct {
 	ClockTrusted  bool   `json:"clockTrusted"`
 	Clock         string `json:"clock"`
 	OfflinePolicy string `json:"offlinePolicy"`
+	// Faults are the gate's active faults, ordered by kind; [] when
+	// healthy.
+	Faults []FaultJSON `json:"faults"`
+}
+
+// FaultJSON is one active fault in /v1/status (see gate/faults).
+type FaultJSON struct {
+	// Kind is the fault's word: record, barrier, or another part's.
+	Kind string `json:"kind"`
+	// Error is the last error reported for it, one sentence.
+	Error string `json:"error"`
+	// Since is when it was raised; At when it was last reported.
+	Since time.Time `json:"since"`
+	At    time.Time `json:"at"`
+}
+
+// FaultsJSON converts the lane's faults.
+func FaultsJSON(fs []faults.Fault) []FaultJSON {
+	out := make([]FaultJSON, len(fs))
+	for i, f := range fs {
+		out[i] = FaultJSON{Kind: f.Kind, Error: f.Error, Since: f.Since.UTC(), At: f.At.UTC()}
+	}
+	return out
 }
 
 func (h *handler) status(w http.ResponseWriter, r *http.Request) {
@@ -193,6 +217,7 @@ func (h *handler) status(w http.ResponseWriter, r *http.Request) {
 		GateID: s.GateID, Role: string(s.Role), Barrier: s.Barrier, Online: h.o.Online(),
 		CacheVersion: s.CacheVersion, Outbox: s.Outbox, BarrierState: s.BarrierState, Fault: s.Fault,
 		Vehicle: s.Vehicle, ClockTrusted: s.ClockTrusted, Clock: s.ClockWhy, OfflinePolicy: string(s.OfflinePolicy),
+		Faults: FaultsJSON(s.Faults),
 	})
 }
 

@@ -2,13 +2,16 @@
 // the scanner, a plate from the camera) is debounced, decided by
 // gate/authz against the local cache, written to the outbox — durably,
 // before anything moves — and, when granted, turned into an opening of the
-// barrier (gate/barrier). It also records barrier faults and reports the
-// lane's status for /v1/status.
+// barrier (gate/barrier). It also records barrier events, reports its
+// faults (a decision that cannot be recorded, a barrier that does not
+// report its position) to gate/faults, and reports the lane's status for
+// /v1/status.
 package lane
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -20,6 +23,7 @@ import (
 	"github.com/parkgate/parkgate/clock"
 	"github.com/parkgate/parkgate/gate/authz"
 	"github.com/parkgate/parkgate/gate/barrier"
+	"github.com/parkgate/parkgate/gate/faults"
 	"github.com/parkgate/parkgate/gate/localdb"
 	"github.com/parkgate/parkgate/ticket"
 )
@@ -48,6 +52,10 @@ type Config struct {
 	AlwaysTrusted bool
 	// StrictExit lets out only cars known to be inside.
 	StrictExit bool
+	// Faults is where the lane reports its faults (faults.Record,
+	// faults.Barrier) and what Status lists; nil: a register of its own,
+	// without metrics.
+	Faults *faults.Register
 }
 
 // Barrier is what the lane needs of the barrier (a *barrier.Barrier).
@@ -75,8 +83,8 @@ type Lane struct {
 	clockMu   sync.Mutex
 	lastClock authz.ClockStatus
 
-	faults chan barrier.Event
-	queued chan Read
+	barrierFaults chan barrier.Event
+	queued        chan Read
 }
 
 // New returns a lane. verifier may be nil (no key yet: tickets are denied
@@ -89,8 +97,11 @@ func New(cfg Config, db *localdb.DB, verifier *ticket.Verifier, b Barrier, clk c
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Faults == nil {
+		cfg.Faults = faults.New(clk, nil)
+	}
 	return &Lane{cfg: cfg, db: db, verifier: verifier, barrier: b, clock: clk, trust: trust, log: log,
-		metrics: newMetrics(reg), recent: map[string]time.Time{}, faults: make(chan barrier.Event, 64), queued: make(chan Read, 32)}
+		metrics: newMetrics(reg), recent: map[string]time.Time{}, barrierFaults: make(chan barrier.Event, 64), queued: make(chan Read, 32)}
 }
 
 // Read is one input to decide.
@@ -144,7 +155,7 @@ func (l *Lane) Handle(ctx context.Context, r Read) (Result, error) {
 	}
 	// The decision is on disk before the barrier moves: a power cut can
 	// never lose an entry.
-	ev, err := l.db.Record(ctx, d.Event(l.cfg.GateID), d.Presence)
+	ev, err := l.record(ctx, d.Event(l.cfg.GateID), d.Presence)
 	if err != nil {
 		l.metrics.decision(false, "record_failed")
 		return Result{Decision: d}, err
@@ -164,6 +175,20 @@ func (l *Lane) Handle(ctx context.Context, r Read) (Result, error) {
 	l.metrics.decision(d.Granted, string(d.Reason))
 	l.log.Info("decision", "granted", d.Granted, "reason", d.Reason, "source", r.Source, "reservation", d.ReservationID, "seq", ev.Seq)
 	return res, nil
+}
+
+// record writes ev to the outbox and keeps the faults.Record fault in step:
+// raised when the write fails (a full disk, a broken card), cleared by the
+// next write that succeeds. A context that ended is no fault of the disk.
+func (l *Lane) record(ctx context.Context, ev localdb.Event, change localdb.PresenceChange) (localdb.Event, error) {
+	rec, err := l.db.Record(ctx, ev, change)
+	switch {
+	case err == nil:
+		l.cfg.Faults.Clear(faults.Record)
+	case ctx.Err() == nil:
+		l.cfg.Faults.Set(faults.Record, fmt.Errorf("decisions cannot be recorded, so the barrier stays closed: %w", err), l.clock.Now())
+	}
+	return rec, err
 }
 
 // decide asks gate/authz about a scanned code or a plate.
@@ -211,17 +236,34 @@ func (l *Lane) clockStatus(ctx context.Context) authz.ClockStatus {
 }
 
 // BarrierEvent is the barrier's event callback: it must not block, so
-// faults are queued for Serve to record.
+// faults are reported to the register at once and queued for Serve to
+// record in the outbox.
 func (l *Lane) BarrierEvent(e barrier.Event) {
 	l.metrics.barrier(string(e.Kind))
-	if e.Kind != barrier.EventFault && e.Kind != barrier.EventFaultCleared {
+	switch e.Kind {
+	case barrier.EventFault:
+		l.cfg.Faults.Set(faults.Barrier, barrierFaultError(e.Fault), e.At)
+	case barrier.EventFaultCleared:
+		l.cfg.Faults.Clear(faults.Barrier)
+	default:
 		return
 	}
 	select {
-	case l.faults <- e:
+	case l.barrierFaults <- e:
 	default:
 		l.log.Error("barrier fault queue full; fault not recorded", "kind", e.Kind)
 	}
+}
+
+// barrierFaultError says what a barrier fault means.
+func barrierFaultError(f barrier.Fault) error {
+	switch f {
+	case barrier.FaultNotOpened:
+		return errors.New("the barrier did not report open in time after the open command (not_opened)")
+	case barrier.FaultNotClosed:
+		return errors.New("the barrier did not report closed in time (not_closed)")
+	}
+	return fmt.Errorf("barrier fault %s", f)
 }
 
 // Serve decides queued reads, records barrier faults in the outbox and
@@ -237,13 +279,15 @@ func (l *Lane) Serve(ctx context.Context) error {
 			if _, err := l.Handle(ctx, r); err != nil && ctx.Err() == nil {
 				l.log.Error("queued read not decided", "source", r.Source, "err", err)
 			}
-		case e := <-l.faults:
+		case e := <-l.barrierFaults:
+			l.log.Warn("barrier fault", "event", e.Kind, "fault", e.Fault)
 			ev := localdb.Event{Kind: localdb.KindBarrierFault, GateID: l.cfg.GateID, Role: l.cfg.Role, Time: e.At,
 				Reason: string(e.Kind), Detail: string(e.Fault)}
-			if _, err := l.db.Record(ctx, ev, localdb.NoPresenceChange); err != nil && ctx.Err() == nil {
-				return err
+			if _, err := l.record(ctx, ev, localdb.NoPresenceChange); err != nil && ctx.Err() == nil {
+				// The record fault says so; stopping the lane would also
+				// stop every decision once the disk has room again.
+				l.log.Error("barrier fault not recorded", "fault", e.Fault, "err", err)
 			}
-			l.log.Warn("barrier fault", "event", e.Kind, "fault", e.Fault)
 		case <-tidy.C:
 			cs := l.clockStatus(ctx)
 			if !cs.Trusted {
@@ -272,6 +316,8 @@ type Status struct {
 	ClockTrusted  bool
 	ClockWhy      string
 	OfflinePolicy authz.OfflinePolicy
+	// Faults are the gate's active faults (empty, not nil, when healthy).
+	Faults []faults.Fault
 }
 
 // Status reports the lane's state now.
@@ -290,6 +336,7 @@ func (l *Lane) Status(ctx context.Context) (Status, error) {
 		GateID: l.cfg.GateID, Role: l.cfg.Role, Barrier: bs.Barrier(), BarrierState: string(bs.State),
 		Fault: string(bs.Fault), Vehicle: bs.Vehicle, CacheVersion: v, Outbox: depth,
 		ClockTrusted: cs.Trusted, ClockWhy: cs.Why, OfflinePolicy: l.cfg.OfflinePolicy,
+		Faults: l.cfg.Faults.Snapshot(),
 	}, nil
 }
 

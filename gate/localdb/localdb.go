@@ -77,3 +77,21 @@ func setMeta(ctx context.Context, tx *sql.Tx, key string, v int64) error {
 	_, err := tx.ExecContext(ctx, `UPDATE meta SET value = ? WHERE key = ?`, v, key)
 	return err
 }
+
+// LimitPages caps the database file at n pages for this DB's writes
+// (SQLite's max_page_count) and returns the cap in effect, which SQLite
+// never sets below the file's present size. A write that needs a page
+// beyond it fails with SQLITE_FULL, "database or disk is full", exactly as
+// on a full disk; tests fill the lane's disk this way without filling the
+// machine's. n <= 0 only reads the cap.
+func (db *DB) LimitPages(ctx context.Context, n int64) (int64, error) {
+	q := `PRAGMA max_page_count`
+	if n > 0 {
+		q += fmt.Sprintf(" = %d", n)
+	}
+	var got int64
+	if err := db.sql.W.QueryRowContext(ctx, q).Scan(&got); err != nil {
+		return 0, fmt.Errorf("localdb: max_page_count: %w", err)
+	}
+	return got, nil
+}

@@ -233,6 +233,7 @@ func (r *Relay) applyStatus(ctx context.Context, m inMsg) error {
 			}
 			g.Software, g.Barrier = s.Software, s.Barrier
 			g.CacheVersion, g.Outbox = s.CacheVersion, int(s.Outbox)
+			g.Faults = storeFaults(s.Faults)
 			switch {
 			case !m.retained:
 				g.LastSeen = later(g.LastSeen, now)
@@ -264,6 +265,15 @@ func (r *Relay) applyStatus(ctx context.Context, m inMsg) error {
 			"announced", s.Role, "registered", conflict)
 	}
 	return nil
+}
+
+// storeFaults returns a birth's faults as the store keeps them.
+func storeFaults(fs []syncmsg.GateFault) []store.GateFault {
+	out := make([]store.GateFault, len(fs))
+	for i, f := range fs {
+		out[i] = store.GateFault{Kind: f.Kind, Error: f.Error, Since: f.Since.UTC(), At: f.At.UTC()}
+	}
+	return out
 }
 
 // refreshSeen moves a known gate's lastSeen forward to at.

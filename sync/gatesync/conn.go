@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -59,6 +60,7 @@ type birthKey struct {
 	outbox  int
 	cache   int64
 	trusted bool
+	faults  string // the faults' kinds, errors and since, to compare
 }
 
 func newConn(s *Sync, cl paho.Client, session int64) *conn {
@@ -74,6 +76,9 @@ func (c *conn) run(ctx context.Context, in <-chan inbound, lost <-chan error) er
 	if err := c.subscribe(ctx); err != nil {
 		return err
 	}
+	// Taken before the birth, so that a fault raised while it is
+	// published is not missed.
+	changed := c.s.statusChanged()
 	if err := c.birth(ctx, true); err != nil {
 		return err
 	}
@@ -90,6 +95,12 @@ func (c *conn) run(ctx context.Context, in <-chan inbound, lost <-chan error) er
 	for {
 		var err error
 		select {
+		case <-changed:
+			// A fault raised or cleared: told now, not at the next check
+			// (still no sooner than BirthInterval after the last birth).
+			changed = c.s.statusChanged()
+			c.lastBirthCheck = time.Time{}
+			err = c.birth(ctx, false)
 		case <-ctx.Done():
 			return nil
 		case err := <-lost:
@@ -215,19 +226,30 @@ func later(a, b time.Time) time.Time {
 
 // status reads what the birth reports. A lane that cannot tell still gets
 // a birth: the database's own figures, the barrier unknown.
-func (c *conn) status(ctx context.Context) birthKey {
+func (c *conn) status(ctx context.Context) (birthKey, []syncmsg.GateFault) {
 	st, err := c.s.lane.Status(ctx)
 	if err != nil {
 		c.log.Warn("lane status failed; birth from the database alone", "err", err)
 		v, _ := c.s.db.Version(ctx)
 		d, _ := c.s.db.Depth(ctx)
-		return birthKey{barrier: "unknown", outbox: d, cache: v}
+		return birthKey{barrier: "unknown", outbox: d, cache: v}, nil
 	}
 	word := st.Barrier
 	if st.Fault != "" {
 		word = "fault"
 	}
-	return birthKey{barrier: word, outbox: st.Outbox, cache: st.CacheVersion, trusted: st.ClockTrusted}
+	fs := make([]syncmsg.GateFault, 0, min(len(st.Faults), syncmsg.MaxFaults))
+	var key strings.Builder
+	for _, f := range st.Faults {
+		if len(fs) == syncmsg.MaxFaults {
+			break
+		}
+		// At (the last report) changes at every failed write; a birth per
+		// failed decision would tell central nothing new.
+		fs = append(fs, syncmsg.GateFault{Kind: clean(f.Kind, 32), Error: clean(f.Error, 256), Since: f.Since.UTC(), At: f.At.UTC()})
+		fmt.Fprintf(&key, "%s\x00%s\x00%d\x00", f.Kind, f.Error, f.Since.UnixNano())
+	}
+	return birthKey{barrier: word, outbox: st.Outbox, cache: st.CacheVersion, trusted: st.ClockTrusted, faults: key.String()}, fs
 }
 
 // birth publishes the retained birth: always when forced (at connect),
@@ -239,13 +261,13 @@ func (c *conn) birth(ctx context.Context, force bool) error {
 		return nil
 	}
 	c.lastBirthCheck = now
-	k := c.status(ctx)
+	k, fs := c.status(ctx)
 	if !force && (k == c.lastBirth || now.Sub(c.lastBirthAt) < c.s.cfg.BirthInterval) {
 		return nil
 	}
 	payload, err := syncmsg.EncodeGateStatus(syncmsg.GateStatus{Online: true, Session: c.session, GateID: c.gate,
 		Role: c.s.cfg.Role, Software: c.s.cfg.Software, CacheVersion: k.cache, Outbox: int64(k.outbox),
-		Barrier: clean(k.barrier, 32), ClockTrusted: k.trusted, At: now.UTC()})
+		Barrier: clean(k.barrier, 32), ClockTrusted: k.trusted, Faults: fs, At: now.UTC()})
 	if err != nil {
 		c.log.Error("birth not encodable", "err", err)
 		return nil
@@ -254,7 +276,7 @@ func (c *conn) birth(ctx context.Context, force bool) error {
 		return err
 	}
 	c.lastBirth, c.lastBirthAt = k, now
-	c.log.Debug("birth published", "cacheVersion", k.cache, "outbox", k.outbox, "barrier", k.barrier)
+	c.log.Debug("birth published", "cacheVersion", k.cache, "outbox", k.outbox, "barrier", k.barrier, "faults", len(fs))
 	return nil
 }
 

@@ -190,6 +190,12 @@ type Deps struct {
 	// clock). Network round trips (opTimeout) use real time, since they
 	// measure the network, not the protocol.
 	Clock clock.Clock
+	// StatusChanged, if set, returns a channel that is closed at the next
+	// change of what the birth reports that is news at once (the gate's
+	// faults: faults.Register's Changed); the sync then publishes a new
+	// birth without waiting for its next check. Other changes (outbox
+	// depth, cache version) are found by the check every second.
+	StatusChanged func() <-chan struct{}
 	// Log receives the sync's log (nil: discarded).
 	Log *slog.Logger
 }
@@ -205,6 +211,7 @@ type Sync struct {
 	sessions SessionCounter
 	clk      clock.Clock
 	log      *slog.Logger
+	changed  func() <-chan struct{}
 	cfgErr   error
 
 	served    atomic.Bool
@@ -227,7 +234,7 @@ type Sync struct {
 // wrong with them.
 func New(cfg Config, d Deps) *Sync {
 	cfg.withDefaults()
-	s := &Sync{cfg: cfg, db: d.DB, lane: d.Lane, sessions: d.Sessions, clk: d.Clock, log: d.Log,
+	s := &Sync{cfg: cfg, db: d.DB, lane: d.Lane, sessions: d.Sessions, clk: d.Clock, log: d.Log, changed: d.StatusChanged,
 		kick: make(chan struct{}, 1), unsendable: map[string]bool{}}
 	s.seen.init(seenCommands)
 	if s.clk == nil {
@@ -313,6 +320,15 @@ func (s *Sync) Online() bool {
 	}
 	t := s.heard.Load()
 	return t != nil && s.clk.Now().Sub(*t) < s.cfg.HeartbeatTimeout
+}
+
+// statusChanged is Deps.StatusChanged's channel, nil (never ready) without
+// one.
+func (s *Sync) statusChanged() <-chan struct{} {
+	if s.changed == nil {
+		return nil
+	}
+	return s.changed()
 }
 
 // Kick tells the sync that the outbox has new events, so that they leave

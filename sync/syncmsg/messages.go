@@ -328,8 +328,24 @@ type GateStatus struct {
 	Barrier string `json:"barrier"`
 	// ClockTrusted says whether the gate's clock is trusted (birth only).
 	ClockTrusted bool `json:"clockTrusted"`
+	// Faults are the gate's active faults, at most MaxFaults (birth only;
+	// encoded as [] when there are none, and a birth without the field,
+	// from an older gate, has none).
+	Faults []GateFault `json:"faults"`
 	// At is when the gate published the birth (birth only).
 	At time.Time `json:"at"`
+}
+
+// MaxFaults is the most faults one gate status carries.
+const MaxFaults = 32
+
+// GateFault is one active fault of a gate (gate/faults): a kind word, the
+// last error as a sentence, when it was raised and last reported.
+type GateFault struct {
+	Kind  string    `json:"kind"`
+	Error string    `json:"error"`
+	Since time.Time `json:"since"`
+	At    time.Time `json:"at"`
 }
 
 // MarshalJSON writes a will without the birth's fields, so that a will
@@ -342,6 +358,9 @@ func (s GateStatus) MarshalJSON() ([]byte, error) {
 			Session int64  `json:"session"`
 			GateID  string `json:"gateId"`
 		}{s.V, false, s.Session, s.GateID})
+	}
+	if s.Faults == nil {
+		s.Faults = []GateFault{}
 	}
 	type plain GateStatus
 	return json.Marshal(plain(s))
@@ -372,6 +391,20 @@ func (s *GateStatus) validate() error {
 	}
 	if err := checkText("barrier", s.Barrier, 32, false); err != nil {
 		return invalid("gate status: %v", err)
+	}
+	if len(s.Faults) > MaxFaults {
+		return invalid("gate status: %d faults: want at most %d", len(s.Faults), MaxFaults)
+	}
+	for i, f := range s.Faults {
+		if err := checkText("kind", f.Kind, 32, true); err != nil {
+			return invalid("gate status: fault %d: %v", i, err)
+		}
+		if err := checkText("error", f.Error, 256, false); err != nil {
+			return invalid("gate status: fault %d: %v", i, err)
+		}
+		if f.Since.IsZero() || f.At.IsZero() {
+			return invalid("gate status: fault %d (%s): since and at are required", i, f.Kind)
+		}
 	}
 	return nil
 }

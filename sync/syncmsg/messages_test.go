@@ -38,7 +38,8 @@ func samples() []sample {
 	ch := Changes{From: 41, To: 44, Entries: []VersionedEntry{{42, entry("r1", StatePaid)}, {44, entry("r2", StateCancelled)}}}
 	hb := Heartbeat(44)
 	gs := GateStatus{Online: true, Session: 9, GateID: "entry-1", Role: RoleEntry, Software: "v1.2.3",
-		CacheVersion: 1207, Outbox: 4, Barrier: "closed", ClockTrusted: true, At: t0}
+		CacheVersion: 1207, Outbox: 4, Barrier: "closed", ClockTrusted: true, At: t0,
+		Faults: []GateFault{{Kind: "record", Error: "decisions cannot be recorded: database or disk is full", Since: t0.Add(-time.Minute), At: t0}}}
 	gw := GateStatus{Session: 9, GateID: "entry-1"}
 	ev := Events{Events: []Event{event(17), event(18)}}
 	sr := SyncRequest{ID: "req-1", Have: 41, Reason: ReasonGap}
@@ -104,7 +105,7 @@ func TestWillsCarryNoBirthFields(t *testing.T) {
 	// A birth keeps its zero counters: cacheVersion 0 and outbox 0 mean
 	// something.
 	b, _ = EncodeGateStatus(GateStatus{Online: true, Session: 1, GateID: "g", Role: RoleExit, At: t0})
-	for _, f := range []string{`"cacheVersion":0`, `"outbox":0`, `"clockTrusted":false`, `"barrier":""`} {
+	for _, f := range []string{`"cacheVersion":0`, `"outbox":0`, `"clockTrusted":false`, `"barrier":""`, `"faults":[]`} {
 		if !strings.Contains(string(b), f) {
 			t.Errorf("gate birth lacks %s: %s", f, b)
 		}
@@ -246,6 +247,7 @@ func TestFieldRefusals(t *testing.T) {
 		return m["entries"].([]any)[0].(map[string]any)["entry"].(map[string]any)
 	}
 	firstEvent := func(m map[string]any) map[string]any { return m["events"].([]any)[0].(map[string]any) }
+	firstFault := func(m map[string]any) map[string]any { return m["faults"].([]any)[0].(map[string]any) }
 	many := func(n int, f func(i int) any) []any {
 		out := make([]any, n)
 		for i := range out {
@@ -297,6 +299,13 @@ func TestFieldRefusals(t *testing.T) {
 		{"gate birth", "negative cache version", "cacheVersion -1", func(m map[string]any) { m["cacheVersion"] = -1 }},
 		{"gate birth", "negative outbox", "outbox -2", func(m map[string]any) { m["outbox"] = -2 }},
 		{"gate birth", "no at", "at is missing", func(m map[string]any) { delete(m, "at") }},
+		{"gate birth", "fault without kind", "fault 0: kind is empty", func(m map[string]any) { firstFault(m)["kind"] = "" }},
+		{"gate birth", "fault without since", "since and at are required", func(m map[string]any) { delete(firstFault(m), "since") }},
+		{"gate birth", "fault error with control", "control characters", func(m map[string]any) { firstFault(m)["error"] = "disk\x1b[2J" }},
+		{"gate birth", "fault error too long", "error is longer than 256", func(m map[string]any) { firstFault(m)["error"] = strings.Repeat("x", 257) }},
+		{"gate birth", "too many faults", "33 faults", func(m map[string]any) {
+			m["faults"] = many(MaxFaults+1, func(i int) any { return firstFault(m) })
+		}},
 
 		{"events", "no events", "no events", func(m map[string]any) { m["events"] = []any{} }},
 		{"events", "101 events", "101 events, more than 100", func(m map[string]any) { m["events"] = many(101, evJSON) }},

@@ -772,16 +772,20 @@ func scanRefund(row pgx.Row) (store.Refund, error) {
 	return r, err
 }
 
-const gateCols = `id, password_hash, role, online, session, last_seen, cache_version, outbox, barrier, software, added_at`
+const gateCols = `id, password_hash, role, online, session, last_seen, cache_version, outbox, barrier, software, added_at, faults`
 
 func scanGate(row pgx.Row) (store.Gate, error) {
 	var (
 		g           store.Gate
 		seen, added pgtype.Timestamptz
+		faults      string
 	)
 	err := row.Scan(&g.ID, &g.PasswordHash, &g.Role, &g.Online, &g.Session, &seen, &g.CacheVersion, &g.Outbox,
-		&g.Barrier, &g.Software, &added)
+		&g.Barrier, &g.Software, &added, &faults)
 	g.LastSeen, g.AddedAt = fromTS(seen), fromTS(added)
+	if err == nil {
+		g.Faults, err = store.DecodeFaults(faults)
+	}
 	return g, err
 }
 

@@ -264,13 +264,13 @@ func (t *tx) Gate(id string) (store.Gate, error) {
 
 // PutGate inserts or replaces a gate.
 func (t *tx) PutGate(g store.Gate) error {
-	err := t.exec(`INSERT INTO gates (`+gateCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+	err := t.exec(`INSERT INTO gates (`+gateCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 		ON CONFLICT (id) DO UPDATE SET password_hash = excluded.password_hash, role = excluded.role,
 			online = excluded.online, session = excluded.session, last_seen = excluded.last_seen,
 			cache_version = excluded.cache_version, outbox = excluded.outbox, barrier = excluded.barrier,
-			software = excluded.software, added_at = excluded.added_at`,
+			software = excluded.software, added_at = excluded.added_at, faults = excluded.faults`,
 		g.ID, blob(g.PasswordHash), g.Role, g.Online, g.Session, ts(g.LastSeen), g.CacheVersion, g.Outbox,
-		g.Barrier, g.Software, ts(g.AddedAt))
+		g.Barrier, g.Software, ts(g.AddedAt), store.EncodeFaults(g.Faults))
 	if err != nil {
 		return mapErr(err, "gate "+g.ID, nil)
 	}

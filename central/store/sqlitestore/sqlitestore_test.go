@@ -153,3 +153,4 @@ func BenchmarkConditionalInsert(b *testing.B) {
 		return openTemp(b, filepath.Join(b.TempDir(), "central.db"))
 	}, nil)
 }
+

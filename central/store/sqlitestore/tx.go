@@ -156,16 +156,20 @@ func (t *tx) Refunds(reservationID string) ([]store.Refund, error) {
 	return sqlitedb.Collect(rows, scanRefund)
 }
 
-const gateCols = `id, password_hash, role, online, session, last_seen, cache_version, outbox, barrier, software, added_at`
+const gateCols = `id, password_hash, role, online, session, last_seen, cache_version, outbox, barrier, software, added_at, faults`
 
 func scanGate(sc sqlitedb.Scanner) (store.Gate, error) {
 	var (
 		g           store.Gate
 		seen, added sql.NullInt64
+		faults      string
 	)
 	err := sc.Scan(&g.ID, &g.PasswordHash, &g.Role, &g.Online, &g.Session, &seen, &g.CacheVersion, &g.Outbox,
-		&g.Barrier, &g.Software, &added)
+		&g.Barrier, &g.Software, &added, &faults)
 	g.LastSeen, g.AddedAt = sqlitedb.FromMicros(seen), sqlitedb.FromMicros(added)
+	if err == nil {
+		g.Faults, err = store.DecodeFaults(faults)
+	}
 	return g, err
 }
 
@@ -180,13 +184,13 @@ func (t *tx) Gate(id string) (store.Gate, error) {
 
 // PutGate inserts or replaces a gate.
 func (t *tx) PutGate(g store.Gate) error {
-	_, err := t.q.ExecContext(t.ctx, `INSERT INTO gates (`+gateCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	_, err := t.q.ExecContext(t.ctx, `INSERT INTO gates (`+gateCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET password_hash = excluded.password_hash, role = excluded.role,
 			online = excluded.online, session = excluded.session, last_seen = excluded.last_seen,
 			cache_version = excluded.cache_version, outbox = excluded.outbox, barrier = excluded.barrier,
-			software = excluded.software, added_at = excluded.added_at`,
+			software = excluded.software, added_at = excluded.added_at, faults = excluded.faults`,
 		g.ID, blob(g.PasswordHash), g.Role, g.Online, g.Session, sqlitedb.Micros(g.LastSeen), g.CacheVersion, g.Outbox,
-		g.Barrier, g.Software, sqlitedb.Micros(g.AddedAt))
+		g.Barrier, g.Software, sqlitedb.Micros(g.AddedAt), store.EncodeFaults(g.Faults))
 	if err != nil {
 		return mapErr(err, "gate "+g.ID, nil)
 	}

@@ -986,7 +986,10 @@ func testGates(t *testing.T, s store.Store) {
 	}
 	g := store.Gate{ID: "entry-1", PasswordHash: []byte{1, 2, 3}, Role: "entry", Online: true, Session: 7,
 		LastSeen: at(1).Add(123 * time.Microsecond), CacheVersion: 42, Outbox: 3, Barrier: "closed", Software: "v1",
-		AddedAt: at(0)}
+		AddedAt: at(0), Faults: []store.GateFault{
+			{Kind: "barrier", Error: "the barrier did not report closed in time", Since: at(1), At: at(1)},
+			{Kind: "record", Error: `decisions cannot be recorded: "database or disk is full"`, Since: at(1), At: at(2).Add(5 * time.Microsecond)},
+		}}
 	write(t, s, func(tx store.Tx) error { return tx.PutGate(g) })
 	write(t, s, func(tx store.Tx) error { return tx.PutGate(store.Gate{ID: "exit-1", AddedAt: at(0)}) })
 	var got store.Gate
@@ -1010,6 +1013,15 @@ func testGates(t *testing.T, s store.Store) {
 	gs, err := s.Gates(ctx)
 	if err != nil || len(gs) != 2 || gs[0].ID != "entry-1" || gs[0].Online || gs[1].ID != "exit-1" || gs[1].PasswordHash != nil {
 		t.Fatalf("Gates() = %+v, %v", gs, err)
+	}
+	if !reflect.DeepEqual(gs[0].Faults, g.Faults) || gs[1].Faults != nil {
+		t.Errorf("Gates() faults = %+v and %+v, want %+v and none", gs[0].Faults, gs[1].Faults, g.Faults)
+	}
+	// A birth without faults clears them.
+	g.Faults = nil
+	write(t, s, func(tx store.Tx) error { return tx.PutGate(g) })
+	if got, err := s.Gate(ctx, "entry-1"); err != nil || got.Faults != nil {
+		t.Errorf("faults after a healthy birth = %+v, %v", got.Faults, err)
 	}
 	err = try(s, func(tx store.Tx) error { _, err := tx.Gate("nope"); return err })
 	wantErr(t, "Gate(unknown)", err, store.ErrNotFound)
