@@ -556,4 +556,3 @@ func TestChangeNotificationsAcrossInstances(t *testing.T) {
 	dsn, _ := pgtest.Schema(t)
 	storetest.Notified(t, open(t, dsn), open(t, dsn))
 }
-

@@ -153,4 +153,3 @@ func BenchmarkConditionalInsert(b *testing.B) {
 		return openTemp(b, filepath.Join(b.TempDir(), "central.db"))
 	}, nil)
 }
-
