@@ -428,6 +428,12 @@ func (r *Relay) connection(ctx context.Context) (up bool, err error) {
 		return false, err
 	}
 	if lead {
+		// A gate is online only with a birth on the connection it has
+		// now; the retained births the subscription brought may be of
+		// connections that are gone. Queued before central's birth, which
+		// every connected gate answers with a birth, so that the reset
+		// never undoes one of those (see applyStatus).
+		r.presence.push(inMsg{reset: true, at: r.clk.Now()})
 		if err := r.publishBirth(ctx, c, session); err != nil {
 			c.Disconnect(0)
 			return false, fmt.Errorf("publishing the birth: %w", err)
@@ -573,12 +579,14 @@ func (r *Relay) onMessage(_ mqtt.Client, m mqtt.Message) {
 }
 
 // inMsg is a message from a gate waiting for a worker, or (touch) a
-// lastSeen refresh.
+// lastSeen refresh, or (reset) the presence reset of a new leader
+// connection: gates not heard from since at are shown offline.
 type inMsg struct {
 	gate, leaf string
 	payload    []byte
 	retained   bool
 	touch      bool
+	reset      bool
 	at         time.Time
 }
 
