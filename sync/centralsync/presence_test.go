@@ -1,10 +1,14 @@
 package centralsync_test
 
 import (
+	"context"
+	"net"
 	"os"
 	"testing"
 	"time"
 
+	"github.com/parkgate/parkgate/clock"
+	"github.com/parkgate/parkgate/sync/centralsync"
 	"github.com/parkgate/parkgate/sync/syncmsg"
 )
 
@@ -83,5 +87,56 @@ func testPresenceAfterARestart(t *testing.T, url string) {
 	// to the gone gate is done by now.
 	if g, _ := e.gate("gone"); g.Online {
 		t.Errorf("a gate with no birth since centrald's restart is shown online: %+v", g)
+	}
+}
+
+// The relay's connection attempt to a listener that accepts TCP but never
+// answers CONNECT (a half-dead broker) is given up, and the relay is
+// connected to the real broker within 5 s of it being back on that port,
+// even when it comes back just as the hanging attempt began.
+func TestRelayReconnectsWithin5sPastASilentListener(t *testing.T) {
+	e := newEnv(t, startBroker(t, "127.0.0.1:0").url())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted := make(chan net.Conn, 10)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c // kept open and silent
+		}
+	}()
+	defer func() {
+		ln.Close()
+		for len(accepted) > 0 {
+			(<-accepted).Close()
+		}
+	}()
+	addr := ln.Addr().String()
+	r := centralsync.New(centralsync.Config{Site: e.site, URL: "tcp://" + addr}, e.st, e.svc, clock.Real{}, testLogger(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Serve(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	var first net.Conn
+	select {
+	case first = <-accepted:
+	case <-time.After(wait):
+		t.Fatal("the relay never tried the listener")
+	}
+	defer first.Close()
+	ln.Close()
+	startBroker(t, addr)
+	back := time.Now()
+	waitUntil(t, "the relay connected", r.Connected)
+	if took := time.Since(back); took > 5*time.Second {
+		t.Errorf("connected %s after the broker was back, want within 5s", took)
 	}
 }
