@@ -13,7 +13,9 @@
 //   - events from the gates' outboxes are stored and applied through
 //     booking (Service.ApplyGateEvent) and acknowledged only once stored;
 //   - presence: gate births and wills (and any message a gate sends) keep
-//     the gates table (GET /gates) current, and central's own retained
+//     the gates table (GET /gates) current — a gate is online only after
+//     a birth received live on its current connection, which every gate
+//     makes again when central's birth comes — and central's own retained
 //     status and will tell the gates whether central is there;
 //   - commands (open, resync) go to one gate with an id and an expiry and
 //     wait for the gate's result.

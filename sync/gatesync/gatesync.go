@@ -2,7 +2,8 @@
 // docs/sync.md: one MQTT connection (paho, clean session) that keeps the
 // gate's reservation cache (gate/localdb) at central's version, delivers
 // the outbox to central until central acknowledges it, announces the
-// gate's presence (retained birth, will with a session number), and
+// gate's presence (retained birth, again at each new central birth; will
+// with a session number), and
 // executes central's commands (remote open, resync) at most once.
 //
 // Everything runs in Serve's goroutine: the connection loop with its
