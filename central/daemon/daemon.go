@@ -78,7 +78,7 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	svc := booking.New(st, pay, booking.Tickets{Signer: signer}, opt.Clock, bookingConfig(cfg), log, booking.NewMetrics(reg))
-	sp, err := startSync(cfg, st, svc, opt.Clock, log)
+	sp, err := startSync(ctx, cfg, st, svc, opt.Clock, log)
 	if err != nil {
 		return err
 	}

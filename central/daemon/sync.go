@@ -31,13 +31,20 @@ type syncParts struct {
 // reaches the gates within about this long (docs/benchmarks.md).
 const relayPoll = 20 * time.Millisecond
 
-func startSync(cfg config.Config, st store.Store, svc *booking.Service, clk clock.Clock, log *slog.Logger) (syncParts, error) {
+func startSync(ctx context.Context, cfg config.Config, st store.Store, svc *booking.Service, clk clock.Clock, log *slog.Logger) (syncParts, error) {
 	var p syncParts
 	url, user, pass := cfg.MQTT.URL, cfg.MQTT.Username, cfg.MQTT.Password
 	if cfg.MQTT.Embedded {
 		if cfg.DB.Driver == "postgres" {
 			log.Warn("mqtt.embedded with db.driver postgres: every centrald instance runs a broker of its own; " +
 				"with more than one instance, point them all at one external broker (mqtt.embedded false, mqtt.url)")
+		}
+		// The broker starts with this process: no gate is connected to it
+		// yet, whatever the gates table says from before a restart.
+		if n, err := centralsync.ResetPresence(ctx, st); err != nil {
+			return p, fmt.Errorf("resetting the gates' presence: %w", err)
+		} else if n > 0 {
+			log.Info("gates shown offline until they announce themselves to the new broker", "gates", n)
 		}
 		var b [24]byte
 		if _, err := rand.Read(b[:]); err != nil {

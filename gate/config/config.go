@@ -70,6 +70,10 @@ type MQTT struct {
 	URL      string `mapstructure:"url"`
 	Username string `mapstructure:"username"`
 	Password string `mapstructure:"password"`
+	// Keepalive is the MQTT keepalive: a silently dead connection is
+	// noticed by the gate within about it, and by the broker (which then
+	// publishes the gate's will) within one and a half times it.
+	Keepalive time.Duration `mapstructure:"keepalive"`
 }
 
 // Hardware says how the lane is wired.
@@ -147,6 +151,7 @@ var defaults = map[string]any{
 	"mqtt.url":                    "tcp://127.0.0.1:1884",
 	"mqtt.username":               "",
 	"mqtt.password":               "",
+	"mqtt.keepalive":              "15s",
 	"hardware.mode":               "sim",
 	"hardware.relay_pin":          "GPIO17",
 	"hardware.hold_pin":           "",
@@ -233,6 +238,9 @@ func (c *Config) Validate() error {
 	}
 	if u := c.MQTT.URL; u != "" && !strings.HasPrefix(u, "tcp://") && !strings.HasPrefix(u, "ssl://") && !strings.HasPrefix(u, "tls://") {
 		bad("mqtt.url %q: want tcp://host:port or ssl://host:port, or empty to run the lane alone", u)
+	}
+	if c.MQTT.Keepalive < time.Second || c.MQTT.Keepalive > 10*time.Minute || c.MQTT.Keepalive%time.Second != 0 {
+		bad("mqtt.keepalive %s: want whole seconds from 1s to 10m (MQTT counts it in seconds)", c.MQTT.Keepalive)
 	}
 	if c.DB.Path == "" {
 		bad("db.path: give the local database file's path")

@@ -331,7 +331,7 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 		}
 		gs := gatesync.New(gatesync.Config{
 			Site: cfg.Site, GateID: cfg.Gate.ID, Role: cfg.Gate.Role,
-			URL: cfg.MQTT.URL, Username: user, Password: cfg.MQTT.Password,
+			URL: cfg.MQTT.URL, Username: user, Password: cfg.MQTT.Password, Keepalive: cfg.MQTT.Keepalive,
 		}, gatesync.Deps{DB: db, Lane: ln, Sessions: gatesync.FileSessions(cfg.DB.Path + ".session"), Clock: clk, Log: log,
 			StatusChanged: flt.Changed})
 		online = gs.Online

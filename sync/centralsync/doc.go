@@ -15,8 +15,10 @@
 //     gate's registered role) and acknowledged only once stored; those
 //     of a gate whose role is not recorded yet wait for its birth;
 //   - presence: gate births and wills (and any message a gate sends) keep
-//     the gates table (GET /gates) current — a birth records the role of
-//     a gate that has none, and never replaces one (Config.RoleFromBirth
+//     the gates table (GET /gates) current — a gate is online only after
+//     a birth received live on its current connection, which every gate
+//     makes again when central's birth comes; a birth records the role of
+//     a gate that has none and never replaces one (Config.RoleFromBirth
 //     aside) — and central's own retained status and will tell the gates
 //     whether central is there;
 //   - commands (open, resync) go to one gate with an id and an expiry and

@@ -168,8 +168,9 @@ func (r *Relay) touch(gate string) {
 	}
 }
 
-// presenceLoop applies births, wills and lastSeen updates in arrival
-// order, so that a birth and the will after it end as the will says.
+// presenceLoop applies births, wills, lastSeen updates and presence
+// resets in arrival order, so that a birth and the will after it end as
+// the will says, and a reset never undoes a birth that came after it.
 func (r *Relay) presenceLoop(ctx context.Context) {
 	for {
 		m, ok := r.presence.pop(ctx)
@@ -177,9 +178,16 @@ func (r *Relay) presenceLoop(ctx context.Context) {
 			return
 		}
 		var err error
-		if m.touch {
+		switch {
+		case m.touch:
 			err = r.refreshSeen(ctx, m.gate, m.at)
-		} else {
+		case m.reset:
+			var n int
+			n, err = markOffline(ctx, r.st, func(g store.Gate) bool { return g.LastSeen.Before(m.at) })
+			if err == nil && n > 0 {
+				r.log.Info("gates not heard from on this broker connection shown offline until their birth", "gates", n)
+			}
+		default:
 			err = r.applyStatus(ctx, m)
 		}
 		if err != nil && ctx.Err() == nil {
@@ -190,12 +198,65 @@ func (r *Relay) presenceLoop(ctx context.Context) {
 	}
 }
 
+// ResetPresence shows every gate offline. centrald calls it when it starts
+// its embedded broker: no gate can be connected to a broker that has not
+// started yet, so whatever the gates table says from before the restart is
+// stale, and each gate is online again only with its birth on the new
+// broker (docs/sync.md, Presence). It returns how many gates it changed.
+func ResetPresence(ctx context.Context, st store.Store) (int, error) {
+	return markOffline(ctx, st, func(store.Gate) bool { return true })
+}
+
+// markOffline sets the gates that are online and match stale offline, in
+// one transaction, and returns how many.
+func markOffline(ctx context.Context, st store.Store, stale func(store.Gate) bool) (int, error) {
+	gs, err := st.Gates(ctx)
+	if err != nil {
+		return 0, err
+	}
+	var ids []string
+	for _, g := range gs {
+		if g.Online && stale(g) {
+			ids = append(ids, g.ID)
+		}
+	}
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	n := 0
+	err = st.Write(ctx, func(tx store.Tx) error {
+		n = 0
+		for _, id := range ids {
+			g, err := tx.Gate(id)
+			if err != nil {
+				return err
+			}
+			if !g.Online || !stale(g) {
+				continue // a birth came meanwhile
+			}
+			g.Online = false
+			if err := tx.PutGate(g); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	return n, err
+}
+
 // applyStatus stores a birth or a will in one transaction: a status whose
 // session is older than the stored one is a late will (or a stale birth)
-// and changes nothing; a birth sets the gate online with what it reports;
-// a will of the current (or a newer) session sets it offline. A gate not
-// known yet (an external broker authenticates it) is added by its first
-// status.
+// and changes nothing; a will of the current (or a newer) session sets the
+// gate offline; a birth sets it online with what it reports — if it comes
+// as it is published. A retained birth, which the broker hands over at
+// subscribe time, may be from a connection that has ended without a will
+// (a broker that restarted with its retained messages on disk, or one that
+// died with centrald's embedded broker): it updates what the gate reports
+// but not whether it is online. Central's own birth, which follows every
+// connection of the relay's leader, makes every connected gate publish its
+// birth again, live. A gate not known yet (an external broker
+// authenticates it) is added by its first status.
 func (r *Relay) applyStatus(ctx context.Context, m inMsg) error {
 	s, err := syncmsg.DecodeGateStatus(m.payload)
 	if err != nil {
@@ -223,7 +284,25 @@ func (r *Relay) applyStatus(ctx context.Context, m inMsg) error {
 			return nil
 		}
 		g.Session = s.Session
-		if s.Online {
+		switch {
+		case !s.Online:
+			outcome = "will"
+			g.Online = false
+		case m.retained:
+			outcome = "retained"
+			if g.Role == "" || r.cfg.RoleFromBirth {
+				g.Role = s.Role // a provisioned role is never replaced (Config.RoleFromBirth)
+			}
+			g.Software, g.Barrier = s.Software, s.Barrier
+			g.CacheVersion, g.Outbox = s.CacheVersion, int(s.Outbox)
+			g.Faults = storeFaults(s.Faults)
+			if g.LastSeen.IsZero() {
+				// Met at central's start: the gate's own word for when
+				// it connected is all there is (never later than now: a
+				// gate's clock may be wrong).
+				g.LastSeen = earlier(s.At.UTC(), now)
+			}
+		default:
 			outcome = "birth"
 			g.Online = true
 			if g.Role == "" || r.cfg.RoleFromBirth {
@@ -234,17 +313,7 @@ func (r *Relay) applyStatus(ctx context.Context, m inMsg) error {
 			g.Software, g.Barrier = s.Software, s.Barrier
 			g.CacheVersion, g.Outbox = s.CacheVersion, int(s.Outbox)
 			g.Faults = storeFaults(s.Faults)
-			switch {
-			case !m.retained:
-				g.LastSeen = later(g.LastSeen, now)
-			case g.LastSeen.IsZero():
-				// A retained birth met at central's start: the gate's
-				// own word for when it connected is all there is.
-				g.LastSeen = s.At.UTC()
-			}
-		} else {
-			outcome = "will"
-			g.Online = false
+			g.LastSeen = later(g.LastSeen, now)
 		}
 		return tx.PutGate(g)
 	})
@@ -256,9 +325,11 @@ func (r *Relay) applyStatus(ctx context.Context, m inMsg) error {
 		r.log.Info("ignoring a status of an older session", "gate", m.gate, "online", s.Online, "session", s.Session, "current_session", stored)
 	case "birth":
 		r.log.Info("gate online", "gate", m.gate, "session", s.Session, "role", s.Role, "cache_version", s.CacheVersion,
-			"outbox", s.Outbox, "barrier", s.Barrier, "software", s.Software, "retained", m.retained)
+			"outbox", s.Outbox, "barrier", s.Barrier, "software", s.Software)
+	case "retained":
+		r.log.Debug("retained gate birth noted; online once it announces itself on this connection", "gate", m.gate, "session", s.Session)
 	case "will":
-		r.log.Info("gate offline", "gate", m.gate, "session", s.Session)
+		r.log.Info("gate offline", "gate", m.gate, "session", s.Session, "retained", m.retained)
 	}
 	if conflict != "" {
 		r.log.Warn("a gate announces another role than it was provisioned with: its events become exceptions", "gate", m.gate,
@@ -292,6 +363,13 @@ func (r *Relay) refreshSeen(ctx context.Context, gate string, at time.Time) erro
 		g.LastSeen = at.UTC()
 		return tx.PutGate(g)
 	})
+}
+
+func earlier(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 func later(a, b time.Time) time.Time {

@@ -50,8 +50,12 @@ const (
 	// connection that does not within 10 s is dead and the keepalive
 	// is about to say so.
 	publishTimeout = 10 * time.Second
-	// connectTimeout bounds a connection attempt.
-	connectTimeout = 10 * time.Second
+	// connectTimeout bounds a connection attempt (TCP, TLS, CONNECT to
+	// CONNACK): a broker answers in milliseconds, and one that accepts
+	// TCP and then says nothing must not hold the relay for longer than
+	// this, so that with the backoff the next attempt starts within
+	// RetryMax.
+	connectTimeout = 3 * time.Second
 	// retryMin is the first reconnect delay; it doubles up to RetryMax.
 	retryMin = 100 * time.Millisecond
 	// seenDebounce: any message from a gate refreshes its lastSeen, but
@@ -345,6 +349,7 @@ func (r *Relay) connectLoop(ctx context.Context) {
 	var backoff time.Duration
 	failures := 0
 	for {
+		started := r.clk.Now()
 		up, err := r.connection(ctx)
 		if ctx.Err() != nil {
 			return
@@ -358,14 +363,20 @@ func (r *Relay) connectLoop(ctx context.Context) {
 		}
 		failures++
 		backoff = min(max(2*backoff, retryMin), r.cfg.RetryMax)
+		wait := backoff
+		if !up {
+			// The backoff spaces the starts of the attempts: one that hung
+			// until connectTimeout has waited its share already.
+			wait = max(0, backoff-r.clk.Now().Sub(started))
+		}
 		// The first failure and then one a minute or so, not one every
 		// 5 s for as long as the broker is down.
 		if failures == 1 || failures%12 == 0 {
-			r.log.Warn("MQTT connection down; retrying", "broker", r.cfg.URL, "err", err, "attempts", failures, "retry_in", backoff)
+			r.log.Warn("MQTT connection down; retrying", "broker", r.cfg.URL, "err", err, "attempts", failures, "retry_in", wait)
 		} else {
 			r.log.Debug("MQTT connection attempt failed", "broker", r.cfg.URL, "err", err, "attempts", failures)
 		}
-		if !clock.Sleep(ctx, r.clk, backoff) {
+		if !clock.Sleep(ctx, r.clk, wait) {
 			return
 		}
 	}
@@ -434,6 +445,12 @@ func (r *Relay) connection(ctx context.Context) (up bool, err error) {
 		return false, err
 	}
 	if lead {
+		// A gate is online only with a birth on the connection it has
+		// now; the retained births the subscription brought may be of
+		// connections that are gone. Queued before central's birth, which
+		// every connected gate answers with a birth, so that the reset
+		// never undoes one of those (see applyStatus).
+		r.presence.push(inMsg{reset: true, at: r.clk.Now()})
 		if err := r.publishBirth(ctx, c, session); err != nil {
 			c.Disconnect(0)
 			return false, fmt.Errorf("publishing the birth: %w", err)
@@ -579,12 +596,14 @@ func (r *Relay) onMessage(_ mqtt.Client, m mqtt.Message) {
 }
 
 // inMsg is a message from a gate waiting for a worker, or (touch) a
-// lastSeen refresh.
+// lastSeen refresh, or (reset) the presence reset of a new leader
+// connection: gates not heard from since at are shown offline.
 type inMsg struct {
 	gate, leaf string
 	payload    []byte
 	retained   bool
 	touch      bool
+	reset      bool
 	at         time.Time
 }
 

@@ -123,7 +123,9 @@ func (c *conn) subscribe(ctx context.Context) error {
 	t := c.s.topics
 	filters := map[string]byte{t.GateInbox(c.gate): 1, t.Changes(): 1, t.CentralStatus(): 1}
 	tok := c.cl.SubscribeMultiple(filters, nil) // nil: the default handler, the loop's queue
-	if err := c.wait(ctx, tok, "subscribe"); err != nil {
+	// Part of connecting: a broker that accepted CONNECT but does not
+	// answer SUBSCRIBE is as good as none.
+	if err := c.waitWithin(ctx, tok, "subscribe", connectTimeout); err != nil {
 		return err
 	}
 	for f, code := range tok.(*paho.SubscribeToken).Result() {
@@ -137,7 +139,12 @@ func (c *conn) subscribe(ctx context.Context) error {
 // wait waits for a paho operation's answer from the broker, at most
 // opTimeout: a broker that takes longer is treated as gone.
 func (c *conn) wait(ctx context.Context, tok paho.Token, what string) error {
-	t := time.NewTimer(opTimeout)
+	return c.waitWithin(ctx, tok, what, opTimeout)
+}
+
+// waitWithin is wait with another bound than opTimeout.
+func (c *conn) waitWithin(ctx context.Context, tok paho.Token, what string, within time.Duration) error {
+	t := time.NewTimer(within)
 	defer t.Stop()
 	select {
 	case <-tok.Done():
@@ -148,7 +155,7 @@ func (c *conn) wait(ctx context.Context, tok paho.Token, what string) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-t.C:
-		return fmt.Errorf("%s: no answer from the broker within %s", what, opTimeout)
+		return fmt.Errorf("%s: no answer from the broker within %s", what, within)
 	}
 }
 
@@ -170,7 +177,7 @@ func (c *conn) handle(ctx context.Context, m inbound) error {
 	case t.Cmd(c.gate):
 		return c.onCommand(ctx, m.payload)
 	case t.CentralStatus():
-		return c.onCentralStatus(ctx, m.payload)
+		return c.onCentralStatus(ctx, m.payload, m.retained)
 	}
 	c.log.Debug("message on an unexpected topic ignored", "topic", m.topic)
 	return nil
@@ -293,7 +300,7 @@ func (c *conn) goodbye() {
 	}
 }
 
-func (c *conn) onCentralStatus(ctx context.Context, p []byte) error {
+func (c *conn) onCentralStatus(ctx context.Context, p []byte, retained bool) error {
 	cs, err := syncmsg.DecodeCentralStatus(p)
 	if err != nil {
 		c.log.Warn("central status ignored", "err", err)
@@ -317,6 +324,17 @@ func (c *conn) onCentralStatus(ctx context.Context, p []byte) error {
 		return nil // the retained birth again, at a reconnect
 	}
 	c.log.Info("central is online", "session", cs.Session, "version", cs.Version)
+	if !retained {
+		// Central has just connected (a restart, a new leader) and counts
+		// a gate online only after a birth it receives as it is published
+		// (docs/sync.md, Presence): a retained one may be from a
+		// connection that no longer exists. Announce this one again. A
+		// retained central birth is met only at our own connect, right
+		// after our birth.
+		if err := c.birth(ctx, true); err != nil {
+			return err
+		}
+	}
 	if c.awaiting {
 		return nil
 	}

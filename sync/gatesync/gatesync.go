@@ -2,7 +2,8 @@
 // docs/sync.md: one MQTT connection (paho, clean session) that keeps the
 // gate's reservation cache (gate/localdb) at central's version, delivers
 // the outbox to central until central acknowledges it, announces the
-// gate's presence (retained birth, will with a session number), and
+// gate's presence (retained birth, again at each new central birth; will
+// with a session number), and
 // executes central's commands (remote open, resync) at most once.
 //
 // Everything runs in Serve's goroutine: the connection loop with its
@@ -68,10 +69,19 @@ const (
 // Bounds that are not configuration: they follow from the protocol or
 // protect the gate, and no site needs another value.
 const (
-	// opTimeout bounds a network round trip (CONNACK, SUBACK, PUBACK). A
-	// broker that does not answer within it is treated as gone: the
-	// connection is dropped and made again, which is what recovers it.
+	// opTimeout bounds a network round trip of a connection that is up
+	// (PUBACK). A broker that does not answer within it is treated as
+	// gone: the connection is dropped and made again, which is what
+	// recovers it.
 	opTimeout = 10 * time.Second
+	// connectTimeout bounds a connection attempt: TCP (and TLS), CONNECT
+	// to CONNACK, and the SUBACK of the connect sequence. A broker on a
+	// LAN answers in milliseconds (a gate's argon2id check at the
+	// embedded broker takes tens); a listener that accepts TCP and then
+	// says nothing (a centrald still starting, a half-dead broker) must
+	// not hold the gate longer than this, so that with the backoff the
+	// next attempt still starts within RetryMax.
+	connectTimeout = 3 * time.Second
 	// minBackoff is the first reconnect delay, doubled up to RetryMax.
 	minBackoff = 100 * time.Millisecond
 	// inboxSize is how many received messages may wait for the loop.
@@ -92,6 +102,9 @@ const (
 	// repeat. Commands expire after seconds; a thousand is hours of
 	// operator clicks.
 	seenCommands = 1024
+	// failureLogEvery is how often a broker that stays unreachable is
+	// logged again at warning level (every attempt is logged at debug).
+	failureLogEvery = time.Minute
 	// goodbyeTimeout bounds the offline status published at shutdown.
 	goodbyeTimeout = time.Second
 	// birthCheckEvery is how often the lane's status is compared with the
@@ -356,33 +369,52 @@ func (s *Sync) Serve(ctx context.Context) error {
 		return errors.New("gatesync: Serve called twice")
 	}
 	backoff := minBackoff
-	failures := 0
+	var (
+		failures  int
+		downSince time.Time // when the last connection ended (or Serve began)
+		lastErr   string
+		warnedAt  time.Time
+	)
+	downSince = s.clk.Now()
 	for ctx.Err() == nil {
 		started := s.clk.Now()
 		connected, err := s.connection(ctx)
 		if ctx.Err() != nil {
 			break
 		}
+		now := s.clk.Now()
+		wait := jitter(backoff)
 		if connected {
 			// A connection that held for a while earns a quick retry; one
 			// that drops at once keeps the backoff growing, so a broker
 			// that accepts and closes is not hammered.
-			if s.clk.Now().Sub(started) >= 2*s.cfg.RetryMax {
+			if now.Sub(started) >= 2*s.cfg.RetryMax {
 				backoff = minBackoff
+				wait = jitter(backoff)
 			}
-			failures = 0
-			s.log.Warn("mqtt connection ended; reconnecting", "err", err, "in", backoff)
+			failures, lastErr, downSince = 0, "", now
+			s.log.Warn("mqtt connection lost; reconnecting", "url", s.cfg.URL, "err", err, "in", wait)
 		} else {
+			// The backoff spaces the starts of the attempts: an attempt
+			// that hung until connectTimeout has used up its share of the
+			// wait, so that the next one still starts within RetryMax of
+			// the last and a lane is back within seconds of its broker.
+			wait = max(0, wait-now.Sub(started))
 			failures++
-			// The first failure is news; the next ones, every RetryMax
-			// while the broker is down, are not.
+			// Every failure is logged; at warning level the first, a new
+			// kind of failure, and then once a minute while it lasts, so
+			// that a gate that cannot reach its broker says so without
+			// filling the log.
+			msg := fmt.Sprint(err)
 			lvl := slog.LevelDebug
-			if failures == 1 {
-				lvl = slog.LevelWarn
+			if failures == 1 || msg != lastErr || now.Sub(warnedAt) >= failureLogEvery {
+				lvl, warnedAt = slog.LevelWarn, now
 			}
-			s.log.Log(ctx, lvl, "mqtt connection failed; retrying", "url", s.cfg.URL, "err", err, "attempt", failures, "in", backoff)
+			lastErr = msg
+			s.log.Log(ctx, lvl, "mqtt connection attempt failed; retrying", "url", s.cfg.URL, "err", err,
+				"attempt", failures, "down_for", now.Sub(downSince).Round(time.Millisecond), "in", wait.Round(time.Millisecond))
 		}
-		if !clock.Sleep(ctx, s.clk, jitter(backoff)) {
+		if !clock.Sleep(ctx, s.clk, wait) {
 			break
 		}
 		backoff = min(2*backoff, s.cfg.RetryMax)
@@ -390,19 +422,21 @@ func (s *Sync) Serve(ctx context.Context) error {
 	return nil
 }
 
-// jitter takes up to a fifth off d, so that gates that lost the broker
-// together do not all come back in the same millisecond; the cap holds.
+// jitter takes 5 to 20 % off d, so that gates that lost the broker
+// together do not all come back in the same millisecond, and so that the
+// wait stays below the cap (RetryMax) even with an attempt's own time.
 func jitter(d time.Duration) time.Duration {
-	if d < 5 {
+	if d < 20 {
 		return d
 	}
-	return d - rand.N(d/5)
+	return d - d/20 - rand.N(d*3/20)
 }
 
 // inbound is one message handed from paho to the loop.
 type inbound struct {
-	topic   string
-	payload []byte
+	topic    string
+	payload  []byte
+	retained bool // kept by the broker from before this connection
 }
 
 // connection makes one connection and runs it until it ends. connected
@@ -434,13 +468,13 @@ func (s *Sync) connection(ctx context.Context) (connected bool, err error) {
 		SetResumeSubs(false).
 		SetKeepAlive(s.cfg.Keepalive).
 		SetPingTimeout(min(s.cfg.Keepalive, opTimeout)).
-		SetConnectTimeout(opTimeout).
+		SetConnectTimeout(connectTimeout).
 		SetWriteTimeout(opTimeout).
 		SetOrderMatters(true). // in order, in paho's router goroutine: the handler must not block
 		SetBinaryWill(s.topics.GateStatus(s.cfg.GateID), will, 1, true).
 		SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) {
 			select {
-			case in <- inbound{m.Topic(), m.Payload()}:
+			case in <- inbound{m.Topic(), m.Payload(), m.Retained()}:
 			default:
 				s.dropped.Add(1)
 			}
@@ -456,7 +490,7 @@ func (s *Sync) connection(ctx context.Context) (connected bool, err error) {
 	select {
 	case <-tok.Done():
 	case <-ctx.Done():
-		<-tok.Done() // bounded by the connect timeout; paho cannot cancel it
+		<-tok.Done() // bounded by connectTimeout; paho cannot cancel it
 		if tok.Error() == nil {
 			cl.Disconnect(0)
 		}

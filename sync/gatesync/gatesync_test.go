@@ -457,3 +457,23 @@ func TestCommands(t *testing.T) {
 	// A type this gate does not know, answered rather than left hanging.
 	c.ping("future-1")
 }
+
+// Central counts a gate online only after a birth it receives live
+// (docs/sync.md, Presence), so a gate that is connected already answers a
+// new central birth with a birth of its current session.
+func TestBirthAgainWhenCentralComesOnline(t *testing.T) {
+	b := startMochi(t)
+	site := uniqueSite(t)
+	c := startCentral(t, b.url(), site, "centrald", "")
+	g := startGate(t, testConfig(site, b.url()))
+	answerStart(t, c, g, 5, nil)
+	session := sessionOf(t, g)
+	// Settled: the birth reporting the snapshot's version is out.
+	eventually(t, "a birth at version 5", func() bool {
+		bs := c.births(session)
+		return len(bs) > 0 && bs[len(bs)-1].CacheVersion == 5
+	})
+	n := len(c.births(session))
+	c.publish(c.topics.CentralStatus(), syncmsg.CentralStatus{Online: true, Session: time.Now().UnixMilli(), Version: 5, At: time.Now()})
+	eventually(t, "a birth again", func() bool { return len(c.births(session)) > n })
+}
