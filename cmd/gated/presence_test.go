@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"math/rand/v2"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -73,14 +71,7 @@ func TestPresenceAcrossCentraldRestarts(t *testing.T) {
 	cenv := []string{"PARKING_SITE=presence", "PARKING_HTTP_ADDR=" + httpAddr, "PARKING_MQTT_LISTEN=" + mqttAddr,
 		"PARKING_DB_DSN=" + filepath.Join(dir, "c.db"), "PARKING_TICKETS_KEY_FILE=" + filepath.Join(dir, "t.key"),
 		"PARKING_AUTH_ADMIN_TOKEN=" + admin}
-	cmd := exec.Command(centraldBin, "gate", "add", "entry-1", "--role", "entry")
-	cmd.Env = append(os.Environ(), cenv...)
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pw := strings.TrimSpace(string(out))
-	pw = pw[strings.LastIndex(pw, "\n")+1:]
+	pw := addGate(t, centraldBin, cenv, "entry-1", "entry")
 	c := start(t, centraldBin, cenv...)
 	_, pub := c.call("GET", "/tickets/public-key", "", "")
 	genv := []string{"PARKING_SITE=presence", "PARKING_HTTP_ADDR=127.0.0.1:0", "PARKING_GATE_ID=entry-1",

@@ -357,14 +357,7 @@ func TestSyncEndToEnd(t *testing.T) {
 		"PARKING_AUTH_ADMIN_TOKEN=" + admin}
 	passwords := map[string]string{}
 	for _, id := range []string{"entry-1", "exit-1"} {
-		cmd := exec.Command(centraldBin, "gate", "add", id, "--role", strings.TrimSuffix(id, "-1"))
-		cmd.Env = append(os.Environ(), cenv...)
-		out, err := cmd.Output()
-		if err != nil {
-			t.Fatalf("gate add %s: %v", id, err)
-		}
-		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-		passwords[id] = lines[len(lines)-1]
+		passwords[id] = addGate(t, centraldBin, cenv, id, strings.TrimSuffix(id, "-1"))
 	}
 	c := start(t, centraldBin, cenv...)
 	broker := c.mqttAddr(t)
@@ -502,14 +495,7 @@ func TestSyncSurvivesOutagesAndSIGKILL(t *testing.T) {
 	cenv := []string{"PARKING_SITE=outage", "PARKING_HTTP_ADDR=" + httpAddr, "PARKING_MQTT_LISTEN=" + mqttAddr,
 		"PARKING_DB_DSN=" + filepath.Join(dir, "c.db"), "PARKING_TICKETS_KEY_FILE=" + filepath.Join(dir, "t.key"),
 		"PARKING_AUTH_ADMIN_TOKEN=" + admin}
-	cmd := exec.Command(centraldBin, "gate", "add", "entry-1", "--role", "entry")
-	cmd.Env = append(os.Environ(), cenv...)
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pw := strings.TrimSpace(string(out))
-	pw = pw[strings.LastIndex(pw, "\n")+1:]
+	pw := addGate(t, centraldBin, cenv, "entry-1", "entry")
 	c := start(t, centraldBin, cenv...)
 	_, pub := c.call("GET", "/tickets/public-key", "", "")
 	genv := []string{"PARKING_SITE=outage", "PARKING_HTTP_ADDR=127.0.0.1:0", "PARKING_GATE_ID=entry-1",
@@ -588,4 +574,18 @@ func TestSyncSurvivesOutagesAndSIGKILL(t *testing.T) {
 	if d := g.scan(code4); d["granted"] != false || d["reason"] != "revoked" {
 		t.Fatalf("a ticket cancelled while the gate was down: %v", d)
 	}
+}
+
+// addGate provisions a gate at centrald (centrald gate add) and returns the
+// broker password it printed as its last line.
+func addGate(t *testing.T, centraldBin string, cenv []string, id, role string) string {
+	t.Helper()
+	cmd := exec.Command(centraldBin, "gate", "add", id, "--role", role)
+	cmd.Env = append(os.Environ(), cenv...)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("centrald gate add %s: %v", id, err)
+	}
+	pw := strings.TrimSpace(string(out))
+	return pw[strings.LastIndex(pw, "\n")+1:]
 }
