@@ -319,14 +319,14 @@ func New(cfg Config, pins Pins, clk clock.Clock, events func(Event)) (*Barrier, 
 		events = func(Event) {}
 	}
 	return &Barrier{
-		cfg:    cfg,
-		pins:   pins,
-		clk:    clk,
-		events: events,
+		cfg:        cfg,
+		pins:       pins,
+		clk:        clk,
+		events:     events,
 		reqs:       make(chan openReq),
 		done:       make(chan struct{}),
 		loopFaultC: make(chan struct{}, 1),
-		status: Status{State: StateClosed, Phase: StateClosed},
+		status:     Status{State: StateClosed, Phase: StateClosed},
 	}, nil
 }
 
