@@ -20,11 +20,12 @@ const (
 	InputClearAfter = 10 * time.Second
 	// InputRestartAfter is how long an input may stay unreadable before
 	// the systemd watchdog is no longer pinged, so that systemd restarts
-	// gated and the lines are claimed again. Only for an input that did
-	// read cleanly earlier in the same run: one unreadable from the start
-	// of a run is not helped by a restart (the last one did not help), so
+	// gated and the lines are claimed again. Only for an input that had
+	// worked in the same run (read cleanly for InputClearAfter before the
+	// fault): one that never worked since gated started is not helped by
+	// a restart (the last one did not help, or it is broken for good), so
 	// the lane keeps running with the fault raised instead of restarting
-	// for ever.
+	// for ever. A line that keeps failing is restarted for at most once.
 	InputRestartAfter = time.Minute
 )
 
@@ -76,10 +77,10 @@ type inputFaults struct {
 type inputState struct {
 	role, key, pin string
 
-	everClean  bool      // a clean read in this run
+	proven     bool      // it read cleanly for InputClearAfter in this run
 	failing    bool      // the read fault is raised
 	since      time.Time // when it was raised
-	restart    bool      // it was clean before the fault: a restart may help
+	restart    bool      // it was proven before the fault: a restart may help
 	cleanSince time.Time // first clean read since the last failure; zero: none
 	noisy      bool
 }
@@ -114,7 +115,7 @@ func (f *inputFaults) readError(st *inputState, err error) {
 	defer f.mu.Unlock()
 	now := f.clk.Now()
 	if !st.failing {
-		st.failing, st.since, st.restart = true, now, st.everClean
+		st.failing, st.since, st.restart = true, now, st.proven
 		f.log.Error("input cannot be read: input fault raised", "key", st.key, "pin", st.pin, "err", err)
 	}
 	st.cleanSince = time.Time{}
@@ -126,19 +127,18 @@ func (f *inputFaults) readError(st *inputState, err error) {
 func (f *inputFaults) readOK(st *inputState) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	st.everClean = true
-	if !st.failing {
-		return
-	}
 	now := f.clk.Now()
 	if st.cleanSince.IsZero() {
 		st.cleanSince = now
-		return
 	}
 	if now.Sub(st.cleanSince) < InputClearAfter {
 		return
 	}
-	st.failing, st.cleanSince = false, time.Time{}
+	st.proven = true
+	if !st.failing {
+		return
+	}
+	st.failing = false
 	f.reg.Clear("input_" + st.role)
 	f.log.Info("input reads cleanly again: input fault cleared", "key", st.key, "pin", st.pin)
 	f.loopChanged()
@@ -190,8 +190,8 @@ func (f *inputFaults) loopChanged() {
 }
 
 // Healthy is the inputs' part of the watchdog's check: an error once an
-// input that read cleanly earlier in this run has been unreadable for
-// InputRestartAfter. Noise is no reason: a restart does not quiet a line.
+// input that had worked in this run has been unreadable for
+// InputRestartAfter (see there). Noise is no reason: a restart does not quiet a line.
 func (f *inputFaults) Healthy() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -244,7 +244,9 @@ func TestUnreadableLoopIsAFaultAndFailsTheWatchdog(t *testing.T) {
 	}
 	nextMsg(t, msgs, "ping", isPing)
 
-	loop.ok(false) // the line worked in this run
+	loop.ok(false) // the line works in this run
+	clk.Advance(InputClearAfter)
+	loop.ok(false)
 	clk.Advance(time.Second)
 	failAt := clk.Now()
 	loop.fail()
@@ -303,24 +305,28 @@ func TestUnreadableLoopIsAFaultAndFailsTheWatchdog(t *testing.T) {
 	nextMsg(t, msgs, "ping after recovery", isPing)
 }
 
-// A loop input unreadable since the start of this run keeps its fault but
-// does not fail the watchdog: a restart did not help (or cannot), and
-// restarting for ever would stop the lane from running at all.
-func TestLoopUnreadableFromTheStartDoesNotRestartGated(t *testing.T) {
+// A loop input that has not worked in this run (never read cleanly for
+// InputClearAfter: broken since the start, or failing every few seconds)
+// keeps its fault but does not fail the watchdog: a restart did not help
+// (or cannot), and restarting for ever would stop the lane from running.
+func TestLoopThatNeverWorkedDoesNotRestartGated(t *testing.T) {
 	msgs := notifySocket(t)
 	clk := clocktest.New(t0)
 	g := newFakeGPIO()
 	loop := newFakeInput(clk)
 	g.inputs["GPIO27"] = loop
 	api := runRPi(t, rpiConfig(t), g, clk)
+	loop.ok(false) // one clean read proves nothing
+	clk.Advance(InputClearAfter / 2)
+	failAt := clk.Now()
 	loop.fail()
 	clk.Advance(10 * InputRestartAfter)
 	loop.fail()
 	drain(msgs)
 	nextMsg(t, msgs, "ping", isPing)
 	nextMsg(t, msgs, "ping", isPing) // from a check made after the advance
-	if f, ok := faultsOf(t, api)["input_loop"]; !ok || !f.Since.Equal(t0) {
-		t.Fatalf("input_loop fault %+v (present %v), want since %v", f, ok, t0)
+	if f, ok := faultsOf(t, api)["input_loop"]; !ok || !f.Since.Equal(failAt) {
+		t.Fatalf("input_loop fault %+v (present %v), want since %v", f, ok, failAt)
 	}
 	if v := gauge(t, api, "input_loop"); v != "1" {
 		t.Fatalf("parkgate_gate_fault{kind=input_loop} = %s, want 1", v)
