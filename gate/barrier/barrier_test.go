@@ -251,9 +251,6 @@ func TestHoldVehicleAlreadyOnTheLoop(t *testing.T) {
 	// scanning, so the passage ends when the loop clears, and no
 	// no-vehicle timer runs meanwhile.
 	r := newRig(t, Config{Mode: ModeHold}, wiring{vehicleAtStart: true})
-	// Serve publishes the levels read at start just after it drives the
-	// outputs inactive, which is all newRig waits for.
-	r.waitStatus(func(s Status) bool { return s.Vehicle })
 	if s := r.state(StateClosed); !s.Vehicle {
 		t.Fatalf("status %+v", s)
 	}
