@@ -119,8 +119,8 @@ func (f *inputFaults) readError(st *inputState, err error) {
 		f.log.Error("input cannot be read: input fault raised", "key", st.key, "pin", st.pin, "err", err)
 	}
 	st.cleanSince = time.Time{}
-	f.reg.Set("input_"+st.role, fmt.Errorf("%s input %s cannot be read (%d s without a clean read clears it): %w",
-		st.role, st.pin, int(InputClearAfter/time.Second), err), now)
+	f.reg.Set("input_"+st.role, fmt.Errorf("%s input %s cannot be read (cleared after %v of clean reads): %w",
+		st.role, st.pin, InputClearAfter, err), now)
 	f.loopChanged()
 }
 
