@@ -442,6 +442,9 @@ func (b *Barrier) Serve(ctx context.Context) (err error) {
 			if !ok {
 				return errors.New("barrier: loop detector input closed")
 			}
+			// A fault reported before this level was read applies to it,
+			// even if its nudge is still waiting in the select.
+			m.setLoopFault(b.loopFault.Load())
 			m.loop(v)
 		case v, ok := <-openedC:
 			if !ok {

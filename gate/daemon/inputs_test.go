@@ -165,6 +165,30 @@ func runRPi(t *testing.T, cfg config.Config, g *fakeGPIO, clk clock.Clock) strin
 	return ""
 }
 
+// waitVehicle waits until /v1/status says the loop reads a vehicle.
+func waitVehicle(t *testing.T, api string) {
+	t.Helper()
+	deadline := time.Now().Add(waitFor)
+	for {
+		res, err := http.Get(api + "/v1/status")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var st struct {
+			Vehicle bool `json:"vehicle"`
+		}
+		err = json.NewDecoder(res.Body).Decode(&st)
+		res.Body.Close()
+		if err == nil && st.Vehicle {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/v1/status never said vehicle (%v)", err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 type statusFault struct {
 	Kind  string    `json:"kind"`
 	Error string    `json:"error"`
@@ -212,13 +236,19 @@ func waitFaults(t *testing.T, api, what string, ok func(map[string]statusFault) 
 // gauge reads parkgate_gate_fault{kind} from /metrics.
 func gauge(t *testing.T, api, kind string) string {
 	t.Helper()
+	return metric(t, api, `parkgate_gate_fault{kind="`+kind+`"}`)
+}
+
+// metric reads the sample called series (name{labels}) from /metrics.
+func metric(t *testing.T, api, series string) string {
+	t.Helper()
 	res, err := http.Get(api + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer res.Body.Close()
 	b, _ := io.ReadAll(res.Body)
-	prefix := `parkgate_gate_fault{kind="` + kind + `"} `
+	prefix := series + " "
 	for _, line := range strings.Split(string(b), "\n") {
 		if v, ok := strings.CutPrefix(line, prefix); ok {
 			return v
@@ -266,6 +296,12 @@ func TestUnreadableLoopIsAFaultAndFailsTheWatchdog(t *testing.T) {
 	nextMsg(t, msgs, "ping", isPing) // from a check made after the advance
 	if f := faultsOf(t, api)["input_loop"]; !f.Since.Equal(failAt) || !f.At.Equal(clk.Now()) {
 		t.Fatalf("input_loop fault %+v: since must stay %v, at be the last failure", f, failAt)
+	}
+	// The broken line reads "present" by now, and the barrier has it, but
+	// as unknown presence: no vehicle entered the loop.
+	waitVehicle(t, api)
+	if v := metric(t, api, `parkgate_gate_barrier_events_total{kind="vehicle_entered_loop"}`); v != "absent" {
+		t.Fatalf("a faulted loop's level counted as a vehicle entering (%s)", v)
 	}
 
 	// At the bound it is not.
