@@ -263,11 +263,11 @@ func (in *Input) watch() {
 			fast = 0
 			in.readOK()
 		} else {
-			// A timeout: poll the level, in case an edge was lost.
-			in.db.Feed(active)
 			// WaitForEdge also returns false at once when the line is
 			// broken; do not spin on it. This measures the kernel's own
 			// real-time deadline, hence time.Since and not the clock.
+			// The failure is reported before the level it read is fed,
+			// so that whoever hears of it can discount that level.
 			if time.Since(start) < in.poll/2 {
 				fast++
 				in.readError(fmt.Errorf("rpi: %s: waiting for an edge failed at once (see periph's log line); the level read is %v", in.pin.Name(), active))
@@ -275,6 +275,8 @@ func (in *Input) watch() {
 				fast = 0
 				in.readOK()
 			}
+			// A timeout: poll the level, in case an edge was lost.
+			in.db.Feed(active)
 		}
 		if in.observed != nil {
 			in.observed(edge, active)
