@@ -13,8 +13,13 @@
 //   - Hold mode: the gate holds the OPEN (or a dedicated hold-open) input
 //     active and releases it once the vehicle has passed, or after
 //     Config.NoVehicleTimeout when nobody came. While it runs, it never
-//     releases while the loop sees a vehicle, however long that lasts; it
-//     reports the vehicle as lingering instead. When it stops (Serve
+//     releases while a working loop sees a vehicle, however long that
+//     lasts; it reports the vehicle as lingering instead. A loop reported
+//     faulted (LoopFaulted: unreadable, or noise) says nothing about the
+//     vehicle, and a failing line reads as a fixed level — on an
+//     active-low contact, "vehicle present" for ever — so while it is
+//     faulted a passage ends only by the no-vehicle timeout, and the hold
+//     is released then. When it stops (Serve
 //     returns, for a stop or a failure; and a crash or power loss does
 //     the same in hardware), the hold is released whatever the loop sees,
 //     and a restart does not hold again without a new Open: a released
@@ -194,6 +199,10 @@ type Status struct {
 	Lingering bool
 	// Pending counts the granted passages not yet used.
 	Pending int
+	// LoopFault reports that the loop detector input is faulted (see
+	// Barrier.LoopFaulted): Vehicle is then the level last read, which
+	// says nothing reliable.
+	LoopFault bool
 }
 
 // Barrier reports the barrier position as /v1/status shows it: "closed"
@@ -271,6 +280,9 @@ type Barrier struct {
 	done    chan struct{}
 	started atomic.Bool
 
+	loopFault  atomic.Bool   // as last told by LoopFaulted
+	loopFaultC chan struct{} // nudges Serve to read loopFault
+
 	mu     sync.Mutex
 	status Status
 }
@@ -307,13 +319,14 @@ func New(cfg Config, pins Pins, clk clock.Clock, events func(Event)) (*Barrier, 
 		events = func(Event) {}
 	}
 	return &Barrier{
-		cfg:    cfg,
-		pins:   pins,
-		clk:    clk,
-		events: events,
-		reqs:   make(chan openReq),
-		done:   make(chan struct{}),
-		status: Status{State: StateClosed, Phase: StateClosed},
+		cfg:        cfg,
+		pins:       pins,
+		clk:        clk,
+		events:     events,
+		reqs:       make(chan openReq),
+		done:       make(chan struct{}),
+		loopFaultC: make(chan struct{}, 1),
+		status:     Status{State: StateClosed, Phase: StateClosed},
 	}, nil
 }
 
@@ -350,6 +363,25 @@ func (b *Barrier) Open(ctx context.Context, reason string) (time.Time, error) {
 	return rep.at, rep.err
 }
 
+// LoopFaulted tells the machine whether the loop detector input is faulted
+// (its line cannot be read, or it is noise): the vehicle's presence is then
+// unknown. While it is, loop changes are not taken as vehicles, and a
+// granted passage ends when Config.NoVehicleTimeout has passed since the
+// Open (or since the fault, for a passage already waiting on a vehicle):
+// the hold is released then even if the loop's last level says a vehicle
+// is there, because that level is what a broken line reads, not a car. In
+// pulse mode this only ends the passage's bookkeeping (nothing is
+// commanded to close). Once the fault clears, the loop's level counts
+// again. It never blocks; it may be called before Serve, from any
+// goroutine, and the last call wins.
+func (b *Barrier) LoopFaulted(faulted bool) {
+	b.loopFault.Store(faulted)
+	select {
+	case b.loopFaultC <- struct{}{}:
+	default: // a nudge is pending: Serve reads the latest value anyway
+	}
+}
+
 // State returns a snapshot of the machine.
 func (b *Barrier) State() Status {
 	b.mu.Lock()
@@ -379,6 +411,7 @@ func (b *Barrier) Serve(ctx context.Context) (err error) {
 		return err
 	}
 	m.start()
+	m.setLoopFault(b.loopFault.Load())
 	b.publish(m)
 
 	loopC := b.pins.Loop.Changes()
@@ -403,10 +436,15 @@ func (b *Barrier) Serve(ctx context.Context) (err error) {
 			b.status = m.snapshot()
 			b.mu.Unlock()
 			r.reply <- openReply{at: at, err: err}
+		case <-b.loopFaultC:
+			m.setLoopFault(b.loopFault.Load())
 		case v, ok := <-loopC:
 			if !ok {
 				return errors.New("barrier: loop detector input closed")
 			}
+			// A fault reported before this level was read applies to it,
+			// even if its nudge is still waiting in the select.
+			m.setLoopFault(b.loopFault.Load())
 			m.loop(v)
 		case v, ok := <-openedC:
 			if !ok {

@@ -612,3 +612,90 @@ func TestEventsMayReadState(t *testing.T) {
 		t.Fatal("no opened event")
 	}
 }
+
+// waitLoopFault waits until the machine has taken a LoopFaulted call.
+func (r *rig) waitLoopFault(want bool) {
+	r.t.Helper()
+	r.waitStatus(func(s Status) bool { return s.LoopFault == want })
+}
+
+// waitStatus waits until the machine's status satisfies ok.
+func (r *rig) waitStatus(ok func(Status) bool) {
+	r.t.Helper()
+	deadline := time.Now().Add(wait)
+	for !ok(r.b.State()) {
+		if time.Now().After(deadline) {
+			r.t.Fatalf("status %+v never came", r.b.State())
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// A loop input whose line fails reads a fixed level: on an active-low
+// contact, "vehicle present" for ever. Once the loop is reported faulted,
+// hold mode stops waiting for that "vehicle": the hold is released when
+// the no-vehicle timeout has passed since the fault, instead of never.
+func TestHoldReleasedWhenAFaultedLoopIsStuckAtPresent(t *testing.T) {
+	r := newRig(t, Config{Mode: ModeHold, NoVehicleTimeout: 30 * time.Second, LingerWarn: time.Minute}, wiring{hold: true})
+	r.openNow("d1")
+	r.hold.expect(t, true, t0)
+	r.expect(EventOpened)
+	r.clk.Advance(5 * time.Second)
+	r.loop.set(true) // the line fails and reads "present" from now on
+	r.expect(EventVehicleEnteredLoop)
+	r.timers(1) // the linger warning: a working loop would hold for ever
+
+	r.clk.Advance(5 * time.Second)
+	faultAt := r.clk.Now()
+	r.b.LoopFaulted(true)
+	r.waitLoopFault(true)
+	r.timers(1) // the no-vehicle timer, from the fault
+	r.clk.Advance(30*time.Second - time.Millisecond)
+	r.hold.none(t)
+	r.quiet()
+	r.clk.Advance(time.Millisecond)
+	r.expect(EventNoVehicleTimeout, EventReleased, EventClosed)
+	r.hold.expect(t, false, faultAt.Add(30*time.Second))
+	if s := r.state(StateClosed); s.Pending != 0 || !s.LoopFault {
+		t.Fatalf("status %+v", s)
+	}
+	r.timers(0)
+
+	// A decision while the loop is still faulted holds for the timeout
+	// from the Open, whatever the loop reads.
+	open2 := r.clk.Now()
+	r.openNow("d2")
+	r.hold.expect(t, true, open2)
+	r.expect(EventOpened)
+	r.clk.Advance(30 * time.Second)
+	r.expect(EventNoVehicleTimeout, EventReleased, EventClosed)
+	r.hold.expect(t, false, open2.Add(30*time.Second))
+}
+
+// A loop that reads again after a fault counts again: a vehicle it sees
+// keeps the hold, however long, as with a loop that never failed.
+func TestHoldFaultedLoopThatRecoversWithAVehicleKeepsHolding(t *testing.T) {
+	r := newRig(t, Config{Mode: ModeHold, NoVehicleTimeout: 30 * time.Second, LingerWarn: time.Minute}, wiring{hold: true})
+	r.b.LoopFaulted(true) // before the Open: presence unknown from the start
+	r.waitLoopFault(true)
+	r.openNow("d1")
+	r.hold.expect(t, true, t0)
+	r.expect(EventOpened)
+	r.loop.set(true) // not a vehicle while faulted: no event
+	r.waitStatus(func(s Status) bool { return s.Vehicle })
+	r.quiet()
+	r.clk.Advance(10 * time.Second)
+	r.b.LoopFaulted(false)
+	r.waitLoopFault(false)
+	r.timers(1) // the linger warning: the no-vehicle timer is gone
+	r.clk.Advance(time.Minute)
+	r.expect(EventLingering)
+	for range 5 {
+		r.clk.Advance(time.Minute)
+		r.hold.none(t)
+	}
+	leave := r.clk.Now()
+	r.loop.set(false)
+	r.expect(EventVehiclePassed, EventReleased, EventClosed)
+	r.hold.expect(t, false, leave)
+}

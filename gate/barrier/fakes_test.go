@@ -170,6 +170,10 @@ func newRig(t *testing.T, cfg Config, w wiring) *rig {
 	if r.hold != nil {
 		r.hold.expect(t, false, t0)
 	}
+	// Then it reads the inputs and publishes what it found; wait for that,
+	// so that a test's first look at State sees the start.
+	wantOpen := (w.opened || w.closed) && !w.closedAtStart
+	r.waitStatus(func(s Status) bool { return s.Vehicle == w.vehicleAtStart && (s.Phase == StateOpen) == wantOpen })
 	return r
 }
 

@@ -23,6 +23,7 @@ type machine struct {
 	phase     State // closed, opening, open or closing; never fault
 	fault     Fault
 	vehicle   bool
+	loopFault bool // the loop is faulted: vehicle says nothing (see present)
 	lingering bool
 	pending   int
 	reason    string // of the latest Open, for the opened event
@@ -91,7 +92,8 @@ func (m *machine) stopTimers() {
 }
 
 func (m *machine) snapshot() Status {
-	s := Status{State: m.phase, Phase: m.phase, Fault: m.fault, Vehicle: m.vehicle, Lingering: m.lingering, Pending: m.pending}
+	s := Status{State: m.phase, Phase: m.phase, Fault: m.fault, Vehicle: m.vehicle, Lingering: m.lingering, Pending: m.pending,
+		LoopFault: m.loopFault}
 	if m.fault != "" {
 		s.State = StateFault
 	}
@@ -101,6 +103,38 @@ func (m *machine) snapshot() Status {
 func (m *machine) emit(e Event) {
 	e.At = m.clk.Now()
 	m.events = append(m.events, e)
+}
+
+// present reports whether a vehicle is known to be on the loop: the loop
+// sees one and is not faulted. A faulted loop's level is what a broken or
+// noisy line happens to read, so it never keeps a passage (or a hold) open.
+func (m *machine) present() bool { return m.vehicle && !m.loopFault }
+
+// setLoopFault handles Barrier.LoopFaulted.
+func (m *machine) setLoopFault(f bool) {
+	if f == m.loopFault {
+		return
+	}
+	m.loopFault = f
+	if m.pending == 0 {
+		return
+	}
+	if f {
+		// Presence unknown: the passage now ends by the no-vehicle
+		// timeout, from now unless it was already counting.
+		m.lingerT.stop()
+		m.lingering = false
+		if !m.noVehicleT.active() {
+			m.noVehicleT.start(m.cfg.NoVehicleTimeout)
+		}
+		return
+	}
+	if m.vehicle {
+		// The loop reads again and sees a vehicle: its passage ends when
+		// the loop clears, as usual.
+		m.noVehicleT.stop()
+		m.lingerT.start(m.cfg.LingerWarn)
+	}
 }
 
 // hasStatus reports whether any contact can tell the barrier's position.
@@ -134,7 +168,7 @@ func (m *machine) open(reason string) (time.Time, error) {
 		m.closeT.stop()
 		m.enterOpening()
 	}
-	if m.vehicle {
+	if m.present() {
 		// The vehicle is already on the loop (an arming loop in front of
 		// the barrier, where the driver scans): its passage ends when the
 		// loop clears.
@@ -212,6 +246,9 @@ func (m *machine) loop(v bool) {
 		return // a level already known (read at start, then queued)
 	}
 	m.vehicle = v
+	if m.loopFault {
+		return // a faulted loop's levels are no vehicles (see setLoopFault)
+	}
 	if v {
 		m.emit(Event{Kind: EventVehicleEnteredLoop})
 		if m.pending > 0 {
@@ -236,7 +273,7 @@ func (m *machine) loop(v bool) {
 }
 
 func (m *machine) noVehicle() {
-	if m.pending == 0 || m.vehicle {
+	if m.pending == 0 || m.present() {
 		return
 	}
 	m.emit(Event{Kind: EventNoVehicleTimeout})
@@ -245,7 +282,7 @@ func (m *machine) noVehicle() {
 }
 
 func (m *machine) linger() {
-	if !m.vehicle || m.pending == 0 {
+	if !m.present() || m.pending == 0 {
 		return
 	}
 	m.lingering = true
@@ -260,11 +297,11 @@ func (m *machine) endPassage() {
 	m.lingerT.stop()
 	m.openT.stop()
 	if m.holding {
-		if m.vehicle {
+		if m.present() {
 			// Unreachable by construction (passages end when the loop
 			// clears, the no-vehicle timer only runs without a vehicle),
-			// and kept so: releasing over a vehicle is the one thing this
-			// machine must never do.
+			// and kept so: releasing over a vehicle a working loop sees
+			// is the one thing this machine must never do.
 			return
 		}
 		m.holding = false

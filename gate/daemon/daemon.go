@@ -49,6 +49,8 @@ type Options struct {
 	CameraStarted func(anprAddr string)
 	// GPIO, if set, replaces the Raspberry Pi's GPIO in hardware.mode rpi.
 	GPIO GPIO
+	// Clock, if set, replaces the wall clock (tests move time by hand).
+	Clock clock.Clock
 }
 
 // lanePins is the lane's hardware, whatever implements it.
@@ -158,8 +160,8 @@ func claimOutputs(cfg config.Config, g GPIO) (open, hold Output, err error) {
 }
 
 // rpiPins wires GPIO: the outputs first, each at its inactive level from
-// the moment it is claimed, then the inputs.
-func rpiPins(cfg config.Config, g GPIO, log *slog.Logger) (lanePins, error) {
+// the moment it is claimed, then the inputs, whose faults go to inputs.
+func rpiPins(cfg config.Config, g GPIO, inputs *inputFaults) (lanePins, error) {
 	h := cfg.Hardware
 	open, hold, err := claimOutputs(cfg, g)
 	if err != nil {
@@ -177,25 +179,26 @@ func rpiPins(cfg config.Config, g GPIO, log *slog.Logger) (lanePins, error) {
 		}
 		return lanePins{}, err
 	}
-	input := func(key, name string, activeLow bool, pull string) (hardware.Input, error) {
+	input := func(role, name string, activeLow bool, pull string) (hardware.Input, error) {
+		key := "hardware." + role + "_pin"
 		in, err := g.Input(name, activeLow, pull, h.Debounce)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", key, err)
 		}
 		closers = append(closers, in.Close)
-		watchInput(in, key, name, h.NoiseLimit, log)
+		inputs.watch(in, role, key, name, h.NoiseLimit)
 		return in, nil
 	}
-	if p.Loop, err = input("hardware.loop_pin", h.LoopPin, h.LoopLow(), h.LoopPull); err != nil {
+	if p.Loop, err = input(roleLoop, h.LoopPin, h.LoopLow(), h.LoopPull); err != nil {
 		return fail(err)
 	}
 	if h.OpenStatusPin != "" {
-		if p.OpenedStatus, err = input("hardware.open_status_pin", h.OpenStatusPin, h.ActiveLow, ""); err != nil {
+		if p.OpenedStatus, err = input(roleOpenStatus, h.OpenStatusPin, h.ActiveLow, ""); err != nil {
 			return fail(err)
 		}
 	}
 	if h.ClosedStatusPin != "" {
-		if p.ClosedStatus, err = input("hardware.closed_status_pin", h.ClosedStatusPin, h.ActiveLow, ""); err != nil {
+		if p.ClosedStatus, err = input(roleClosedStatus, h.ClosedStatusPin, h.ActiveLow, ""); err != nil {
 			return fail(err)
 		}
 	}
@@ -204,26 +207,6 @@ func rpiPins(cfg config.Config, g GPIO, log *slog.Logger) (lanePins, error) {
 			closers[i]()
 		}
 	}}, nil
-}
-
-// watchInput logs an input's noise and read errors, when it reports them
-// (the Pi's inputs do): a silent or chattering input would otherwise
-// freeze the lane's view of the loop without a word.
-func watchInput(in Input, key, name string, noiseLimit time.Duration, log *slog.Logger) {
-	if w, ok := in.(interface {
-		WatchNoise(time.Duration, func(bool))
-	}); ok && noiseLimit > 0 {
-		w.WatchNoise(noiseLimit, func(noisy bool) {
-			if noisy {
-				log.Error("input is noisy: it keeps changing without holding a level for hardware.debounce; its reported level is frozen", "key", key, "pin", name, "for", noiseLimit)
-			} else {
-				log.Info("input is steady again", "key", key, "pin", name)
-			}
-		})
-	}
-	if e, ok := in.(interface{ OnReadError(func(error)) }); ok {
-		e.OnReadError(func(err error) { log.Error("input read failed", "key", key, "pin", name, "err", err) })
-	}
 }
 
 // Safe drives the lane's relay outputs inactive and lets the lines go:
@@ -261,7 +244,17 @@ func Verifier(cfg config.Config) (*ticket.Verifier, error) {
 // Run runs gated until ctx ends.
 func Run(ctx context.Context, cfg config.Config, opt Options) error {
 	log := opt.Log
-	clk := clock.Real{}
+	var clk clock.Clock = clock.Real{}
+	if opt.Clock != nil {
+		clk = opt.Clock
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// Every part reports its faults here, the inputs from their claim on;
+	// /v1/status, the MQTT birth and the parkgate_gate_fault gauge show
+	// them.
+	flt := faults.New(clk, reg, append([]string{faults.Record, faults.Barrier}, inputKinds(cfg)...)...)
+	inputs := newInputFaults(clk, flt, log)
 	// The lane's hardware first, before anything that can fail: a relay
 	// left energised by a crashed run (Raspberry Pi kernels keep a
 	// released line's level) is driven inactive even if the database
@@ -272,7 +265,7 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 		hw = simPins(cfg, clk)
 	case "rpi":
 		var err error
-		if hw, err = rpiPins(cfg, gpioOf(opt), log); err != nil {
+		if hw, err = rpiPins(cfg, gpioOf(opt), inputs); err != nil {
 			return err
 		}
 	}
@@ -294,11 +287,6 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 		log.Warn("tickets.public_key is not set: every ticket is denied (no_key) until it is")
 	}
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	// Every part reports its faults here; /v1/status, the MQTT birth and
-	// the parkgate_gate_fault gauge show them.
-	flt := faults.New(clk, reg, faults.Record, faults.Barrier)
 	var ln *lane.Lane
 	bar, err := barrier.New(barrier.Config{
 		Mode: barrier.Mode(cfg.Hardware.BarrierMode), Pulse: cfg.Hardware.Pulse,
@@ -307,6 +295,9 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 	if err != nil {
 		return fmt.Errorf("barrier: %w", err)
 	}
+	// A faulted loop input is unknown presence: the barrier then holds no
+	// passage (nor a hold) on its level.
+	inputs.OnLoop(bar.LoopFaulted)
 	floor, _ := cfg.ClockFloor()
 	if bf := authz.BuildFloor(); bf.After(floor) {
 		floor = bf
@@ -372,10 +363,7 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 		{Name: "barrier", Service: bar},
 		{Name: "lane", Service: ln},
 		{Name: "http", Service: &httpserve.Server{Listener: l, Handler: api, Log: log}},
-		{Name: "watchdog", Service: sdnotify.Watchdog{Interval: sdnotify.WatchdogInterval(), Healthy: func(ctx context.Context) error {
-			_, err := db.Version(ctx)
-			return err
-		}}},
+		{Name: "watchdog", Service: sdnotify.Watchdog{Interval: sdnotify.WatchdogInterval(), Healthy: healthy(db, inputs)}},
 	}...)
 	if dev := cfg.Hardware.ReaderDevice; dev != "" {
 		// A scanner unplugged and plugged back is reopened, not fatal.
@@ -401,6 +389,30 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 	_, _ = sdnotify.Notify(sdnotify.Ready)
 	defer func() { _, _ = sdnotify.Notify(sdnotify.Stopping) }()
 	return service.Run(ctx, log, services...)
+}
+
+// healthy is the watchdog's check: the database answers, and no input has
+// been unreadable past InputRestartAfter (see inputFaults.Healthy). While
+// it fails, systemd is not pinged, so it restarts gated after WatchdogSec;
+// the reason goes to systemd's status line (systemctl status) meanwhile.
+// It is called from the watchdog's goroutine alone.
+func healthy(db *localdb.DB, inputs *inputFaults) func(ctx context.Context) error {
+	last := ""
+	return func(ctx context.Context) error {
+		_, err := db.Version(ctx)
+		if err == nil {
+			err = inputs.Healthy()
+		}
+		status := "STATUS=running"
+		if err != nil {
+			status = "STATUS=unhealthy, not pinging the watchdog: " + faults.Sentence(err.Error())
+		}
+		if status != last {
+			last = status
+			_, _ = sdnotify.Notify(status)
+		}
+		return err
+	}
 }
 
 func mustKeys(cfg config.Config) []ed25519.PublicKey {

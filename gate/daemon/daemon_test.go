@@ -27,6 +27,9 @@ import (
 type fakeGPIO struct {
 	mu    sync.Mutex
 	lines map[string]*fakeLine
+	// inputs, when set for a line, is what claiming it as an input
+	// hands out (else an input that never moves).
+	inputs map[string]Input
 }
 
 type fakeLine struct {
@@ -34,7 +37,9 @@ type fakeLine struct {
 	history []string // "claimed", "on", "off", "closed"
 }
 
-func newFakeGPIO() *fakeGPIO { return &fakeGPIO{lines: map[string]*fakeLine{}} }
+func newFakeGPIO() *fakeGPIO {
+	return &fakeGPIO{lines: map[string]*fakeLine{}, inputs: map[string]Input{}}
+}
 
 func (g *fakeGPIO) line(name string) *fakeLine {
 	g.mu.Lock()
@@ -73,6 +78,9 @@ func (g *fakeGPIO) Input(name string, activeLow bool, pull string, d time.Durati
 		return nil, fmt.Errorf("%s claimed twice", name)
 	}
 	g.lines[name] = &fakeLine{history: []string{"input"}}
+	if in := g.inputs[name]; in != nil {
+		return in, nil
+	}
 	return debounce.New(clock.Real{}, 0, false), nil
 }
 

@@ -24,7 +24,9 @@
 //     input with the pull-up on, and Read() and WaitForEdge() log their
 //     errors and return Low/false instead of returning them. Output keeps
 //     its level in software and never reads the pin; Input counts the
-//     waits that fail at once (ReadErrors, OnReadError).
+//     waits that fail at once (ReadErrors, OnReadError) and reports the
+//     clean ones (OnReadOK), so that gated can raise and clear an input
+//     fault.
 //   - host.Init() on ARM also loads periph's bcm283x driver, which replaces
 //     the chardev's GPIOnn names in gpioreg with memory-mapped pins (and on
 //     a Pi 5 assumes the BCM2711 register map). This package therefore
@@ -176,6 +178,7 @@ type Input struct {
 
 	readErrors atomic.Uint64
 	onError    atomic.Pointer[func(error)]
+	onOK       atomic.Pointer[func()]
 }
 
 var _ hardware.Input = (*Input)(nil)
@@ -258,18 +261,22 @@ func (in *Input) watch() {
 		if edge {
 			in.db.Edge(active)
 			fast = 0
+			in.readOK()
 		} else {
-			// A timeout: poll the level, in case an edge was lost.
-			in.db.Feed(active)
 			// WaitForEdge also returns false at once when the line is
 			// broken; do not spin on it. This measures the kernel's own
 			// real-time deadline, hence time.Since and not the clock.
+			// The failure is reported before the level it read is fed,
+			// so that whoever hears of it can discount that level.
 			if time.Since(start) < in.poll/2 {
 				fast++
 				in.readError(fmt.Errorf("rpi: %s: waiting for an edge failed at once (see periph's log line); the level read is %v", in.pin.Name(), active))
 			} else {
 				fast = 0
+				in.readOK()
 			}
+			// A timeout: poll the level, in case an edge was lost.
+			in.db.Feed(active)
 		}
 		if in.observed != nil {
 			in.observed(edge, active)
@@ -306,6 +313,25 @@ func (in *Input) OnReadError(fn func(error)) {
 		return
 	}
 	in.onError.Store(&fn)
+}
+
+// OnReadOK sets a function called (from the input's goroutine, so it must
+// not block) after each clean read: a wait that ended with an edge, or
+// after the poll timeout. A working line reads cleanly at least once per
+// poll (DefaultPoll), so a caller can tell a line that recovered from one
+// that merely has not failed lately. nil removes it.
+func (in *Input) OnReadOK(fn func()) {
+	if fn == nil {
+		in.onOK.Store(nil)
+		return
+	}
+	in.onOK.Store(&fn)
+}
+
+func (in *Input) readOK() {
+	if fn := in.onOK.Load(); fn != nil {
+		(*fn)()
+	}
 }
 
 func (in *Input) readError(err error) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -330,5 +331,61 @@ func TestInputReadErrorsAreCounted(t *testing.T) {
 	}
 	if in.ReadErrors() == 0 {
 		t.Fatal("ReadErrors is 0 after a reported error")
+	}
+}
+
+// flakyPin is a line whose edge waits fail at once while broken, as
+// periph's do when the line's request went bad, and work again after.
+type flakyPin struct {
+	recPin
+	broken atomic.Bool
+}
+
+func (p *flakyPin) WaitForEdge(d time.Duration) bool {
+	if p.broken.Load() {
+		return false
+	}
+	return p.recPin.WaitForEdge(d)
+}
+
+// A line that fails is reported through OnReadError and never as a clean
+// read; once it works again, its reads are reported clean (OnReadOK), so
+// gated can clear the input's fault.
+func TestInputReportsCleanReadsOnlyOnceTheLineWorks(t *testing.T) {
+	p := &flakyPin{recPin: recPin{Pin: gpiotest.Pin{N: "GPIO27", Clock: clockwork.NewRealClock(), EdgesChan: make(chan gpio.Level, 1)}}}
+	p.broken.Store(true)
+	errs, oks := make(chan error, 100), make(chan struct{}, 100)
+	in, err := newInput(p, false, gpio.PullDown, 0, inputConfig{poll: 100 * time.Millisecond, onError: func(err error) {
+		select {
+		case errs <- err:
+		default:
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	in.OnReadOK(func() {
+		select {
+		case oks <- struct{}{}:
+		default:
+		}
+	})
+	for range 3 {
+		select {
+		case <-errs:
+		case <-time.After(10 * time.Second):
+			t.Fatal("no read error reported for a line whose waits fail")
+		}
+	}
+	if len(oks) != 0 {
+		t.Fatal("a failing line's reads were reported clean")
+	}
+	p.broken.Store(false)
+	p.EdgesChan <- gpio.High
+	select {
+	case <-oks:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no clean read reported once the line works")
 	}
 }
