@@ -16,6 +16,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parkgate/parkgate/gate/authz"
+	"github.com/parkgate/parkgate/gate/barrier"
+	"github.com/parkgate/parkgate/gate/lane"
+	"github.com/parkgate/parkgate/gate/localdb"
 	"github.com/parkgate/parkgate/sync/syncmsg"
 	"github.com/parkgate/parkgate/ticket"
 )
@@ -327,3 +331,27 @@ func TestTicketWorkedExample(t *testing.T) {
 	}
 }
 
+
+// docs/sync.md names every word a gate may send in an event (kinds,
+// sources, decision reasons, barrier faults) and every command result
+// word, so that a vendor's gate can be written from it.
+func TestSyncDocListsEveryWord(t *testing.T) {
+	doc := readDoc(t, "sync.md")
+	words := []string{
+		string(localdb.KindDecision), string(localdb.KindBarrierFault),
+		string(localdb.SourceQR), string(localdb.SourcePlate), string(localdb.SourceRemote), string(localdb.SourceManual),
+		string(lane.ReasonRemote), string(lane.ReasonDuplicate),
+		string(barrier.EventFault), string(barrier.EventFaultCleared), string(barrier.FaultNotOpened), string(barrier.FaultNotClosed),
+		syncmsg.RefusedExpired, syncmsg.RefusedDuplicate, syncmsg.RefusedUnknownType, syncmsg.RefusedClockUntrusted,
+		syncmsg.ReasonStart, syncmsg.ReasonGap, syncmsg.ReasonStale, syncmsg.ReasonCommand,
+		syncmsg.CmdOpen, syncmsg.CmdResync,
+	}
+	for _, r := range authz.Reasons {
+		words = append(words, string(r))
+	}
+	for _, w := range words {
+		if !strings.Contains(doc, "`"+w+"`") {
+			t.Errorf("docs/sync.md does not name `%s`", w)
+		}
+	}
+}
