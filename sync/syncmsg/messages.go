@@ -479,10 +479,9 @@ type Event struct {
 	// ClockTrusted says whether Time came from a trusted clock.
 	ClockTrusted bool `json:"clockTrusted"`
 	// Plate is the normalised plate that was read, which for a denied
-	// plate is the only trace of the car. Not in docs/sync.md's example;
-	// an added field, as the format allows.
+	// plate is the only trace of the car.
 	Plate string `json:"plate,omitempty"`
-	// Detail is free text for a person. Also an added field.
+	// Detail is free text for a person.
 	Detail string `json:"detail,omitempty"`
 }
 
@@ -581,9 +580,8 @@ const (
 	ReasonGap = "gap"
 	// ReasonStale: a heartbeat says central is ahead of the gate.
 	ReasonStale = "stale"
-	// ReasonCommand: central's resync command asked for it. Not in
-	// docs/sync.md's list; a word added so that central's log tells a
-	// requested resync from a repair.
+	// ReasonCommand: central's resync command asked for it, so that
+	// central's log tells a requested resync from a repair.
 	ReasonCommand = "command"
 )
 
@@ -591,7 +589,8 @@ const (
 type SyncRequest struct {
 	// V is the format version; encoders set it.
 	V int `json:"v"`
-	// ID identifies the request (the gate's choice), for the logs.
+	// ID identifies the request (the gate's choice); central echoes it
+	// in the snapshot that answers it (SnapshotPart.Request).
 	ID string `json:"id"`
 	// Have is the version the gate's cache holds.
 	Have int64 `json:"have"`
