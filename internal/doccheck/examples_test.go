@@ -331,7 +331,6 @@ func TestTicketWorkedExample(t *testing.T) {
 	}
 }
 
-
 // docs/sync.md names every word a gate may send in an event (kinds,
 // sources, decision reasons, barrier faults) and every command result
 // word, so that a vendor's gate can be written from it.
