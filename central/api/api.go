@@ -96,6 +96,7 @@ func New(svc *booking.Service, opt Options) *Handler {
 	route("GET /admin/reservations/{id}/payments", h.admin(h.payments))
 	route("GET /gates", h.admin(h.gates))
 	route("POST /gates/{id}/open", h.admin(h.openGate))
+	route("POST /gates/{id}/resync", h.admin(h.resyncGate))
 	route("GET /admin/exceptions", h.admin(h.gateEvents(store.EventException)), "gate", "limit")
 	route("GET /admin/gate-events", h.admin(h.gateEvents("")), "gate", "limit")
 	route("GET /tickets/public-key", func(w http.ResponseWriter, r *http.Request) {
@@ -762,9 +763,27 @@ func queryInt(q url.Values, name string, def, lo, hi int) (int, error) {
 type GateCommander interface {
 	// OpenGate asks gate id to open its barrier and returns its answer.
 	OpenGate(ctx context.Context, id, reason string) (ok bool, refusal string, err error)
+	// ResyncGate asks gate id to request a snapshot of the reservation
+	// list and returns its answer (that it asked, not that the snapshot
+	// arrived).
+	ResyncGate(ctx context.Context, id string) (ok bool, refusal string, err error)
 }
 
 func (h *Handler) openGate(w http.ResponseWriter, r *http.Request) {
+	h.gateCommand(w, r, "open", func(id string) (bool, string, error) {
+		return h.opt.Gates.OpenGate(r.Context(), id, "operator")
+	}, "opened")
+}
+
+func (h *Handler) resyncGate(w http.ResponseWriter, r *http.Request) {
+	h.gateCommand(w, r, "resync", func(id string) (bool, string, error) {
+		return h.opt.Gates.ResyncGate(r.Context(), id)
+	}, "resyncing")
+}
+
+// gateCommand sends a known gate a command and answers with its result:
+// {"gateId":id, done:true} when the gate carried it out.
+func (h *Handler) gateCommand(w http.ResponseWriter, r *http.Request, what string, send func(id string) (bool, string, error), done string) {
 	id := r.PathValue("id")
 	if h.opt.Gates == nil {
 		writeError(w, http.StatusServiceUnavailable, "no_gates", "centrald has no MQTT broker configured, so it cannot reach gates")
@@ -777,13 +796,13 @@ func (h *Handler) openGate(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	ok, refusal, err := h.opt.Gates.OpenGate(r.Context(), id, "operator")
+	ok, refusal, err := send(id)
 	switch {
 	case err != nil:
 		writeError(w, http.StatusServiceUnavailable, "gate_unreachable", "the gate did not answer: "+err.Error())
 	case !ok:
-		writeError(w, http.StatusConflict, "gate_refused", "the gate refused to open: "+refusal)
+		writeError(w, http.StatusConflict, "gate_refused", "the gate refused to "+what+": "+refusal)
 	default:
-		writeJSON(w, http.StatusOK, map[string]any{"gateId": id, "opened": true})
+		writeJSON(w, http.StatusOK, map[string]any{"gateId": id, done: true})
 	}
 }

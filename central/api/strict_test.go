@@ -232,6 +232,7 @@ func TestEveryRouteRefusesUnknownQuery(t *testing.T) {
 		"GET /admin/reservations/{id}/payments": "/admin/reservations/x/payments",
 		"GET /gates":                            "/gates",
 		"POST /gates/{id}/open":                 "/gates/g/open",
+		"POST /gates/{id}/resync":               "/gates/g/resync",
 		"GET /admin/exceptions":                 "/admin/exceptions",
 		"GET /admin/gate-events":                "/admin/gate-events",
 		"GET /tickets/public-key":               "/tickets/public-key",

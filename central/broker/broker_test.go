@@ -25,6 +25,7 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	pahopackets "github.com/eclipse/paho.mqtt.golang/packets"
 )
 
 const (
@@ -611,4 +612,62 @@ func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.
 	pool = x509.NewCertPool()
 	pool.AddCert(cert)
 	return certFile, keyFile, pool
+}
+
+// logBuffer collects the broker's log for assertions.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// A gate with the right password but another client id is refused with
+// CONNACK 5, as a wrong password is; the operator learns from central's
+// log which of the two it was, and which client id to use.
+func TestClientIDMismatchHasItsOwnReason(t *testing.T) {
+	var logs logBuffer
+	b, err := New(Config{Site: testSite, Listen: "127.0.0.1:0", CentralUser: centralUser, CentralPassword: centralPassword},
+		testCreds(), slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.Serve(ctx) }()
+	defer func() { cancel(); <-done }()
+	addr := b.Addr()
+
+	for _, c := range []struct{ name, client, password, reason string }{
+		{"client id mismatch", "gate-a-test", "secret-a", `reason="client id mismatch`},
+		{"bad password", "gate-a", "secret-b", `reason="bad password"`},
+	} {
+		_, err := dial(t, clientOpts(addr, c.client, "gate-a", c.password))
+		if err == nil || !strings.Contains(err.Error(), pahopackets.ErrorRefusedNotAuthorised.Error()) {
+			t.Errorf("%s: connect error %v, want CONNACK 5 (%v)", c.name, err, pahopackets.ErrorRefusedNotAuthorised)
+		}
+		// The broker logs before it sends the CONNACK.
+		var line string
+		for l := range strings.SplitSeq(logs.String(), "\n") {
+			if strings.Contains(l, "client="+c.client+" ") && strings.Contains(l, "refused") {
+				line = l
+			}
+		}
+		if !strings.Contains(line, c.reason) {
+			t.Errorf("%s: log line %q, want %s", c.name, line, c.reason)
+		}
+	}
+	if l := logs.String(); !strings.Contains(l, "want_client=gate-a") {
+		t.Errorf("the mismatch's log does not name the client id to use:\n%s", l)
+	}
 }

@@ -115,8 +115,14 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 		// A client id is a session: connecting with another client's id
 		// disconnects it. Tying a gate to its own id keeps one gate from
 		// kicking another gate (or centrald) off the broker.
+		// Refused like a wrong password on the wire (CONNACK 5): MQTT
+		// 3.1.1 has no better code, and 2 (identifier rejected) would
+		// tell a stranger the password was right. The log says it.
 		if cl.ID != user {
-			return refuse("a gate's client id must be its gate id")
+			h.log.Warn("mqtt connection refused", "user", user, "client", cl.ID, "remote", cl.Net.Remote,
+				"reason", "client id mismatch: the password is right, but a gate's MQTT client id must be its gate id",
+				"want_client", user)
+			return false
 		}
 		ro = role{gate: user}
 	}

@@ -327,6 +327,12 @@ func (c *Client) OpenGate(ctx context.Context, gateID string) error {
 	return c.do(ctx, http.MethodPost, "/gates/"+seg(gateID)+"/open", c.admin, nil, nil, nil)
 }
 
+// ResyncGate asks a gate to request a fresh snapshot of the reservation
+// list (operators); centrald answers once the gate has asked.
+func (c *Client) ResyncGate(ctx context.Context, gateID string) error {
+	return c.do(ctx, http.MethodPost, "/gates/"+seg(gateID)+"/resync", c.admin, nil, nil, nil)
+}
+
 // Push creates all items as paid operator reservations, or none of them:
 // the server applies the whole list in one transaction, and an error names
 // the first item ("reservation N: ...", counting from 1) it could not

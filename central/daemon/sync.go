@@ -137,3 +137,15 @@ func (g gateCommands) OpenGate(ctx context.Context, id, reason string) (bool, st
 	}
 	return res.OK, res.Error, nil
 }
+
+// ResyncGate asks a gate to request a snapshot and waits for its answer.
+func (g gateCommands) ResyncGate(ctx context.Context, id string) (bool, string, error) {
+	if g.relay == nil {
+		return false, "", fmt.Errorf("no MQTT broker is configured")
+	}
+	res, err := g.relay.Resync(ctx, id)
+	if err != nil {
+		return false, "", err
+	}
+	return res.OK, res.Error, nil
+}

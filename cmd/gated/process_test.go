@@ -438,6 +438,14 @@ func TestSyncEndToEnd(t *testing.T) {
 	if status, _ := c.call("POST", "/gates/nope/open", admin, ""); status != 404 {
 		t.Fatalf("remote open of an unknown gate: %d", status)
 	}
+	// An operator makes the entry gate reload its list: the gate answers
+	// once it has asked for the snapshot.
+	if status, m := c.call("POST", "/gates/entry-1/resync", admin, ""); status != 200 || m["resyncing"] != true {
+		t.Fatalf("resync: %d %v", status, m)
+	}
+	if status, m := c.call("POST", "/gates/nope/resync", admin, ""); status != 404 || m["error"] == nil {
+		t.Fatalf("resync of an unknown gate: %d %v", status, m)
+	}
 	waitUntil(t, "the remote opening recorded at centrald", 10*time.Second, func() bool {
 		req, _ := http.NewRequest("GET", c.base+"/admin/gate-events?gate=exit-1", nil)
 		req.Header.Set("Authorization", "Bearer "+admin)

@@ -70,6 +70,7 @@ operators (admin token):
                                   list reservations
   changes [--after N] [--limit N] read the change log
   gate open ID                    open gate ID's barrier remotely (over MQTT)
+  gate resync ID                  make gate ID reload its reservation list
 
   version                         print the version
   help [command]                  print this help, or one command's
@@ -104,7 +105,7 @@ var helps = map[string]string{
 	"push":         "push FILE.csv\n\nPushes paid operator reservations (operators). The file has a header\nrow naming the columns spot, from, until and optionally car and\nreference; '#' starts a comment line. Every row is checked first and\nbad rows are reported by line; the server then creates all rows or\nnone. Prints each new reservation's id and token.",
 	"reservations": "reservations [--spot ID] [--state S,S] [--limit N]\n\nLists reservations (operators). States: reserved, paid, taken, left,\nexpired, no_show, cancelled.",
 	"changes":      "changes [--after N] [--limit N]\n\nReads the change log (operators), oldest first, from the entry after\nversion N.",
-	"gate":         "gate open ID\n\nAsks gate ID to open its barrier (operators). centrald sends the command\nover MQTT with an id and a short expiry; the gate records it as a\ndecision and opens, or says why not.",
+	"gate":         "gate open ID\ngate resync ID\n\nopen asks gate ID to open its barrier (operators). centrald sends the\ncommand over MQTT with an id and a short expiry; the gate records it as a\ndecision and opens, or says why not.\n\nresync makes gate ID ask central for a snapshot of the reservation list\n(operators), e.g. after repairing its database; it returns once the gate\nhas asked.",
 	"version":      "version\n\nPrints parkctl's version.",
 	"help":         "help [command]\n\nPrints the usage of parkctl or of one command.",
 }
@@ -897,11 +898,17 @@ func (cl *cli) gate(args []string) int {
 	if !ok {
 		return code
 	}
-	if pos[0] != "open" {
-		return cl.usageErr(usagef("gate takes one subcommand: open ID"))
+	switch pos[0] {
+	case "open":
+		if err := c.OpenGate(cl.ctx, pos[1]); err != nil {
+			return cl.fail(err)
+		}
+		return cl.done(func(w io.Writer) { fmt.Fprintf(w, "gate %s opened\n", pos[1]) })
+	case "resync":
+		if err := c.ResyncGate(cl.ctx, pos[1]); err != nil {
+			return cl.fail(err)
+		}
+		return cl.done(func(w io.Writer) { fmt.Fprintf(w, "gate %s asked central for a snapshot\n", pos[1]) })
 	}
-	if err := c.OpenGate(cl.ctx, pos[1]); err != nil {
-		return cl.fail(err)
-	}
-	return cl.done(func(w io.Writer) { fmt.Fprintf(w, "gate %s opened\n", pos[1]) })
+	return cl.usageErr(usagef("gate takes a subcommand: open ID or resync ID"))
 }

@@ -191,8 +191,9 @@ func (r *Relay) relayFailed(s *relayState, what string, err error) {
 	r.log.Warn("relay paused; retrying from the same version", "what", what, "version", r.relayed.Load(), "err", err)
 }
 
-// syncLoop answers sync requests, one snapshot in flight per gate and at
-// most maxSnapshots at once.
+// syncLoop answers sync requests, one snapshot in flight per gate (a
+// request made meanwhile is answered after it) and at most maxSnapshots
+// at once.
 func (r *Relay) syncLoop(ctx context.Context, wg *sync.WaitGroup) {
 	for {
 		m, ok := r.syncs.pop(ctx)
@@ -214,26 +215,49 @@ func (r *Relay) syncLoop(ctx context.Context, wg *sync.WaitGroup) {
 		r.snapMu.Lock()
 		busy := r.snapping[m.gate]
 		r.snapping[m.gate] = true
+		if busy {
+			r.snapNext[m.gate] = req
+		}
 		r.snapMu.Unlock()
 		if busy {
-			// The snapshot on its way answers this request too: the gate
-			// takes the newest snapshot and then the batches after it.
-			r.log.Info("a snapshot for this gate is already on its way", "gate", m.gate, "request", req.ID, "reason", req.Reason)
+			// Answered when the snapshot on its way is sent, with a
+			// snapshot of its own that echoes its id: the gate takes
+			// only answers to what it asked since its last snapshot, and
+			// it asks again when the first answer is slow or lost. Only
+			// the newest of such requests is kept: one answer after it
+			// covers them all.
+			r.log.Info("a snapshot for this gate is on its way; this request is answered after it", "gate", m.gate, "request", req.ID, "reason", req.Reason)
 			continue
 		}
 		wg.Go(func() {
-			defer func() {
-				r.snapMu.Lock()
+			// done ends the gate's turn, in the same critical section
+			// that finds no request left, so that a request arriving
+			// after it starts a turn of its own.
+			done := func() {
 				delete(r.snapping, m.gate)
+				delete(r.snapNext, m.gate)
 				r.snapMu.Unlock()
-			}()
+			}
 			select {
 			case r.snapSlot <- struct{}{}:
 			case <-ctx.Done():
+				r.snapMu.Lock()
+				done()
 				return
 			}
 			defer func() { <-r.snapSlot }()
-			r.answerSync(ctx, m.gate, req)
+			for req := req; ; {
+				r.answerSync(ctx, m.gate, req)
+				r.snapMu.Lock()
+				next, more := r.snapNext[m.gate]
+				if !more || ctx.Err() != nil {
+					done()
+					return
+				}
+				delete(r.snapNext, m.gate)
+				r.snapMu.Unlock()
+				req = next
+			}
 		})
 	}
 }
@@ -262,6 +286,7 @@ func (r *Relay) answerSync(ctx context.Context, gate string, req syncmsg.SyncReq
 	}
 	bytes := 0
 	for _, p := range parts {
+		p.Request = req.ID // so that the gate can tell which request this answers
 		payload, err := syncmsg.EncodeSnapshotPart(p)
 		if err == nil {
 			err = r.publish(ctx, r.topics.Snapshot(gate), payload)

@@ -194,6 +194,7 @@ type Relay struct {
 
 	snapMu   sync.Mutex
 	snapping map[string]bool
+	snapNext map[string]syncmsg.SyncRequest // the newest request made while one was being answered
 	snapSlot chan struct{}
 }
 
@@ -230,6 +231,7 @@ func New(cfg Config, st store.Store, svc EventApplier, clk clock.Clock, log *slo
 		seen:     map[string]time.Time{},
 		waiters:  map[string]waiter{},
 		snapping: map[string]bool{},
+		snapNext: map[string]syncmsg.SyncRequest{},
 		snapSlot: make(chan struct{}, maxSnapshots),
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -31,6 +32,7 @@ type conn struct {
 	awaiting    bool
 	reason      string
 	requestID   string
+	asked       []string // the requests made since the last snapshot applied, oldest first
 	requestedAt time.Time
 	progressAt  time.Time // last new part of the snapshot being assembled
 	asm         *syncmsg.Assembler
@@ -376,6 +378,10 @@ func (c *conn) request(ctx context.Context, reason string) error {
 		return err // cannot happen: every field is ours
 	}
 	c.awaiting, c.reason, c.requestID = true, reason, id
+	if len(c.asked) == maxOpenRequests {
+		c.asked = append(c.asked[:0], c.asked[1:]...)
+	}
+	c.asked = append(c.asked, id)
 	c.requestedAt, c.progressAt = c.s.clk.Now(), time.Time{}
 	c.log.Info("asking central for a snapshot", "reason", reason, "have", have, "request", id)
 	return c.publish(ctx, c.s.topics.Sync(c.gate), false, payload)
@@ -424,6 +430,10 @@ func (c *conn) apply(ctx context.Context, ch syncmsg.Changes) error {
 		}
 		return nil
 	}
+	// A batch the cache is inside of (a relay that went on from an older
+	// position, or a buffered batch that began before the snapshot's
+	// version) is applied from the version held.
+	ch = ch.Above(have)
 	switch syncmsg.Classify(have, ch) {
 	case syncmsg.Repeat:
 		c.log.Debug("changes already held", "from", ch.From, "to", ch.To, "have", have)
@@ -462,6 +472,13 @@ func (c *conn) onSnapshot(ctx context.Context, p []byte) error {
 		c.log.Debug("snapshot part not asked for; ignored", "snapshot", part.ID, "part", part.Part)
 		return nil
 	}
+	if part.Request != "" && !slices.Contains(c.asked, part.Request) {
+		// The answer to a request already answered (a snapshot applied
+		// since may be newer than it) or made on an earlier connection.
+		c.log.Debug("snapshot part answering another request ignored", "snapshot", part.ID, "part", part.Part,
+			"answers", part.Request, "request", c.requestID)
+		return nil
+	}
 	entries, version, done, err := c.asm.Add(part)
 	switch {
 	case errors.Is(err, syncmsg.ErrStaleSnapshot):
@@ -482,9 +499,9 @@ func (c *conn) onSnapshot(ctx context.Context, p []byte) error {
 		c.progressAt = c.s.clk.Now()
 		return c.localFailure(ctx, "applying the snapshot failed", "snapshot", part.ID, "version", version, "err", err)
 	}
-	c.awaiting = false
+	c.awaiting, c.asked = false, nil
 	c.log.Info("snapshot applied", "snapshot", part.ID, "version", version, "entries", len(entries),
-		"request", c.requestID, "buffered", len(c.buffered))
+		"answers", part.Request, "request", c.requestID, "buffered", len(c.buffered))
 	buf := c.buffered
 	c.buffered = nil
 	for _, ch := range buf {

@@ -94,6 +94,10 @@ const (
 	// batches. With central away, the gate resends these every
 	// ResendAfter instead of its whole outbox.
 	maxInFlight = 1000
+	// maxOpenRequests bounds the sync requests whose answers the gate
+	// still takes: a request is asked again every SnapshotTimeout, and
+	// an answer to one older than the last few is not worth waiting for.
+	maxOpenRequests = 8
 	// maxBuffered bounds the batches of changes held while a snapshot is
 	// awaited; the oldest go first, as the snapshot most likely covers
 	// them.

@@ -39,7 +39,9 @@ func (v Verdict) String() string {
 
 // Classify applies docs/sync.md's rule to a gate holding version have:
 // have == From applies, have >= To is a repeat, anything else (have <
-// From, or From < have < To) is a gap. A heartbeat at the version held
+// From, or From < have < To) is a gap. A gate trims a batch it holds a
+// version inside of (From < have < To) with Changes.Above first, which
+// makes it one to apply. A heartbeat at the version held
 // (From == To == have) fits both of the first two; it is a Repeat, since
 // applying nothing and holding what is held is ignoring it, without the
 // write. A batch with From > To (which DecodeChanges refuses) is a Gap,

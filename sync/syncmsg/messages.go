@@ -258,6 +258,25 @@ func Heartbeat(version int64) Changes {
 // batch with ReasonGap.
 func (c Changes) IsHeartbeat() bool { return c.From == c.To }
 
+// Above returns the part of c above have, for a gate holding a version
+// inside the batch (From < have < To): the batch (have, To] with the
+// entries whose version is above have. The versions up to have are in the
+// gate's cache already, and an entry is a reservation's full state, so
+// applying the rest on top of have gives what applying all of c on top of
+// From gives. For any other have, c is returned as it is.
+func (c Changes) Above(have int64) Changes {
+	if have <= c.From || have >= c.To {
+		return c
+	}
+	out := Changes{V: c.V, From: have, To: c.To}
+	for _, ve := range c.Entries {
+		if ve.Version > have {
+			out.Entries = append(out.Entries, ve)
+		}
+	}
+	return out
+}
+
 func (c *Changes) validate() error {
 	switch {
 	case c.From < 0:
@@ -460,10 +479,9 @@ type Event struct {
 	// ClockTrusted says whether Time came from a trusted clock.
 	ClockTrusted bool `json:"clockTrusted"`
 	// Plate is the normalised plate that was read, which for a denied
-	// plate is the only trace of the car. Not in docs/sync.md's example;
-	// an added field, as the format allows.
+	// plate is the only trace of the car.
 	Plate string `json:"plate,omitempty"`
-	// Detail is free text for a person. Also an added field.
+	// Detail is free text for a person.
 	Detail string `json:"detail,omitempty"`
 }
 
@@ -562,9 +580,8 @@ const (
 	ReasonGap = "gap"
 	// ReasonStale: a heartbeat says central is ahead of the gate.
 	ReasonStale = "stale"
-	// ReasonCommand: central's resync command asked for it. Not in
-	// docs/sync.md's list; a word added so that central's log tells a
-	// requested resync from a repair.
+	// ReasonCommand: central's resync command asked for it, so that
+	// central's log tells a requested resync from a repair.
 	ReasonCommand = "command"
 )
 
@@ -572,7 +589,8 @@ const (
 type SyncRequest struct {
 	// V is the format version; encoders set it.
 	V int `json:"v"`
-	// ID identifies the request (the gate's choice), for the logs.
+	// ID identifies the request (the gate's choice); central echoes it
+	// in the snapshot that answers it (SnapshotPart.Request).
 	ID string `json:"id"`
 	// Have is the version the gate's cache holds.
 	Have int64 `json:"have"`
@@ -784,13 +802,25 @@ type SnapshotPart struct {
 	// Count is the number of entries in the whole snapshot.
 	Count int `json:"count"`
 	// Gzip is this part's share of the compressed array, at most
-	// DefaultPartSize bytes.
+	// DefaultPartSize bytes: the compressed bytes are cut first and each
+	// slice is base64-encoded on its own, so a receiver decodes every
+	// part and joins the bytes (never the base64 text).
 	Gzip []byte `json:"gzip"`
+	// Request is the id of the sync request this snapshot answers (every
+	// part carries it), so that a gate that asked again can tell which
+	// request an answer belongs to. "" from a central that does not echo
+	// it, and in a snapshot nobody asked for.
+	Request string `json:"request,omitempty"`
 }
 
 func (p *SnapshotPart) validate() error {
 	if err := checkToken("id", p.ID, 64); err != nil {
 		return invalid("snapshot part: %v", err)
+	}
+	if p.Request != "" {
+		if err := checkToken("request", p.Request, 64); err != nil {
+			return invalid("snapshot %q: %v", p.ID, err)
+		}
 	}
 	switch {
 	case p.Version < 0:
