@@ -258,7 +258,9 @@ func TestRunScansIsBoundedInTime(t *testing.T) {
 		t.Errorf("ran %s for a 150 ms run", took)
 	}
 	r := summarizeScans("x", "bad_signature", 1, ss)
-	if r.Client.Requests < 5 || r.Client.Requests > 40 || r.Errors() != 0 {
+	// At most 150 ms / 5 ms = 30 scans (plus slack); at least one, however
+	// loaded the machine (a busy CI machine may fit only a few).
+	if r.Client.Requests < 1 || r.Client.Requests > 40 || r.Errors() != 0 {
 		t.Errorf("%d scans in 150 ms of 5 ms each, %d errors", r.Client.Requests, r.Errors())
 	}
 
