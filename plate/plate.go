@@ -1,7 +1,8 @@
 // Package plate holds the one way parkgate compares licence plates, used
 // by both halves: centrald (a reservation's carId), the gate's cache and
-// its ANPR camera input. Plates are compared after normalising (PRODUCT.md
-// §5: "k-lm 42" is "KLM42").
+// its ANPR camera input. Plates are compared after normalising
+// ("k-lm 42" is "KLM42"), so a plate typed by a driver matches the one a
+// camera reads.
 package plate
 
 import (
@@ -17,7 +18,7 @@ const MaxLen = 16
 
 // Normalize reduces a plate to the form the lane compares: upper case, with
 // spaces, dashes, dots and every other separator removed, so that "k-lm 42"
-// and "KLM 42" are both "KLM42" (PRODUCT.md §5).
+// and "KLM 42" are both "KLM42".
 //
 // Letters with diacritics are folded to their base letter (Ö→O, Š→S, ß→SS)
 // because cameras disagree on whether to report them: one OCR engine reads

@@ -9,7 +9,7 @@ func TestNormalize(t *testing.T) {
 	tests := []struct {
 		in, want string
 	}{
-		{"k-lm 42", "KLM42"}, // PRODUCT.md §5
+		{"k-lm 42", "KLM42"}, // the documented example (docs/gated.md)
 		{"KLM42", "KLM42"},
 		{"  klm\t42\n", "KLM42"},
 		{"B·MW.1234", "BMW1234"},
