@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/parkgate/parkgate/central/payment"
 	"github.com/parkgate/parkgate/central/reservation"
 	"github.com/parkgate/parkgate/central/store"
 )
@@ -86,7 +85,7 @@ func (s *Service) Pay(ctx context.Context, spotID string, c Caller, req PayReque
 				// Checked before any replay: a finished first request must
 				// not answer (with its plate) for a different one.
 				return newErr(Unprocessable, "idempotency_key_reused", "this Idempotency-Key was used for a different request")
-			case err == nil && (prev.Outcome == store.AttemptSucceeded || prev.Outcome == store.AttemptDeclined):
+			case err == nil && !store.Unsettled(prev.Outcome):
 				replay = &prev
 				return nil
 			}
@@ -141,76 +140,53 @@ func (s *Service) Pay(ctx context.Context, spotID string, c Caller, req PayReque
 
 	// (2) charge, outside any transaction.
 	cctx, cancel := context.WithTimeout(ctx, s.cfg.PaymentTimeout)
-	receipt, perr := s.pay.Charge(cctx, payment.Charge{
-		Amount:         att.Amount,
-		Currency:       att.Currency,
-		PaymentMethod:  att.PaymentMethod,
-		IdempotencyKey: att.ProviderKey,
-		Metadata:       map[string]string{"reservation_id": r.ID, "spot_id": r.SpotID},
-	})
+	receipt, perr := s.pay.Charge(cctx, chargeOf(att, r.SpotID))
 	cancel()
 
 	// (3) record. Use a context that outlives a client that hung up: the
 	// money has moved, so the outcome must be written.
 	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer rcancel()
-	var decline *payment.DeclineError
-	switch {
-	case perr == nil:
-		att.Outcome, att.ProviderRef = store.AttemptSucceeded, receipt.Ref
-	case errors.As(perr, &decline):
-		att.Outcome, att.Message = store.AttemptDeclined, decline.Reason
-	default:
-		att.Outcome = store.AttemptFailed
-	}
+	outcomeOf(&att, receipt, perr)
 	att.FinishedAt = s.now()
-	var paid reservation.Reservation
+	var (
+		paid     reservation.Reservation
+		refunded bool
+	)
 	err = s.store.Write(rctx, func(tx store.Tx) error {
 		cur, err := tx.Get(r.ID)
 		if err != nil {
 			return err
 		}
 		cur.PaymentStartedAt = time.Time{}
-		kind := store.KindPaymentDeclined
-		if att.Outcome == store.AttemptSucceeded {
-			if err := reservation.CanMove(cur.State, reservation.Paid); err != nil {
-				// Paid meanwhile by another attempt, or cancelled: the
-				// money is recorded on the attempt for an operator (and,
-				// with Stripe, a refund) to settle.
-				s.log.Warn("charge succeeded on a reservation that cannot be paid", "reservation", cur.ID, "state", cur.State, "attempt", att.Number)
-			} else {
-				cur.State, cur.PaidAt, cur.CarID, cur.PaymentRef = reservation.Paid, att.FinishedAt, car, att.ProviderRef
-			}
-			kind = store.KindPaid
+		// The reconciler may have settled this attempt meanwhile (this
+		// request's answer came late): its outcome stands.
+		if att, refunded, err = s.recordOutcome(tx, &cur, att, "driver"); err != nil {
+			return err
 		}
 		if err := tx.Update(cur); err != nil {
 			return err
 		}
-		if err := tx.PutAttempt(att); err != nil {
-			return err
-		}
-		if att.Outcome != store.AttemptFailed {
-			if err := tx.Log(change(kind, "driver", cur, att.FinishedAt)); err != nil {
-				return err
-			}
-		}
 		paid = cur
 		return nil
 	})
-	s.metrics.payment(att.Outcome)
 	if err != nil {
 		return Issued{}, err
 	}
+	s.metrics.payment(att.Outcome)
+	if refunded {
+		s.wakeRefunder()
+	}
 	switch att.Outcome {
 	case store.AttemptDeclined:
-		s.log.Info("payment declined", "reservation", r.ID, "attempt", att.Number, "code", decline.Code)
-		return Issued{}, &Error{Kind: Declined, Code: "payment_declined", Message: decline.Reason}
-	case store.AttemptFailed:
+		s.log.Info("payment declined", "reservation", r.ID, "attempt", att.Number)
+		return Issued{}, &Error{Kind: Declined, Code: "payment_declined", Message: att.Message}
+	case store.AttemptUnknown, store.AttemptPending:
 		s.log.Warn("payment provider failed", "reservation", r.ID, "attempt", att.Number, "err", perr)
 		return Issued{}, &Error{Kind: Unavailable, Code: "payment_unavailable", Message: "the payment provider did not answer; nothing was charged twice, retry in a moment", Err: perr}
 	}
 	if paid.State != reservation.Paid || paid.PaymentRef != att.ProviderRef {
-		return Issued{}, newErr(Conflict, "wrong_state", "the reservation is %s; the charge %s is recorded for an operator to settle", paid.State, att.ProviderRef)
+		return Issued{}, newErr(Conflict, "wrong_state", "the reservation is %s; the charge is refunded in full", paid.State)
 	}
 	s.log.Info("paid", "reservation", r.ID, "spot", r.SpotID, "attempt", att.Number)
 	t, err := s.ticket(paid)
@@ -241,7 +217,7 @@ func requestHash(keyHash, h []byte) []byte {
 }
 
 // lastUnsettled returns the reservation's latest attempt if its outcome is
-// not known (pending after a crash, or failed at the provider).
+// not known (pending after a crash, or unknown after a provider error).
 func (s *Service) lastUnsettled(ctx context.Context, r reservation.Reservation) (store.PaymentAttempt, bool, error) {
 	if r.PaymentAttempts == 0 {
 		return store.PaymentAttempt{}, false, nil
@@ -251,14 +227,19 @@ func (s *Service) lastUnsettled(ctx context.Context, r reservation.Reservation) 
 		return store.PaymentAttempt{}, false, err
 	}
 	last := atts[len(atts)-1]
-	return last, last.Outcome == store.AttemptPending || last.Outcome == store.AttemptFailed, nil
+	return last, last.Outcome == store.AttemptPending || last.Outcome == store.AttemptUnknown, nil
 }
 
 // replay answers a retried request (same Idempotency-Key) with the first
 // request's outcome.
 func (s *Service) replay(ctx context.Context, id string, att store.PaymentAttempt) (Issued, error) {
-	if att.Outcome == store.AttemptDeclined {
+	switch att.Outcome {
+	case store.AttemptDeclined:
 		return Issued{}, &Error{Kind: Declined, Code: "payment_declined", Message: att.Message}
+	case store.AttemptFailed:
+		// The provider said nothing was charged (found by the
+		// reconciler): like a decline, the key keeps its answer.
+		return Issued{}, &Error{Kind: Declined, Code: "payment_failed", Message: "the payment did not go through and nothing was charged; pay again with a new Idempotency-Key"}
 	}
 	r, err := s.store.Get(ctx, id)
 	if err != nil {

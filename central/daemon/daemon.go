@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -132,6 +133,7 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 		})},
 		service.Named{Name: "sweeper", Service: &booking.Sweeper{Service: svc, Interval: cfg.Reservations.SweepInterval}},
 		service.Named{Name: "refunder", Service: &booking.Refunder{Service: svc, Interval: booking.DefaultConfig().RefundInterval}},
+		service.Named{Name: "reconciler", Service: &booking.Reconciler{Service: svc, Interval: reconcileInterval(cfg.Payment.Timeout)}},
 		service.Named{Name: "watchdog", Service: sdnotify.Watchdog{Interval: sdnotify.WatchdogInterval(), Healthy: st.Ping}},
 	)
 	return service.Run(ctx, log, services...)
@@ -148,11 +150,22 @@ func bookingConfig(cfg config.Config) booking.Config {
 	return b
 }
 
+// reconcileInterval is how often the reconciler looks for attempts whose
+// outcome is unknown: often enough that one is settled within twice the
+// payment timeout after it started.
+func reconcileInterval(timeout time.Duration) time.Duration {
+	return max(timeout/2, 500*time.Millisecond)
+}
+
 // PaymentProvider returns the configured payment provider.
 func PaymentProvider(cfg config.Config) (payment.Provider, error) {
 	switch cfg.Payment.Provider {
 	case "fake":
-		return &fakepay.Provider{}, nil
+		p, err := fakepay.Open(cfg.Payment.Fake.StateFile)
+		if err != nil {
+			return nil, fmt.Errorf("payment.fake.state_file: %w", err)
+		}
+		return p, nil
 	case "stripe":
 		p, err := stripepay.New(stripepay.Config{SecretKey: cfg.Payment.Stripe.SecretKey, APIURL: cfg.Payment.Stripe.APIURL})
 		if err != nil {

@@ -75,6 +75,11 @@ type Store interface {
 	// PendingRefunds lists up to limit refunds not yet settled, oldest
 	// first.
 	PendingRefunds(ctx context.Context, limit int) ([]Refund, error)
+	// UnsettledAttempts lists up to limit payment attempts, of every
+	// reservation, whose outcome is not known yet (pending, unknown,
+	// requires_action) and that started in [startedAfter, startedBefore),
+	// oldest first: the reconciler's work.
+	UnsettledAttempts(ctx context.Context, startedAfter, startedBefore time.Time, limit int) ([]PaymentAttempt, error)
 
 	// Gates lists every known gate with its presence, by id.
 	Gates(ctx context.Context) ([]Gate, error)
@@ -133,6 +138,8 @@ type Tx interface {
 	// PutAttempt inserts or replaces (by reservation and number) a payment
 	// attempt.
 	PutAttempt(a PaymentAttempt) error
+	// Attempts lists the reservation's payment attempts, oldest first.
+	Attempts(reservationID string) ([]PaymentAttempt, error)
 	// Refunds lists the reservation's refunds, oldest first.
 	Refunds(reservationID string) ([]Refund, error)
 	// Gate returns one gate (ErrNotFound if unknown).
@@ -191,10 +198,29 @@ const (
 
 // Attempt outcomes.
 const (
-	AttemptPending   = "pending"
+	AttemptPending   = "pending" // claimed, the provider is being asked
 	AttemptSucceeded = "succeeded"
 	AttemptDeclined  = "declined"
-	AttemptFailed    = "failed" // provider error or timeout: nothing known to be charged
+	// AttemptUnknown: the provider erred or did not answer in time; money
+	// may have moved. The reconciler settles it.
+	AttemptUnknown = "unknown"
+	// AttemptRequiresAction: the cardholder must authenticate (3-D
+	// Secure); a webhook, a repeated request or the reconciler settles it.
+	AttemptRequiresAction = "requires_action"
+	// AttemptFailed: the provider says nothing was charged (a reconciled
+	// attempt, or an authentication that timed out and was cancelled).
+	AttemptFailed = "failed"
+)
+
+// Unsettled reports whether an attempt's outcome is still open.
+func Unsettled(outcome string) bool {
+	return outcome == AttemptPending || outcome == AttemptUnknown || outcome == AttemptRequiresAction
+}
+
+// Attempt purposes.
+const (
+	PurposeReservation = ""         // the reservation's price, paid by the driver
+	PurposeOverstay    = "overstay" // the overstay fee, charged off-session at the exit
 )
 
 // PaymentAttempt records one try to charge a reservation: every money
@@ -219,8 +245,14 @@ type PaymentAttempt struct {
 	CarID       string
 	// PaymentMethod is the provider's reference (pm_...), never card data.
 	PaymentMethod string
-	StartedAt     time.Time
-	FinishedAt    time.Time
+	// Purpose is what the money is for: PurposeReservation or
+	// PurposeOverstay.
+	Purpose string
+	// CustomerRef is the provider's customer the payment method was saved
+	// to for off-session charges (cus_...), empty when none.
+	CustomerRef string
+	StartedAt   time.Time
+	FinishedAt  time.Time
 }
 
 // Refund statuses.

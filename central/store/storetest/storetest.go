@@ -755,7 +755,8 @@ func testPaymentAttempts(t *testing.T, s store.Store) {
 
 	second := store.PaymentAttempt{ReservationID: "a", Number: 2, ProviderKey: "a/2", Outcome: store.AttemptDeclined,
 		Message: "Your card was declined.", Amount: 250, Currency: "eur", StartedAt: at(0), FinishedAt: at(0.01)}
-	other := store.PaymentAttempt{ReservationID: "b", Number: 1, ProviderKey: "b/1", Outcome: store.AttemptFailed, StartedAt: at(0)}
+	other := store.PaymentAttempt{ReservationID: "b", Number: 1, ProviderKey: "b/1", Outcome: store.AttemptUnknown, StartedAt: at(0),
+		Purpose: store.PurposeOverstay, CustomerRef: "cus_1", PaymentMethod: "pm_card_visa"}
 	write(t, s, func(tx store.Tx) error {
 		if err := tx.PutAttempt(second); err != nil {
 			return err
@@ -773,6 +774,41 @@ func testPaymentAttempts(t *testing.T, s store.Store) {
 	same("list 2", as[1], second)
 	if as, err := s.PaymentAttempts(ctx, "nope"); err != nil || len(as) != 0 {
 		t.Errorf("PaymentAttempts(nope) = %v, %v", as, err)
+	}
+	// Attempts (in a transaction) lists the same as PaymentAttempts.
+	write(t, s, func(tx store.Tx) error {
+		in, err := tx.Attempts("a")
+		if err != nil {
+			return err
+		}
+		if len(in) != 2 {
+			t.Fatalf("tx.Attempts = %+v", in)
+		}
+		same("tx list 2", in[1], second)
+		return nil
+	})
+	// The reconciler's work: open outcomes only, started before the
+	// bound, oldest first, over every reservation.
+	third := store.PaymentAttempt{ReservationID: "a", Number: 3, ProviderKey: "a/3", Outcome: store.AttemptRequiresAction,
+		ProviderRef: "pi_3", StartedAt: at(0.5)}
+	write(t, s, func(tx store.Tx) error { return tx.PutAttempt(third) })
+	open, err := s.UnsettledAttempts(ctx, at(-1), at(1), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(open) != 2 {
+		t.Fatalf("UnsettledAttempts = %+v, want b/1 and a/3", open)
+	}
+	same("unsettled 1", open[0], other)
+	same("unsettled 2", open[1], third)
+	if open, err := s.UnsettledAttempts(ctx, at(-1), at(0.25), 10); err != nil || len(open) != 1 || open[0].ReservationID != "b" {
+		t.Errorf("UnsettledAttempts(before 0.25h) = %+v, %v; want only b/1", open, err)
+	}
+	if open, err := s.UnsettledAttempts(ctx, at(-1), at(1), 1); err != nil || len(open) != 1 {
+		t.Errorf("UnsettledAttempts(limit 1) = %+v, %v", open, err)
+	}
+	if open, err := s.UnsettledAttempts(ctx, at(0.25), at(1), 10); err != nil || len(open) != 1 || open[0].Number != 3 {
+		t.Errorf("UnsettledAttempts(from 0.25h) = %+v, %v; want only a/3", open, err)
 	}
 	_, err = lookup("a", []byte("other key"))
 	wantErr(t, "Attempt(other key)", err, store.ErrNotFound)
