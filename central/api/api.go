@@ -40,6 +40,9 @@ type Options struct {
 	Gates GateCommander
 	// PaymentHold is shown to drivers as paymentDueBy.
 	PaymentHold time.Duration
+	// StripeWebhookSecret (whsec_…) serves POST /webhooks/stripe; empty
+	// does not. A secret: never logged.
+	StripeWebhookSecret string
 	// Registry collects the HTTP metrics and serves /metrics; nil serves
 	// the default gatherer without HTTP metrics.
 	Registry *prometheus.Registry
@@ -471,6 +474,10 @@ func (h *Handler) pay(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
+	if a := res.Action; a != nil {
+		writeJSON(w, http.StatusAccepted, apijson.PaymentAction{Status: "requires_action", ClientSecret: a.ClientSecret, PaymentID: a.PaymentID, ReservationID: res.ID})
+		return
+	}
 	writeJSON(w, http.StatusOK, issuedJSON(res, h.opt.PaymentHold))
 }
 
@@ -686,7 +693,7 @@ func (h *Handler) payments(w http.ResponseWriter, r *http.Request) {
 	}
 	out := apijson.Payments{ReservationID: id, Attempts: []apijson.PaymentAttempt{}, Refunds: []apijson.Refund{}}
 	for _, a := range atts {
-		out.Attempts = append(out.Attempts, apijson.PaymentAttempt{Number: a.Number, Outcome: a.Outcome, Amount: a.Amount,
+		out.Attempts = append(out.Attempts, apijson.PaymentAttempt{Number: a.Number, Outcome: a.Outcome, Purpose: a.Purpose, Amount: a.Amount,
 			Currency: a.Currency, ProviderRef: a.ProviderRef, Message: a.Message, StartedAt: a.StartedAt, FinishedAt: a.FinishedAt})
 	}
 	for _, f := range refs {

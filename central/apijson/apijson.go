@@ -74,10 +74,22 @@ type Payments struct {
 	Refunds       []Refund         `json:"refunds"`
 }
 
+// PaymentAction is the 202 answer of POST /pay/parking/{id} when the
+// cardholder must authenticate (3-D Secure): the driver's app completes it
+// with ClientSecret (Stripe.js handleNextAction), then repeats the request
+// with the same Idempotency-Key, or waits for the reservation to be paid.
+type PaymentAction struct {
+	Status        string `json:"status"` // requires_action
+	ClientSecret  string `json:"clientSecret"`
+	PaymentID     string `json:"paymentId"`
+	ReservationID string `json:"reservationId"`
+}
+
 // PaymentAttempt is one try to charge a reservation.
 type PaymentAttempt struct {
 	Number      int       `json:"number"`
-	Outcome     string    `json:"outcome"` // pending, succeeded, declined, failed
+	Outcome     string    `json:"outcome"`           // pending, unknown, requires_action, succeeded, declined, failed
+	Purpose     string    `json:"purpose,omitempty"` // overstay; empty for the reservation's price
 	Amount      int64     `json:"amount"`
 	Currency    string    `json:"currency"`
 	ProviderRef string    `json:"providerRef,omitempty"`
@@ -89,7 +101,7 @@ type PaymentAttempt struct {
 // Refund is money owed back to the driver.
 type Refund struct {
 	Number      int       `json:"number"`
-	Reason      string    `json:"reason"` // early_departure, no_show, cancelled
+	Reason      string    `json:"reason"` // early_departure, no_show, cancelled, expired, duplicate
 	Amount      int64     `json:"amount"`
 	Currency    string    `json:"currency"`
 	Status      string    `json:"status"` // pending, succeeded, refused

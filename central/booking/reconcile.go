@@ -30,26 +30,41 @@ const redriveWindow = 23 * time.Hour
 // re-driven with exactly the parameters it was first sent with: the
 // provider answers a repeated idempotency key with the first outcome only
 // for an identical request.
+//
+// A driver's payment saves the payment method for an overstay fee charged
+// later without the driver (off-session), as the provider intends it.
 func chargeOf(att store.PaymentAttempt, spotID string) payment.Charge {
-	return payment.Charge{
+	c := payment.Charge{
 		Amount:         att.Amount,
 		Currency:       att.Currency,
 		PaymentMethod:  att.PaymentMethod,
 		IdempotencyKey: att.ProviderKey,
 		Metadata:       map[string]string{"reservation_id": att.ReservationID, "spot_id": spotID},
 	}
+	if att.Purpose == store.PurposeOverstay {
+		c.OffSession, c.Customer = true, att.CustomerRef
+		c.Metadata["purpose"] = store.PurposeOverstay
+	} else {
+		c.SaveForOffSession = true
+	}
+	return c
 }
 
 // outcomeOf maps the provider's answer onto an attempt.
 func outcomeOf(att *store.PaymentAttempt, receipt payment.Receipt, perr error) {
 	var decline *payment.DeclineError
 	switch {
+	case perr == nil && receipt.RequiresAction():
+		att.Outcome, att.ProviderRef, att.Message = store.AttemptRequiresAction, receipt.Ref, ""
 	case perr == nil:
 		att.Outcome, att.ProviderRef, att.Message = store.AttemptSucceeded, receipt.Ref, ""
 	case errors.As(perr, &decline):
 		att.Outcome, att.Message = store.AttemptDeclined, decline.Reason
 	default:
 		att.Outcome = store.AttemptUnknown
+	}
+	if perr == nil && receipt.Customer != "" {
+		att.CustomerRef = receipt.Customer
 	}
 }
 
@@ -148,8 +163,8 @@ func (s *Service) Reconcile(ctx context.Context) (settled int, err error) {
 		return 0, err
 	}
 	for _, a := range atts {
-		if a.Outcome == store.AttemptRequiresAction {
-			continue // settled by its webhook, its repeated request or its action timeout
+		if a.Outcome == store.AttemptRequiresAction && now.Before(a.StartedAt.Add(s.cfg.ActionTimeout)) {
+			continue // the cardholder may still authenticate: a webhook or the repeated request settles it
 		}
 		ok, err := s.reconcileOne(ctx, a)
 		if err != nil {
@@ -197,9 +212,30 @@ func (s *Service) reconcileOne(ctx context.Context, a store.PaymentAttempt) (boo
 	}
 
 	cctx, cancel := context.WithTimeout(ctx, s.cfg.PaymentTimeout)
-	receipt, perr := s.pay.Charge(cctx, chargeOf(a, spotID))
+	var (
+		receipt payment.Receipt
+		perr    error
+	)
+	if a.Outcome == store.AttemptRequiresAction {
+		// The authentication timed out: give the payment up at the
+		// provider. If it completed meanwhile, it cannot be cancelled,
+		// and its state says what happened.
+		if perr = s.pay.Cancel(cctx, a.ProviderRef); perr == nil {
+			a.Outcome, a.Message = store.AttemptFailed, "the cardholder did not authenticate in time; the payment was cancelled"
+		} else {
+			receipt, perr = s.pay.Lookup(cctx, a.ProviderRef)
+			outcomeOf(&a, receipt, perr)
+		}
+	} else {
+		receipt, perr = s.pay.Charge(cctx, chargeOf(a, spotID))
+		outcomeOf(&a, receipt, perr)
+	}
 	cancel()
-	outcomeOf(&a, receipt, perr)
+	if a.Outcome == store.AttemptUnknown && a.ProviderRef != "" {
+		// A payment the provider knows by id stays waiting for its
+		// authentication until the provider answers.
+		a.Outcome = store.AttemptRequiresAction
+	}
 	a.FinishedAt = s.now()
 
 	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -226,7 +262,7 @@ func (s *Service) reconcileOne(ctx context.Context, a store.PaymentAttempt) (boo
 	if refunded {
 		s.wakeRefunder()
 	}
-	if a.Outcome == store.AttemptUnknown {
+	if store.Unsettled(a.Outcome) {
 		s.log.Warn("payment attempt still unsettled; will ask again", "reservation", a.ReservationID, "attempt", a.Number, "err", perr)
 		return false, nil
 	}

@@ -147,6 +147,8 @@ func bookingConfig(cfg config.Config) booking.Config {
 	b.PricePerHour, b.Currency = cfg.PricePerHourMinor(), cfg.Payment.Currency
 	b.PaymentTimeout = cfg.Payment.Timeout
 	b.RefundUnused, b.NoShowFee = cfg.Payment.RefundUnused, cfg.NoShowFeeMinor()
+	b.ActionTimeout, b.OverstayGrace = cfg.Payment.ActionTimeout, r.OverstayGrace
+	b.OverstayPerHour, _ = cfg.OverstayPerHourMinor() // validated at load
 	return b
 }
 

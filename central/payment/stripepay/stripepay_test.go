@@ -214,13 +214,19 @@ func TestChargeRequest(t *testing.T) {
 		"confirm":                  "true",
 		"payment_method":           testPM,
 		"payment_method_types[0]":  "card",
-		"error_on_requires_action": "true",
 		"metadata[reservation_id]": "r123",
 		"metadata[spot_id]":        "7",
 		"description":              "parkgate reservation r123",
 	} {
 		if got := r.Form.Get(k); got != want {
 			t.Errorf("%s = %q, want %q (form %v)", k, got, want, r.Form)
+		}
+	}
+	// A driver's charge may wait for 3-D Secure (no error_on_requires_action),
+	// and saves nothing unless asked.
+	for _, k := range []string{"error_on_requires_action", "off_session", "setup_future_usage", "customer"} {
+		if r.Form.Has(k) {
+			t.Errorf("%s sent: %v", k, r.Form)
 		}
 	}
 	if stripe.Key != "" {
@@ -261,14 +267,15 @@ func TestChargeAuthenticationRequiredError(t *testing.T) {
 	}
 }
 
+// 3-D Secure: the intent waits for the cardholder; the receipt carries
+// its id and the client secret the driver's app completes it with.
 func TestChargeStatusRequiresAction(t *testing.T) {
 	p, _ := newFake(t, func(w http.ResponseWriter, r *http.Request, n int) {
 		reply(w, 200, intent("pi_3ds", "requires_action"))
 	})
-	_, err := p.Charge(ctxTimeout(t, 5*time.Second), charge())
-	d := wantDecline(t, err, "authentication_required")
-	if !strings.Contains(d.Reason, "lane") {
-		t.Errorf("reason %q", d.Reason)
+	r, err := p.Charge(ctxTimeout(t, 5*time.Second), charge())
+	if err != nil || !r.RequiresAction() || r.Ref != "pi_3ds" || r.ClientSecret != "pi_3ds_secret_unitCLIENTsecret" {
+		t.Fatalf("receipt %+v, %v; want requires_action with the client secret", r, err)
 	}
 }
 

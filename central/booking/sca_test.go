@@ -1,0 +1,142 @@
+package booking_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/parkgate/parkgate/central/booking"
+	"github.com/parkgate/parkgate/central/payment/fakepay"
+	"github.com/parkgate/parkgate/central/reservation"
+	"github.com/parkgate/parkgate/central/store"
+)
+
+func scaRequest(key string) booking.PayRequest {
+	return booking.PayRequest{CarID: "X1", PaymentMethod: fakepay.AuthenticationRequired, IdempotencyKey: key, RequestHash: []byte("h:" + key)}
+}
+
+// A card that needs 3-D Secure: the payment waits for the cardholder
+// (the client secret for the app, no ticket), and the same request
+// repeated with the same Idempotency-Key completes it once the cardholder
+// authenticated: paid, with the ticket, charged once.
+func TestSCARepeatWithSameKeyCompletes(t *testing.T) {
+	e := newEnv(t)
+	r := e.reserve("1", win(1, 3))
+	drv := booking.Caller{Token: r.Token}
+	got, err := e.svc.Pay(e.ctx, "1", drv, scaRequest("k1"))
+	if err != nil || got.Action == nil || got.Action.ClientSecret == "" || got.Action.PaymentID == "" || got.Ticket != "" {
+		t.Fatalf("first answer %+v, %v; want requires_action with a client secret and no ticket", got, err)
+	}
+	ref := got.Action.PaymentID
+	if e.state(r.ID) != reservation.Reserved {
+		t.Fatalf("state %s, want reserved", e.state(r.ID))
+	}
+	if _, err := e.svc.Ticket(e.ctx, "1", drv); err == nil {
+		t.Fatal("a ticket before the payment completed")
+	}
+	// Another request meanwhile (no key, another card) must not start a
+	// second payment.
+	_, err = e.svc.Pay(e.ctx, "1", drv, booking.PayRequest{CarID: "X1", PaymentMethod: "pm_card_visa"})
+	wantCode(t, err, booking.Conflict, "payment_in_progress")
+
+	// Not authenticated yet: 202 again, same payment.
+	again, err := e.svc.Pay(e.ctx, "1", drv, scaRequest("k1"))
+	if err != nil || again.Action == nil || again.Action.PaymentID != ref {
+		t.Fatalf("repeat before authentication: %+v, %v", again, err)
+	}
+	if err := e.pay.Complete(e.ctx, ref, true); err != nil {
+		t.Fatal(err)
+	}
+	done, err := e.svc.Pay(e.ctx, "1", drv, scaRequest("k1"))
+	if err != nil || done.Action != nil || done.Ticket == "" || done.State != reservation.Paid || done.PaymentRef != ref {
+		t.Fatalf("repeat after authentication: %+v, %v; want paid with a ticket", done, err)
+	}
+	// And again: the same answer, nothing more charged.
+	if replay, err := e.svc.Pay(e.ctx, "1", drv, scaRequest("k1")); err != nil || replay.Ticket == "" {
+		t.Fatalf("replay: %+v, %v", replay, err)
+	}
+	atts := e.attempts(r.ID)
+	if len(atts) != 1 || atts[0].Outcome != store.AttemptSucceeded || e.pay.Charges() != 1 {
+		t.Fatalf("attempts %+v, charges %d", atts, e.pay.Charges())
+	}
+}
+
+// A failed authentication is a decline (402); the driver may pay again.
+func TestSCAFailedAuthenticationIsDeclined(t *testing.T) {
+	e := newEnv(t)
+	r := e.reserve("1", win(1, 3))
+	drv := booking.Caller{Token: r.Token}
+	got, err := e.svc.Pay(e.ctx, "1", drv, scaRequest("k1"))
+	if err != nil || got.Action == nil {
+		t.Fatalf("%+v, %v", got, err)
+	}
+	if err := e.pay.Complete(e.ctx, got.Action.PaymentID, false); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.svc.Pay(e.ctx, "1", drv, scaRequest("k1"))
+	wantCode(t, err, booking.Declined, "payment_declined")
+	if e.state(r.ID) != reservation.Reserved {
+		t.Fatalf("state %s", e.state(r.ID))
+	}
+	if _, err := e.svc.Pay(e.ctx, "1", drv, booking.PayRequest{CarID: "X1", PaymentMethod: "pm_card_visa", IdempotencyKey: "k2"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The reservation waiting for the authentication is held past its payment
+// hold, but only until payment.action_timeout; then the payment is
+// cancelled at the provider and the reservation expires as usual.
+func TestSCAActionTimeout(t *testing.T) {
+	e := newEnv(t)
+	e.cfg.ActionTimeout = 20 * time.Minute // longer than the 15 min hold
+	e.svc = booking.New(e.st, e.pay, stubTickets{}, e.clk, e.cfg, nil, nil)
+	r := e.reserve("1", win(1, 3))
+	got, err := e.svc.Pay(e.ctx, "1", booking.Caller{Token: r.Token}, scaRequest("k1"))
+	if err != nil || got.Action == nil {
+		t.Fatalf("%+v, %v", got, err)
+	}
+	e.clk.Advance(e.cfg.PaymentHold + time.Minute)
+	if exp, _, err := e.svc.Sweep(e.ctx); err != nil || exp != 0 {
+		t.Fatalf("expired %d, %v while the cardholder may still authenticate", exp, err)
+	}
+	if n, err := e.svc.Reconcile(e.ctx); err != nil || n != 0 || e.attempts(r.ID)[0].Outcome != store.AttemptRequiresAction {
+		t.Fatalf("reconciled %d, %v before the action timeout", n, err)
+	}
+	e.clk.Set(t0.Add(e.cfg.ActionTimeout))
+	if n, err := e.svc.Reconcile(e.ctx); err != nil || n != 1 {
+		t.Fatalf("reconciled %d, %v at the action timeout", n, err)
+	}
+	if atts := e.attempts(r.ID); atts[0].Outcome != store.AttemptFailed {
+		t.Fatalf("attempt %+v, want failed (cancelled)", atts[0])
+	}
+	if _, err := e.pay.Lookup(e.ctx, got.Action.PaymentID); err == nil {
+		t.Fatal("the provider's payment was not cancelled")
+	}
+	if exp, _, err := e.svc.Sweep(e.ctx); err != nil || exp != 1 {
+		t.Fatalf("expired %d, %v after the action timeout", exp, err)
+	}
+	if len(e.refunds(r.ID)) != 0 || e.pay.Charges() != 0 {
+		t.Fatal("money moved for a cancelled authentication")
+	}
+}
+
+// The cardholder authenticated but the answer never reached centrald (no
+// webhook, no repeat): at the action timeout the payment cannot be
+// cancelled any more, so it is found paid; the reservation, expired by
+// then, is refunded in full.
+func TestSCACompletedButUnheardIsRefundedAfterExpiry(t *testing.T) {
+	e := newEnv(t)
+	r := e.reserve("1", win(1, 3))
+	got, err := e.svc.Pay(e.ctx, "1", booking.Caller{Token: r.Token}, scaRequest("k1"))
+	if err != nil || got.Action == nil {
+		t.Fatalf("%+v, %v", got, err)
+	}
+	e.pay.Complete(e.ctx, got.Action.PaymentID, true)
+	e.clk.Advance(e.cfg.ActionTimeout)
+	if exp, _, err := e.svc.Sweep(e.ctx); err != nil || exp != 1 {
+		t.Fatalf("expired %d, %v", exp, err)
+	}
+	if _, err := e.svc.Reconcile(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.wantRefundedInFull(r.ID, booking.ReasonExpired)
+}
