@@ -101,6 +101,10 @@ func New(svc *booking.Service, opt Options) *Handler {
 	route("POST /gates/{id}/open", h.admin(h.openGate))
 	route("GET /admin/exceptions", h.admin(h.gateEvents(store.EventException)), "gate", "limit")
 	route("GET /admin/gate-events", h.admin(h.gateEvents("")), "gate", "limit")
+	route("GET /admin/payment-exceptions", h.admin(h.paymentExceptions), "limit")
+	if opt.StripeWebhookSecret != "" {
+		route("POST /webhooks/stripe", h.stripeWebhook)
+	}
 	route("GET /tickets/public-key", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, apijson.PublicKey{KeyID: opt.KeyID, PublicKey: opt.PublicKey})
 	})

@@ -98,6 +98,20 @@ type PaymentAttempt struct {
 	FinishedAt  time.Time `json:"finishedAt,omitzero"`
 }
 
+// PaymentException is money an operator must settle by hand (GET
+// /admin/payment-exceptions): a dispute, an overstay fee the card
+// declined.
+type PaymentException struct {
+	ID            string    `json:"id"`
+	Kind          string    `json:"kind"` // dispute, overstay_unpaid
+	ReservationID string    `json:"reservationId,omitempty"`
+	Amount        int64     `json:"amount"`
+	Currency      string    `json:"currency"`
+	ProviderRef   string    `json:"providerRef,omitempty"`
+	Reason        string    `json:"reason"`
+	CreatedAt     time.Time `json:"createdAt"`
+}
+
 // Refund is money owed back to the driver.
 type Refund struct {
 	Number      int       `json:"number"`

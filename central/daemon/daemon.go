@@ -101,8 +101,10 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 		PublicKey:   ticket.FormatPublicKey(signer.PublicKey()),
 		KeyID:       signer.KeyID(),
 		PaymentHold: cfg.Reservations.PaymentHold,
-		Registry:    reg,
-		Log:         log,
+		// A secret: handed over, never logged.
+		StripeWebhookSecret: cfg.Payment.Stripe.WebhookSecret,
+		Registry:            reg,
+		Log:                 log,
 	})
 	if cfg.Auth.AdminToken == "" {
 		log.Warn("auth.admin_token is not set: operator endpoints are disabled")

@@ -81,6 +81,10 @@ type Store interface {
 	// oldest first: the reconciler's work.
 	UnsettledAttempts(ctx context.Context, startedAfter, startedBefore time.Time, limit int) ([]PaymentAttempt, error)
 
+	// PaymentExceptions lists up to limit payment exceptions, newest
+	// first.
+	PaymentExceptions(ctx context.Context, limit int) ([]PaymentException, error)
+
 	// Gates lists every known gate with its presence, by id.
 	Gates(ctx context.Context) ([]Gate, error)
 	// Gate returns one gate (ErrNotFound if unknown).
@@ -140,6 +144,15 @@ type Tx interface {
 	PutAttempt(a PaymentAttempt) error
 	// Attempts lists the reservation's payment attempts, oldest first.
 	Attempts(reservationID string) ([]PaymentAttempt, error)
+	// AttemptByRef returns the payment attempt whose provider object is
+	// ref, or ErrNotFound. Lock its reservation (Get) before changing it.
+	AttemptByRef(ref string) (PaymentAttempt, error)
+	// PutWebhookEvent records that the provider's event id was applied;
+	// ErrDuplicate if it was before (the transaction must then end).
+	PutWebhookEvent(id, typ string, at time.Time) error
+	// PutPaymentException records an exception for an operator;
+	// ErrDuplicate if its id is known.
+	PutPaymentException(e PaymentException) error
 	// Refunds lists the reservation's refunds, oldest first.
 	Refunds(reservationID string) ([]Refund, error)
 	// Gate returns one gate (ErrNotFound if unknown).
@@ -278,6 +291,24 @@ type Refund struct {
 	Tries         int
 	CreatedAt     time.Time
 	FinishedAt    time.Time
+}
+
+// Payment exception kinds.
+const (
+	ExceptionDispute        = "dispute"         // the cardholder's bank opened a dispute
+	ExceptionOverstayUnpaid = "overstay_unpaid" // the overstay fee was declined: owed
+)
+
+// PaymentException is money an operator must settle by hand.
+type PaymentException struct {
+	ID            string // unique: the provider's event id, or derived from the attempt
+	Kind          string
+	ReservationID string
+	Amount        int64 // minor unit: disputed, or owed
+	Currency      string
+	ProviderRef   string // dispute, payment intent
+	Reason        string // the provider's reason, for a person
+	CreatedAt     time.Time
 }
 
 // Gate is a gate as centrald knows it: its MQTT credentials (hashed) and

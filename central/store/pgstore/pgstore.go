@@ -584,6 +584,23 @@ func (s *Store) UnsettledAttempts(ctx context.Context, startedAfter, startedBefo
 	return collect(err, rows, scanAttempt)
 }
 
+const paymentExceptionCols = `id, kind, reservation_id, amount, currency, provider_ref, reason, created_at`
+
+// PaymentExceptions lists payment exceptions, newest first.
+func (s *Store) PaymentExceptions(ctx context.Context, limit int) ([]store.PaymentException, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+paymentExceptionCols+` FROM payment_exceptions
+		ORDER BY created_at DESC, id LIMIT $1`, noLimit(limit))
+	return collect(err, rows, func(row pgx.Row) (store.PaymentException, error) {
+		var (
+			e  store.PaymentException
+			at pgtype.Timestamptz
+		)
+		err := row.Scan(&e.ID, &e.Kind, &e.ReservationID, &e.Amount, &e.Currency, &e.ProviderRef, &e.Reason, &at)
+		e.CreatedAt = fromTS(at)
+		return e, err
+	})
+}
+
 // Refunds lists a reservation's refunds by number.
 func (s *Store) Refunds(ctx context.Context, reservationID string) ([]store.Refund, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+refundCols+` FROM refunds WHERE reservation_id = $1 ORDER BY number`, reservationID)

@@ -353,6 +353,29 @@ func (s *Store) UnsettledAttempts(ctx context.Context, startedAfter, startedBefo
 	return sqlitedb.Collect(rows, scanAttempt)
 }
 
+const paymentExceptionCols = `id, kind, reservation_id, amount, currency, provider_ref, reason, created_at`
+
+// PaymentExceptions lists payment exceptions, newest first.
+func (s *Store) PaymentExceptions(ctx context.Context, limit int) ([]store.PaymentException, error) {
+	if limit <= 0 {
+		limit = -1
+	}
+	rows, err := s.db.Query(ctx, `SELECT `+paymentExceptionCols+` FROM payment_exceptions
+		ORDER BY created_at DESC, id LIMIT ?`, limit)
+	if err != nil {
+		return nil, err
+	}
+	return sqlitedb.Collect(rows, func(sc sqlitedb.Scanner) (store.PaymentException, error) {
+		var (
+			e  store.PaymentException
+			at sql.NullInt64
+		)
+		err := sc.Scan(&e.ID, &e.Kind, &e.ReservationID, &e.Amount, &e.Currency, &e.ProviderRef, &e.Reason, &at)
+		e.CreatedAt = sqlitedb.FromMicros(at)
+		return e, err
+	})
+}
+
 // Error mapping. RAISE(ABORT) in the guard triggers arrives as
 // SQLITE_CONSTRAINT_TRIGGER with the trigger's message in the text.
 const (

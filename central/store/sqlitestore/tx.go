@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/parkgate/parkgate/internal/sqlitedb"
 
@@ -139,6 +140,35 @@ func (t *tx) Attempts(reservationID string) ([]store.PaymentAttempt, error) {
 		return nil, err
 	}
 	return sqlitedb.Collect(rows, scanAttempt)
+}
+
+// AttemptByRef finds an attempt by its provider object id.
+func (t *tx) AttemptByRef(ref string) (store.PaymentAttempt, error) {
+	a, err := scanAttempt(t.q.QueryRowContext(t.ctx, `SELECT `+attemptCols+` FROM payment_attempts
+		WHERE provider_ref = ? AND provider_ref <> '' ORDER BY started_at DESC LIMIT 1`, ref))
+	if errors.Is(err, sql.ErrNoRows) {
+		return a, fmt.Errorf("payment attempt of %s: %w", ref, store.ErrNotFound)
+	}
+	return a, err
+}
+
+// PutWebhookEvent records an applied event id.
+func (t *tx) PutWebhookEvent(id, typ string, at time.Time) error {
+	_, err := t.q.ExecContext(t.ctx, `INSERT INTO webhook_events (id, type, received_at) VALUES (?, ?, ?)`, id, typ, sqlitedb.Micros(at))
+	if err != nil {
+		return mapErr(err, "webhook event "+id, nil)
+	}
+	return nil
+}
+
+// PutPaymentException records an exception for an operator.
+func (t *tx) PutPaymentException(e store.PaymentException) error {
+	_, err := t.q.ExecContext(t.ctx, `INSERT INTO payment_exceptions (`+paymentExceptionCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		e.ID, e.Kind, e.ReservationID, e.Amount, e.Currency, e.ProviderRef, e.Reason, sqlitedb.Micros(e.CreatedAt))
+	if err != nil {
+		return mapErr(err, "payment exception "+e.ID, nil)
+	}
+	return nil
 }
 
 // PutRefund inserts or replaces (by reservation and number) a refund.

@@ -45,6 +45,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Current", testCurrent},
 		{"PaymentAttempts", testPaymentAttempts},
 		{"Refunds", testRefunds},
+		{"PaymentEvents", testPaymentEvents},
 		{"Gates", testGates},
 		{"GateEvents", testGateEvents},
 		{"ConcurrentBooking", testConcurrentBooking},
@@ -814,6 +815,62 @@ func testPaymentAttempts(t *testing.T, s store.Store) {
 	wantErr(t, "Attempt(other key)", err, store.ErrNotFound)
 	_, err = lookup("b", key)
 	wantErr(t, "Attempt(key of another reservation)", err, store.ErrNotFound)
+}
+
+// testPaymentEvents: webhook event ids are applied once, payment
+// exceptions are kept and listed newest first, and an attempt is found by
+// its provider object.
+func testPaymentEvents(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	setSpots(t, s, "1")
+	insert(t, s, res("a", "1", 1, 2))
+	write(t, s, func(tx store.Tx) error { return tx.PutWebhookEvent("evt_1", "payment_intent.succeeded", at(0)) })
+	err := try(s, func(tx store.Tx) error { return tx.PutWebhookEvent("evt_1", "payment_intent.succeeded", at(1)) })
+	wantErr(t, "PutWebhookEvent(again)", err, store.ErrDuplicate)
+	write(t, s, func(tx store.Tx) error { return tx.PutWebhookEvent("evt_2", "charge.refunded", at(1)) })
+
+	older := store.PaymentException{ID: "evt_3", Kind: store.ExceptionDispute, ReservationID: "a", Amount: 500, Currency: "eur",
+		ProviderRef: "dp_1", Reason: "fraudulent", CreatedAt: at(0)}
+	newer := store.PaymentException{ID: "overstay-a-2", Kind: store.ExceptionOverstayUnpaid, ReservationID: "a", Amount: 250,
+		Currency: "eur", ProviderRef: "", Reason: "your card was declined", CreatedAt: at(1)}
+	write(t, s, func(tx store.Tx) error {
+		if err := tx.PutPaymentException(older); err != nil {
+			return err
+		}
+		return tx.PutPaymentException(newer)
+	})
+	err = try(s, func(tx store.Tx) error { return tx.PutPaymentException(older) })
+	wantErr(t, "PutPaymentException(again)", err, store.ErrDuplicate)
+	es, err := s.PaymentExceptions(ctx, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(es) != 2 || !es[0].CreatedAt.Equal(newer.CreatedAt) || !es[1].CreatedAt.Equal(older.CreatedAt) {
+		t.Fatalf("PaymentExceptions = %+v", es)
+	}
+	checkUTC(t, "exception", es[0].CreatedAt)
+	es[0].CreatedAt, es[1].CreatedAt, newer.CreatedAt, older.CreatedAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+	if !reflect.DeepEqual(es, []store.PaymentException{newer, older}) {
+		t.Fatalf("PaymentExceptions = %+v", es)
+	}
+	if es, err := s.PaymentExceptions(ctx, 1); err != nil || len(es) != 1 || es[0].ID != newer.ID {
+		t.Fatalf("PaymentExceptions(1) = %+v, %v", es, err)
+	}
+
+	att := store.PaymentAttempt{ReservationID: "a", Number: 1, ProviderKey: "a/1", Outcome: store.AttemptRequiresAction,
+		ProviderRef: "pi_123", Amount: 250, Currency: "eur", StartedAt: at(0)}
+	write(t, s, func(tx store.Tx) error { return tx.PutAttempt(att) })
+	write(t, s, func(tx store.Tx) error {
+		got, err := tx.AttemptByRef("pi_123")
+		if err != nil || got.Number != 1 || got.ReservationID != "a" {
+			t.Errorf("AttemptByRef(pi_123) = %+v, %v", got, err)
+		}
+		_, err = tx.AttemptByRef("pi_other")
+		wantErr(t, "AttemptByRef(unknown)", err, store.ErrNotFound)
+		_, err = tx.AttemptByRef("")
+		wantErr(t, "AttemptByRef(empty)", err, store.ErrNotFound)
+		return nil
+	})
 }
 
 func testConcurrentBooking(t *testing.T, s store.Store) {
