@@ -541,7 +541,12 @@ func (h *Handler) getReservation(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, toJSON(res, h.opt.PaymentHold))
+	j := toJSON(res, h.opt.PaymentHold)
+	if j.Overstay, err = h.overstay(r.Context(), res.ID); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, j)
 }
 
 func (h *Handler) cancel(w http.ResponseWriter, r *http.Request) {

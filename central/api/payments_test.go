@@ -21,6 +21,7 @@ import (
 	"github.com/parkgate/parkgate/central/apijson"
 	"github.com/parkgate/parkgate/central/booking"
 	"github.com/parkgate/parkgate/central/payment/fakepay"
+	"github.com/parkgate/parkgate/central/store"
 	"github.com/parkgate/parkgate/central/store/sqlitestore"
 	"github.com/parkgate/parkgate/clock/clocktest"
 	"github.com/parkgate/parkgate/ticket"
@@ -341,5 +342,48 @@ func TestWebhookOutOfOrder(t *testing.T) {
 		fmt.Sprintf(`{"id":"ch_1","object":"charge","amount":500,"amount_refunded":%d,"currency":"eur","refunded":true,"payment_intent":%q}`, p.Attempts[0].Amount, a2.PaymentID)))
 	if p := s.payments(res2.ReservationID); p.Refunds[0].Status != "succeeded" {
 		t.Fatalf("refund after charge.refunded: %+v", p.Refunds[0])
+	}
+}
+
+// An overstay fee shows to the driver (GET /reservations/{id}) and to
+// operators (the payments of the reservation), once charged.
+func TestOverstayShown(t *testing.T) {
+	s := newPayServer(t, "")
+	res := s.reserveSpot()
+	if r := s.do("POST", "/pay/parking/1", res.Token, `{"carId":"B-XY 123","cardDetails":{"paymentMethod":"pm_card_visa"}}`); r.Status != 200 {
+		t.Fatalf("pay: %d %s", r.Status, r.Body)
+	}
+	ctx := context.Background()
+	err := s.st.Write(ctx, func(tx store.Tx) error {
+		return tx.PutGate(store.Gate{ID: "exit-1", PasswordHash: []byte{1}, Role: "exit", AddedAt: s.clk.Now()})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.st.Get(ctx, res.ReservationID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	left := r.Until.Add(20 * time.Minute) // 5 min past the 15 min grace: one started hour
+	s.clk.Set(left.Add(time.Minute))
+	_, _, err = s.svc.ApplyGateEvent(ctx, store.GateEvent{EventID: "out-1", GateID: "exit-1", Seq: 1, Kind: "decision", Role: "exit",
+		Time: left, Source: "qr", Granted: true, ReservationID: r.ID, SpotID: r.SpotID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.svc.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Status   string
+		Overstay *apijson.Overstay
+	}
+	s.do("GET", "/reservations/"+res.ReservationID, res.Token, "").decode(t, &got)
+	if got.Status != "left" || got.Overstay == nil || got.Overstay.Amount != 250 || got.Overstay.Status != "succeeded" {
+		t.Fatalf("driver's view: %+v %+v", got, got.Overstay)
+	}
+	p := s.payments(res.ReservationID)
+	if len(p.Attempts) != 2 || p.Attempts[1].Purpose != "overstay" || p.Attempts[1].Amount != 250 || p.Attempts[1].Outcome != "succeeded" {
+		t.Fatalf("operator's view: %+v", p.Attempts)
 	}
 }

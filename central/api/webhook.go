@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -158,6 +159,16 @@ func (h *Handler) paymentExceptions(w http.ResponseWriter, r *http.Request) {
 		out[i] = paymentExceptionJSON(e)
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// overstay is the overstay fee of reservation id as its driver sees it
+// (nil: none).
+func (h *Handler) overstay(ctx context.Context, id string) (*apijson.Overstay, error) {
+	a, ok, err := h.svc.Overstay(ctx, id)
+	if err != nil || !ok {
+		return nil, err
+	}
+	return &apijson.Overstay{Amount: a.Amount, Currency: a.Currency, Status: a.Outcome, ChargedAt: a.FinishedAt}, nil
 }
 
 func paymentExceptionJSON(e store.PaymentException) apijson.PaymentException {

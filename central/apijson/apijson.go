@@ -45,6 +45,17 @@ type Reservation struct {
 	EndedAt              time.Time `json:"endedAt,omitzero"`
 	Token                string    `json:"token,omitempty"`
 	Ticket               string    `json:"ticket,omitempty"`
+	// Overstay is the fee for leaving after reservedUntil + the grace
+	// (GET /reservations/{id} only).
+	Overstay *Overstay `json:"overstay,omitempty"`
+}
+
+// Overstay is a reservation's overstay fee, charged off-session.
+type Overstay struct {
+	Amount    int64     `json:"amount"`
+	Currency  string    `json:"currency"`
+	Status    string    `json:"status"` // pending, unknown, succeeded, declined (an operator collects it)
+	ChargedAt time.Time `json:"chargedAt,omitzero"`
 }
 
 // PublicKey is the site's ticket verification key, in the form gated's

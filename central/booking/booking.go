@@ -118,6 +118,8 @@ type Service struct {
 	board   *board
 	// refundDue wakes the refunder when a refund was recorded.
 	refundDue chan struct{}
+	// chargeDue wakes the reconciler when an overstay fee was recorded.
+	chargeDue chan struct{}
 }
 
 // New returns a Service. tickets and metrics may be nil.
@@ -128,7 +130,7 @@ func New(st store.Store, pay payment.Provider, tickets TicketIssuer, clk clock.C
 	if m == nil {
 		m = NewMetrics(nil)
 	}
-	return &Service{store: st, pay: pay, tickets: tickets, clock: clk, cfg: cfg, log: log, metrics: m, board: &board{store: st}, refundDue: make(chan struct{}, 1)}
+	return &Service{store: st, pay: pay, tickets: tickets, clock: clk, cfg: cfg, log: log, metrics: m, board: &board{store: st}, refundDue: make(chan struct{}, 1), chargeDue: make(chan struct{}, 1)}
 }
 
 // Store returns the service's store, for read-only views.

@@ -85,6 +85,16 @@ func (s *Service) recordOutcome(tx store.Tx, cur *reservation.Reservation, att s
 			return a, false, nil
 		}
 	}
+	if att.Purpose == store.PurposeOverstay {
+		// The fee of a stay that is over: the reservation does not
+		// change; a decline is for an operator.
+		if att.Outcome == store.AttemptDeclined || att.Outcome == store.AttemptFailed {
+			if err := s.overstayException(tx, att); err != nil {
+				return att, false, err
+			}
+		}
+		return att, false, tx.PutAttempt(att)
+	}
 	refunded := false
 	switch att.Outcome {
 	case store.AttemptSucceeded:
@@ -158,13 +168,19 @@ func (s *Service) Reconcile(ctx context.Context) (settled int, err error) {
 	now := s.now()
 	// An attempt younger than the payment timeout may still be in its
 	// own request's hands.
-	atts, err := s.store.UnsettledAttempts(ctx, now.Add(-redriveWindow), now.Add(-s.cfg.PaymentTimeout).Add(time.Microsecond), 100)
+	atts, err := s.store.UnsettledAttempts(ctx, now.Add(-redriveWindow), now.Add(time.Microsecond), 500)
 	if err != nil {
 		return 0, err
 	}
 	for _, a := range atts {
-		if a.Outcome == store.AttemptRequiresAction && now.Before(a.StartedAt.Add(s.cfg.ActionTimeout)) {
+		switch {
+		case a.Outcome == store.AttemptRequiresAction && now.Before(a.StartedAt.Add(s.cfg.ActionTimeout)):
 			continue // the cardholder may still authenticate: a webhook or the repeated request settles it
+		case a.Purpose != store.PurposeOverstay && now.Sub(a.StartedAt) < s.cfg.PaymentTimeout:
+			// A driver's attempt younger than the payment timeout may
+			// still be in its own request's hands. Overstay fees have no
+			// request of their own: the reconciler is theirs.
+			continue
 		}
 		ok, err := s.reconcileOne(ctx, a)
 		if err != nil {
@@ -289,6 +305,8 @@ func (rc *Reconciler) Serve(ctx context.Context) error {
 		case <-ctx.Done():
 			t.Stop()
 			return nil
+		case <-s.chargeDue:
+			t.Stop()
 		case <-t.C():
 		}
 	}
