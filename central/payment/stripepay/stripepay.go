@@ -9,9 +9,12 @@
 //
 // Outcomes map onto the payment package's contract:
 //   - succeeded → a Receipt with the PaymentIntent id;
+//   - requires_action (3-D Secure) → a Receipt with StatusRequiresAction
+//     and the intent's client secret, for the driver's app; Lookup
+//     (retrieve) and Cancel finish it;
 //   - a card decline, a payment method Stripe does not know or cannot use,
-//     a card that needs 3-D Secure (which a parking lane cannot show), a
-//     refund Stripe refuses for good → *payment.DeclineError;
+//     an off-session charge that would need authentication, a refund
+//     Stripe refuses for good → *payment.DeclineError;
 //   - everything else (network, timeout, 5xx, rate limit, a rejected API
 //     key, an intent still processing) → an error wrapping
 //     payment.ErrUnavailable: nothing is known to be charged twice, and the
@@ -216,7 +219,13 @@ func (p *Provider) Charge(ctx context.Context, c payment.Charge) (payment.Receip
 	if err != nil {
 		return payment.Receipt{}, p.chargeError(ctx, err, c.PaymentMethod)
 	}
-	return p.settle(ctx, pi, c.PaymentMethod, true)
+	r, err := p.settle(ctx, pi, c.PaymentMethod, true)
+	if err == nil && params.Customer != nil {
+		// The customer the payment method is (or stays) saved on, as
+		// sent: an answer need not expand it.
+		r.Customer = *params.Customer
+	}
+	return r, err
 }
 
 // Lookup implements payment.Provider: it retrieves the PaymentIntent.

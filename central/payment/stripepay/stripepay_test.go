@@ -758,3 +758,33 @@ func TestScrubber(t *testing.T) {
 		t.Errorf("harmless text changed: %q", out)
 	}
 }
+
+// A payment that completed cannot be cancelled (Stripe's 400
+// payment_intent_unexpected_state): an error, never "cancelled"; Lookup
+// then tells what happened. A cancelled or failed intent looks up as a
+// decline, an unknown id is refused before it is sent.
+func TestCancelAndLookupOutcomes(t *testing.T) {
+	p, _ := newFake(t, func(w http.ResponseWriter, r *http.Request, n int) {
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/cancel"):
+			reply(w, 400, `{"error":{"type":"invalid_request_error","code":"payment_intent_unexpected_state","message":"You cannot cancel this PaymentIntent because it has a status of succeeded."}}`)
+		case strings.HasSuffix(r.URL.Path, "pi_gone"):
+			reply(w, 200, intent("pi_gone", "canceled"))
+		default:
+			reply(w, 200, intent("pi_done", "succeeded"))
+		}
+	})
+	ctx := ctxTimeout(t, 5*time.Second)
+	if err := p.Cancel(ctx, "pi_done"); err == nil {
+		t.Fatal("cancelling a succeeded intent reported success")
+	}
+	if r, err := p.Lookup(ctx, "pi_done"); err != nil || r.RequiresAction() || r.Ref != "pi_done" {
+		t.Fatalf("lookup: %+v %v", r, err)
+	}
+	if _, err := p.Lookup(ctx, "pi_gone"); !payment.IsDecline(err) {
+		t.Fatalf("lookup of a cancelled intent: %v", err)
+	}
+	if _, err := p.Lookup(ctx, "pi_1/../../v1/customers"); err == nil {
+		t.Fatal("a malformed id was sent")
+	}
+}
