@@ -368,7 +368,7 @@ func TestStripeMockOffSessionCharge(t *testing.T) {
 	p := mockProvider(t, proxy)
 	rc, err := p.Charge(mockCtx(t), payment.Charge{
 		Amount: 250, Currency: "eur", PaymentMethod: "pm_card_visa", IdempotencyKey: "parkgate-overstay-r7-2",
-		Metadata: map[string]string{"reservation_id": "r7", "spot_id": "2", "purpose": "overstay"},
+		Metadata:   map[string]string{"reservation_id": "r7", "spot_id": "2", "purpose": "overstay"},
 		OffSession: true, Customer: "cus_parkgateMock",
 	})
 	if err != nil || !strings.HasPrefix(rc.Ref, "pi_") {
