@@ -140,3 +140,48 @@ func TestSCACompletedButUnheardIsRefundedAfterExpiry(t *testing.T) {
 	}
 	e.wantRefundedInFull(r.ID, booking.ReasonExpired)
 }
+
+// A success event that overtakes the recording of its own attempt (the
+// payment request is still being answered) is refused as "not yet", so
+// the provider delivers it again, and nothing is kept of it meanwhile:
+// the redelivery applies it.
+func TestPaymentEventBeforeItsAttemptIsRecorded(t *testing.T) {
+	e := newEnv(t)
+	r := e.reserve("1", win(1, 3))
+	err := e.st.Write(e.ctx, func(tx store.Tx) error {
+		cur, _ := tx.Get(r.ID)
+		cur.PaymentAttempts, cur.PaymentStartedAt = 1, t0
+		if err := tx.Update(cur); err != nil {
+			return err
+		}
+		return tx.PutAttempt(store.PaymentAttempt{ReservationID: r.ID, Number: 1, ProviderKey: "parkgate-" + r.ID + "-1",
+			Outcome: store.AttemptPending, Amount: cur.Amount, Currency: "eur", CarID: "X1", PaymentMethod: fakepay.AuthenticationRequired, StartedAt: t0})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := booking.PaymentEvent{ID: "evt_early", Type: booking.EventPaymentSucceeded, PaymentRef: "pi_live_1", ReservationID: r.ID}
+	_, err = e.svc.ApplyPaymentEvent(e.ctx, ev)
+	wantCode(t, err, booking.Unavailable, "not_recorded_yet")
+	// The attempt is recorded with its payment id; the redelivery applies.
+	err = e.st.Write(e.ctx, func(tx store.Tx) error {
+		atts, _ := tx.Attempts(r.ID)
+		a := atts[0]
+		a.Outcome, a.ProviderRef = store.AttemptRequiresAction, "pi_live_1"
+		return tx.PutAttempt(a)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dup, err := e.svc.ApplyPaymentEvent(e.ctx, ev); err != nil || dup {
+		t.Fatalf("redelivery: duplicate %v, %v", dup, err)
+	}
+	if got := e.get(r.ID); got.State != reservation.Paid || got.PaymentRef != "pi_live_1" || !got.PaymentStartedAt.IsZero() {
+		t.Fatalf("after the redelivery: %+v", got)
+	}
+	// An event about a payment of no reservation here is acknowledged
+	// and ignored.
+	if dup, err := e.svc.ApplyPaymentEvent(e.ctx, booking.PaymentEvent{ID: "evt_other", Type: booking.EventPaymentSucceeded, PaymentRef: "pi_elsewhere"}); err != nil || dup {
+		t.Fatalf("foreign event: %v, %v", dup, err)
+	}
+}
