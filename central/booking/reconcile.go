@@ -266,9 +266,15 @@ func (s *Service) reconcileOne(ctx context.Context, a store.PaymentAttempt) (boo
 			cur.PaymentStartedAt = time.Time{}
 		}
 		// Still no answer (unknown) is recorded too, for the next round.
-		_, refunded, err = s.recordOutcome(tx, &cur, a, "system")
+		var stored store.PaymentAttempt
+		stored, refunded, err = s.recordOutcome(tx, &cur, a, "system")
 		if err != nil {
 			return err
+		}
+		if stored.Outcome == store.AttemptRequiresAction && stored.Purpose == store.PurposeReservation {
+			// A re-driven charge that waits for the cardholder keeps its
+			// reservation held, up to the action timeout.
+			cur.PaymentStartedAt = stored.StartedAt
 		}
 		return tx.Update(cur)
 	})

@@ -185,3 +185,36 @@ func TestPaymentEventBeforeItsAttemptIsRecorded(t *testing.T) {
 		t.Fatalf("foreign event: %v, %v", dup, err)
 	}
 }
+
+// centrald died after asking for a charge that then waited for 3-D
+// Secure: the reconciler's repeat finds it waiting, and the reservation
+// stays held for the cardholder (not expired at the plain payment hold).
+func TestReconciledChargeAwaitingActionKeepsTheHold(t *testing.T) {
+	e := newEnv(t)
+	e.cfg.ActionTimeout = 20 * time.Minute
+	e.svc = booking.New(e.st, e.pay, stubTickets{}, e.clk, e.cfg, nil, nil)
+	r := e.reserve("1", win(1, 3))
+	err := e.st.Write(e.ctx, func(tx store.Tx) error {
+		cur, _ := tx.Get(r.ID)
+		cur.PaymentAttempts, cur.PaymentStartedAt = 1, t0
+		if err := tx.Update(cur); err != nil {
+			return err
+		}
+		return tx.PutAttempt(store.PaymentAttempt{ReservationID: r.ID, Number: 1, ProviderKey: "parkgate-" + r.ID + "-1",
+			Outcome: store.AttemptPending, Amount: cur.Amount, Currency: "eur", CarID: "X1", PaymentMethod: fakepay.AuthenticationRequired, StartedAt: t0})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.clk.Advance(e.cfg.PaymentTimeout)
+	if _, err := e.svc.Reconcile(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if atts := e.attempts(r.ID); atts[0].Outcome != store.AttemptRequiresAction {
+		t.Fatalf("attempt %+v", atts[0])
+	}
+	e.clk.Set(t0.Add(e.cfg.PaymentHold + time.Minute))
+	if exp, _, err := e.svc.Sweep(e.ctx); err != nil || exp != 0 {
+		t.Fatalf("expired %d, %v while the cardholder may still authenticate", exp, err)
+	}
+}
