@@ -50,7 +50,8 @@ func chargeOf(att store.PaymentAttempt, spotID string) payment.Charge {
 	return c
 }
 
-// outcomeOf maps the provider's answer onto an attempt.
+// outcomeOf maps the provider's answer onto an attempt (pending before a
+// charge, requires_action before a lookup).
 func outcomeOf(att *store.PaymentAttempt, receipt payment.Receipt, perr error) {
 	var decline *payment.DeclineError
 	switch {
@@ -60,6 +61,9 @@ func outcomeOf(att *store.PaymentAttempt, receipt payment.Receipt, perr error) {
 		att.Outcome, att.ProviderRef, att.Message = store.AttemptSucceeded, receipt.Ref, ""
 	case errors.As(perr, &decline):
 		att.Outcome, att.Message = store.AttemptDeclined, decline.Reason
+	case att.Outcome == store.AttemptRequiresAction:
+		// Asked about a payment waiting for its authentication, and no
+		// answer: it is still waiting, as far as anyone knows.
 	default:
 		att.Outcome = store.AttemptUnknown
 	}
@@ -247,11 +251,6 @@ func (s *Service) reconcileOne(ctx context.Context, a store.PaymentAttempt) (boo
 		outcomeOf(&a, receipt, perr)
 	}
 	cancel()
-	if a.Outcome == store.AttemptUnknown && a.ProviderRef != "" {
-		// A payment the provider knows by id stays waiting for its
-		// authentication until the provider answers.
-		a.Outcome = store.AttemptRequiresAction
-	}
 	a.FinishedAt = s.now()
 
 	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)

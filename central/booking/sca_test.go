@@ -1,10 +1,12 @@
 package booking_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
 	"github.com/parkgate/parkgate/central/booking"
+	"github.com/parkgate/parkgate/central/payment"
 	"github.com/parkgate/parkgate/central/payment/fakepay"
 	"github.com/parkgate/parkgate/central/reservation"
 	"github.com/parkgate/parkgate/central/store"
@@ -216,5 +218,35 @@ func TestReconciledChargeAwaitingActionKeepsTheHold(t *testing.T) {
 	e.clk.Set(t0.Add(e.cfg.PaymentHold + time.Minute))
 	if exp, _, err := e.svc.Sweep(e.ctx); err != nil || exp != 0 {
 		t.Fatalf("expired %d, %v while the cardholder may still authenticate", exp, err)
+	}
+}
+
+// lookupDown fails every lookup: the provider cannot be asked.
+type lookupDown struct{ *fakepay.Provider }
+
+func (lookupDown) Lookup(ctx context.Context, ref string) (payment.Receipt, error) {
+	return payment.Receipt{}, payment.ErrUnavailable
+}
+
+// The repeated request cannot reach the provider: 503, and the payment
+// is still waiting for the cardholder (not an unknown charge to re-drive),
+// so it completes when the provider answers again.
+func TestSCARepeatWhileProviderDown(t *testing.T) {
+	e := newEnv(t)
+	r := e.reserve("1", win(1, 3))
+	drv := booking.Caller{Token: r.Token}
+	got, err := e.svc.Pay(e.ctx, "1", drv, scaRequest("k1"))
+	if err != nil || got.Action == nil {
+		t.Fatalf("%+v, %v", got, err)
+	}
+	down := booking.New(e.st, lookupDown{e.pay}, stubTickets{}, e.clk, e.cfg, nil, nil)
+	_, err = down.Pay(e.ctx, "1", drv, scaRequest("k1"))
+	wantCode(t, err, booking.Unavailable, "payment_unavailable")
+	if atts := e.attempts(r.ID); atts[0].Outcome != store.AttemptRequiresAction {
+		t.Fatalf("attempt %+v after the provider was down", atts[0])
+	}
+	e.pay.Complete(e.ctx, got.Action.PaymentID, true)
+	if done, err := e.svc.Pay(e.ctx, "1", drv, scaRequest("k1")); err != nil || done.Ticket == "" {
+		t.Fatalf("%+v, %v", done, err)
 	}
 }
