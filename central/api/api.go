@@ -40,6 +40,9 @@ type Options struct {
 	Gates GateCommander
 	// PaymentHold is shown to drivers as paymentDueBy.
 	PaymentHold time.Duration
+	// StripeWebhookSecret (whsec_…) serves POST /webhooks/stripe; empty
+	// does not. A secret: never logged.
+	StripeWebhookSecret string
 	// Registry collects the HTTP metrics and serves /metrics; nil serves
 	// the default gatherer without HTTP metrics.
 	Registry *prometheus.Registry
@@ -99,6 +102,10 @@ func New(svc *booking.Service, opt Options) *Handler {
 	route("POST /gates/{id}/resync", h.admin(h.resyncGate))
 	route("GET /admin/exceptions", h.admin(h.gateEvents(store.EventException)), "gate", "limit")
 	route("GET /admin/gate-events", h.admin(h.gateEvents("")), "gate", "limit")
+	route("GET /admin/payment-exceptions", h.admin(h.paymentExceptions), "limit")
+	if opt.StripeWebhookSecret != "" {
+		route("POST /webhooks/stripe", h.stripeWebhook)
+	}
 	route("GET /tickets/public-key", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, apijson.PublicKey{KeyID: opt.KeyID, PublicKey: opt.PublicKey})
 	})
@@ -472,6 +479,10 @@ func (h *Handler) pay(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
+	if a := res.Action; a != nil {
+		writeJSON(w, http.StatusAccepted, apijson.PaymentAction{Status: "requires_action", ClientSecret: a.ClientSecret, PaymentID: a.PaymentID, ReservationID: res.ID})
+		return
+	}
 	writeJSON(w, http.StatusOK, issuedJSON(res, h.opt.PaymentHold))
 }
 
@@ -531,7 +542,12 @@ func (h *Handler) getReservation(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, toJSON(res, h.opt.PaymentHold))
+	j := toJSON(res, h.opt.PaymentHold)
+	if j.Overstay, err = h.overstay(r.Context(), res.ID); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, j)
 }
 
 func (h *Handler) cancel(w http.ResponseWriter, r *http.Request) {
@@ -687,7 +703,7 @@ func (h *Handler) payments(w http.ResponseWriter, r *http.Request) {
 	}
 	out := apijson.Payments{ReservationID: id, Attempts: []apijson.PaymentAttempt{}, Refunds: []apijson.Refund{}}
 	for _, a := range atts {
-		out.Attempts = append(out.Attempts, apijson.PaymentAttempt{Number: a.Number, Outcome: a.Outcome, Amount: a.Amount,
+		out.Attempts = append(out.Attempts, apijson.PaymentAttempt{Number: a.Number, Outcome: a.Outcome, Purpose: a.Purpose, Amount: a.Amount,
 			Currency: a.Currency, ProviderRef: a.ProviderRef, Message: a.Message, StartedAt: a.StartedAt, FinishedAt: a.FinishedAt})
 	}
 	for _, f := range refs {

@@ -235,6 +235,8 @@ func TestEveryRouteRefusesUnknownQuery(t *testing.T) {
 		"POST /gates/{id}/resync":               "/gates/g/resync",
 		"GET /admin/exceptions":                 "/admin/exceptions",
 		"GET /admin/gate-events":                "/admin/gate-events",
+		"GET /admin/payment-exceptions":         "/admin/payment-exceptions",
+		"POST /webhooks/stripe":                 "/webhooks/stripe",
 		"GET /tickets/public-key":               "/tickets/public-key",
 		"GET /healthz":                          "/healthz",
 		"GET /readyz":                           "/readyz",

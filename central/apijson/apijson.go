@@ -45,6 +45,17 @@ type Reservation struct {
 	EndedAt              time.Time `json:"endedAt,omitzero"`
 	Token                string    `json:"token,omitempty"`
 	Ticket               string    `json:"ticket,omitempty"`
+	// Overstay is the fee for leaving after reservedUntil + the grace
+	// (GET /reservations/{id} only).
+	Overstay *Overstay `json:"overstay,omitempty"`
+}
+
+// Overstay is a reservation's overstay fee, charged off-session.
+type Overstay struct {
+	Amount    int64     `json:"amount"`
+	Currency  string    `json:"currency"`
+	Status    string    `json:"status"` // pending, unknown, succeeded, declined (an operator collects it)
+	ChargedAt time.Time `json:"chargedAt,omitzero"`
 }
 
 // PublicKey is the site's ticket verification key, in the form gated's
@@ -74,10 +85,22 @@ type Payments struct {
 	Refunds       []Refund         `json:"refunds"`
 }
 
+// PaymentAction is the 202 answer of POST /pay/parking/{id} when the
+// cardholder must authenticate (3-D Secure): the driver's app completes it
+// with ClientSecret (Stripe.js handleNextAction), then repeats the request
+// with the same Idempotency-Key, or waits for the reservation to be paid.
+type PaymentAction struct {
+	Status        string `json:"status"` // requires_action
+	ClientSecret  string `json:"clientSecret"`
+	PaymentID     string `json:"paymentId"`
+	ReservationID string `json:"reservationId"`
+}
+
 // PaymentAttempt is one try to charge a reservation.
 type PaymentAttempt struct {
 	Number      int       `json:"number"`
-	Outcome     string    `json:"outcome"` // pending, succeeded, declined, failed
+	Outcome     string    `json:"outcome"`           // pending, unknown, requires_action, succeeded, declined, failed
+	Purpose     string    `json:"purpose,omitempty"` // overstay; empty for the reservation's price
 	Amount      int64     `json:"amount"`
 	Currency    string    `json:"currency"`
 	ProviderRef string    `json:"providerRef,omitempty"`
@@ -86,10 +109,24 @@ type PaymentAttempt struct {
 	FinishedAt  time.Time `json:"finishedAt,omitzero"`
 }
 
+// PaymentException is money an operator must settle by hand (GET
+// /admin/payment-exceptions): a dispute, an overstay fee the card
+// declined.
+type PaymentException struct {
+	ID            string    `json:"id"`
+	Kind          string    `json:"kind"` // dispute, overstay_unpaid
+	ReservationID string    `json:"reservationId,omitempty"`
+	Amount        int64     `json:"amount"`
+	Currency      string    `json:"currency"`
+	ProviderRef   string    `json:"providerRef,omitempty"`
+	Reason        string    `json:"reason"`
+	CreatedAt     time.Time `json:"createdAt"`
+}
+
 // Refund is money owed back to the driver.
 type Refund struct {
 	Number      int       `json:"number"`
-	Reason      string    `json:"reason"` // early_departure, no_show, cancelled
+	Reason      string    `json:"reason"` // early_departure, no_show, cancelled, expired, duplicate
 	Amount      int64     `json:"amount"`
 	Currency    string    `json:"currency"`
 	Status      string    `json:"status"` // pending, succeeded, refused

@@ -59,23 +59,36 @@ type Config struct {
 	NoShowFee int64
 	// RefundInterval is how often pending refunds are retried.
 	RefundInterval time.Duration
+	// ActionTimeout is how long a payment may wait for the cardholder's
+	// authentication (3-D Secure); the unpaid reservation is held that
+	// long at most, then the payment is cancelled at the provider.
+	ActionTimeout time.Duration
+	// OverstayGrace is how long after reservedUntil a car may leave
+	// before it owes the overstay fee.
+	OverstayGrace time.Duration
+	// OverstayPerHour is the overstay fee per started hour (minor unit);
+	// negative means the reservation's own hourly price.
+	OverstayPerHour int64
 }
 
 // DefaultConfig returns the defaults documented in configs/centrald.yaml.
 func DefaultConfig() Config {
 	return Config{
-		PaymentHold:    15 * time.Minute,
-		NoShowGrace:    30 * time.Minute,
-		EarlyArrival:   15 * time.Minute,
-		MaxDuration:    7 * 24 * time.Hour,
-		MaxAdvance:     365 * 24 * time.Hour,
-		LeaveTolerance: 5 * time.Minute,
-		PricePerHour:   250,
-		Currency:       "eur",
-		PaymentTimeout: 10 * time.Second,
-		RefundUnused:   true,
-		NoShowFee:      250,
-		RefundInterval: 30 * time.Second,
+		PaymentHold:     15 * time.Minute,
+		NoShowGrace:     30 * time.Minute,
+		EarlyArrival:    15 * time.Minute,
+		MaxDuration:     7 * 24 * time.Hour,
+		MaxAdvance:      365 * 24 * time.Hour,
+		LeaveTolerance:  5 * time.Minute,
+		PricePerHour:    250,
+		Currency:        "eur",
+		PaymentTimeout:  10 * time.Second,
+		RefundUnused:    true,
+		NoShowFee:       250,
+		RefundInterval:  30 * time.Second,
+		ActionTimeout:   15 * time.Minute,
+		OverstayGrace:   15 * time.Minute,
+		OverstayPerHour: -1,
 	}
 }
 
@@ -105,6 +118,8 @@ type Service struct {
 	board   *board
 	// refundDue wakes the refunder when a refund was recorded.
 	refundDue chan struct{}
+	// chargeDue wakes the reconciler when an overstay fee was recorded.
+	chargeDue chan struct{}
 }
 
 // New returns a Service. tickets and metrics may be nil.
@@ -115,7 +130,7 @@ func New(st store.Store, pay payment.Provider, tickets TicketIssuer, clk clock.C
 	if m == nil {
 		m = NewMetrics(nil)
 	}
-	return &Service{store: st, pay: pay, tickets: tickets, clock: clk, cfg: cfg, log: log, metrics: m, board: &board{store: st}, refundDue: make(chan struct{}, 1)}
+	return &Service{store: st, pay: pay, tickets: tickets, clock: clk, cfg: cfg, log: log, metrics: m, board: &board{store: st}, refundDue: make(chan struct{}, 1), chargeDue: make(chan struct{}, 1)}
 }
 
 // Store returns the service's store, for read-only views.
@@ -131,6 +146,18 @@ type Issued struct {
 	reservation.Reservation
 	Token  string
 	Ticket string
+	// Action is set when the payment waits for the cardholder's
+	// authentication (3-D Secure): the reservation is not paid yet.
+	Action *Action
+}
+
+// Action is a payment waiting for the cardholder's authentication.
+type Action struct {
+	// PaymentID is the provider's payment (PaymentIntent) id.
+	PaymentID string
+	// ClientSecret is what the driver's app completes the authentication
+	// with (Stripe.js handleNextAction). A secret: never logged or stored.
+	ClientSecret string
 }
 
 // Reserve holds spotID for w for a driver, waiting for payment.

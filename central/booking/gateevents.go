@@ -44,9 +44,9 @@ func (s *Service) ApplyGateEvent(ctx context.Context, e store.GateEvent) (outcom
 	if e.EventID == "" || e.GateID == "" {
 		return "", false, newErr(Invalid, "invalid_event", "a gate event needs an event id and a gate id")
 	}
-	var refunded bool
+	var refunded, overstay bool
 	err = s.store.Write(ctx, func(tx store.Tx) error {
-		refunded = false
+		refunded, overstay = false, false
 		now := s.now()
 		e.ReceivedAt = now
 		e.Outcome, e.Note = store.EventRecorded, ""
@@ -72,6 +72,13 @@ func (s *Service) ApplyGateEvent(ctx context.Context, e store.GateEvent) (outcom
 					if refunded, err = s.recordRefund(tx, prev, cur, now); err != nil {
 						return err
 					}
+					// The exit decided offline; central computes what an
+					// overstay costs now that it knows.
+					if kind == store.KindLeft {
+						if overstay, err = s.recordOverstay(tx, &cur, cur.LeftAt, now); err != nil {
+							return err
+						}
+					}
 					if err := tx.Update(cur); err != nil {
 						return err
 					}
@@ -96,10 +103,10 @@ func (s *Service) ApplyGateEvent(ctx context.Context, e store.GateEvent) (outcom
 		return "", false, err
 	}
 	if refunded {
-		select {
-		case s.refundDue <- struct{}{}:
-		default:
-		}
+		s.wakeRefunder()
+	}
+	if overstay {
+		s.wakeReconciler()
 	}
 	if e.Outcome == store.EventException {
 		s.log.Warn("gate event stored as an exception", "gate", e.GateID, "event", e.EventID, "reservation", e.ReservationID, "note", e.Note)

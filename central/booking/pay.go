@@ -68,10 +68,13 @@ func (s *Service) Pay(ctx context.Context, spotID string, c Caller, req PayReque
 	}
 
 	// (1) claim.
-	var att store.PaymentAttempt
-	var replay *store.PaymentAttempt
+	var (
+		att      store.PaymentAttempt
+		replay   *store.PaymentAttempt
+		complete *store.PaymentAttempt
+	)
 	err = s.store.Write(ctx, func(tx store.Tx) error {
-		replay = nil
+		replay, complete = nil, nil
 		cur, err := tx.Get(r.ID)
 		if err != nil {
 			return err
@@ -86,8 +89,13 @@ func (s *Service) Pay(ctx context.Context, spotID string, c Caller, req PayReque
 				// Checked before any replay: a finished first request must
 				// not answer (with its plate) for a different one.
 				return newErr(Unprocessable, "idempotency_key_reused", "this Idempotency-Key was used for a different request")
-			case err == nil && (prev.Outcome == store.AttemptSucceeded || prev.Outcome == store.AttemptDeclined):
+			case err == nil && !store.Unsettled(prev.Outcome):
 				replay = &prev
+				return nil
+			case err == nil && prev.Outcome == store.AttemptRequiresAction:
+				// The same request again after the cardholder's
+				// authentication: ask the provider where it stands.
+				complete = &prev
 				return nil
 			}
 		}
@@ -96,6 +104,17 @@ func (s *Service) Pay(ctx context.Context, spotID string, c Caller, req PayReque
 		}
 		if err := reservation.CanMove(cur.State, reservation.Paid); err != nil {
 			return conflict(err)
+		}
+		atts, err := tx.Attempts(cur.ID)
+		if err != nil {
+			return err
+		}
+		var last store.PaymentAttempt
+		if n := len(atts); n > 0 {
+			last = atts[n-1]
+		}
+		if last.Outcome == store.AttemptRequiresAction && now.Before(last.StartedAt.Add(s.cfg.ActionTimeout)) {
+			return newErr(Conflict, "payment_in_progress", "a payment of this reservation waits for the cardholder's authentication; complete it, or repeat that request with its Idempotency-Key")
 		}
 		if !cur.PaymentStartedAt.IsZero() && now.Sub(cur.PaymentStartedAt) < s.pendingStale() {
 			return newErr(Conflict, "payment_in_progress", "a payment of this reservation is in progress; retry in a few seconds")
@@ -110,16 +129,14 @@ func (s *Service) Pay(ctx context.Context, spotID string, c Caller, req PayReque
 			CarID:         car,
 			StartedAt:     now,
 		}
-		if last, ok, err := s.lastUnsettled(ctx, cur); err != nil {
-			return err
-		} else if ok {
+		if last.Outcome == store.AttemptPending || last.Outcome == store.AttemptUnknown {
 			// The last attempt's outcome is unknown (crash or provider
 			// error): re-drive it with its provider key so a charge that
 			// did happen is found, not repeated.
 			// Same key, same parameters: the provider answers
 			// with the first outcome only for an identical request.
 			att.Number, att.ProviderKey, att.PaymentMethod = last.Number, last.ProviderKey, last.PaymentMethod
-			att.Amount, att.Currency = last.Amount, last.Currency
+			att.Amount, att.Currency, att.Purpose = last.Amount, last.Currency, last.Purpose
 		} else {
 			cur.PaymentAttempts++
 			att.Number = cur.PaymentAttempts
@@ -138,79 +155,88 @@ func (s *Service) Pay(ctx context.Context, spotID string, c Caller, req PayReque
 	if replay != nil {
 		return s.replay(ctx, r.ID, *replay)
 	}
+	if complete != nil {
+		cctx, cancel := context.WithTimeout(ctx, s.cfg.PaymentTimeout)
+		receipt, perr := s.pay.Lookup(cctx, complete.ProviderRef)
+		cancel()
+		return s.finish(ctx, r, *complete, receipt, perr, "driver")
+	}
 
 	// (2) charge, outside any transaction.
 	cctx, cancel := context.WithTimeout(ctx, s.cfg.PaymentTimeout)
-	receipt, perr := s.pay.Charge(cctx, payment.Charge{
-		Amount:         att.Amount,
-		Currency:       att.Currency,
-		PaymentMethod:  att.PaymentMethod,
-		IdempotencyKey: att.ProviderKey,
-		Metadata:       map[string]string{"reservation_id": r.ID, "spot_id": r.SpotID},
-	})
+	receipt, perr := s.pay.Charge(cctx, chargeOf(att, r.SpotID))
 	cancel()
+	// (3) record.
+	return s.finish(ctx, r, att, receipt, perr, "driver")
+}
 
-	// (3) record. Use a context that outlives a client that hung up: the
-	// money has moved, so the outcome must be written.
+// finish records the provider's answer about att (a charge, or a lookup
+// of a payment that waited for authentication) and answers the driver:
+// the ticket when paid, the client secret when the cardholder must
+// still authenticate, a decline, or unavailable when the answer was lost.
+func (s *Service) finish(ctx context.Context, r reservation.Reservation, att store.PaymentAttempt, receipt payment.Receipt, perr error, actor string) (Issued, error) {
+	// Use a context that outlives a client that hung up: the money has
+	// moved, so the outcome must be written.
 	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer rcancel()
-	var decline *payment.DeclineError
-	switch {
-	case perr == nil:
-		att.Outcome, att.ProviderRef = store.AttemptSucceeded, receipt.Ref
-	case errors.As(perr, &decline):
-		att.Outcome, att.Message = store.AttemptDeclined, decline.Reason
-	default:
-		att.Outcome = store.AttemptFailed
-	}
+	outcomeOf(&att, receipt, perr)
 	att.FinishedAt = s.now()
-	var paid reservation.Reservation
-	err = s.store.Write(rctx, func(tx store.Tx) error {
+	var (
+		paid     reservation.Reservation
+		refunded bool
+	)
+	err := s.store.Write(rctx, func(tx store.Tx) error {
 		cur, err := tx.Get(r.ID)
 		if err != nil {
 			return err
 		}
-		cur.PaymentStartedAt = time.Time{}
-		kind := store.KindPaymentDeclined
-		if att.Outcome == store.AttemptSucceeded {
-			if err := reservation.CanMove(cur.State, reservation.Paid); err != nil {
-				// Paid meanwhile by another attempt, or cancelled: the
-				// money is recorded on the attempt for an operator (and,
-				// with Stripe, a refund) to settle.
-				s.log.Warn("charge succeeded on a reservation that cannot be paid", "reservation", cur.ID, "state", cur.State, "attempt", att.Number)
-			} else {
-				cur.State, cur.PaidAt, cur.CarID, cur.PaymentRef = reservation.Paid, att.FinishedAt, car, att.ProviderRef
-			}
-			kind = store.KindPaid
+		// The reconciler may have settled this attempt meanwhile (this
+		// request's answer came late): its outcome stands.
+		if att, refunded, err = s.recordOutcome(tx, &cur, att, actor); err != nil {
+			return err
+		}
+		if att.Outcome != store.AttemptRequiresAction {
+			cur.PaymentStartedAt = time.Time{}
 		}
 		if err := tx.Update(cur); err != nil {
 			return err
 		}
-		if err := tx.PutAttempt(att); err != nil {
-			return err
-		}
-		if att.Outcome != store.AttemptFailed {
-			if err := tx.Log(change(kind, "driver", cur, att.FinishedAt)); err != nil {
-				return err
-			}
-		}
 		paid = cur
 		return nil
 	})
-	s.metrics.payment(att.Outcome)
 	if err != nil {
 		return Issued{}, err
 	}
+	s.metrics.payment(att.Outcome)
+	if refunded {
+		s.wakeRefunder()
+	}
 	switch att.Outcome {
 	case store.AttemptDeclined:
-		s.log.Info("payment declined", "reservation", r.ID, "attempt", att.Number, "code", decline.Code)
-		return Issued{}, &Error{Kind: Declined, Code: "payment_declined", Message: decline.Reason}
+		s.log.Info("payment declined", "reservation", r.ID, "attempt", att.Number)
+		return Issued{}, &Error{Kind: Declined, Code: "payment_declined", Message: att.Message}
 	case store.AttemptFailed:
+		return Issued{}, &Error{Kind: Declined, Code: "payment_failed", Message: "the payment did not go through and nothing was charged; pay again with a new Idempotency-Key"}
+	case store.AttemptUnknown, store.AttemptPending:
 		s.log.Warn("payment provider failed", "reservation", r.ID, "attempt", att.Number, "err", perr)
 		return Issued{}, &Error{Kind: Unavailable, Code: "payment_unavailable", Message: "the payment provider did not answer; nothing was charged twice, retry in a moment", Err: perr}
+	case store.AttemptRequiresAction:
+		s.log.Info("payment waits for the cardholder's authentication", "reservation", r.ID, "attempt", att.Number)
+		secret := receipt.ClientSecret
+		if receipt.Ref != att.ProviderRef || secret == "" {
+			// Recorded by another request meanwhile: ask for the secret.
+			cctx, cancel := context.WithTimeout(ctx, s.cfg.PaymentTimeout)
+			again, err := s.pay.Lookup(cctx, att.ProviderRef)
+			cancel()
+			if err != nil || !again.RequiresAction() {
+				return Issued{}, &Error{Kind: Unavailable, Code: "payment_unavailable", Message: "the payment's state is changing; repeat the request in a moment", Err: err}
+			}
+			secret = again.ClientSecret
+		}
+		return Issued{Reservation: paid, Action: &Action{PaymentID: att.ProviderRef, ClientSecret: secret}}, nil
 	}
 	if paid.State != reservation.Paid || paid.PaymentRef != att.ProviderRef {
-		return Issued{}, newErr(Conflict, "wrong_state", "the reservation is %s; the charge %s is recorded for an operator to settle", paid.State, att.ProviderRef)
+		return Issued{}, newErr(Conflict, "wrong_state", "the reservation is %s; the charge is refunded in full", paid.State)
 	}
 	s.log.Info("paid", "reservation", r.ID, "spot", r.SpotID, "attempt", att.Number)
 	t, err := s.ticket(paid)
@@ -240,25 +266,16 @@ func requestHash(keyHash, h []byte) []byte {
 	return h
 }
 
-// lastUnsettled returns the reservation's latest attempt if its outcome is
-// not known (pending after a crash, or failed at the provider).
-func (s *Service) lastUnsettled(ctx context.Context, r reservation.Reservation) (store.PaymentAttempt, bool, error) {
-	if r.PaymentAttempts == 0 {
-		return store.PaymentAttempt{}, false, nil
-	}
-	atts, err := s.store.PaymentAttempts(ctx, r.ID)
-	if err != nil || len(atts) == 0 {
-		return store.PaymentAttempt{}, false, err
-	}
-	last := atts[len(atts)-1]
-	return last, last.Outcome == store.AttemptPending || last.Outcome == store.AttemptFailed, nil
-}
-
 // replay answers a retried request (same Idempotency-Key) with the first
 // request's outcome.
 func (s *Service) replay(ctx context.Context, id string, att store.PaymentAttempt) (Issued, error) {
-	if att.Outcome == store.AttemptDeclined {
+	switch att.Outcome {
+	case store.AttemptDeclined:
 		return Issued{}, &Error{Kind: Declined, Code: "payment_declined", Message: att.Message}
+	case store.AttemptFailed:
+		// The provider said nothing was charged (found by the
+		// reconciler): like a decline, the key keeps its answer.
+		return Issued{}, &Error{Kind: Declined, Code: "payment_failed", Message: "the payment did not go through and nothing was charged; pay again with a new Idempotency-Key"}
 	}
 	r, err := s.store.Get(ctx, id)
 	if err != nil {

@@ -20,7 +20,15 @@ func (s *Service) Sweep(ctx context.Context) (expired, noShows int, err error) {
 		return 0, 0, err
 	}
 	for _, r := range unpaid {
-		ok, err := s.sweepOne(ctx, r.ID, reservation.Expired, store.KindExpired)
+		var actionDue time.Time
+		if !r.PaymentStartedAt.IsZero() {
+			// A payment waiting for the cardholder's authentication holds
+			// the reservation, up to its action timeout.
+			if actionDue, err = s.actionDeadline(ctx, r.ID); err != nil {
+				return expired, noShows, err
+			}
+		}
+		ok, err := s.sweepOne(ctx, r.ID, reservation.Expired, store.KindExpired, actionDue)
 		if err != nil {
 			return expired, noShows, err
 		}
@@ -33,7 +41,7 @@ func (s *Service) Sweep(ctx context.Context) (expired, noShows int, err error) {
 		return expired, noShows, err
 	}
 	for _, r := range late {
-		ok, err := s.sweepOne(ctx, r.ID, reservation.NoShow, store.KindNoShow)
+		ok, err := s.sweepOne(ctx, r.ID, reservation.NoShow, store.KindNoShow, time.Time{})
 		if err != nil {
 			return expired, noShows, err
 		}
@@ -50,9 +58,22 @@ func (s *Service) Sweep(ctx context.Context) (expired, noShows int, err error) {
 // errSkip ends a sweep transaction that found nothing to do.
 var errSkip = errors.New("nothing to sweep")
 
-func (s *Service) sweepOne(ctx context.Context, id string, to reservation.State, kind string) (bool, error) {
+// actionDeadline is when the authentication that reservation id's latest
+// payment attempt waits for times out (zero if it waits for none).
+func (s *Service) actionDeadline(ctx context.Context, id string) (time.Time, error) {
+	atts, err := s.store.PaymentAttempts(ctx, id)
+	if err != nil || len(atts) == 0 {
+		return time.Time{}, err
+	}
+	if last := atts[len(atts)-1]; last.Outcome == store.AttemptRequiresAction {
+		return last.StartedAt.Add(s.cfg.ActionTimeout), nil
+	}
+	return time.Time{}, nil
+}
+
+func (s *Service) sweepOne(ctx context.Context, id string, to reservation.State, kind string, actionDue time.Time) (bool, error) {
 	_, err := s.move(ctx, id, "system", func(r *reservation.Reservation, now time.Time) (string, error) {
-		if !s.due(*r, to, now) {
+		if !s.due(*r, to, now, actionDue) {
 			return "", errSkip
 		}
 		r.State, r.EndedAt = to, now
@@ -65,13 +86,19 @@ func (s *Service) sweepOne(ctx context.Context, id string, to reservation.State,
 }
 
 // due re-checks, on the locked row, that r should move to state to now.
-func (s *Service) due(r reservation.Reservation, to reservation.State, now time.Time) bool {
+// actionDue is when the authentication its payment waits for times out
+// (zero: none).
+func (s *Service) due(r reservation.Reservation, to reservation.State, now, actionDue time.Time) bool {
 	switch to {
 	case reservation.Expired:
 		if r.State != reservation.Reserved || now.Before(r.CreatedAt.Add(s.cfg.PaymentHold)) {
 			return false
 		}
-		// Never expire a reservation while its charge is in flight.
+		// Never expire a reservation while its charge is in flight, nor
+		// while the cardholder may still authenticate it.
+		if !r.PaymentStartedAt.IsZero() && !actionDue.IsZero() {
+			return !now.Before(actionDue)
+		}
 		return r.PaymentStartedAt.IsZero() || now.Sub(r.PaymentStartedAt) >= s.pendingStale()
 	case reservation.NoShow:
 		return r.State == reservation.Paid && !now.Before(r.From.Add(s.cfg.NoShowGrace))

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -68,17 +69,33 @@ type MQTT struct {
 type Payment struct {
 	Provider     string        `mapstructure:"provider"`
 	Stripe       Stripe        `mapstructure:"stripe"`
+	Fake         Fake          `mapstructure:"fake"`
 	PricePerHour float64       `mapstructure:"price_per_hour"`
 	Currency     string        `mapstructure:"currency"`
 	Timeout      time.Duration `mapstructure:"timeout"`
 	RefundUnused bool          `mapstructure:"refund_unused"`
 	NoShowFee    float64       `mapstructure:"noshow_fee"`
+	// ActionTimeout is how long a payment may wait for the cardholder's
+	// authentication (3-D Secure).
+	ActionTimeout time.Duration `mapstructure:"action_timeout"`
+	// OverstayPerHour is the overstay fee per started hour in the major
+	// unit; empty means the reservation's own hourly price.
+	OverstayPerHour string `mapstructure:"overstay_per_hour"`
 }
 
 // Stripe is the Stripe provider's account.
 type Stripe struct {
 	SecretKey string `mapstructure:"secret_key"`
 	APIURL    string `mapstructure:"api_url"`
+	// WebhookSecret is the signing secret (whsec_...) of the webhook
+	// endpoint; empty disables POST /webhooks/stripe.
+	WebhookSecret string `mapstructure:"webhook_secret"`
+}
+
+// Fake is the fake provider's memory.
+type Fake struct {
+	// StateFile keeps what the fake charged and refunded across restarts.
+	StateFile string `mapstructure:"state_file"`
 }
 
 // Auth holds the operators' credential.
@@ -99,6 +116,9 @@ type Reservations struct {
 	MaxDuration   time.Duration `mapstructure:"max_duration"`
 	MaxAdvance    time.Duration `mapstructure:"max_advance"`
 	SweepInterval time.Duration `mapstructure:"sweep_interval"`
+	// OverstayGrace is how long after reservedUntil a car may leave before
+	// it owes the overstay fee.
+	OverstayGrace time.Duration `mapstructure:"overstay_grace"`
 }
 
 // Log configures logging.
@@ -111,39 +131,44 @@ type Log struct {
 // key. Every key must be here: only known keys are read from PARKING_*
 // variables.
 var defaults = map[string]any{
-	"site":                        "demo",
-	"http.addr":                   "127.0.0.1:8080",
-	"db.driver":                   "sqlite",
-	"db.dsn":                      "centrald.db",
-	"spots.count":                 10,
-	"spots.ids":                   []string{},
-	"mqtt.embedded":               true,
-	"mqtt.listen":                 "127.0.0.1:1884",
-	"mqtt.url":                    "tcp://127.0.0.1:1883",
-	"mqtt.username":               "",
-	"mqtt.password":               "",
-	"mqtt.allow_anonymous":        false,
-	"mqtt.shared":                 true,
-	"mqtt.cert_file":              "",
-	"mqtt.key_file":               "",
-	"payment.provider":            "fake",
-	"payment.stripe.secret_key":   "",
-	"payment.stripe.api_url":      "",
-	"payment.price_per_hour":      2.50,
-	"payment.currency":            "eur",
-	"payment.timeout":             "10s",
-	"payment.refund_unused":       true,
-	"payment.noshow_fee":          2.50,
-	"auth.admin_token":            "",
-	"tickets.key_file":            "tickets.key",
-	"reservations.payment_hold":   "15m",
-	"reservations.noshow_grace":   "30m",
-	"reservations.early_arrival":  "15m",
-	"reservations.max_duration":   "168h",
-	"reservations.max_advance":    "8760h",
-	"reservations.sweep_interval": "5s",
-	"log.level":                   "info",
-	"log.format":                  "auto",
+	"site":                          "demo",
+	"http.addr":                     "127.0.0.1:8080",
+	"db.driver":                     "sqlite",
+	"db.dsn":                        "centrald.db",
+	"spots.count":                   10,
+	"spots.ids":                     []string{},
+	"mqtt.embedded":                 true,
+	"mqtt.listen":                   "127.0.0.1:1884",
+	"mqtt.url":                      "tcp://127.0.0.1:1883",
+	"mqtt.username":                 "",
+	"mqtt.password":                 "",
+	"mqtt.allow_anonymous":          false,
+	"mqtt.shared":                   true,
+	"mqtt.cert_file":                "",
+	"mqtt.key_file":                 "",
+	"payment.provider":              "fake",
+	"payment.stripe.secret_key":     "",
+	"payment.stripe.api_url":        "",
+	"payment.stripe.webhook_secret": "",
+	"payment.fake.state_file":       "fakepay.json",
+	"payment.action_timeout":        "15m",
+	"payment.overstay_per_hour":     "",
+	"payment.price_per_hour":        2.50,
+	"payment.currency":              "eur",
+	"payment.timeout":               "10s",
+	"payment.refund_unused":         true,
+	"payment.noshow_fee":            2.50,
+	"auth.admin_token":              "",
+	"tickets.key_file":              "tickets.key",
+	"reservations.payment_hold":     "15m",
+	"reservations.noshow_grace":     "30m",
+	"reservations.early_arrival":    "15m",
+	"reservations.max_duration":     "168h",
+	"reservations.max_advance":      "8760h",
+	"reservations.sweep_interval":   "5s",
+	"reservations.overstay_grace":   "15m",
+	"log.level":                     "info",
+	"log.format":                    "auto",
 }
 
 // Load reads the configuration: path may be empty (defaults and
@@ -214,6 +239,9 @@ func (c *Config) Validate() error {
 	}
 	switch c.Payment.Provider {
 	case "fake":
+		if c.Payment.Fake.StateFile == "" {
+			bad("payment.fake.state_file: give a path for the fake provider's memory")
+		}
 	case "stripe":
 		if c.Payment.Stripe.SecretKey == "" {
 			bad("payment.stripe.secret_key: required with payment.provider stripe (set PARKING_PAYMENT_STRIPE_SECRET_KEY)")
@@ -236,6 +264,16 @@ func (c *Config) Validate() error {
 	if c.Payment.Timeout < time.Second || c.Payment.Timeout > 2*time.Minute {
 		bad("payment.timeout %s: want 1s to 2m", c.Payment.Timeout)
 	}
+	if c.Payment.ActionTimeout < time.Minute || c.Payment.ActionTimeout > 24*time.Hour {
+		bad("payment.action_timeout %s: want 1m to 24h", c.Payment.ActionTimeout)
+	}
+	if _, err := c.OverstayPerHourMinor(); err != nil {
+		bad("%v", err)
+	}
+	// The secret is never echoed, not even in part.
+	if w := c.Payment.Stripe.WebhookSecret; w != "" && (!strings.HasPrefix(w, "whsec_") || strings.TrimSpace(w) != w) {
+		bad("payment.stripe.webhook_secret: want the endpoint's signing secret, whsec_… (from the dashboard or `stripe listen`)")
+	}
 	if c.Auth.AdminToken != "" && len(c.Auth.AdminToken) < 16 {
 		bad("auth.admin_token: use at least 16 characters")
 	}
@@ -253,6 +291,7 @@ func (c *Config) Validate() error {
 		{"reservations.max_duration", r.MaxDuration, time.Minute, 366 * 24 * time.Hour},
 		{"reservations.max_advance", r.MaxAdvance, time.Minute, 5 * 366 * 24 * time.Hour},
 		{"reservations.sweep_interval", r.SweepInterval, 100 * time.Millisecond, time.Hour},
+		{"reservations.overstay_grace", r.OverstayGrace, 0, 24 * time.Hour},
 	} {
 		if d.v < d.lo || d.v > d.hi {
 			bad("%s %s: want %s to %s", d.key, d.v, d.lo, d.hi)
@@ -289,6 +328,20 @@ func (c *Config) PricePerHourMinor() int64 { return minor(c.Payment.PricePerHour
 
 // NoShowFeeMinor is the no-show fee in the currency's minor unit.
 func (c *Config) NoShowFeeMinor() int64 { return minor(c.Payment.NoShowFee) }
+
+// OverstayPerHourMinor is the overstay fee per started hour in the minor
+// unit, or -1 for the reservation's own hourly price.
+func (c *Config) OverstayPerHourMinor() (int64, error) {
+	v := strings.TrimSpace(c.Payment.OverstayPerHour)
+	if v == "" {
+		return -1, nil
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || f < 0 || f > 10000 || math.IsNaN(f) {
+		return 0, fmt.Errorf("payment.overstay_per_hour %q: want 0 to 10000, or empty for the reservation's own hourly price", c.Payment.OverstayPerHour)
+	}
+	return minor(f), nil
+}
 
 // minor converts a major-unit amount to the minor unit, for the two-decimal
 // currencies parkgate supports (zero-decimal ones such as JPY are not).

@@ -93,6 +93,12 @@ func TestBadConfigIsReportedClearly(t *testing.T) {
 		{"payment:\n  provider: stripe\n", "payment.stripe.secret_key"},
 		{"payment:\n  provider: stripe\n  stripe:\n    secret_key: sk_test_x\n    api_url: ftp://x\n", "api_url"},
 		{"payment:\n  noshow_fee: -1\n", "noshow_fee"},
+		{"payment:\n  action_timeout: 10s\n", "payment.action_timeout"},
+		{"payment:\n  overstay_per_hour: lots\n", "payment.overstay_per_hour"},
+		{"payment:\n  overstay_per_hour: -2\n", "payment.overstay_per_hour"},
+		{"payment:\n  stripe:\n    webhook_secret: sk_test_notAwebhookSecret\n", "payment.stripe.webhook_secret"},
+		{"payment:\n  fake:\n    state_file: ''\n", "payment.fake.state_file"},
+		{"reservations:\n  overstay_grace: 48h\n", "overstay_grace"},
 		{"auth:\n  admin_token: short\n", "admin_token"},
 		{"site: Big Site\n", "site"},
 		{"log:\n  level: loud\n", ""}, // checked by logging, not here
@@ -110,6 +116,26 @@ func TestBadConfigIsReportedClearly(t *testing.T) {
 	}
 	if _, err := Load("/nonexistent/c.yaml", nil); err == nil {
 		t.Error("missing file accepted")
+	}
+}
+
+// The webhook secret is never repeated in an error, and the overstay fee
+// defaults to the reservation's own price.
+func TestPaymentKeys(t *testing.T) {
+	_, err := Load("", []string{"PARKING_PAYMENT_STRIPE_WEBHOOK_SECRET=sk_test_pastedTheWrongKey"})
+	if err == nil || strings.Contains(err.Error(), "pastedTheWrongKey") {
+		t.Fatalf("err = %v", err)
+	}
+	c, err := Load("", []string{"PARKING_PAYMENT_STRIPE_WEBHOOK_SECRET=whsec_abc", "PARKING_PAYMENT_OVERSTAY_PER_HOUR=4.50"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := c.OverstayPerHourMinor(); v != 450 || c.Payment.Stripe.WebhookSecret != "whsec_abc" {
+		t.Fatalf("overstay %d, secret set %v", v, c.Payment.Stripe.WebhookSecret != "")
+	}
+	def, _ := Load("", nil)
+	if v, _ := def.OverstayPerHourMinor(); v != -1 || def.Payment.ActionTimeout != 15*time.Minute || def.Reservations.OverstayGrace != 15*time.Minute {
+		t.Fatalf("defaults: overstay %d, action %s, grace %s", v, def.Payment.ActionTimeout, def.Reservations.OverstayGrace)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -100,8 +101,10 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 		PublicKey:   ticket.FormatPublicKey(signer.PublicKey()),
 		KeyID:       signer.KeyID(),
 		PaymentHold: cfg.Reservations.PaymentHold,
-		Registry:    reg,
-		Log:         log,
+		// A secret: handed over, never logged.
+		StripeWebhookSecret: cfg.Payment.Stripe.WebhookSecret,
+		Registry:            reg,
+		Log:                 log,
 	})
 	if cfg.Auth.AdminToken == "" {
 		log.Warn("auth.admin_token is not set: operator endpoints are disabled")
@@ -132,6 +135,7 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 		})},
 		service.Named{Name: "sweeper", Service: &booking.Sweeper{Service: svc, Interval: cfg.Reservations.SweepInterval}},
 		service.Named{Name: "refunder", Service: &booking.Refunder{Service: svc, Interval: booking.DefaultConfig().RefundInterval}},
+		service.Named{Name: "reconciler", Service: &booking.Reconciler{Service: svc, Interval: reconcileInterval(cfg.Payment.Timeout)}},
 		service.Named{Name: "watchdog", Service: sdnotify.Watchdog{Interval: sdnotify.WatchdogInterval(), Healthy: st.Ping}},
 	)
 	return service.Run(ctx, log, services...)
@@ -145,14 +149,27 @@ func bookingConfig(cfg config.Config) booking.Config {
 	b.PricePerHour, b.Currency = cfg.PricePerHourMinor(), cfg.Payment.Currency
 	b.PaymentTimeout = cfg.Payment.Timeout
 	b.RefundUnused, b.NoShowFee = cfg.Payment.RefundUnused, cfg.NoShowFeeMinor()
+	b.ActionTimeout, b.OverstayGrace = cfg.Payment.ActionTimeout, r.OverstayGrace
+	b.OverstayPerHour, _ = cfg.OverstayPerHourMinor() // validated at load
 	return b
+}
+
+// reconcileInterval is how often the reconciler looks for attempts whose
+// outcome is unknown: often enough that one is settled within twice the
+// payment timeout after it started.
+func reconcileInterval(timeout time.Duration) time.Duration {
+	return max(timeout/2, 500*time.Millisecond)
 }
 
 // PaymentProvider returns the configured payment provider.
 func PaymentProvider(cfg config.Config) (payment.Provider, error) {
 	switch cfg.Payment.Provider {
 	case "fake":
-		return &fakepay.Provider{}, nil
+		p, err := fakepay.Open(cfg.Payment.Fake.StateFile)
+		if err != nil {
+			return nil, fmt.Errorf("payment.fake.state_file: %w", err)
+		}
+		return p, nil
 	case "stripe":
 		p, err := stripepay.New(stripepay.Config{SecretKey: cfg.Payment.Stripe.SecretKey, APIURL: cfg.Payment.Stripe.APIURL})
 		if err != nil {

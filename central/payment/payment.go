@@ -17,12 +17,30 @@ type Provider interface {
 	// A decline is a *DeclineError; any other error means the outcome is
 	// unknown or nothing was charged, and the caller may retry with the
 	// same key.
+	// A charge that needs the cardholder's authentication (3-D Secure) is
+	// no error: its Receipt has Status StatusRequiresAction, the payment's
+	// Ref and the ClientSecret the driver's app completes it with.
 	Charge(ctx context.Context, c Charge) (Receipt, error)
 	// Refund returns part or all of a successful charge. The same
 	// IdempotencyKey must never refund twice. Errors are as for Charge
 	// (a *DeclineError when the provider refuses the refund for good).
 	Refund(ctx context.Context, r Refund) (Receipt, error)
+	// Lookup reports where the payment ref (Receipt.Ref of a charge)
+	// stands now: a Receipt with StatusSucceeded or StatusRequiresAction,
+	// a *DeclineError when it failed or was cancelled (nothing charged),
+	// or another error when that is not known.
+	Lookup(ctx context.Context, ref string) (Receipt, error)
+	// Cancel gives up a payment that waits for the cardholder's
+	// authentication; nothing is charged. A payment that completed
+	// meanwhile cannot be cancelled: an error, and Lookup tells.
+	Cancel(ctx context.Context, ref string) error
 }
+
+// Receipt statuses.
+const (
+	StatusSucceeded      = "succeeded"
+	StatusRequiresAction = "requires_action"
+)
 
 // Charge is one request for money.
 type Charge struct {
@@ -32,6 +50,14 @@ type Charge struct {
 	IdempotencyKey string
 	// Metadata is attached to the provider's object (reservation id, spot).
 	Metadata map[string]string
+	// SaveForOffSession keeps the payment method, on a customer of the
+	// provider's, for later charges without the driver (an overstay fee):
+	// Receipt.Customer names that customer.
+	SaveForOffSession bool
+	// OffSession charges Customer's saved PaymentMethod without the
+	// driver present; a card that would need authentication declines.
+	OffSession bool
+	Customer   string
 }
 
 // Refund is one request to give money back.
@@ -44,11 +70,23 @@ type Refund struct {
 	Metadata       map[string]string
 }
 
-// Receipt is a successful charge or refund.
+// Receipt is a successful charge or refund, or a charge waiting for the
+// cardholder's authentication.
 type Receipt struct {
 	// Ref is the provider's object id (payment intent, refund).
 	Ref string
+	// Status is StatusSucceeded (also when empty) or StatusRequiresAction.
+	Status string
+	// ClientSecret lets the driver's app complete an authentication
+	// (Stripe.js handleNextAction). A secret: never logged nor stored.
+	ClientSecret string
+	// Customer is the provider's customer the payment method was saved
+	// to (Charge.SaveForOffSession).
+	Customer string
 }
+
+// RequiresAction reports whether the charge waits for the cardholder.
+func (r Receipt) RequiresAction() bool { return r.Status == StatusRequiresAction }
 
 // DeclineError is a payment the provider refused; the driver may retry with
 // another payment method.

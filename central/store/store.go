@@ -77,6 +77,15 @@ type Store interface {
 	// PendingRefunds lists up to limit refunds not yet settled, oldest
 	// first.
 	PendingRefunds(ctx context.Context, limit int) ([]Refund, error)
+	// UnsettledAttempts lists up to limit payment attempts, of every
+	// reservation, whose outcome is not known yet (pending, unknown,
+	// requires_action) and that started in [startedAfter, startedBefore),
+	// oldest first: the reconciler's work.
+	UnsettledAttempts(ctx context.Context, startedAfter, startedBefore time.Time, limit int) ([]PaymentAttempt, error)
+
+	// PaymentExceptions lists up to limit payment exceptions, newest
+	// first.
+	PaymentExceptions(ctx context.Context, limit int) ([]PaymentException, error)
 
 	// Gates lists every known gate with its presence, by id.
 	Gates(ctx context.Context) ([]Gate, error)
@@ -135,6 +144,17 @@ type Tx interface {
 	// PutAttempt inserts or replaces (by reservation and number) a payment
 	// attempt.
 	PutAttempt(a PaymentAttempt) error
+	// Attempts lists the reservation's payment attempts, oldest first.
+	Attempts(reservationID string) ([]PaymentAttempt, error)
+	// AttemptByRef returns the payment attempt whose provider object is
+	// ref, or ErrNotFound. Lock its reservation (Get) before changing it.
+	AttemptByRef(ref string) (PaymentAttempt, error)
+	// PutWebhookEvent records that the provider's event id was applied;
+	// ErrDuplicate if it was before (the transaction must then end).
+	PutWebhookEvent(id, typ string, at time.Time) error
+	// PutPaymentException records an exception for an operator;
+	// ErrDuplicate if its id is known.
+	PutPaymentException(e PaymentException) error
 	// Refunds lists the reservation's refunds, oldest first.
 	Refunds(reservationID string) ([]Refund, error)
 	// Gate returns one gate (ErrNotFound if unknown).
@@ -193,10 +213,29 @@ const (
 
 // Attempt outcomes.
 const (
-	AttemptPending   = "pending"
+	AttemptPending   = "pending" // claimed, the provider is being asked
 	AttemptSucceeded = "succeeded"
 	AttemptDeclined  = "declined"
-	AttemptFailed    = "failed" // provider error or timeout: nothing known to be charged
+	// AttemptUnknown: the provider erred or did not answer in time; money
+	// may have moved. The reconciler settles it.
+	AttemptUnknown = "unknown"
+	// AttemptRequiresAction: the cardholder must authenticate (3-D
+	// Secure); a webhook, a repeated request or the reconciler settles it.
+	AttemptRequiresAction = "requires_action"
+	// AttemptFailed: the provider says nothing was charged (a reconciled
+	// attempt, or an authentication that timed out and was cancelled).
+	AttemptFailed = "failed"
+)
+
+// Unsettled reports whether an attempt's outcome is still open.
+func Unsettled(outcome string) bool {
+	return outcome == AttemptPending || outcome == AttemptUnknown || outcome == AttemptRequiresAction
+}
+
+// Attempt purposes.
+const (
+	PurposeReservation = ""         // the reservation's price, paid by the driver
+	PurposeOverstay    = "overstay" // the overstay fee, charged off-session at the exit
 )
 
 // PaymentAttempt records one try to charge a reservation: every money
@@ -221,8 +260,14 @@ type PaymentAttempt struct {
 	CarID       string
 	// PaymentMethod is the provider's reference (pm_...), never card data.
 	PaymentMethod string
-	StartedAt     time.Time
-	FinishedAt    time.Time
+	// Purpose is what the money is for: PurposeReservation or
+	// PurposeOverstay.
+	Purpose string
+	// CustomerRef is the provider's customer the payment method was saved
+	// to for off-session charges (cus_...), empty when none.
+	CustomerRef string
+	StartedAt   time.Time
+	FinishedAt  time.Time
 }
 
 // Refund statuses.
@@ -248,6 +293,24 @@ type Refund struct {
 	Tries         int
 	CreatedAt     time.Time
 	FinishedAt    time.Time
+}
+
+// Payment exception kinds.
+const (
+	ExceptionDispute        = "dispute"         // the cardholder's bank opened a dispute
+	ExceptionOverstayUnpaid = "overstay_unpaid" // the overstay fee was declined: owed
+)
+
+// PaymentException is money an operator must settle by hand.
+type PaymentException struct {
+	ID            string // unique: the provider's event id, or derived from the attempt
+	Kind          string
+	ReservationID string
+	Amount        int64 // minor unit: disputed, or owed
+	Currency      string
+	ProviderRef   string // dispute, payment intent
+	Reason        string // the provider's reason, for a person
+	CreatedAt     time.Time
 }
 
 // Gate is a gate as centrald knows it: its MQTT credentials (hashed) and

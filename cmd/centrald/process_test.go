@@ -96,6 +96,7 @@ func launch(t *testing.T, dir string, extraEnv ...string) *proc {
 		"PARKING_MQTT_LISTEN=127.0.0.1:0",
 		"PARKING_DB_DSN="+filepath.Join(dir, "centrald.db"),
 		"PARKING_TICKETS_KEY_FILE="+filepath.Join(dir, "tickets.key"),
+		"PARKING_PAYMENT_FAKE_STATE_FILE="+filepath.Join(dir, "fakepay.json"),
 		"PARKING_SPOTS_COUNT=5",
 		"PARKING_AUTH_ADMIN_TOKEN="+adminToken,
 		"PARKING_LOG_FORMAT=json",
@@ -422,7 +423,8 @@ func TestPortInUse(t *testing.T) {
 	p := start(t, dir)
 	addr := strings.TrimPrefix(p.base, "http://")
 	cmd := exec.Command(centraldBinary(t))
-	cmd.Env = append(os.Environ(), "PARKING_HTTP_ADDR="+addr, "PARKING_MQTT_LISTEN=127.0.0.1:0", "PARKING_DB_DSN="+filepath.Join(dir, "other.db"), "PARKING_TICKETS_KEY_FILE="+filepath.Join(dir, "tickets.key"))
+	cmd.Env = append(os.Environ(), "PARKING_HTTP_ADDR="+addr, "PARKING_MQTT_LISTEN=127.0.0.1:0", "PARKING_DB_DSN="+filepath.Join(dir, "other.db"), "PARKING_TICKETS_KEY_FILE="+filepath.Join(dir, "tickets.key"),
+		"PARKING_PAYMENT_FAKE_STATE_FILE="+filepath.Join(dir, "fakepay.json"))
 	out, err := cmd.CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), "address already in use") {
 		t.Fatalf("err %v, output %s", err, out)

@@ -202,7 +202,8 @@ func TestLaneWithRealTickets(t *testing.T) {
 	centraldBin, gatedBin := binaries(t)
 	dir := t.TempDir()
 	c := start(t, centraldBin, "PARKING_HTTP_ADDR=127.0.0.1:0", "PARKING_MQTT_LISTEN=127.0.0.1:0", "PARKING_DB_DSN="+filepath.Join(dir, "c.db"),
-		"PARKING_TICKETS_KEY_FILE="+filepath.Join(dir, "t.key"), "PARKING_AUTH_ADMIN_TOKEN="+admin)
+		"PARKING_TICKETS_KEY_FILE="+filepath.Join(dir, "t.key"), "PARKING_AUTH_ADMIN_TOKEN="+admin,
+		"PARKING_PAYMENT_FAKE_STATE_FILE="+filepath.Join(dir, "fakepay.json"))
 	_, pub := c.call("GET", "/tickets/public-key", "", "")
 	key := pub["publicKey"].(string)
 	gate := func(id, role, db string) []string {
@@ -263,7 +264,8 @@ func TestDecisionSurvivesSIGKILL(t *testing.T) {
 	centraldBin, gatedBin := binaries(t)
 	dir := t.TempDir()
 	c := start(t, centraldBin, "PARKING_HTTP_ADDR=127.0.0.1:0", "PARKING_MQTT_LISTEN=127.0.0.1:0", "PARKING_DB_DSN="+filepath.Join(dir, "c.db"),
-		"PARKING_TICKETS_KEY_FILE="+filepath.Join(dir, "t.key"))
+		"PARKING_TICKETS_KEY_FILE="+filepath.Join(dir, "t.key"),
+		"PARKING_PAYMENT_FAKE_STATE_FILE="+filepath.Join(dir, "fakepay.json"))
 	_, pub := c.call("GET", "/tickets/public-key", "", "")
 	env := []string{"PARKING_HTTP_ADDR=127.0.0.1:0", "PARKING_MQTT_URL=", "PARKING_DB_PATH=" + filepath.Join(dir, "g.db"),
 		"PARKING_TICKETS_PUBLIC_KEY=" + pub["publicKey"].(string)}
@@ -354,6 +356,7 @@ func TestSyncEndToEnd(t *testing.T) {
 	dir := t.TempDir()
 	cenv := []string{"PARKING_SITE=e2e", "PARKING_HTTP_ADDR=127.0.0.1:0", "PARKING_MQTT_LISTEN=127.0.0.1:0",
 		"PARKING_DB_DSN=" + filepath.Join(dir, "c.db"), "PARKING_TICKETS_KEY_FILE=" + filepath.Join(dir, "t.key"),
+		"PARKING_PAYMENT_FAKE_STATE_FILE=" + filepath.Join(dir, "fakepay.json"),
 		"PARKING_AUTH_ADMIN_TOKEN=" + admin}
 	passwords := map[string]string{}
 	for _, id := range []string{"entry-1", "exit-1"} {
@@ -502,6 +505,7 @@ func TestSyncSurvivesOutagesAndSIGKILL(t *testing.T) {
 	httpAddr, mqttAddr := freePort(t), freePort(t)
 	cenv := []string{"PARKING_SITE=outage", "PARKING_HTTP_ADDR=" + httpAddr, "PARKING_MQTT_LISTEN=" + mqttAddr,
 		"PARKING_DB_DSN=" + filepath.Join(dir, "c.db"), "PARKING_TICKETS_KEY_FILE=" + filepath.Join(dir, "t.key"),
+		"PARKING_PAYMENT_FAKE_STATE_FILE=" + filepath.Join(dir, "fakepay.json"),
 		"PARKING_AUTH_ADMIN_TOKEN=" + admin}
 	pw := addGate(t, centraldBin, cenv, "entry-1", "entry")
 	c := start(t, centraldBin, cenv...)

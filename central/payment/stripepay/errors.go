@@ -141,7 +141,7 @@ func (p *Provider) lastErrorDecline(le *stripe.Error, pm string) error {
 func authenticationRequired() error {
 	return &payment.DeclineError{
 		Code:   string(stripe.ErrorCodeAuthenticationRequired),
-		Reason: "your bank asks to confirm this payment (3-D Secure), which cannot be done at the parking lane; please use another card or pay in the app",
+		Reason: "your bank asks to confirm this payment (3-D Secure), which cannot be done without you present; please pay in the app",
 	}
 }
 

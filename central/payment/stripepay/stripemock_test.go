@@ -72,6 +72,8 @@ type exchange struct {
 	Method, Path string
 	Status       int
 	Body         string
+	// Form is the request's form body, as the provider sent it.
+	Form url.Values
 }
 
 // mockProxy forwards to stripe-mock, records its answers and may rewrite
@@ -97,6 +99,10 @@ func newMockProxy(t *testing.T, upstream string, status func(method, path string
 	}
 	m := &mockProxy{}
 	rp := httputil.NewSingleHostReverseProxy(target)
+	var (
+		forms   []url.Values
+		formsMu sync.Mutex
+	)
 	rp.ModifyResponse = func(res *http.Response) error {
 		body, err := io.ReadAll(res.Body)
 		res.Body.Close()
@@ -104,7 +110,13 @@ func newMockProxy(t *testing.T, upstream string, status func(method, path string
 			return err
 		}
 		m.mu.Lock()
-		m.exchanges = append(m.exchanges, exchange{res.Request.Method, res.Request.URL.Path, res.StatusCode, string(body)})
+		formsMu.Lock()
+		var form url.Values
+		if n := len(m.exchanges); n < len(forms) {
+			form = forms[n]
+		}
+		formsMu.Unlock()
+		m.exchanges = append(m.exchanges, exchange{res.Request.Method, res.Request.URL.Path, res.StatusCode, string(body), form})
 		m.mu.Unlock()
 		if s := status(res.Request.Method, res.Request.URL.Path); s != "" && res.StatusCode == http.StatusOK {
 			var obj map[string]any
@@ -124,7 +136,17 @@ func newMockProxy(t *testing.T, upstream string, status func(method, path string
 		res.Header.Set("Content-Length", strconv.Itoa(len(body)))
 		return nil
 	}
-	srv := httptest.NewServer(rp)
+	// Keep each request's form to check what was sent (the tests' requests
+	// go one at a time); the body goes on to stripe-mock unchanged.
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(b))
+		form, _ := url.ParseQuery(string(b))
+		formsMu.Lock()
+		forms = append(forms, form)
+		formsMu.Unlock()
+		rp.ServeHTTP(w, r)
+	}))
 	t.Cleanup(srv.Close)
 	return srv.URL, m
 }
@@ -308,5 +330,91 @@ func TestStripeMockValidates(t *testing.T) {
 	_, err := p.Charge(mockCtx(t), payment.Charge{Amount: 100, Currency: "eur", PaymentMethod: "pm_card_visa", IdempotencyKey: "parkgate-r5-1"})
 	if !errors.Is(err, payment.ErrUnavailable) || strings.Contains(err.Error(), liveKey) {
 		t.Errorf("live key at stripe-mock: %v", err)
+	}
+}
+
+// A driver's first charge saves the card for off-session charges: a
+// Customer first (its own idempotency key), then the PaymentIntent with
+// customer and setup_future_usage=off_session. stripe-mock accepts both.
+func TestStripeMockSavesCardForOffSession(t *testing.T) {
+	proxy, m := newMockProxy(t, stripeMockURL(t), func(method, path string) string {
+		if method == http.MethodPost && path == "/v1/payment_intents" {
+			return "succeeded"
+		}
+		return ""
+	})
+	p := mockProvider(t, proxy)
+	rc, err := p.Charge(mockCtx(t), payment.Charge{
+		Amount: 500, Currency: "eur", PaymentMethod: "pm_card_visa", IdempotencyKey: "parkgate-r6-1",
+		Metadata: map[string]string{"reservation_id": "r6", "spot_id": "2"}, SaveForOffSession: true,
+	})
+	if err != nil || !strings.HasPrefix(rc.Ref, "pi_") || !strings.HasPrefix(rc.Customer, "cus_") {
+		t.Fatalf("charge: %+v %v", rc, err)
+	}
+	requireAccepted(t, m, 2)
+	ex := m.seen()
+	if ex[0].Path != "/v1/customers" || ex[1].Path != "/v1/payment_intents" {
+		t.Fatalf("requests %s, %s", ex[0].Path, ex[1].Path)
+	}
+	if f := ex[1].Form; f.Get("customer") != rc.Customer || f.Get("setup_future_usage") != "off_session" || f.Get("confirm") != "true" || f.Has("off_session") {
+		t.Errorf("payment intent form %v", f)
+	}
+}
+
+// An overstay fee: off_session=true, confirm=true on the saved customer's
+// card. stripe-mock accepts it.
+func TestStripeMockOffSessionCharge(t *testing.T) {
+	proxy, m := newMockProxy(t, stripeMockURL(t), func(method, path string) string { return "succeeded" })
+	p := mockProvider(t, proxy)
+	rc, err := p.Charge(mockCtx(t), payment.Charge{
+		Amount: 250, Currency: "eur", PaymentMethod: "pm_card_visa", IdempotencyKey: "parkgate-overstay-r7-2",
+		Metadata:   map[string]string{"reservation_id": "r7", "spot_id": "2", "purpose": "overstay"},
+		OffSession: true, Customer: "cus_parkgateMock",
+	})
+	if err != nil || !strings.HasPrefix(rc.Ref, "pi_") {
+		t.Fatalf("charge: %+v %v", rc, err)
+	}
+	requireAccepted(t, m, 1)
+	f := m.seen()[0].Form
+	if f.Get("off_session") != "true" || f.Get("confirm") != "true" || f.Get("customer") != "cus_parkgateMock" || f.Has("setup_future_usage") {
+		t.Errorf("form %v", f)
+	}
+}
+
+// Retrieving an intent (the repeated request after 3-D Secure, the
+// reconciler) and cancelling one (the action timed out): stripe-mock
+// accepts both requests; the answers' statuses are set by the proxy.
+func TestStripeMockLookupAndCancel(t *testing.T) {
+	status := "requires_action"
+	proxy, m := newMockProxy(t, stripeMockURL(t), func(method, path string) string {
+		if strings.HasSuffix(path, "/cancel") {
+			return "canceled"
+		}
+		return status
+	})
+	p := mockProvider(t, proxy)
+	rc, err := p.Lookup(mockCtx(t), "pi_parkgateMock")
+	if err != nil || !rc.RequiresAction() || rc.ClientSecret == "" {
+		t.Fatalf("lookup: %+v %v", rc, err)
+	}
+	status = "succeeded"
+	if rc, err := p.Lookup(mockCtx(t), "pi_parkgateMock"); err != nil || rc.RequiresAction() || rc.Ref == "" {
+		t.Fatalf("lookup: %+v %v", rc, err)
+	}
+	if err := p.Cancel(mockCtx(t), "pi_parkgateMock"); err != nil {
+		t.Fatalf("cancel: %v", err)
+	}
+	requireAccepted(t, m, 3)
+	ex := m.seen()
+	if ex[0].Method != http.MethodGet || ex[0].Path != "/v1/payment_intents/pi_parkgateMock" {
+		t.Errorf("lookup request %s %s", ex[0].Method, ex[0].Path)
+	}
+	if ex[2].Method != http.MethodPost || ex[2].Path != "/v1/payment_intents/pi_parkgateMock/cancel" || ex[2].Form.Get("cancellation_reason") != "abandoned" {
+		t.Errorf("cancel request %s %s %v", ex[2].Method, ex[2].Path, ex[2].Form)
+	}
+	// The duplicate refund reason is one of Stripe's.
+	if re, err := p.Refund(mockCtx(t), payment.Refund{ChargeRef: "pi_parkgateMock", Amount: 100, Currency: "eur",
+		IdempotencyKey: "parkgate-refund-r8-1", Reason: "duplicate"}); err != nil || !strings.HasPrefix(re.Ref, "re_") {
+		t.Errorf("duplicate refund: %+v %v", re, err)
 	}
 }

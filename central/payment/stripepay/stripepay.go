@@ -9,9 +9,12 @@
 //
 // Outcomes map onto the payment package's contract:
 //   - succeeded → a Receipt with the PaymentIntent id;
+//   - requires_action (3-D Secure) → a Receipt with StatusRequiresAction
+//     and the intent's client secret, for the driver's app; Lookup
+//     (retrieve) and Cancel finish it;
 //   - a card decline, a payment method Stripe does not know or cannot use,
-//     a card that needs 3-D Secure (which a parking lane cannot show), a
-//     refund Stripe refuses for good → *payment.DeclineError;
+//     an off-session charge that would need authentication, a refund
+//     Stripe refuses for good → *payment.DeclineError;
 //   - everything else (network, timeout, 5xx, rate limit, a rejected API
 //     key, an intent still processing) → an error wrapping
 //     payment.ErrUnavailable: nothing is known to be charged twice, and the
@@ -160,6 +163,14 @@ func (p *Provider) LogValue() slog.Value { return slog.StringValue(p.String()) }
 
 // Charge implements payment.Provider: one PaymentIntent, created and
 // confirmed at once with c.PaymentMethod, under c.IdempotencyKey.
+//
+// With c.SaveForOffSession, a Customer is created first (under the key
+// with "-customer" appended, so that a re-driven charge finds the same
+// one) and the intent saves the payment method on it for later
+// off-session charges (setup_future_usage=off_session). With
+// c.OffSession, the intent charges c.Customer's saved method with the
+// driver absent (off_session=true); a card that would need authentication
+// then fails with a decline instead of waiting.
 func (p *Provider) Charge(ctx context.Context, c payment.Charge) (payment.Receipt, error) {
 	if err := checkCharge(c); err != nil {
 		return payment.Receipt{}, err
@@ -176,20 +187,77 @@ func (p *Provider) Charge(ctx context.Context, c payment.Charge) (payment.Receip
 		// Stripe needs no return_url for a confirm at creation.
 		PaymentMethodTypes: stripe.StringSlice([]string{"card"}),
 		Confirm:            stripe.Bool(true),
-		// A card that needs 3-D Secure fails the attempt with a card error
-		// (authentication_required) instead of leaving the intent waiting
-		// for a challenge that nobody at a lane can answer. The
-		// requires_action status is still handled below in case Stripe
-		// answers with it anyway.
-		ErrorOnRequiresAction: stripe.Bool(true),
-		Description:           stripe.String(description(c.Metadata)),
-		Metadata:              maps.Clone(c.Metadata),
+		Description:        stripe.String(description(c.Metadata)),
+		Metadata:           maps.Clone(c.Metadata),
+	}
+	switch {
+	case c.OffSession:
+		if c.Customer == "" || !idShape.MatchString(c.Customer) {
+			return payment.Receipt{}, &payment.DeclineError{Code: "missing_customer", Reason: "no payment method was saved for charges without the driver"}
+		}
+		params.Customer = stripe.String(c.Customer)
+		params.OffSession = stripe.Bool(true)
+	case c.SaveForOffSession:
+		cus, err := p.api.Customers.New(&stripe.CustomerParams{
+			Params: stripe.Params{
+				Context:        ctx,
+				IdempotencyKey: stripe.String(c.IdempotencyKey + "-customer"),
+			},
+			Description: stripe.String(description(c.Metadata)),
+			Metadata:    maps.Clone(c.Metadata),
+		})
+		if err != nil {
+			return payment.Receipt{}, p.chargeError(ctx, err, c.PaymentMethod)
+		}
+		if cus == nil || !idShape.MatchString(cus.ID) {
+			return payment.Receipt{}, p.unavailable(ctx, "charge", "stripe answered without a customer")
+		}
+		params.Customer = stripe.String(cus.ID)
+		params.SetupFutureUsage = stripe.String(string(stripe.PaymentIntentSetupFutureUsageOffSession))
 	}
 	pi, err := p.api.PaymentIntents.New(params)
 	if err != nil {
 		return payment.Receipt{}, p.chargeError(ctx, err, c.PaymentMethod)
 	}
-	return p.settle(ctx, pi, c.PaymentMethod, true)
+	r, err := p.settle(ctx, pi, c.PaymentMethod, true)
+	if err == nil && params.Customer != nil {
+		// The customer the payment method is (or stays) saved on, as
+		// sent: an answer need not expand it.
+		r.Customer = *params.Customer
+	}
+	return r, err
+}
+
+// Lookup implements payment.Provider: it retrieves the PaymentIntent.
+func (p *Provider) Lookup(ctx context.Context, ref string) (payment.Receipt, error) {
+	if !idShape.MatchString(ref) {
+		return payment.Receipt{}, fmt.Errorf("stripepay: lookup of %q refused: not a payment intent id", word(ref))
+	}
+	pi, err := p.api.PaymentIntents.Get(ref, &stripe.PaymentIntentParams{Params: stripe.Params{Context: ctx}})
+	if err != nil {
+		return payment.Receipt{}, p.chargeError(ctx, err, "")
+	}
+	return p.settle(ctx, pi, "", false)
+}
+
+// Cancel implements payment.Provider: it cancels the PaymentIntent
+// (cancellation_reason abandoned: the cardholder did not authenticate in
+// time).
+func (p *Provider) Cancel(ctx context.Context, ref string) error {
+	if !idShape.MatchString(ref) {
+		return fmt.Errorf("stripepay: cancel of %q refused: not a payment intent id", word(ref))
+	}
+	pi, err := p.api.PaymentIntents.Cancel(ref, &stripe.PaymentIntentCancelParams{
+		Params:             stripe.Params{Context: ctx},
+		CancellationReason: stripe.String(string(stripe.PaymentIntentCancellationReasonAbandoned)),
+	})
+	if err != nil {
+		return p.chargeError(ctx, err, "")
+	}
+	if pi == nil || pi.Status != stripe.PaymentIntentStatusCanceled {
+		return p.unavailable(ctx, "cancel", "stripe did not cancel the payment intent")
+	}
+	return nil
 }
 
 // settle turns a PaymentIntent into the caller's outcome. A status that is
@@ -202,15 +270,22 @@ func (p *Provider) settle(ctx context.Context, pi *stripe.PaymentIntent, pm stri
 		// A proxy or a wrong api_url answering 200 with something else.
 		return payment.Receipt{}, p.unavailable(ctx, "charge", "stripe answered without a payment intent")
 	}
+	var customer string
+	if pi.Customer != nil && idShape.MatchString(pi.Customer.ID) {
+		customer = pi.Customer.ID
+	}
 	switch pi.Status {
 	case stripe.PaymentIntentStatusSucceeded:
-		return payment.Receipt{Ref: pi.ID}, nil
+		return payment.Receipt{Ref: pi.ID, Status: payment.StatusSucceeded, Customer: customer}, nil
 	case stripe.PaymentIntentStatusRequiresPaymentMethod:
 		// The attempt failed and the intent waits for another method:
 		// Stripe puts the reason in last_payment_error.
 		return payment.Receipt{}, p.lastErrorDecline(pi.LastPaymentError, pm)
 	case stripe.PaymentIntentStatusRequiresAction:
-		return payment.Receipt{}, authenticationRequired()
+		// 3-D Secure: the driver's app completes it with the client
+		// secret (Stripe.js handleNextAction); a webhook or a lookup
+		// tells the outcome.
+		return payment.Receipt{Ref: pi.ID, Status: payment.StatusRequiresAction, ClientSecret: pi.ClientSecret, Customer: customer}, nil
 	case stripe.PaymentIntentStatusCanceled:
 		// Final and nothing charged; a new attempt (new key) may succeed.
 		return payment.Receipt{}, &payment.DeclineError{Code: "payment_canceled", Reason: "the payment was cancelled; please try again"}
@@ -286,6 +361,8 @@ func refundReason(r string) string {
 	switch r {
 	case "cancelled", "canceled":
 		return string(stripe.RefundReasonRequestedByCustomer)
+	case "duplicate":
+		return string(stripe.RefundReasonDuplicate)
 	}
 	return ""
 }

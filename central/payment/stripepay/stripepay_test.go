@@ -214,13 +214,19 @@ func TestChargeRequest(t *testing.T) {
 		"confirm":                  "true",
 		"payment_method":           testPM,
 		"payment_method_types[0]":  "card",
-		"error_on_requires_action": "true",
 		"metadata[reservation_id]": "r123",
 		"metadata[spot_id]":        "7",
 		"description":              "parkgate reservation r123",
 	} {
 		if got := r.Form.Get(k); got != want {
 			t.Errorf("%s = %q, want %q (form %v)", k, got, want, r.Form)
+		}
+	}
+	// A driver's charge may wait for 3-D Secure (no error_on_requires_action),
+	// and saves nothing unless asked.
+	for _, k := range []string{"error_on_requires_action", "off_session", "setup_future_usage", "customer"} {
+		if r.Form.Has(k) {
+			t.Errorf("%s sent: %v", k, r.Form)
 		}
 	}
 	if stripe.Key != "" {
@@ -261,14 +267,15 @@ func TestChargeAuthenticationRequiredError(t *testing.T) {
 	}
 }
 
+// 3-D Secure: the intent waits for the cardholder; the receipt carries
+// its id and the client secret the driver's app completes it with.
 func TestChargeStatusRequiresAction(t *testing.T) {
 	p, _ := newFake(t, func(w http.ResponseWriter, r *http.Request, n int) {
 		reply(w, 200, intent("pi_3ds", "requires_action"))
 	})
-	_, err := p.Charge(ctxTimeout(t, 5*time.Second), charge())
-	d := wantDecline(t, err, "authentication_required")
-	if !strings.Contains(d.Reason, "lane") {
-		t.Errorf("reason %q", d.Reason)
+	r, err := p.Charge(ctxTimeout(t, 5*time.Second), charge())
+	if err != nil || !r.RequiresAction() || r.Ref != "pi_3ds" || r.ClientSecret != "pi_3ds_secret_unitCLIENTsecret" {
+		t.Fatalf("receipt %+v, %v; want requires_action with the client secret", r, err)
 	}
 }
 
@@ -749,5 +756,35 @@ func TestScrubber(t *testing.T) {
 	}
 	if out := s.text("Your card was declined.", ""); out != "Your card was declined." {
 		t.Errorf("harmless text changed: %q", out)
+	}
+}
+
+// A payment that completed cannot be cancelled (Stripe's 400
+// payment_intent_unexpected_state): an error, never "cancelled"; Lookup
+// then tells what happened. A cancelled or failed intent looks up as a
+// decline, an unknown id is refused before it is sent.
+func TestCancelAndLookupOutcomes(t *testing.T) {
+	p, _ := newFake(t, func(w http.ResponseWriter, r *http.Request, n int) {
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/cancel"):
+			reply(w, 400, `{"error":{"type":"invalid_request_error","code":"payment_intent_unexpected_state","message":"You cannot cancel this PaymentIntent because it has a status of succeeded."}}`)
+		case strings.HasSuffix(r.URL.Path, "pi_gone"):
+			reply(w, 200, intent("pi_gone", "canceled"))
+		default:
+			reply(w, 200, intent("pi_done", "succeeded"))
+		}
+	})
+	ctx := ctxTimeout(t, 5*time.Second)
+	if err := p.Cancel(ctx, "pi_done"); err == nil {
+		t.Fatal("cancelling a succeeded intent reported success")
+	}
+	if r, err := p.Lookup(ctx, "pi_done"); err != nil || r.RequiresAction() || r.Ref != "pi_done" {
+		t.Fatalf("lookup: %+v %v", r, err)
+	}
+	if _, err := p.Lookup(ctx, "pi_gone"); !payment.IsDecline(err) {
+		t.Fatalf("lookup of a cancelled intent: %v", err)
+	}
+	if _, err := p.Lookup(ctx, "pi_1/../../v1/customers"); err == nil {
+		t.Fatal("a malformed id was sent")
 	}
 }

@@ -576,6 +576,31 @@ func (s *Store) PaymentAttempts(ctx context.Context, reservationID string) ([]st
 	return collect(err, rows, scanAttempt)
 }
 
+// UnsettledAttempts lists attempts whose outcome is open, oldest first.
+func (s *Store) UnsettledAttempts(ctx context.Context, startedAfter, startedBefore time.Time, limit int) ([]store.PaymentAttempt, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+attemptCols+` FROM payment_attempts
+		WHERE outcome IN ('pending', 'unknown', 'requires_action') AND started_at >= $1 AND started_at < $2
+		ORDER BY started_at, reservation_id, number LIMIT $3`, ts(startedAfter), ts(startedBefore), noLimit(limit))
+	return collect(err, rows, scanAttempt)
+}
+
+const paymentExceptionCols = `id, kind, reservation_id, amount, currency, provider_ref, reason, created_at`
+
+// PaymentExceptions lists payment exceptions, newest first.
+func (s *Store) PaymentExceptions(ctx context.Context, limit int) ([]store.PaymentException, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+paymentExceptionCols+` FROM payment_exceptions
+		ORDER BY created_at DESC, id LIMIT $1`, noLimit(limit))
+	return collect(err, rows, func(row pgx.Row) (store.PaymentException, error) {
+		var (
+			e  store.PaymentException
+			at pgtype.Timestamptz
+		)
+		err := row.Scan(&e.ID, &e.Kind, &e.ReservationID, &e.Amount, &e.Currency, &e.ProviderRef, &e.Reason, &at)
+		e.CreatedAt = fromTS(at)
+		return e, err
+	})
+}
+
 // Refunds lists a reservation's refunds by number.
 func (s *Store) Refunds(ctx context.Context, reservationID string) ([]store.Refund, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+refundCols+` FROM refunds WHERE reservation_id = $1 ORDER BY number`, reservationID)
@@ -745,7 +770,7 @@ func getOne(row pgx.Row, what string) (reservation.Reservation, error) {
 }
 
 const attemptCols = `reservation_id, number, key_hash, request_hash, provider_key, outcome, provider_ref, message, amount, currency,
-	car_id, payment_method, started_at, finished_at`
+	car_id, payment_method, purpose, customer_ref, started_at, finished_at`
 
 func scanAttempt(row pgx.Row) (store.PaymentAttempt, error) {
 	var (
@@ -753,7 +778,7 @@ func scanAttempt(row pgx.Row) (store.PaymentAttempt, error) {
 		started, finished pgtype.Timestamptz
 	)
 	err := row.Scan(&a.ReservationID, &a.Number, &a.KeyHash, &a.RequestHash, &a.ProviderKey, &a.Outcome, &a.ProviderRef, &a.Message,
-		&a.Amount, &a.Currency, &a.CarID, &a.PaymentMethod, &started, &finished)
+		&a.Amount, &a.Currency, &a.CarID, &a.PaymentMethod, &a.Purpose, &a.CustomerRef, &started, &finished)
 	a.StartedAt, a.FinishedAt = fromTS(started), fromTS(finished)
 	return a, err
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -216,16 +217,53 @@ func (t *tx) Attempt(reservationID string, keyHash []byte) (store.PaymentAttempt
 
 func (t *tx) PutAttempt(a store.PaymentAttempt) error {
 	err := t.exec(`INSERT INTO payment_attempts (`+attemptCols+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
 		ON CONFLICT (reservation_id, number) DO UPDATE SET key_hash = excluded.key_hash, request_hash = excluded.request_hash,
 			provider_key = excluded.provider_key, outcome = excluded.outcome, provider_ref = excluded.provider_ref,
 			message = excluded.message, amount = excluded.amount, currency = excluded.currency,
 			car_id = excluded.car_id, payment_method = excluded.payment_method,
+			purpose = excluded.purpose, customer_ref = excluded.customer_ref,
 			started_at = excluded.started_at, finished_at = excluded.finished_at`,
 		a.ReservationID, a.Number, blob(a.KeyHash), blob(a.RequestHash), a.ProviderKey, a.Outcome, a.ProviderRef, a.Message, a.Amount,
-		a.Currency, a.CarID, a.PaymentMethod, ts(a.StartedAt), ts(a.FinishedAt))
+		a.Currency, a.CarID, a.PaymentMethod, a.Purpose, a.CustomerRef, ts(a.StartedAt), ts(a.FinishedAt))
 	if err != nil {
 		return mapErr(err, fmt.Sprintf("payment attempt %s/%d", a.ReservationID, a.Number), store.ErrNotFound)
+	}
+	return nil
+}
+
+// Attempts lists a reservation's attempts; like Attempt, it relies on the
+// reservation's lock.
+func (t *tx) Attempts(reservationID string) ([]store.PaymentAttempt, error) {
+	return txCollect(t, scanAttempt, `SELECT `+attemptCols+` FROM payment_attempts WHERE reservation_id = $1 ORDER BY number`, reservationID)
+}
+
+// AttemptByRef finds an attempt by its provider object id; the caller
+// locks its reservation with Get.
+func (t *tx) AttemptByRef(ref string) (store.PaymentAttempt, error) {
+	a, err := scanAttempt(t.q.QueryRow(t.ctx, `SELECT `+attemptCols+` FROM payment_attempts
+		WHERE provider_ref = $1 AND provider_ref <> '' ORDER BY started_at DESC LIMIT 1`, ref))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return a, fmt.Errorf("payment attempt of %s: %w", ref, store.ErrNotFound)
+	}
+	return a, t.note(err)
+}
+
+// PutWebhookEvent records an applied event id.
+func (t *tx) PutWebhookEvent(id, typ string, at time.Time) error {
+	err := t.exec(`INSERT INTO webhook_events (id, type, received_at) VALUES ($1, $2, $3)`, id, typ, ts(at))
+	if err != nil {
+		return mapErr(err, "webhook event "+id, nil)
+	}
+	return nil
+}
+
+// PutPaymentException records an exception for an operator.
+func (t *tx) PutPaymentException(e store.PaymentException) error {
+	err := t.exec(`INSERT INTO payment_exceptions (`+paymentExceptionCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		e.ID, e.Kind, e.ReservationID, e.Amount, e.Currency, e.ProviderRef, e.Reason, ts(e.CreatedAt))
+	if err != nil {
+		return mapErr(err, "payment exception "+e.ID, nil)
 	}
 	return nil
 }

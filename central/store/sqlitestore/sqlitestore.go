@@ -339,6 +339,43 @@ func (s *Store) PaymentAttempts(ctx context.Context, reservationID string) ([]st
 	return sqlitedb.Collect(rows, scanAttempt)
 }
 
+// UnsettledAttempts lists attempts whose outcome is open, oldest first.
+func (s *Store) UnsettledAttempts(ctx context.Context, startedAfter, startedBefore time.Time, limit int) ([]store.PaymentAttempt, error) {
+	if limit <= 0 {
+		limit = -1
+	}
+	rows, err := s.db.Query(ctx, `SELECT `+attemptCols+` FROM payment_attempts
+		WHERE outcome IN ('pending', 'unknown', 'requires_action') AND started_at >= ? AND started_at < ?
+		ORDER BY started_at, reservation_id, number LIMIT ?`, sqlitedb.Micros(startedAfter), sqlitedb.Micros(startedBefore), limit)
+	if err != nil {
+		return nil, err
+	}
+	return sqlitedb.Collect(rows, scanAttempt)
+}
+
+const paymentExceptionCols = `id, kind, reservation_id, amount, currency, provider_ref, reason, created_at`
+
+// PaymentExceptions lists payment exceptions, newest first.
+func (s *Store) PaymentExceptions(ctx context.Context, limit int) ([]store.PaymentException, error) {
+	if limit <= 0 {
+		limit = -1
+	}
+	rows, err := s.db.Query(ctx, `SELECT `+paymentExceptionCols+` FROM payment_exceptions
+		ORDER BY created_at DESC, id LIMIT ?`, limit)
+	if err != nil {
+		return nil, err
+	}
+	return sqlitedb.Collect(rows, func(sc sqlitedb.Scanner) (store.PaymentException, error) {
+		var (
+			e  store.PaymentException
+			at sql.NullInt64
+		)
+		err := sc.Scan(&e.ID, &e.Kind, &e.ReservationID, &e.Amount, &e.Currency, &e.ProviderRef, &e.Reason, &at)
+		e.CreatedAt = sqlitedb.FromMicros(at)
+		return e, err
+	})
+}
+
 // Error mapping. RAISE(ABORT) in the guard triggers arrives as
 // SQLITE_CONSTRAINT_TRIGGER with the trigger's message in the text.
 const (
@@ -414,7 +451,7 @@ func getOne(row *sql.Row, what string) (reservation.Reservation, error) {
 }
 
 const attemptCols = `reservation_id, number, key_hash, request_hash, provider_key, outcome, provider_ref, message, amount, currency,
-	car_id, payment_method, started_at, finished_at`
+	car_id, payment_method, purpose, customer_ref, started_at, finished_at`
 
 func scanAttempt(sc sqlitedb.Scanner) (store.PaymentAttempt, error) {
 	var (
@@ -422,7 +459,7 @@ func scanAttempt(sc sqlitedb.Scanner) (store.PaymentAttempt, error) {
 		started, finished sql.NullInt64
 	)
 	err := sc.Scan(&a.ReservationID, &a.Number, &a.KeyHash, &a.RequestHash, &a.ProviderKey, &a.Outcome, &a.ProviderRef, &a.Message,
-		&a.Amount, &a.Currency, &a.CarID, &a.PaymentMethod, &started, &finished)
+		&a.Amount, &a.Currency, &a.CarID, &a.PaymentMethod, &a.Purpose, &a.CustomerRef, &started, &finished)
 	a.StartedAt, a.FinishedAt = sqlitedb.FromMicros(started), sqlitedb.FromMicros(finished)
 	return a, err
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/parkgate/parkgate/internal/sqlitedb"
 
@@ -117,16 +118,55 @@ func (t *tx) Attempt(reservationID string, keyHash []byte) (store.PaymentAttempt
 
 func (t *tx) PutAttempt(a store.PaymentAttempt) error {
 	_, err := t.q.ExecContext(t.ctx, `INSERT INTO payment_attempts (`+attemptCols+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (reservation_id, number) DO UPDATE SET key_hash = excluded.key_hash, request_hash = excluded.request_hash,
 			provider_key = excluded.provider_key, outcome = excluded.outcome, provider_ref = excluded.provider_ref,
 			message = excluded.message, amount = excluded.amount, currency = excluded.currency,
 			car_id = excluded.car_id, payment_method = excluded.payment_method,
+			purpose = excluded.purpose, customer_ref = excluded.customer_ref,
 			started_at = excluded.started_at, finished_at = excluded.finished_at`,
 		a.ReservationID, a.Number, blob(a.KeyHash), blob(a.RequestHash), a.ProviderKey, a.Outcome, a.ProviderRef, a.Message, a.Amount,
-		a.Currency, a.CarID, a.PaymentMethod, sqlitedb.Micros(a.StartedAt), sqlitedb.Micros(a.FinishedAt))
+		a.Currency, a.CarID, a.PaymentMethod, a.Purpose, a.CustomerRef, sqlitedb.Micros(a.StartedAt), sqlitedb.Micros(a.FinishedAt))
 	if err != nil {
 		return mapErr(err, fmt.Sprintf("payment attempt %s/%d", a.ReservationID, a.Number), store.ErrNotFound)
+	}
+	return nil
+}
+
+// Attempts lists a reservation's attempts inside the transaction.
+func (t *tx) Attempts(reservationID string) ([]store.PaymentAttempt, error) {
+	rows, err := t.q.QueryContext(t.ctx, `SELECT `+attemptCols+` FROM payment_attempts WHERE reservation_id = ? ORDER BY number`, reservationID)
+	if err != nil {
+		return nil, err
+	}
+	return sqlitedb.Collect(rows, scanAttempt)
+}
+
+// AttemptByRef finds an attempt by its provider object id.
+func (t *tx) AttemptByRef(ref string) (store.PaymentAttempt, error) {
+	a, err := scanAttempt(t.q.QueryRowContext(t.ctx, `SELECT `+attemptCols+` FROM payment_attempts
+		WHERE provider_ref = ? AND provider_ref <> '' ORDER BY started_at DESC LIMIT 1`, ref))
+	if errors.Is(err, sql.ErrNoRows) {
+		return a, fmt.Errorf("payment attempt of %s: %w", ref, store.ErrNotFound)
+	}
+	return a, err
+}
+
+// PutWebhookEvent records an applied event id.
+func (t *tx) PutWebhookEvent(id, typ string, at time.Time) error {
+	_, err := t.q.ExecContext(t.ctx, `INSERT INTO webhook_events (id, type, received_at) VALUES (?, ?, ?)`, id, typ, sqlitedb.Micros(at))
+	if err != nil {
+		return mapErr(err, "webhook event "+id, nil)
+	}
+	return nil
+}
+
+// PutPaymentException records an exception for an operator.
+func (t *tx) PutPaymentException(e store.PaymentException) error {
+	_, err := t.q.ExecContext(t.ctx, `INSERT INTO payment_exceptions (`+paymentExceptionCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		e.ID, e.Kind, e.ReservationID, e.Amount, e.Currency, e.ProviderRef, e.Reason, sqlitedb.Micros(e.CreatedAt))
+	if err != nil {
+		return mapErr(err, "payment exception "+e.ID, nil)
 	}
 	return nil
 }

@@ -45,6 +45,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Current", testCurrent},
 		{"PaymentAttempts", testPaymentAttempts},
 		{"Refunds", testRefunds},
+		{"PaymentEvents", testPaymentEvents},
 		{"Gates", testGates},
 		{"GateEvents", testGateEvents},
 		{"ConcurrentBooking", testConcurrentBooking},
@@ -755,7 +756,8 @@ func testPaymentAttempts(t *testing.T, s store.Store) {
 
 	second := store.PaymentAttempt{ReservationID: "a", Number: 2, ProviderKey: "a/2", Outcome: store.AttemptDeclined,
 		Message: "Your card was declined.", Amount: 250, Currency: "eur", StartedAt: at(0), FinishedAt: at(0.01)}
-	other := store.PaymentAttempt{ReservationID: "b", Number: 1, ProviderKey: "b/1", Outcome: store.AttemptFailed, StartedAt: at(0)}
+	other := store.PaymentAttempt{ReservationID: "b", Number: 1, ProviderKey: "b/1", Outcome: store.AttemptUnknown, StartedAt: at(0),
+		Purpose: store.PurposeOverstay, CustomerRef: "cus_1", PaymentMethod: "pm_card_visa"}
 	write(t, s, func(tx store.Tx) error {
 		if err := tx.PutAttempt(second); err != nil {
 			return err
@@ -774,10 +776,101 @@ func testPaymentAttempts(t *testing.T, s store.Store) {
 	if as, err := s.PaymentAttempts(ctx, "nope"); err != nil || len(as) != 0 {
 		t.Errorf("PaymentAttempts(nope) = %v, %v", as, err)
 	}
+	// Attempts (in a transaction) lists the same as PaymentAttempts.
+	write(t, s, func(tx store.Tx) error {
+		in, err := tx.Attempts("a")
+		if err != nil {
+			return err
+		}
+		if len(in) != 2 {
+			t.Fatalf("tx.Attempts = %+v", in)
+		}
+		same("tx list 2", in[1], second)
+		return nil
+	})
+	// The reconciler's work: open outcomes only, started before the
+	// bound, oldest first, over every reservation.
+	third := store.PaymentAttempt{ReservationID: "a", Number: 3, ProviderKey: "a/3", Outcome: store.AttemptRequiresAction,
+		ProviderRef: "pi_3", StartedAt: at(0.5)}
+	write(t, s, func(tx store.Tx) error { return tx.PutAttempt(third) })
+	open, err := s.UnsettledAttempts(ctx, at(-1), at(1), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(open) != 2 {
+		t.Fatalf("UnsettledAttempts = %+v, want b/1 and a/3", open)
+	}
+	same("unsettled 1", open[0], other)
+	same("unsettled 2", open[1], third)
+	if open, err := s.UnsettledAttempts(ctx, at(-1), at(0.25), 10); err != nil || len(open) != 1 || open[0].ReservationID != "b" {
+		t.Errorf("UnsettledAttempts(before 0.25h) = %+v, %v; want only b/1", open, err)
+	}
+	if open, err := s.UnsettledAttempts(ctx, at(-1), at(1), 1); err != nil || len(open) != 1 {
+		t.Errorf("UnsettledAttempts(limit 1) = %+v, %v", open, err)
+	}
+	if open, err := s.UnsettledAttempts(ctx, at(0.25), at(1), 10); err != nil || len(open) != 1 || open[0].Number != 3 {
+		t.Errorf("UnsettledAttempts(from 0.25h) = %+v, %v; want only a/3", open, err)
+	}
 	_, err = lookup("a", []byte("other key"))
 	wantErr(t, "Attempt(other key)", err, store.ErrNotFound)
 	_, err = lookup("b", key)
 	wantErr(t, "Attempt(key of another reservation)", err, store.ErrNotFound)
+}
+
+// testPaymentEvents: webhook event ids are applied once, payment
+// exceptions are kept and listed newest first, and an attempt is found by
+// its provider object.
+func testPaymentEvents(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	setSpots(t, s, "1")
+	insert(t, s, res("a", "1", 1, 2))
+	write(t, s, func(tx store.Tx) error { return tx.PutWebhookEvent("evt_1", "payment_intent.succeeded", at(0)) })
+	err := try(s, func(tx store.Tx) error { return tx.PutWebhookEvent("evt_1", "payment_intent.succeeded", at(1)) })
+	wantErr(t, "PutWebhookEvent(again)", err, store.ErrDuplicate)
+	write(t, s, func(tx store.Tx) error { return tx.PutWebhookEvent("evt_2", "charge.refunded", at(1)) })
+
+	older := store.PaymentException{ID: "evt_3", Kind: store.ExceptionDispute, ReservationID: "a", Amount: 500, Currency: "eur",
+		ProviderRef: "dp_1", Reason: "fraudulent", CreatedAt: at(0)}
+	newer := store.PaymentException{ID: "overstay-a-2", Kind: store.ExceptionOverstayUnpaid, ReservationID: "a", Amount: 250,
+		Currency: "eur", ProviderRef: "", Reason: "your card was declined", CreatedAt: at(1)}
+	write(t, s, func(tx store.Tx) error {
+		if err := tx.PutPaymentException(older); err != nil {
+			return err
+		}
+		return tx.PutPaymentException(newer)
+	})
+	err = try(s, func(tx store.Tx) error { return tx.PutPaymentException(older) })
+	wantErr(t, "PutPaymentException(again)", err, store.ErrDuplicate)
+	es, err := s.PaymentExceptions(ctx, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(es) != 2 || !es[0].CreatedAt.Equal(newer.CreatedAt) || !es[1].CreatedAt.Equal(older.CreatedAt) {
+		t.Fatalf("PaymentExceptions = %+v", es)
+	}
+	checkUTC(t, "exception", es[0].CreatedAt)
+	es[0].CreatedAt, es[1].CreatedAt, newer.CreatedAt, older.CreatedAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+	if !reflect.DeepEqual(es, []store.PaymentException{newer, older}) {
+		t.Fatalf("PaymentExceptions = %+v", es)
+	}
+	if es, err := s.PaymentExceptions(ctx, 1); err != nil || len(es) != 1 || es[0].ID != newer.ID {
+		t.Fatalf("PaymentExceptions(1) = %+v, %v", es, err)
+	}
+
+	att := store.PaymentAttempt{ReservationID: "a", Number: 1, ProviderKey: "a/1", Outcome: store.AttemptRequiresAction,
+		ProviderRef: "pi_123", Amount: 250, Currency: "eur", StartedAt: at(0)}
+	write(t, s, func(tx store.Tx) error { return tx.PutAttempt(att) })
+	write(t, s, func(tx store.Tx) error {
+		got, err := tx.AttemptByRef("pi_123")
+		if err != nil || got.Number != 1 || got.ReservationID != "a" {
+			t.Errorf("AttemptByRef(pi_123) = %+v, %v", got, err)
+		}
+		_, err = tx.AttemptByRef("pi_other")
+		wantErr(t, "AttemptByRef(unknown)", err, store.ErrNotFound)
+		_, err = tx.AttemptByRef("")
+		wantErr(t, "AttemptByRef(empty)", err, store.ErrNotFound)
+		return nil
+	})
 }
 
 func testConcurrentBooking(t *testing.T, s store.Store) {
