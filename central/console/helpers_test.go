@@ -119,7 +119,9 @@ type resp struct {
 
 func (r resp) code(t *testing.T) string {
 	t.Helper()
-	var e struct{ Error struct{ Code, Message string } }
+	var e struct {
+		Error struct{ Code, Message string }
+	}
 	if err := json.Unmarshal(r.Body, &e); err != nil || e.Error.Code == "" || e.Error.Message == "" {
 		t.Fatalf("status %d: not the API's error shape: %s", r.Status, r.Body)
 	}
@@ -251,4 +253,19 @@ func (s *stream) next(name string, d time.Duration) event {
 	}
 }
 
-func admin(hdr ...string) []string { return append([]string{"Authorization", "Bearer " + adminToken}, hdr...) }
+func admin(hdr ...string) []string {
+	return append([]string{"Authorization", "Bearer " + adminToken}, hdr...)
+}
+
+func mustURL(t *testing.T, s string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+func addOperator(e *env, name string) (string, error) {
+	return console.AddOperator(context.Background(), e.st, name, time.Now())
+}
