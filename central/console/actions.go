@@ -229,11 +229,12 @@ func (c *Console) resolve(w http.ResponseWriter, r *http.Request) {
 	api.WriteJSON(w, http.StatusOK, api.GateEventJSON(e))
 }
 
-// CSVRequest is the body of POST /console/api/csv.
+// CSVRequest is the body of POST /console/api/csv/preview and
+// /console/api/csv/push: the CSV's lines (a JSON text field may hold no
+// line break) and, to push, the reason.
 type CSVRequest struct {
-	CSV     string `json:"csv"`
-	Reason  string `json:"reason"`
-	Preview bool   `json:"preview"`
+	Lines  []string `json:"lines"`
+	Reason string   `json:"reason"`
 }
 
 // CSVRow is one line of a pushed CSV as the preview shows it.
@@ -247,7 +248,7 @@ type CSVRow struct {
 	Error         string `json:"error,omitempty"`
 }
 
-// CSVAnswer is the answer of POST /console/api/csv.
+// CSVAnswer is the answer of POST /console/api/csv/preview and push.
 type CSVAnswer struct {
 	Rows   []CSVRow `json:"rows"`
 	OK     bool     `json:"ok"`
@@ -353,8 +354,11 @@ func parseCSV(text string, spot func(string) bool) ([]CSVRow, []booking.PushItem
 // itemIndex finds "reservation N:" in a push error: the item it names.
 var itemIndex = regexp.MustCompile(`^reservation (\d+): (.*)$`)
 
+func (c *Console) csvPreview(w http.ResponseWriter, r *http.Request) { c.csv(w, r, true) }
+func (c *Console) csvPush(w http.ResponseWriter, r *http.Request)    { c.csv(w, r, false) }
+
 // csv previews or pushes a reservations CSV: all lines or none.
-func (c *Console) csv(w http.ResponseWriter, r *http.Request) {
+func (c *Console) csv(w http.ResponseWriter, r *http.Request, preview bool) {
 	who, ok := c.authorize(w, r)
 	if !ok {
 		return
@@ -370,7 +374,7 @@ func (c *Console) csv(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req.Reason = strings.TrimSpace(req.Reason)
-	if !req.Preview && req.Reason == "" {
+	if !preview && req.Reason == "" {
 		api.WriteError(w, http.StatusBadRequest, "missing_reason", "say why: reason is required and is recorded with your name")
 		return
 	}
@@ -387,7 +391,7 @@ func (c *Console) csv(w http.ResponseWriter, r *http.Request) {
 	for _, s := range spots {
 		known[s] = true
 	}
-	rows, items, err := parseCSV(req.CSV, func(id string) bool { return known[id] })
+	rows, items, err := parseCSV(strings.Join(req.Lines, "\n"), func(id string) bool { return known[id] })
 	if err != nil {
 		api.WriteError(w, http.StatusBadRequest, "invalid_csv", err.Error())
 		return
@@ -403,7 +407,7 @@ func (c *Console) csv(w http.ResponseWriter, r *http.Request) {
 		api.WriteJSON(w, http.StatusUnprocessableEntity, out)
 		return
 	}
-	if req.Preview {
+	if preview {
 		api.WriteJSON(w, http.StatusOK, out)
 		return
 	}

@@ -120,7 +120,9 @@
     const frag = document.createDocumentFragment();
     for (const s of state.spots) {
       const r = s.reservationId;
-      const win = s.reservedFrom ? hhmm(s.reservedFrom) + "–" + hhmm(s.reservedUntil) : "";
+      // The tile has room for one time: when the current window ends,
+      // or when the next one starts (the title has both).
+      const win = !s.reservedFrom ? "" : s.status === "free" ? "→" + hhmm(s.reservedFrom) : "–" + hhmm(s.reservedUntil);
       const title = "Spot " + s.id + ": " + s.status +
         (r ? "\nreservation " + r + " (" + s.reservationStatus + ")\n" + when(s.reservedFrom) + " – " + when(s.reservedUntil) : "") +
         (s.carId ? "\ncar " + s.carId : "");
@@ -130,7 +132,7 @@
         type: "button", role: "listitem", class: "tile " + s.status + (s.id === selectedSpot ? " selected" : "") + (changed ? " flash" : ""),
         "data-spot": s.id, "data-status": s.status, title, "aria-label": title.replace(/\n/g, ", "),
         onclick: () => selectSpot(s.id),
-      }, el("b", {}, s.id), el("small", {}, s.status === "free" && !win ? "free" : (s.carId && s.status === "taken" ? s.carId : win))));
+      }, el("b", {}, s.id), el("small", {}, s.carId && s.status === "taken" ? s.carId : (win || s.status))));
     }
     box.replaceChildren(frag);
   }
@@ -369,7 +371,7 @@
   }
   $("csv-preview").addEventListener("click", async () => {
     const text = $("csv-text").value;
-    const res = await call("POST", "/console/api/csv", { csv: text, preview: true, reason: "" });
+    const res = await call("POST", "/console/api/csv/preview", { lines: text.split(/\r?\n/), reason: "" });
     showCSV(res);
     previewed = res.ok && res.body && res.body.ok ? text : null;
     $("csv-push").disabled = previewed === null;
@@ -380,7 +382,7 @@
     if (previewed !== text) return;
     const reason = await confirmAction("Push " + (text.trim().split("\n").length - 1) + " reservations? All or none are created.", null, "Push");
     if (reason === null) return;
-    const res = await call("POST", "/console/api/csv", { csv: text, preview: false, reason });
+    const res = await call("POST", "/console/api/csv/push", { lines: text.split(/\r?\n/), reason });
     showCSV(res);
     $("csv-push").disabled = true;
     previewed = null;
