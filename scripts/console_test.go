@@ -49,7 +49,7 @@ func browser(t *testing.T) context.Context {
 	// chromedp reports DevTools events it does not know (newer Chromium
 	// sends some): noise, not failures.
 	ctx, cancel := chromedp.NewContext(actx, chromedp.WithErrorf(func(string, ...any) {}))
-	t.Cleanup(func() { cancel(); cancelAlloc() })
+	t.Cleanup(func() { _ = chromedp.Cancel(ctx); cancel(); cancelAlloc() })
 	if err := chromedp.Run(ctx); err != nil {
 		t.Fatalf("starting %s: %v", path, err)
 	}

@@ -107,7 +107,7 @@ func (c *Console) Serve(ctx context.Context) error {
 // Routes are the console's routes, to mount on the API's handler.
 func (c *Console) Routes() []api.Route {
 	return []api.Route{
-		{Pattern: "GET /admin/events", Handler: c.events},
+		{Pattern: "GET /admin/events", Handler: c.events, Params: []string{"after"}},
 		{Pattern: "GET /console/{$}", Handler: c.index},
 		{Pattern: "GET /console", Handler: func(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, "/console/", http.StatusMovedPermanently)

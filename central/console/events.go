@@ -23,18 +23,29 @@ const keepAlive = 15 * time.Second
 // the stream opens) and gate events (event "gate_event"). A stream opened
 // with Last-Event-ID (what EventSource sends when it reconnects) first
 // sends every change after that version, then goes on live: no change is
-// sent twice or skipped. Without it, the stream starts at the log's head,
-// which the first event ("hello") names as its id.
+// sent twice or skipped. ?after=V does the same for a first connection;
+// without either, the stream starts at the log's head, which the first
+// event ("hello") names as its id.
 func (c *Console) events(w http.ResponseWriter, r *http.Request) {
 	who, ok := c.authorize(w, r)
 	if !ok {
 		return
 	}
+	// Where to start: Last-Event-ID (a reconnection) before ?after= (a
+	// page that loaded the state as of that version and opens the
+	// stream; EventSource cannot set the header the first time).
 	after := int64(-1)
 	if v := r.Header.Get("Last-Event-ID"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < 0 {
 			api.WriteError(w, http.StatusBadRequest, "invalid_last_event_id", "Last-Event-ID must be a change-log version: a number ≥ 0")
+			return
+		}
+		after = n
+	} else if v := r.URL.Query().Get("after"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			api.WriteError(w, http.StatusBadRequest, "invalid_query", "after must be a change-log version: a number ≥ 0")
 			return
 		}
 		after = n

@@ -166,3 +166,30 @@ func TestEventsGatePresenceAndEvents(t *testing.T) {
 		t.Fatalf("gate event: %+v %v", ge, err)
 	}
 }
+
+// TestEventsAfterQuery: ?after= starts a first connection where the page's
+// state left off; Last-Event-ID, sent on reconnection, wins over it.
+func TestEventsAfterQuery(t *testing.T) {
+	e := newEnv(t, clock.Real{}, false, "1")
+	c := e.srv.Client()
+	e.reserve("1", 1)
+	mid := e.versions(0)
+	at := mid[len(mid)-1]
+	e.reserve("1", 2)
+	e.reserve("1", 3)
+	want := e.versions(at)
+	s := e.streamAt(c, "/admin/events?after="+strconv.FormatInt(at, 10), admin()...)
+	if got := s.changesUpTo(want[len(want)-1]); !equal(got, want) {
+		t.Fatalf("?after=%d: got %v, want %v", at, got, want)
+	}
+	s.close()
+	s = e.streamAt(c, "/admin/events?after=0", admin("Last-Event-ID", strconv.FormatInt(want[0], 10))...)
+	if got := s.changesUpTo(want[len(want)-1]); !equal(got, want[1:]) {
+		t.Fatalf("Last-Event-ID with ?after=0: got %v, want %v", got, want[1:])
+	}
+	for _, q := range []string{"after=-1", "after=x", "since=3"} {
+		if r := e.browser().do("GET", "/admin/events?"+q, "", admin()...); r.Status != 400 {
+			t.Errorf("?%s: %d", q, r.Status)
+		}
+	}
+}

@@ -192,7 +192,12 @@ type stream struct {
 
 func (e *env) stream(c *http.Client, hdr ...string) *stream {
 	e.t.Helper()
-	req, _ := http.NewRequest("GET", e.srv.URL+"/admin/events", nil)
+	return e.streamAt(c, "/admin/events", hdr...)
+}
+
+func (e *env) streamAt(c *http.Client, path string, hdr ...string) *stream {
+	e.t.Helper()
+	req, _ := http.NewRequest("GET", e.srv.URL+path, nil)
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}

@@ -9,6 +9,7 @@
 
   let state = null;
   let head = 0; // the change log's latest version seen
+  let fed = -1; // the latest change in the feed
   const gates = new Map(); // id → gate as the stream last said
   let selectedSpot = "";
 
@@ -104,8 +105,8 @@
     renderTiles();
     renderGates();
     renderExceptions();
-    if (!render.feedDone) {
-      render.feedDone = true;
+    if (fed < 0) {
+      fed = state.version;
       const items = [];
       for (const c of state.changes) items.push(changeItem(c));
       for (const e of state.gateEvents) items.push(eventItem(e));
@@ -229,7 +230,9 @@
 
   // ---- live ----
   function connect() {
-    const es = new EventSource("/admin/events");
+    // From the version of the state on the page: nothing in between is
+    // missed. Reconnections send Last-Event-ID, which the server prefers.
+    const es = new EventSource("/admin/events?after=" + encodeURIComponent(state ? state.version : 0));
     const live = $("live");
     es.onopen = () => { live.textContent = "live"; live.className = "live"; };
     es.onerror = () => { live.textContent = "reconnecting…"; live.className = "live off"; };
@@ -237,7 +240,12 @@
     es.addEventListener("change", (m) => {
       const c = JSON.parse(m.data);
       head = Math.max(head, c.version);
-      if (state && c.version > state.version) addFeed(changeItem(c), true);
+      // The first state's feed holds the changes up to its version; the
+      // stream adds the later ones, each once.
+      if (fed >= 0 && c.version > fed) {
+        fed = c.version;
+        addFeed(changeItem(c), true);
+      }
       reloadSoon();
     });
     es.addEventListener("gate", (m) => {
