@@ -193,3 +193,17 @@ func TestEventsAfterQuery(t *testing.T) {
 		}
 	}
 }
+
+// TestEventsOutliveTheWriteTimeout: a stream open longer than the
+// server's write timeout still delivers.
+func TestEventsOutliveTheWriteTimeout(t *testing.T) {
+	e := newEnv(t, clock.Real{}, false, "1")
+	s := e.stream(e.srv.Client(), admin()...)
+	s.next("hello", 5*time.Second)
+	<-time.After(writeTimeout + 500*time.Millisecond) // past the deadline the server set when the request came
+	e.reserve("1", 1)
+	want := e.versions(0)
+	if got := s.changesUpTo(want[len(want)-1]); got[len(got)-1] != want[len(want)-1] {
+		t.Fatalf("got %v", got)
+	}
+}

@@ -31,6 +31,9 @@ import (
 
 const adminToken = "console-test-admin-token-0123456789"
 
+// writeTimeout is the test servers' http.Server.WriteTimeout.
+const writeTimeout = time.Second
+
 // env is centrald's real handler with the console mounted, on a fresh
 // SQLite database.
 type env struct {
@@ -76,11 +79,14 @@ func newEnv(t *testing.T, clk clock.Clock, tls bool, spots ...string) *env {
 	h := api.New(svc, api.Options{AdminToken: adminToken, PaymentHold: cfg.PaymentHold, Registry: prometheus.NewRegistry(),
 		Routes: con.Routes(), Gates: gates})
 	h.SetReady(true)
-	var srv *httptest.Server
+	// A write timeout, as centrald's server has (internal/httpserve):
+	// the event stream must outlive it.
+	srv := httptest.NewUnstartedServer(h)
+	srv.Config.WriteTimeout = writeTimeout
 	if tls {
-		srv = httptest.NewTLSServer(h)
+		srv.StartTLS()
 	} else {
-		srv = httptest.NewServer(h)
+		srv.Start()
 	}
 	sctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
