@@ -180,10 +180,21 @@ func (t *throttle) wait(keys ...string) time.Duration {
 	return d
 }
 
+// maxThrottled bounds the failures kept: past it, those no longer
+// waiting are forgotten (guessing many names must not grow memory).
+const maxThrottled = 10000
+
 func (t *throttle) fail(keys ...string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.clk.Now()
+	if len(t.m) >= maxThrottled {
+		for k, f := range t.m {
+			if !f.until.After(now) {
+				delete(t.m, k)
+			}
+		}
+	}
 	for _, k := range keys {
 		f := t.m[k]
 		if f == nil {
