@@ -81,6 +81,9 @@ for g in entry-1 exit-1; do
 	PW[$g]=$("$BIN/centrald" --config configs/demo.yaml gate add "$g" --role "${g%-1}" | tail -n 1)
 done
 
+# The console's demo operator: a new password each run, shown below.
+OPERATOR_PW=$("$BIN/centrald" --config configs/demo.yaml operator add demo | tail -n 1)
+
 "$BIN/centrald" --config configs/demo.yaml >"$DATA/centrald.out" 2>"$DATA/centrald.log" &
 pids+=($!)
 for _ in $(seq 1 100); do
@@ -116,6 +119,7 @@ done
 
 cat <<TXT
 parkgate is running (logs in $DATA/*.log):
+  console   $API/console/   sign in as: demo  password: $OPERATOR_PW
   centrald  $API   try: curl $API/parkings
             MQTT broker for the gates on 127.0.0.1:$MQTT_PORT (docs/sync.md)
   entry     http://127.0.0.1:$ENTRY_PORT   try: curl http://127.0.0.1:$ENTRY_PORT/v1/status

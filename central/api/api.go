@@ -47,6 +47,17 @@ type Options struct {
 	// the default gatherer without HTTP metrics.
 	Registry *prometheus.Registry
 	Log      *slog.Logger
+	// Routes are more routes served by the same handler (the operator
+	// console's), which check their own callers.
+	Routes []Route
+}
+
+// Route is one route mounted from outside the package, with the query
+// parameters it takes (any other is refused before it runs).
+type Route struct {
+	Pattern string
+	Handler http.HandlerFunc
+	Params  []string
 }
 
 // Handler is centrald's HTTP handler.
@@ -114,6 +125,9 @@ func New(svc *booking.Service, opt Options) *Handler {
 	})
 	route("GET /readyz", h.readyz)
 	route("GET /metrics", metrics.ServeHTTP)
+	for _, rt := range opt.Routes {
+		route(rt.Pattern, rt.Handler, rt.Params...)
+	}
 	return h
 }
 
@@ -179,6 +193,10 @@ func (s *statusRecorder) WriteHeader(code int) {
 	s.ResponseWriter.WriteHeader(code)
 }
 
+// Unwrap lets http.ResponseController reach the connection (flushing an
+// event stream, lifting its write deadline).
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
 func (s *statusRecorder) Write(b []byte) (int, error) {
 	s.wrote = true
 	return s.ResponseWriter.Write(b)
@@ -191,7 +209,11 @@ func (d discard) Write(b []byte) (int, error) { return len(b), nil }
 func (d discard) WriteHeader(int)             {}
 
 // fail writes err as the API's error shape with the status its kind has.
-func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) { Fail(h.log, w, r, err) }
+
+// Fail writes err as the API's error shape with the status its kind has;
+// an unexpected error is logged and answered 500.
+func Fail(log *slog.Logger, w http.ResponseWriter, r *http.Request, err error) {
 	var br *badRequest
 	if errors.As(err, &br) {
 		writeError(w, br.status, br.code, br.msg)
@@ -208,7 +230,7 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, http.StatusNotFound, "not_found", "not found")
 		return
 	}
-	h.log.Error("request failed", "method", r.Method, "path", maskCardNumber(r.URL.Path), "err", err)
+	log.Error("request failed", "method", r.Method, "path", maskCardNumber(r.URL.Path), "err", err)
 	writeError(w, http.StatusInternalServerError, "internal", "internal error; the request may be retried")
 }
 
@@ -722,14 +744,42 @@ func (h *Handler) gates(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]apijson.Gate, len(gs))
 	for i, g := range gs {
-		out[i] = apijson.Gate{ID: g.ID, Role: g.Role, Online: g.Online, LastSeen: g.LastSeen,
-			CacheVersion: g.CacheVersion, Outbox: g.Outbox, Barrier: g.Barrier, Software: g.Software,
-			Faults: make([]apijson.GateFault, len(g.Faults))}
-		for j, f := range g.Faults {
-			out[i].Faults[j] = apijson.GateFault{Kind: f.Kind, Error: f.Error, Since: f.Since, At: f.At}
-		}
+		out[i] = GateJSON(g)
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// GateJSON is a gate as GET /gates shows it.
+func GateJSON(g store.Gate) apijson.Gate {
+	j := apijson.Gate{ID: g.ID, Role: g.Role, Online: g.Online, LastSeen: g.LastSeen,
+		CacheVersion: g.CacheVersion, Outbox: g.Outbox, Barrier: g.Barrier, Software: g.Software,
+		Faults: make([]apijson.GateFault, len(g.Faults))}
+	for i, f := range g.Faults {
+		j.Faults[i] = apijson.GateFault{Kind: f.Kind, Error: f.Error, Since: f.Since, At: f.At}
+	}
+	return j
+}
+
+// GateEventJSON is a gate event as GET /admin/gate-events shows it.
+func GateEventJSON(e store.GateEvent) apijson.GateEvent {
+	return apijson.GateEvent{EventID: e.EventID, GateID: e.GateID, Seq: e.Seq, Kind: e.Kind, Role: e.Role,
+		Time: e.Time, Source: e.Source, Granted: e.Granted, Reason: e.Reason, ReservationID: e.ReservationID,
+		SpotID: e.SpotID, CarID: e.CarID, Plate: e.Plate, Detail: e.Detail, Overstay: e.Overstay, PresenceUnknown: e.PresenceUnknown,
+		ClockTrusted: e.ClockTrusted, ReceivedAt: e.ReceivedAt, Outcome: e.Outcome, Note: e.Note,
+		ResolvedAt: e.ResolvedAt, ResolvedBy: e.ResolvedBy, Resolution: e.Resolution}
+}
+
+// WriteJSON writes v as the API's JSON answer.
+func WriteJSON(w http.ResponseWriter, status int, v any) { writeJSON(w, status, v) }
+
+// WriteError writes the API's error shape.
+func WriteError(w http.ResponseWriter, status int, code, msg string) {
+	writeError(w, status, code, msg)
+}
+
+// ReservationJSON is a reservation as the API shows it to an operator.
+func ReservationJSON(r reservation.Reservation, hold time.Duration) apijson.Reservation {
+	return toJSON(r, hold)
 }
 
 // gateEvents lists stored gate events, newest first (only exceptions when
@@ -750,10 +800,7 @@ func (h *Handler) gateEvents(outcome string) http.HandlerFunc {
 		}
 		out := make([]apijson.GateEvent, len(es))
 		for i, e := range es {
-			out[i] = apijson.GateEvent{EventID: e.EventID, GateID: e.GateID, Seq: e.Seq, Kind: e.Kind, Role: e.Role,
-				Time: e.Time, Source: e.Source, Granted: e.Granted, Reason: e.Reason, ReservationID: e.ReservationID,
-				SpotID: e.SpotID, CarID: e.CarID, Plate: e.Plate, Detail: e.Detail, Overstay: e.Overstay, PresenceUnknown: e.PresenceUnknown,
-				ClockTrusted: e.ClockTrusted, ReceivedAt: e.ReceivedAt, Outcome: e.Outcome, Note: e.Note}
+			out[i] = GateEventJSON(e)
 		}
 		writeJSON(w, http.StatusOK, out)
 	}

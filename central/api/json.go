@@ -171,3 +171,6 @@ func spotJSON(v booking.SpotView, pv plateViewer) apijson.Parking {
 	}
 	return p
 }
+
+// OperatorSpotJSON shows a spot as an operator sees it (plate included).
+func OperatorSpotJSON(v booking.SpotView) apijson.Parking { return spotJSON(v, plateViewer{all: true}) }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/big"
+	"net/http"
 	"reflect"
 	"strings"
 	"unicode/utf8"
@@ -432,3 +433,12 @@ func decodeStrict(b []byte, s *schema, dst any) error {
 	}
 	return nil
 }
+
+// DecodeStrict decodes a request body into dst by the same strict rules
+// as the API's own bodies (for routes mounted from other packages).
+func DecodeStrict[T any](b []byte, dst *T) error {
+	return decodeStrict(b, schemaOf(reflect.TypeFor[T]()), dst)
+}
+
+// ReadBody reads a request body, bounded as the API's own.
+func ReadBody(w http.ResponseWriter, r *http.Request) ([]byte, error) { return readBody(w, r) }

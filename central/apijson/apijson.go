@@ -183,4 +183,8 @@ type GateEvent struct {
 	ReceivedAt      time.Time `json:"receivedAt"`
 	Outcome         string    `json:"outcome"`
 	Note            string    `json:"note,omitempty"`
+	// Set once an operator resolved the exception.
+	ResolvedAt time.Time `json:"resolvedAt,omitzero"`
+	ResolvedBy string    `json:"resolvedBy,omitempty"`
+	Resolution string    `json:"resolution,omitempty"`
 }

@@ -173,7 +173,7 @@ func (s *Service) Reserve(ctx context.Context, spotID string, w reservation.Wind
 	}
 	r.Source = reservation.SourceDriver
 	r.State = reservation.Reserved
-	err = s.store.Write(ctx, func(tx store.Tx) error { return s.insert(tx, r, "driver") })
+	err = s.store.Write(ctx, func(tx store.Tx) error { return s.insert(tx, r, "driver", "") })
 	s.metrics.reserve(err)
 	if err != nil {
 		return Issued{}, err
@@ -194,6 +194,12 @@ type PushItem struct {
 // Push creates all items or none. On failure the error names the item (by
 // index) that could not be placed.
 func (s *Service) Push(ctx context.Context, items []PushItem) ([]Issued, error) {
+	return s.PushBy(ctx, items, Caller{Operator: true})
+}
+
+// PushBy is Push by a named operator, whose name and reason the change log
+// records.
+func (s *Service) PushBy(ctx context.Context, items []PushItem, c Caller) ([]Issued, error) {
 	if len(items) == 0 {
 		return nil, newErr(Invalid, "empty_request", "push at least one reservation")
 	}
@@ -225,7 +231,7 @@ func (s *Service) Push(ctx context.Context, items []PushItem) ([]Issued, error) 
 	}
 	err := s.store.Write(ctx, func(tx store.Tx) error {
 		for i := range out {
-			if err := s.insert(tx, out[i].Reservation, "operator"); err != nil {
+			if err := s.insert(tx, out[i].Reservation, c.actor(), c.note()); err != nil {
 				return itemErr(i, err)
 			}
 		}
@@ -255,7 +261,7 @@ func itemErr(i int, err error) error {
 // insert places r after checking, inside tx, that its spot exists and its
 // window is free. The database enforces the same rule; checking first gives
 // the client a message naming the reservation in the way.
-func (s *Service) insert(tx store.Tx, r reservation.Reservation, actor string) error {
+func (s *Service) insert(tx store.Tx, r reservation.Reservation, actor, note string) error {
 	ok, err := tx.Spot(r.SpotID)
 	if err != nil {
 		return err
@@ -279,8 +285,9 @@ func (s *Service) insert(tx store.Tx, r reservation.Reservation, actor string) e
 		}
 		return err
 	}
-	err = tx.Log(change(store.KindCreated, actor, r, r.CreatedAt))
-	return err
+	c := change(store.KindCreated, actor, r, r.CreatedAt)
+	c.Note = note
+	return tx.Log(c)
 }
 
 func overlapErr(spot string, other reservation.Reservation) error {

@@ -3,6 +3,7 @@ package booking
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/parkgate/parkgate/central/reservation"
@@ -10,17 +11,35 @@ import (
 )
 
 // Caller is who asks for a change: a driver holding a reservation's token,
-// or an operator holding the admin token.
+// or an operator holding the admin token or signed in to the console.
 type Caller struct {
 	Operator bool
 	Token    string
+	// Name is a signed-in operator's account name ("" for the admin
+	// token); the change log records it.
+	Name string
+	// Reason is why an operator acts; the change log records it.
+	Reason string
 }
 
+// actor is who the change log says made a change: "driver", "operator"
+// (the admin token) or "operator:<name>".
 func (c Caller) actor() string {
-	if c.Operator {
+	switch {
+	case c.Operator && c.Name != "":
+		return "operator:" + c.Name
+	case c.Operator:
 		return "operator"
 	}
 	return "driver"
+}
+
+// note is what the change log keeps of the caller's reason.
+func (c Caller) note() string {
+	if c.Operator {
+		return c.Reason
+	}
+	return ""
 }
 
 // byToken finds the reservation a driver's token opens and checks that it
@@ -84,6 +103,11 @@ func (s *Service) spotExists(ctx context.Context, spotID string) error {
 // sees the locked, current reservation and changes it, returning the change
 // kind to log. It returns the reservation as stored.
 func (s *Service) move(ctx context.Context, id, actor string, fn func(r *reservation.Reservation, now time.Time) (string, error)) (reservation.Reservation, error) {
+	return s.moveNoted(ctx, id, actor, "", fn)
+}
+
+// moveNoted is move with the reason an operator gave, kept in the log.
+func (s *Service) moveNoted(ctx context.Context, id, actor, note string, fn func(r *reservation.Reservation, now time.Time) (string, error)) (reservation.Reservation, error) {
 	var (
 		out      reservation.Reservation
 		refunded bool
@@ -112,7 +136,9 @@ func (s *Service) move(ctx context.Context, id, actor string, fn func(r *reserva
 			}
 			return err
 		}
-		if err := tx.Log(change(kind, actor, r, now)); err != nil {
+		c := change(kind, actor, r, now)
+		c.Note = note
+		if err := tx.Log(c); err != nil {
 			return err
 		}
 		out = r
@@ -225,7 +251,7 @@ func (s *Service) Cancel(ctx context.Context, id string, c Caller) (reservation.
 			return r, newErr(Forbidden, "wrong_reservation", "the token belongs to another reservation")
 		}
 	}
-	r, err := s.move(ctx, id, c.actor(), func(r *reservation.Reservation, now time.Time) (string, error) {
+	r, err := s.moveNoted(ctx, id, c.actor(), c.note(), func(r *reservation.Reservation, now time.Time) (string, error) {
 		if err := reservation.CanMove(r.State, reservation.Cancelled); err != nil {
 			return "", conflict(err)
 		}
@@ -256,6 +282,12 @@ const (
 //
 // Forcing the status a spot already has changes nothing and is not an error.
 func (s *Service) Force(ctx context.Context, spotID, status string) (SpotView, error) {
+	return s.ForceBy(ctx, spotID, status, Caller{Operator: true})
+}
+
+// ForceBy is Force by a named operator, whose name and reason the change
+// log records.
+func (s *Service) ForceBy(ctx context.Context, spotID, status string, c Caller) (SpotView, error) {
 	if status != StatusFree && status != StatusReserved && status != StatusTaken {
 		return SpotView{}, newErr(Invalid, "invalid_status", "status must be free, reserved or taken")
 	}
@@ -285,7 +317,7 @@ func (s *Service) Force(ctx context.Context, spotID, status string) (SpotView, e
 		return SpotView{}, newErr(Conflict, "no_reservation", "no reservation of spot %s covers the present time; push one first", spotID)
 	}
 	if fn != nil {
-		if _, err := s.move(ctx, r.ID, "operator", fn); err != nil {
+		if _, err := s.moveNoted(ctx, r.ID, c.actor(), c.note(), fn); err != nil {
 			return SpotView{}, err
 		}
 		s.log.Info("spot status forced", "spot", spotID, "status", status, "reservation", r.ID)
@@ -307,4 +339,54 @@ func release(r *reservation.Reservation, now time.Time) (string, error) {
 		return store.KindCancelled, nil
 	}
 	return "", nil
+}
+
+// LogGateOpened records in the change log that an operator opened a gate's
+// barrier remotely, with the reason given. The entry carries no
+// reservation, so the gates skip it.
+func (s *Service) LogGateOpened(ctx context.Context, gateID string, c Caller) error {
+	return s.store.Write(ctx, func(tx store.Tx) error {
+		return tx.Log(store.Change{At: s.now(), Kind: store.KindGateOpened, Actor: c.actor(), GateID: gateID, Note: c.note()})
+	})
+}
+
+// ResolveException records that an operator settled an exception a gate
+// reported, with a note (the caller's Reason), and logs it.
+func (s *Service) ResolveException(ctx context.Context, eventID string, c Caller) (store.GateEvent, error) {
+	if !c.Operator {
+		return store.GateEvent{}, newErr(Forbidden, "not_operator", "only operators resolve exceptions")
+	}
+	if strings.TrimSpace(c.Reason) == "" {
+		return store.GateEvent{}, newErr(Invalid, "missing_note", "say how the exception was resolved")
+	}
+	find := func() (store.GateEvent, error) {
+		es, err := s.store.GateEvents(ctx, store.EventFilter{Outcome: store.EventException})
+		if err != nil {
+			return store.GateEvent{}, err
+		}
+		for _, e := range es {
+			if e.EventID == eventID {
+				return e, nil
+			}
+		}
+		return store.GateEvent{}, newErr(NotFound, "unknown_exception", "there is no exception %q", truncate(eventID, 40))
+	}
+	if _, err := find(); err != nil {
+		return store.GateEvent{}, err
+	}
+	by := c.Name
+	if by == "" {
+		by = "operator"
+	}
+	err := s.store.Write(ctx, func(tx store.Tx) error {
+		now := s.now()
+		if err := tx.ResolveGateEvent(eventID, by, c.Reason, now); err != nil {
+			return err
+		}
+		return tx.Log(store.Change{At: now, Kind: store.KindExceptionResolved, Actor: c.actor(), Note: eventID + ": " + c.Reason})
+	})
+	if err != nil {
+		return store.GateEvent{}, err
+	}
+	return find()
 }

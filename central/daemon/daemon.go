@@ -17,6 +17,7 @@ import (
 	"github.com/parkgate/parkgate/central/api"
 	"github.com/parkgate/parkgate/central/booking"
 	"github.com/parkgate/parkgate/central/config"
+	"github.com/parkgate/parkgate/central/console"
 	"github.com/parkgate/parkgate/central/payment"
 	"github.com/parkgate/parkgate/central/payment/fakepay"
 	"github.com/parkgate/parkgate/central/payment/stripepay"
@@ -95,7 +96,13 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 			return 0
 		}))
 	}
+	con, err := console.New(svc, console.Config{AdminToken: cfg.Auth.AdminToken, Site: cfg.Site, Gates: gateCommands{sp.relay},
+		PaymentHold: cfg.Reservations.PaymentHold, Clock: opt.Clock, Log: log})
+	if err != nil {
+		return err
+	}
 	h := api.New(svc, api.Options{
+		Routes:      con.Routes(),
 		Gates:       gateCommands{sp.relay},
 		AdminToken:  cfg.Auth.AdminToken,
 		PublicKey:   ticket.FormatPublicKey(signer.PublicKey()),
@@ -125,6 +132,7 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 
 	services := append(sp.services,
 		service.Named{Name: "http", Service: &httpserve.Server{Listener: ln, Handler: h, Log: log}},
+		service.Named{Name: "console", Service: con},
 		// /readyz says 503 from the moment shutdown starts, so that a load
 		// balancer's health check takes this instance out while requests
 		// in flight finish.

@@ -99,6 +99,9 @@ type Store interface {
 	// failure), so fn must not have effects outside tx.
 	Write(ctx context.Context, fn func(tx Tx) error) error
 
+	// Operator returns one operator account (ErrNotFound if unknown).
+	Operator(ctx context.Context, name string) (Operator, error)
+
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error
 	// Close releases the database.
@@ -165,6 +168,12 @@ type Tx interface {
 	PutGateEvent(e GateEvent) error
 	// PutRefund inserts or replaces (by reservation and number) a refund.
 	PutRefund(r Refund) error
+	// ResolveGateEvent records that an operator (by) settled an exception
+	// with a note at at; ErrNotFound if there is no such event. Resolving
+	// again replaces the resolution.
+	ResolveGateEvent(eventID, by, note string, at time.Time) error
+	// PutOperator inserts or replaces (by name) an operator account.
+	PutOperator(o Operator) error
 	// SetRelayPosition records that the relay published the log up to v;
 	// the position never moves back (two relays for a moment, a late
 	// write).
@@ -191,6 +200,11 @@ type Change struct {
 	// Actor says who caused the change: "driver", "operator", "system",
 	// later "gate:<id>".
 	Actor string `json:"actor"`
+	// GateID names the gate an operator's action concerned (a remote
+	// open), if any.
+	GateID string `json:"gateId,omitempty"`
+	// Note is the reason an operator gave for the change, if any.
+	Note string `json:"note,omitempty"`
 	// Reservation is the reservation as it is after the change (nil for
 	// spot changes).
 	Reservation *reservation.Reservation `json:"reservation,omitempty"`
@@ -209,6 +223,10 @@ const (
 	KindNoShow          = "reservation.no_show"
 	KindCancelled       = "reservation.cancelled"
 	KindPaymentDeclined = "payment.declined"
+	// Operator actions that change no reservation; they carry no
+	// reservation, so the gates skip them.
+	KindGateOpened        = "gate.opened"
+	KindExceptionResolved = "exception.resolved"
 )
 
 // Attempt outcomes.
@@ -398,6 +416,17 @@ type GateEvent struct {
 	ReceivedAt      time.Time
 	Outcome         string
 	Note            string // why an exception, what was applied
+	// Set once an operator resolved the exception.
+	ResolvedAt time.Time
+	ResolvedBy string // the operator's name
+	Resolution string // the operator's note
+}
+
+// Operator is a named account for a person at the operator console.
+type Operator struct {
+	Name         string
+	PasswordHash []byte // argon2id, as broker.HashPassword makes it
+	CreatedAt    time.Time
 }
 
 // EventFilter selects gate events. Zero fields select everything.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/parkgate/parkgate/central/config"
+	"github.com/parkgate/parkgate/central/console"
 	"github.com/parkgate/parkgate/central/daemon"
 	"github.com/parkgate/parkgate/internal/logging"
 	"github.com/parkgate/parkgate/internal/version"
@@ -41,6 +42,9 @@ commands:
                 checked against; required for a new gate) and prints a new
                 password (again: rotates it) for gated's mqtt.password with
                 the embedded MQTT broker
+  operator add NAME
+                create operator account NAME for the console at /console/
+                and print its password (again: a new password)
   version       print the version
 `
 
@@ -70,7 +74,7 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 			rest = append(rest, fs.Arg(0))
 			more = fs.Args()[1:]
 		}
-		if cmd != "gate" && (len(rest) > 0 || *role != "") {
+		if cmd != "gate" && cmd != "operator" && len(rest) > 0 || cmd != "gate" && *role != "" {
 			fs.Usage()
 			return exitUsage
 		}
@@ -112,6 +116,12 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 			return exitUsage
 		}
 		return addGate(cfg, rest[1], *role, stdout, stderr)
+	case "operator":
+		if len(rest) != 2 || rest[0] != "add" {
+			fs.Usage()
+			return exitUsage
+		}
+		return addOperator(cfg, rest[1], stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "centrald: unknown command %q\n", cmd)
 		fs.Usage()
@@ -154,5 +164,28 @@ func addGate(cfg config.Config, id, role string, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 	fmt.Fprintf(stdout, "# gate %s (%s): its MQTT user is %q; set this as its mqtt.password (shown once)\n%s\n", id, g.Role, id, pw)
+	return exitOK
+}
+
+// addOperator creates a console account and prints its password as the
+// last line.
+func addOperator(cfg config.Config, name string, stdout, stderr io.Writer) int {
+	if err := console.CheckName(name); err != nil {
+		fmt.Fprintln(stderr, "centrald operator add:", err)
+		return exitUsage
+	}
+	ctx := context.Background()
+	st, err := daemon.OpenStore(ctx, cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, "centrald:", err)
+		return exitFailure
+	}
+	defer st.Close()
+	pw, err := console.AddOperator(ctx, st, name, time.Now())
+	if err != nil {
+		fmt.Fprintln(stderr, "centrald operator add:", err)
+		return exitFailure
+	}
+	fmt.Fprintf(stdout, "# operator %s: sign in at /console/ with this password (shown once)\n%s\n", name, pw)
 	return exitOK
 }

@@ -397,6 +397,36 @@ func TestCommands(t *testing.T) {
 			t.Errorf("%v: exit %d", bad, code)
 		}
 	}
+	// An operator account: its printed password matches the stored
+	// argon2id hash; adding it again gives a new one.
+	out.Reset()
+	if code := run([]string{"operator", "add", "alice"}, genv, &out, &errb); code != 0 {
+		t.Fatalf("operator add: %d %s", code, errb.String())
+	}
+	ol := strings.Split(strings.TrimSpace(out.String()), "\n")
+	opw := ol[len(ol)-1]
+	out.Reset()
+	if code := run([]string{"operator", "add", "alice"}, genv, &out, &errb); code != 0 {
+		t.Fatalf("operator add again: %d %s", code, errb.String())
+	}
+	ol = strings.Split(strings.TrimSpace(out.String()), "\n")
+	opw2 := ol[len(ol)-1]
+	st, err = sqlitestore.Open(context.Background(), filepath.Join(dir, "c.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, oerr := st.Operator(context.Background(), "alice")
+	st.Close()
+	if oerr != nil || opw2 == opw || !broker.CheckPassword(o.PasswordHash, opw2) || broker.CheckPassword(o.PasswordHash, opw) ||
+		!strings.HasPrefix(string(o.PasswordHash), "$argon2id$") {
+		t.Fatalf("operator alice: %v; the stored hash does not match the last printed password", oerr)
+	}
+	for _, bad := range [][]string{{"operator", "add", "Alice Smith"}, {"operator", "remove", "alice"}, {"operator"},
+		{"operator", "add", "alice", "--role", "entry"}} {
+		if code := run(bad, genv, &out, &errb); code != 2 {
+			t.Errorf("%v: exit %d", bad, code)
+		}
+	}
 	// A new gate needs its role.
 	errb.Reset()
 	if code := run([]string{"gate", "add", "exit-1"}, genv, &out, &errb); code != 2 || !strings.Contains(errb.String(), "--role") {

@@ -4,14 +4,16 @@
 //
 // Usage:
 //
-//	parkbench -centrald bin/centrald -gated bin/gated [-only centrald|gated|sync|scale]
+//	parkbench -centrald bin/centrald -gated bin/gated [-only centrald|gated|sync|scale|console]
 //	          [-gated-arm64 PATH] [-qemu PATH] [-postgres DSN] [-haproxy PATH]
 //	          [-haproxy-config FILE] [-out docs/benchmarks.md] [-quick] [-strict] [-tmpdir DIR]
 //
 // -only runs one part: centrald (scenarios a to d, needs -centrald),
 // gated (sections e and f, needs -gated), sync (section g, the sync over
 // MQTT, needs both) or scale (section h, centrald scaled out on
-// PostgreSQL behind HAProxy, needs -centrald); by default all four run.
+// PostgreSQL behind HAProxy, needs -centrald) or console (section i, the
+// mixed traffic with 50 operator consoles on GET /admin/events, needs
+// -centrald); by default all five run.
 // Section f runs the linux/arm64 gated (by default linux-arm64/gated next
 // to -gated) under qemu-aarch64 (by default from PATH), and is skipped with
 // a note when either is missing; -gated-arm64 "" or -qemu "" skips it.
@@ -61,7 +63,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	centrald := fs.String("centrald", "", "path of the centrald binary to measure (required unless -only gated)")
 	gated := fs.String("gated", "", "path of the gated binary to measure (required unless -only centrald or scale)")
-	only := fs.String("only", "", "run one part only: centrald, gated, sync or scale (default: all)")
+	only := fs.String("only", "", "run one part only: centrald, gated, sync, scale or console (default: all)")
 	arm64 := fs.String("gated-arm64", auto, `the linux/arm64 gated to run under qemu; "auto": linux-arm64/gated next to -gated; "": skip`)
 	qemu := fs.String("qemu", auto, `the qemu-aarch64 user-mode emulator; "auto": from PATH; "": skip`)
 	postgres := fs.String("postgres", "", `DSN (postgres:// URL) of a PostgreSQL on this machine where section h may create and drop schemas (default: $`+postgresEnv+`; "": skip)`)
@@ -78,7 +80,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	needGated := *only == "" || *only == bench.PartGated || *only == bench.PartSync
 	needScale := *only == "" || *only == bench.PartScale
 	switch {
-	case *only != "" && *only != bench.PartCentrald && *only != bench.PartGated && *only != bench.PartSync && *only != bench.PartScale,
+	case *only != "" && *only != bench.PartCentrald && *only != bench.PartGated && *only != bench.PartSync && *only != bench.PartScale && *only != bench.PartConsole,
 		needCentrald && *centrald == "", needGated && *gated == "", fs.NArg() > 0:
 		fmt.Fprintln(stderr, usage)
 		return exitUsage
@@ -134,7 +136,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 // usage is printed on bad flags.
-const usage = "usage: parkbench -centrald PATH -gated PATH [-only centrald|gated|sync|scale] [-gated-arm64 PATH] [-qemu PATH]" +
+const usage = "usage: parkbench -centrald PATH -gated PATH [-only centrald|gated|sync|scale|console] [-gated-arm64 PATH] [-qemu PATH]" +
 	" [-postgres DSN] [-haproxy PATH] [-haproxy-config FILE] [-out FILE] [-quick] [-strict] [-tmpdir DIR]"
 
 // auto is the default of -gated-arm64, -qemu and -haproxy: look for them.

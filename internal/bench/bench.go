@@ -35,6 +35,15 @@
 // Section g (sync.go) measures the sync over MQTT between the two daemons,
 // and section h (scale.go) centrald scaled out on PostgreSQL:
 //
+// Section i (console.go) measures what operator consoles following the
+// event stream cost the API:
+//
+//   - i: the mixed traffic of b on a fresh centrald, alone and then with
+//     Plan.Consoles clients on GET /admin/events (target: p99 with them
+//     ≤ 1.5 × without, and every change reaching every console).
+//
+// Section h:
+//
 //   - h: the contended pattern of c through HAProxy, with the shipped
 //     configs/haproxy.cfg, to 1 and to 3 centrald instances sharing one
 //     PostgreSQL database, beside the rate of the store's conditional
@@ -110,6 +119,10 @@ type Plan struct {
 	// PostgreSQL, at each concurrency for ScaleDuration.
 	ScaleConcurrencies []int
 	ScaleDuration      time.Duration
+
+	// Operator consoles (section i): how many follow GET /admin/events
+	// during the mixed traffic of b.
+	Consoles int
 }
 
 // DefaultPlan is what `make bench` runs: about two minutes on two cores
@@ -145,6 +158,8 @@ func DefaultPlan() Plan {
 
 		ScaleConcurrencies: []int{16, 64},
 		ScaleDuration:      8 * time.Second,
+
+		Consoles: 50,
 	}
 }
 
@@ -171,12 +186,13 @@ const (
 	PartGated    = "gated"    // sections e and f
 	PartSync     = "sync"     // section g: centrald and gated over MQTT
 	PartScale    = "scale"    // section h: centrald instances on PostgreSQL behind HAProxy
+	PartConsole  = "console"  // section i: mixed traffic with operator consoles on /admin/events
 )
 
 // Options configure Run.
 type Options struct {
-	// Only runs one part, PartCentrald, PartGated, PartSync or
-	// PartScale; empty runs all four.
+	// Only runs one part, PartCentrald, PartGated, PartSync, PartScale
+	// or PartConsole; empty runs all five.
 	Only string
 	// Centrald is the path of the centrald binary to measure (needed
 	// unless Only is PartGated).
@@ -230,8 +246,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	runGated := o.Only == "" || o.Only == PartGated
 	runSync := o.Only == "" || o.Only == PartSync
 	runScale := o.Only == "" || o.Only == PartScale
-	if o.Only != "" && o.Only != PartCentrald && o.Only != PartGated && o.Only != PartSync && o.Only != PartScale {
-		return nil, fmt.Errorf("only %q: want %s, %s, %s or %s", o.Only, PartCentrald, PartGated, PartSync, PartScale)
+	runConsole := o.Only == "" || o.Only == PartConsole
+	if o.Only != "" && o.Only != PartCentrald && o.Only != PartGated && o.Only != PartSync && o.Only != PartScale && o.Only != PartConsole {
+		return nil, fmt.Errorf("only %q: want %s, %s, %s, %s or %s", o.Only, PartCentrald, PartGated, PartSync, PartScale, PartConsole)
 	}
 	// Absolute, because the daemons run in their data directories.
 	abs := func(name, path string) (string, error) {
@@ -248,7 +265,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return bin, nil
 	}
 	var err error
-	if runCentrald || runSync || runScale {
+	if runCentrald || runSync || runScale || runConsole {
 		if o.Centrald, err = abs("centrald", o.Centrald); err != nil {
 			return nil, err
 		}
@@ -268,7 +285,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	rep := &Report{Date: time.Now().UTC(), Plan: o.Plan, RawMethod: RawMethod, Centrald: runCentrald}
 	b.progress("machine: CPU, versions, fsync probe in %s", parent)
 	var centraldBin, gatedBin string
-	if runCentrald || runSync || runScale {
+	if runCentrald || runSync || runScale || runConsole {
 		centraldBin = o.Centrald
 	}
 	if runGated || runSync {
@@ -307,6 +324,13 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			return nil, fmt.Errorf("scale-out: %w", err)
 		}
 		rep.Scale = s
+	}
+	if runConsole {
+		s, err := b.consoleSection(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("consoles: %w", err)
+		}
+		rep.Console = s
 	}
 	return rep, ctx.Err()
 }

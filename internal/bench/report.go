@@ -35,6 +35,8 @@ type Report struct {
 	// Scale holds section h, nil when it did not run (and with Skip set
 	// when it was asked for but could not run).
 	Scale *ScaleReport
+	// Console holds section i, nil when it did not run.
+	Console *ConsoleReport
 }
 
 // TargetResult is one target and how the run fared against it.
@@ -66,6 +68,9 @@ func (r *Report) Targets() []TargetResult {
 	}
 	if r.Sync != nil {
 		out = append(out, r.Sync.targets()...)
+	}
+	if r.Console != nil {
+		out = append(out, r.Console.targets()...)
 	}
 	return out
 }
@@ -156,7 +161,7 @@ func (r *Report) Markdown() []byte {
 	p("")
 	p("This builds bin/centrald, bin/gated and bin/linux-arm64/gated (`make build build-arm64`) and runs " +
 		"`go run ./cmd/parkbench -centrald bin/centrald -gated bin/gated -out docs/benchmarks.md`; " +
-		"`-only centrald`, `-only gated`, `-only sync` or `-only scale` runs one part (sections a–d, e–f, g or h), and the arm64 binary is looked for " +
+		"`-only centrald`, `-only gated`, `-only sync`, `-only scale` or `-only console` runs one part (sections a–d, e–f, g, h or i), and the arm64 binary is looked for " +
 		"next to gated in linux-arm64/ (`-gated-arm64` to change, `-qemu` for the emulator). Section h needs a PostgreSQL on this machine " +
 		"(`-postgres DSN`, by default `$PARKING_TEST_POSTGRES_DSN`) and haproxy (`-haproxy`, `-haproxy-config`), and is skipped with a note without them.")
 	if r.Centrald {
@@ -252,6 +257,9 @@ func (r *Report) Markdown() []byte {
 		s.markdown(&b, r)
 	}
 	if s := r.Scale; s != nil {
+		s.markdown(&b, r)
+	}
+	if s := r.Console; s != nil {
 		s.markdown(&b, r)
 	}
 

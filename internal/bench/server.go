@@ -26,6 +26,8 @@ type Centrald struct {
 	URL string
 	// Dir is the temporary data directory (database, ticket key).
 	Dir string
+	// AdminToken is the server's auth.admin_token, random per start.
+	AdminToken string
 
 	proc     *child
 	stopOnce sync.Once
@@ -116,7 +118,7 @@ func startOnce(ctx context.Context, bin, parent string, spots int) (c *Centrald,
 	if err != nil {
 		return nil, err
 	}
-	c = &Centrald{URL: "http://" + addr, Dir: dir, proc: p}
+	c = &Centrald{URL: "http://" + addr, Dir: dir, AdminToken: hex.EncodeToString(tok), proc: p}
 	if err := p.waitHTTP(ctx, c.URL+"/readyz", 20*time.Second, nil); err != nil {
 		p.stop()
 		return nil, err

@@ -347,8 +347,8 @@ func (s *Store) writeOnce(ctx context.Context, fn func(tx store.Tx) error, spots
 		// Delivered at commit, and not at all on a rollback.
 		b.Queue(`SELECT pg_notify($1, '')`, s.channel)
 		for _, c := range t.changes {
-			b.Queue(`INSERT INTO changes (at, kind, spot_id, reservation_id, actor, reservation)
-				VALUES ($1, $2, $3, $4, $5, $6)`, c.at, c.kind, c.spotID, c.reservationID, c.actor, c.snap)
+			b.Queue(`INSERT INTO changes (at, kind, spot_id, reservation_id, actor, reservation, gate_id, note)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, c.at, c.kind, c.spotID, c.reservationID, c.actor, c.snap, c.gateID, c.note)
 		}
 		if err := ptx.SendBatch(ctx, b).Close(); err != nil {
 			return retryable(err), fmt.Errorf("log: %w", err)
@@ -545,7 +545,7 @@ func (s *Store) Version(ctx context.Context) (int64, error) {
 // Changes returns up to limit entries after version after (all of them if
 // limit <= 0).
 func (s *Store) Changes(ctx context.Context, after int64, limit int) ([]store.Change, error) {
-	rows, err := s.pool.Query(ctx, `SELECT version, at, kind, spot_id, reservation_id, actor, reservation
+	rows, err := s.pool.Query(ctx, `SELECT version, at, kind, spot_id, reservation_id, actor, reservation, gate_id, note
 		FROM changes WHERE version > $1 ORDER BY version LIMIT $2`, after, noLimit(limit))
 	return collect(err, rows, func(r pgx.Row) (store.Change, error) {
 		var (
@@ -553,7 +553,7 @@ func (s *Store) Changes(ctx context.Context, after int64, limit int) ([]store.Ch
 			at   pgtype.Timestamptz
 			snap []byte
 		)
-		if err := r.Scan(&c.Version, &at, &c.Kind, &c.SpotID, &c.ReservationID, &c.Actor, &snap); err != nil {
+		if err := r.Scan(&c.Version, &at, &c.Kind, &c.SpotID, &c.ReservationID, &c.Actor, &snap, &c.GateID, &c.Note); err != nil {
 			return c, err
 		}
 		c.At = fromTS(at)
@@ -631,7 +631,7 @@ func (s *Store) Gate(ctx context.Context, id string) (store.Gate, error) {
 
 // GateEvents returns stored gate events, newest first.
 func (s *Store) GateEvents(ctx context.Context, f store.EventFilter) ([]store.GateEvent, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+gateEventCols+` FROM gate_events
+	rows, err := s.pool.Query(ctx, `SELECT `+gateEventReadCols+` FROM gate_events
 		WHERE ($1 = '' OR gate_id = $1) AND ($2 = '' OR outcome = $2)
 		ORDER BY received_at DESC, gate_id, seq DESC LIMIT $3`, f.GateID, f.Outcome, noLimit(f.Limit))
 	return collect(err, rows, scanGateEvent)
@@ -817,14 +817,33 @@ func scanGate(row pgx.Row) (store.Gate, error) {
 const gateEventCols = `event_id, gate_id, seq, kind, role, at, source, granted, reason, reservation_id, spot_id, car_id,
 	overstay, presence_unknown, clock_trusted, received_at, outcome, note, plate, detail`
 
+// gateEventReadCols are gateEventCols and the operator's resolution,
+// which PutGateEvent never writes.
+const gateEventReadCols = gateEventCols + `, resolved_at, resolved_by, resolution`
+
 func scanGateEvent(row pgx.Row) (store.GateEvent, error) {
 	var (
-		e            store.GateEvent
-		at, received pgtype.Timestamptz
+		e                      store.GateEvent
+		at, received, resolved pgtype.Timestamptz
 	)
 	err := row.Scan(&e.EventID, &e.GateID, &e.Seq, &e.Kind, &e.Role, &at, &e.Source, &e.Granted, &e.Reason,
 		&e.ReservationID, &e.SpotID, &e.CarID, &e.Overstay, &e.PresenceUnknown, &e.ClockTrusted, &received,
-		&e.Outcome, &e.Note, &e.Plate, &e.Detail)
-	e.Time, e.ReceivedAt = fromTS(at), fromTS(received)
+		&e.Outcome, &e.Note, &e.Plate, &e.Detail, &resolved, &e.ResolvedBy, &e.Resolution)
+	e.Time, e.ReceivedAt, e.ResolvedAt = fromTS(at), fromTS(received), fromTS(resolved)
 	return e, err
+}
+
+// Operator returns one operator account.
+func (s *Store) Operator(ctx context.Context, name string) (store.Operator, error) {
+	var (
+		o  store.Operator
+		at pgtype.Timestamptz
+	)
+	err := s.pool.QueryRow(ctx, `SELECT name, password_hash, created_at FROM operators WHERE name = $1`, name).
+		Scan(&o.Name, &o.PasswordHash, &at)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return o, fmt.Errorf("operator %s: %w", name, store.ErrNotFound)
+	}
+	o.CreatedAt = fromTS(at)
+	return o, err
 }

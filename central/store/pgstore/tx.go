@@ -44,6 +44,7 @@ var _ store.Tx = (*tx)(nil)
 type pendingChange struct {
 	at                                 any
 	kind, spotID, reservationID, actor string
+	gateID, note                       string
 	snap                               any // JSON text, or nil for NULL
 }
 
@@ -200,7 +201,7 @@ func (t *tx) Log(c store.Change) error {
 		return fmt.Errorf("log %s: the change has no time", c.Kind)
 	}
 	t.changes = append(t.changes, pendingChange{at: ts(c.At), kind: c.Kind, spotID: c.SpotID,
-		reservationID: c.ReservationID, actor: c.Actor, snap: snap})
+		reservationID: c.ReservationID, actor: c.Actor, snap: snap, gateID: c.GateID, note: c.Note})
 	return nil
 }
 
@@ -324,6 +325,30 @@ func (t *tx) PutGateEvent(e store.GateEvent) error {
 		ts(e.ReceivedAt), e.Outcome, e.Note, e.Plate, e.Detail)
 	if err != nil {
 		return mapErr(err, "gate event "+e.EventID, nil)
+	}
+	return nil
+}
+
+// ResolveGateEvent records an operator's resolution of an event.
+func (t *tx) ResolveGateEvent(eventID, by, note string, at time.Time) error {
+	tag, err := t.q.Exec(t.ctx, `UPDATE gate_events SET resolved_at = $1, resolved_by = $2, resolution = $3
+		WHERE event_id = $4`, ts(at), by, note, eventID)
+	if err := t.note(err); err != nil {
+		return err
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("gate event %s: %w", eventID, store.ErrNotFound)
+	}
+	return nil
+}
+
+// PutOperator inserts or replaces an operator account.
+func (t *tx) PutOperator(o store.Operator) error {
+	err := t.exec(`INSERT INTO operators (name, password_hash, created_at) VALUES ($1, $2, $3)
+		ON CONFLICT (name) DO UPDATE SET password_hash = excluded.password_hash, created_at = excluded.created_at`,
+		o.Name, o.PasswordHash, ts(o.CreatedAt))
+	if err != nil {
+		return mapErr(err, "operator "+o.Name, nil)
 	}
 	return nil
 }

@@ -295,7 +295,7 @@ func (s *Store) Changes(ctx context.Context, after int64, limit int) ([]store.Ch
 	if limit <= 0 {
 		limit = -1 // SQLite: no limit
 	}
-	rows, err := s.db.Query(ctx, `SELECT version, at, kind, spot_id, reservation_id, actor, reservation
+	rows, err := s.db.Query(ctx, `SELECT version, at, kind, spot_id, reservation_id, actor, reservation, gate_id, note
 		FROM changes WHERE version > ? ORDER BY version LIMIT ?`, after, limit)
 	if err != nil {
 		return nil, err
@@ -306,7 +306,7 @@ func (s *Store) Changes(ctx context.Context, after int64, limit int) ([]store.Ch
 			at   sql.NullInt64
 			snap sql.NullString
 		)
-		if err := sc.Scan(&c.Version, &at, &c.Kind, &c.SpotID, &c.ReservationID, &c.Actor, &snap); err != nil {
+		if err := sc.Scan(&c.Version, &at, &c.Kind, &c.SpotID, &c.ReservationID, &c.Actor, &snap, &c.GateID, &c.Note); err != nil {
 			return c, err
 		}
 		c.At = sqlitedb.FromMicros(at)
@@ -515,7 +515,7 @@ func (s *Store) GateEvents(ctx context.Context, f store.EventFilter) ([]store.Ga
 	if limit <= 0 {
 		limit = -1
 	}
-	rows, err := s.db.Query(ctx, `SELECT `+gateEventCols+` FROM gate_events
+	rows, err := s.db.Query(ctx, `SELECT `+gateEventReadCols+` FROM gate_events
 		WHERE (?1 = '' OR gate_id = ?1) AND (?2 = '' OR outcome = ?2)
 		ORDER BY received_at DESC, gate_id, seq DESC LIMIT ?3`, f.GateID, f.Outcome, limit)
 	if err != nil {
@@ -531,4 +531,19 @@ func (s *Store) Gate(ctx context.Context, id string) (store.Gate, error) {
 		return g, fmt.Errorf("gate %s: %w", id, store.ErrNotFound)
 	}
 	return g, err
+}
+
+// Operator returns one operator account.
+func (s *Store) Operator(ctx context.Context, name string) (store.Operator, error) {
+	var (
+		o  store.Operator
+		at sql.NullInt64
+	)
+	err := s.db.QueryRow(ctx, `SELECT name, password_hash, created_at FROM operators WHERE name = ?`, name).
+		Scan(&o.Name, &o.PasswordHash, &at)
+	if errors.Is(err, sql.ErrNoRows) {
+		return o, fmt.Errorf("operator %s: %w", name, store.ErrNotFound)
+	}
+	o.CreatedAt = sqlitedb.FromMicros(at)
+	return o, err
 }

@@ -99,8 +99,8 @@ func (t *tx) Log(c store.Change) error {
 		return fmt.Errorf("log %s: the change has no time", c.Kind)
 	}
 	t.logged = true
-	_, err := t.q.ExecContext(t.ctx, `INSERT INTO changes (at, kind, spot_id, reservation_id, actor, reservation)
-		VALUES (?, ?, ?, ?, ?, ?)`, sqlitedb.Micros(c.At), c.Kind, c.SpotID, c.ReservationID, c.Actor, snap)
+	_, err := t.q.ExecContext(t.ctx, `INSERT INTO changes (at, kind, spot_id, reservation_id, actor, reservation, gate_id, note)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, sqlitedb.Micros(c.At), c.Kind, c.SpotID, c.ReservationID, c.Actor, snap, c.GateID, c.Note)
 	if err != nil {
 		return fmt.Errorf("log %s: %w", c.Kind, err)
 	}
@@ -240,15 +240,19 @@ func (t *tx) PutGate(g store.Gate) error {
 const gateEventCols = `event_id, gate_id, seq, kind, role, at, source, granted, reason, reservation_id, spot_id, car_id,
 	overstay, presence_unknown, clock_trusted, received_at, outcome, note, plate, detail`
 
+// gateEventReadCols are gateEventCols and the operator's resolution,
+// which PutGateEvent never writes.
+const gateEventReadCols = gateEventCols + `, resolved_at, resolved_by, resolution`
+
 func scanGateEvent(sc sqlitedb.Scanner) (store.GateEvent, error) {
 	var (
-		e            store.GateEvent
-		at, received sql.NullInt64
+		e                      store.GateEvent
+		at, received, resolved sql.NullInt64
 	)
 	err := sc.Scan(&e.EventID, &e.GateID, &e.Seq, &e.Kind, &e.Role, &at, &e.Source, &e.Granted, &e.Reason,
 		&e.ReservationID, &e.SpotID, &e.CarID, &e.Overstay, &e.PresenceUnknown, &e.ClockTrusted, &received,
-		&e.Outcome, &e.Note, &e.Plate, &e.Detail)
-	e.Time, e.ReceivedAt = sqlitedb.FromMicros(at), sqlitedb.FromMicros(received)
+		&e.Outcome, &e.Note, &e.Plate, &e.Detail, &resolved, &e.ResolvedBy, &e.Resolution)
+	e.Time, e.ReceivedAt, e.ResolvedAt = sqlitedb.FromMicros(at), sqlitedb.FromMicros(received), sqlitedb.FromMicros(resolved)
 	return e, err
 }
 
@@ -261,6 +265,32 @@ func (t *tx) PutGateEvent(e store.GateEvent) error {
 		sqlitedb.Micros(e.ReceivedAt), e.Outcome, e.Note, e.Plate, e.Detail)
 	if err != nil {
 		return mapErr(err, "gate event "+e.EventID, nil)
+	}
+	return nil
+}
+
+// ResolveGateEvent records an operator's resolution of an event.
+func (t *tx) ResolveGateEvent(eventID, by, note string, at time.Time) error {
+	res, err := t.q.ExecContext(t.ctx, `UPDATE gate_events SET resolved_at = ?, resolved_by = ?, resolution = ?
+		WHERE event_id = ?`, sqlitedb.Micros(at), by, note, eventID)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return err
+	} else if n == 0 {
+		return fmt.Errorf("gate event %s: %w", eventID, store.ErrNotFound)
+	}
+	return nil
+}
+
+// PutOperator inserts or replaces an operator account.
+func (t *tx) PutOperator(o store.Operator) error {
+	_, err := t.q.ExecContext(t.ctx, `INSERT INTO operators (name, password_hash, created_at) VALUES (?, ?, ?)
+		ON CONFLICT (name) DO UPDATE SET password_hash = excluded.password_hash, created_at = excluded.created_at`,
+		o.Name, o.PasswordHash, sqlitedb.Micros(o.CreatedAt))
+	if err != nil {
+		return mapErr(err, "operator "+o.Name, nil)
 	}
 	return nil
 }

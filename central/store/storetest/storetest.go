@@ -51,6 +51,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ConcurrentBooking", testConcurrentBooking},
 		{"RelayPosition", testRelayPosition},
 		{"ChangeNotifier", testChangeNotifier},
+		{"ResolveGateEvent", testResolveGateEvent},
+		{"OperatorActionsInLog", testOperatorActionsInLog},
+		{"Operators", testOperators},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
@@ -1310,4 +1313,61 @@ func benchConditionalInsert(b *testing.B, s store.Store, slots int) {
 		}
 	})
 	b.ReportMetric(float64(booked.Load())/float64(b.N), "booked/op")
+}
+
+// testResolveGateEvent: an operator's resolution of an exception is kept
+// with who and when, and resolving an unknown event is ErrNotFound.
+func testResolveGateEvent(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	e := store.GateEvent{EventID: "x1", GateID: "entry-1", Seq: 1, Kind: "decision", Role: "entry", Time: at(1),
+		Source: "qr", ReceivedAt: at(1), Outcome: store.EventException, Note: "not paid"}
+	write(t, s, func(tx store.Tx) error { return tx.PutGateEvent(e) })
+	got, err := s.GateEvents(ctx, store.EventFilter{})
+	if err != nil || len(got) != 1 || !got[0].ResolvedAt.IsZero() || got[0].ResolvedBy != "" {
+		t.Fatalf("before resolving: %+v, %v", got, err)
+	}
+	write(t, s, func(tx store.Tx) error { return tx.ResolveGateEvent("x1", "alice", "driver paid cash", at(2)) })
+	got, err = s.GateEvents(ctx, store.EventFilter{Outcome: store.EventException})
+	if err != nil || len(got) != 1 {
+		t.Fatalf("after resolving: %+v, %v", got, err)
+	}
+	checkUTC(t, "resolvedAt", got[0].ResolvedAt)
+	if !got[0].ResolvedAt.Equal(at(2)) || got[0].ResolvedBy != "alice" || got[0].Resolution != "driver paid cash" {
+		t.Errorf("resolution = %v %q %q", got[0].ResolvedAt, got[0].ResolvedBy, got[0].Resolution)
+	}
+	err = try(s, func(tx store.Tx) error { return tx.ResolveGateEvent("nope", "alice", "x", at(2)) })
+	wantErr(t, "ResolveGateEvent(unknown)", err, store.ErrNotFound)
+}
+
+// testOperatorActionsInLog: a change-log entry keeps the gate and the
+// reason an operator gave.
+func testOperatorActionsInLog(t *testing.T, s store.Store) {
+	write(t, s, func(tx store.Tx) error {
+		return tx.Log(store.Change{At: at(1), Kind: store.KindGateOpened, Actor: "operator:alice", GateID: "entry-1", Note: "intercom: lost ticket"})
+	})
+	cs := allChanges(t, s)
+	last := cs[len(cs)-1]
+	if last.Kind != store.KindGateOpened || last.Actor != "operator:alice" || last.GateID != "entry-1" ||
+		last.Note != "intercom: lost ticket" || last.Reservation != nil {
+		t.Errorf("logged %+v", last)
+	}
+}
+
+// testOperators: accounts are stored by name, replaced by name, and an
+// unknown name is ErrNotFound.
+func testOperators(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	_, err := s.Operator(ctx, "alice")
+	wantErr(t, "Operator(unknown)", err, store.ErrNotFound)
+	write(t, s, func(tx store.Tx) error {
+		return tx.PutOperator(store.Operator{Name: "alice", PasswordHash: []byte("h1"), CreatedAt: at(1)})
+	})
+	write(t, s, func(tx store.Tx) error {
+		return tx.PutOperator(store.Operator{Name: "alice", PasswordHash: []byte("h2"), CreatedAt: at(2)})
+	})
+	o, err := s.Operator(ctx, "alice")
+	if err != nil || string(o.PasswordHash) != "h2" || !o.CreatedAt.Equal(at(2)) {
+		t.Errorf("Operator(alice) = %+v, %v", o, err)
+	}
+	checkUTC(t, "createdAt", o.CreatedAt)
 }

@@ -1,0 +1,222 @@
+package console
+
+import (
+	"context"
+	"log/slog"
+	"reflect"
+	"sync"
+	"time"
+
+	"github.com/parkgate/parkgate/central/api"
+	"github.com/parkgate/parkgate/central/apijson"
+	"github.com/parkgate/parkgate/central/store"
+	"github.com/parkgate/parkgate/clock"
+)
+
+// hub follows the store for every open event stream at once, so that 50
+// consoles cost one reader, not 50: it keeps the latest change-log entries,
+// the gates' presence and the latest gate events in memory, and wakes the
+// streams when any of them moved. Streams pull what they have not sent
+// yet; a stream that fell behind the kept entries reads the store itself,
+// so a slow client never loses a change.
+//
+// It reads only while a stream is open.
+type hub struct {
+	st   store.Store
+	clk  clock.Clock
+	poll time.Duration
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	subs    map[*stream]struct{}
+	fresh   bool           // state below follows the store
+	from    int64          // changes holds the log's entries in (from, version]
+	version int64          // the last version read
+	changes []store.Change // oldest first
+	gates   []apijson.Gate // by id
+	// events are the gate events read since the hub started following,
+	// numbered from eventSeq-len(events)+1 to eventSeq.
+	events   []apijson.GateEvent
+	eventSeq int64
+	seen     map[string]bool // event ids of the last read
+}
+
+// Kept in memory: a stream further behind reads the store.
+const (
+	keepChanges = 2000
+	keepEvents  = 200
+	// eventsPerRead is how many of the newest gate events each poll
+	// reads; more arriving within one poll are read from the store by
+	// the ledger, not pushed.
+	eventsPerRead = 100
+)
+
+func newHub(st store.Store, clk clock.Clock, poll time.Duration, log *slog.Logger) *hub {
+	return &hub{st: st, clk: clk, poll: poll, log: log, subs: map[*stream]struct{}{}}
+}
+
+// stream is one open /admin/events connection's place in the hub.
+type stream struct {
+	wake chan struct{} // capacity 1: "something moved"
+}
+
+func (h *hub) subscribe() (*stream, int64) {
+	s := &stream{wake: make(chan struct{}, 1)}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.subs[s] = struct{}{}
+	return s, h.eventSeq
+}
+
+func (h *hub) unsubscribe(s *stream) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.subs, s)
+}
+
+// Serve polls the store while streams are open, until ctx ends.
+func (h *hub) Serve(ctx context.Context) error {
+	failing := false
+	for {
+		if err := h.step(ctx); err != nil && ctx.Err() == nil {
+			if !failing {
+				h.log.Warn("console events: reading the store failed; retrying", "err", err)
+			}
+			failing = true
+		} else {
+			failing = false
+		}
+		if !clock.Sleep(ctx, h.clk, h.poll) {
+			return nil
+		}
+	}
+}
+
+func (h *hub) step(ctx context.Context) error {
+	h.mu.Lock()
+	n, fresh, version := len(h.subs), h.fresh, h.version
+	if n == 0 {
+		h.fresh = false // nobody listens: stop following
+	}
+	h.mu.Unlock()
+	if n == 0 {
+		return nil
+	}
+	var (
+		cs  []store.Change
+		err error
+	)
+	if !fresh {
+		if version, err = h.st.Version(ctx); err != nil {
+			return err
+		}
+	} else {
+		for {
+			page, err := h.st.Changes(ctx, version, changesPerRead)
+			if err != nil {
+				return err
+			}
+			cs = append(cs, page...)
+			if len(page) < changesPerRead {
+				break
+			}
+			version = page[len(page)-1].Version
+		}
+	}
+	gs, err := h.st.Gates(ctx)
+	if err != nil {
+		return err
+	}
+	gates := make([]apijson.Gate, len(gs))
+	for i, g := range gs {
+		gates[i] = api.GateJSON(g)
+	}
+	es, err := h.st.GateEvents(ctx, store.EventFilter{Limit: eventsPerRead})
+	if err != nil {
+		return err
+	}
+
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	moved := false
+	if !fresh {
+		h.from, h.version, h.changes, h.fresh = version, version, nil, true
+		h.seen = map[string]bool{}
+		for _, e := range es {
+			h.seen[e.EventID] = true
+		}
+		h.gates = gates
+		moved = true // streams that joined meanwhile catch up
+	} else {
+		for _, c := range cs {
+			if c.Version > h.version {
+				h.changes = append(h.changes, c)
+				h.version = c.Version
+				moved = true
+			}
+		}
+		if over := len(h.changes) - keepChanges; over > 0 {
+			h.from = h.changes[over-1].Version
+			h.changes = append([]store.Change(nil), h.changes[over:]...)
+		}
+		if !reflect.DeepEqual(gates, h.gates) {
+			h.gates, moved = gates, true
+		}
+		seen := make(map[string]bool, len(es))
+		for i := len(es) - 1; i >= 0; i-- { // oldest first
+			e := es[i]
+			seen[e.EventID] = true
+			if !h.seen[e.EventID] {
+				h.events = append(h.events, api.GateEventJSON(e))
+				h.eventSeq++
+				moved = true
+			}
+		}
+		h.seen = seen
+		if over := len(h.events) - keepEvents; over > 0 {
+			h.events = append([]apijson.GateEvent(nil), h.events[over:]...)
+		}
+	}
+	if moved {
+		for s := range h.subs {
+			select {
+			case s.wake <- struct{}{}:
+			default:
+			}
+		}
+	}
+	return nil
+}
+
+// changesPerRead bounds one read of the log.
+const changesPerRead = 1000
+
+// since returns the kept changes after version after; ok is false when
+// the hub does not hold them all (not following yet, or after is older
+// than what it keeps): the caller reads the store.
+func (h *hub) since(after int64) (cs []store.Change, ok bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.fresh || after < h.from {
+		return nil, false
+	}
+	for i, c := range h.changes {
+		if c.Version > after {
+			return append([]store.Change(nil), h.changes[i:]...), true
+		}
+	}
+	return nil, true
+}
+
+// snapshot returns the gates as last read (nil before the first read),
+// and the gate events numbered after seq with the newest number.
+func (h *hub) snapshot(seq int64) ([]apijson.Gate, []apijson.GateEvent, int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var es []apijson.GateEvent
+	if n := h.eventSeq - seq; n > 0 {
+		n = min(n, int64(len(h.events)))
+		es = append(es, h.events[int64(len(h.events))-n:]...)
+	}
+	return h.gates, es, h.eventSeq
+}
