@@ -110,6 +110,12 @@ type Plan struct {
 	// PostgreSQL, at each concurrency for ScaleDuration.
 	ScaleConcurrencies []int
 	ScaleDuration      time.Duration
+
+	// A fleet of simulated gates on one centrald (section i): how many,
+	// and how many reservations are paid one at a time for the
+	// propagation to all of them.
+	FleetGates        int
+	FleetPropagations int
 }
 
 // DefaultPlan is what `make bench` runs: about two minutes on two cores
@@ -145,6 +151,9 @@ func DefaultPlan() Plan {
 
 		ScaleConcurrencies: []int{16, 64},
 		ScaleDuration:      8 * time.Second,
+
+		FleetGates:        1000,
+		FleetPropagations: 20,
 	}
 }
 
@@ -171,12 +180,13 @@ const (
 	PartGated    = "gated"    // sections e and f
 	PartSync     = "sync"     // section g: centrald and gated over MQTT
 	PartScale    = "scale"    // section h: centrald instances on PostgreSQL behind HAProxy
+	PartFleet    = "fleet"    // section i: a fleet of simulated gates on one centrald
 )
 
 // Options configure Run.
 type Options struct {
-	// Only runs one part, PartCentrald, PartGated, PartSync or
-	// PartScale; empty runs all four.
+	// Only runs one part, PartCentrald, PartGated, PartSync, PartScale
+	// or PartFleet; empty runs all five.
 	Only string
 	// Centrald is the path of the centrald binary to measure (needed
 	// unless Only is PartGated).
@@ -194,6 +204,10 @@ type Options struct {
 	// which section h may create and drop schemas of its own; empty (or
 	// a database that cannot be used) skips that section with a note.
 	Postgres string
+	// FleetMQTT is an external broker (tcp://host:port, e.g. Mosquitto)
+	// the fleet section runs on besides the embedded one; empty skips
+	// that run with a note.
+	FleetMQTT string
 	// HAProxy is the haproxy binary for section h; empty skips the
 	// section with a note.
 	HAProxy string
@@ -230,8 +244,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	runGated := o.Only == "" || o.Only == PartGated
 	runSync := o.Only == "" || o.Only == PartSync
 	runScale := o.Only == "" || o.Only == PartScale
-	if o.Only != "" && o.Only != PartCentrald && o.Only != PartGated && o.Only != PartSync && o.Only != PartScale {
-		return nil, fmt.Errorf("only %q: want %s, %s, %s or %s", o.Only, PartCentrald, PartGated, PartSync, PartScale)
+	runFleet := o.Only == "" || o.Only == PartFleet
+	if o.Only != "" && o.Only != PartCentrald && o.Only != PartGated && o.Only != PartSync && o.Only != PartScale && o.Only != PartFleet {
+		return nil, fmt.Errorf("only %q: want %s, %s, %s, %s or %s", o.Only, PartCentrald, PartGated, PartSync, PartScale, PartFleet)
 	}
 	// Absolute, because the daemons run in their data directories.
 	abs := func(name, path string) (string, error) {
@@ -248,7 +263,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return bin, nil
 	}
 	var err error
-	if runCentrald || runSync || runScale {
+	if runCentrald || runSync || runScale || runFleet {
 		if o.Centrald, err = abs("centrald", o.Centrald); err != nil {
 			return nil, err
 		}
@@ -268,7 +283,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	rep := &Report{Date: time.Now().UTC(), Plan: o.Plan, RawMethod: RawMethod, Centrald: runCentrald}
 	b.progress("machine: CPU, versions, fsync probe in %s", parent)
 	var centraldBin, gatedBin string
-	if runCentrald || runSync || runScale {
+	if runCentrald || runSync || runScale || runFleet {
 		centraldBin = o.Centrald
 	}
 	if runGated || runSync {
@@ -307,6 +322,13 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			return nil, fmt.Errorf("scale-out: %w", err)
 		}
 		rep.Scale = s
+	}
+	if runFleet {
+		f, err := b.fleetSection(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("fleet: %w", err)
+		}
+		rep.Fleet = f
 	}
 	return rep, ctx.Err()
 }

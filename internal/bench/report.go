@@ -35,6 +35,8 @@ type Report struct {
 	// Scale holds section h, nil when it did not run (and with Skip set
 	// when it was asked for but could not run).
 	Scale *ScaleReport
+	// Fleet holds section i, nil when it did not run.
+	Fleet *FleetReport
 }
 
 // TargetResult is one target and how the run fared against it.
@@ -63,6 +65,9 @@ func (r *Report) Targets() []TargetResult {
 	}
 	if r.Gated != nil {
 		out = append(out, r.Gated.targets()...)
+	}
+	if r.Fleet != nil {
+		out = append(out, r.Fleet.targets()...)
 	}
 	if r.Sync != nil {
 		out = append(out, r.Sync.targets()...)
@@ -253,6 +258,9 @@ func (r *Report) Markdown() []byte {
 	}
 	if s := r.Scale; s != nil {
 		s.markdown(&b, r)
+	}
+	if f := r.Fleet; f != nil {
+		f.markdown(&b, r)
 	}
 
 	p("## Notes")
