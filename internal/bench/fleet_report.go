@@ -22,7 +22,7 @@ func (f *FleetReport) targets() []TargetResult {
 			Pass: r.Restart > 0 && r.Restart < FleetRestartTarget,
 		}
 		if r.Restart > 0 {
-			res.Measured = fmt.Sprintf("%s from exec (%d snapshots)", secs(r.Restart), r.Snapshots)
+			res.Measured = fmt.Sprintf("%s from exec (%d snapshots)", sec1(r.Restart), r.Snapshots)
 		} else {
 			res.Measured = fmt.Sprintf("not within %s", dur(fleetWait))
 		}
@@ -36,13 +36,13 @@ func (f *FleetReport) markdown(b *bytes.Buffer, _ *Report) {
 	p := func(format string, args ...any) { fmt.Fprintf(b, format+"\n", args...) }
 	p("## i. A fleet of gates on one centrald")
 	p("")
-	p("The real bin/centrald and, in parkbench's own process, a fleet of simulated gates (internal/fleet) that speak "+
-		"the protocol through sync/syncmsg and paho alone: birth and will, snapshot at connect, versioned batches with gap "+
-		"detection, events with acks. On the embedded broker the gates connect anonymously (`mqtt.allow_anonymous`), "+
-		"since provisioning a thousand argon2id passwords would measure the hashing; on Mosquitto, as the site's "+
+	p("The real bin/centrald and, in parkbench's own process, a fleet of simulated gates (internal/fleet) that speak " +
+		"the protocol through sync/syncmsg and paho alone: birth and will, snapshot at connect, versioned batches with gap " +
+		"detection, events with acks. On the embedded broker the gates connect anonymously (`mqtt.allow_anonymous`), " +
+		"since provisioning a thousand argon2id passwords would measure the hashing; on Mosquitto, as the site's " +
 		"external broker, centrald records each gate's role from its birth. Everything runs on this machine.")
 	p("")
-	p("**Propagation**: a reservation paid (the clock starts at the 200 of the pay) until each gate's cache holds the "+
+	p("**Propagation**: a reservation paid (the clock starts when the pay request is sent, so the figure includes the pay itself) until each gate's cache holds the "+
 		"payment's change-log version, every gate × every payment one at a time. **Restart**: centrald stopped with "+
 		"SIGTERM and started again on its database; from its exec until `GET /gates` shows every gate online and every "+
 		"gate holds central's version. **Idle CPU**: centrald's user+system time over %s with every gate connected "+
@@ -59,11 +59,11 @@ func (f *FleetReport) markdown(b *bytes.Buffer, _ *Report) {
 		restart := "not reached"
 		ratio := "–"
 		if r.Restart > 0 {
-			restart = secs(r.Restart)
+			restart = sec1(r.Restart)
 			ratio = fmt.Sprintf("%.2f×", r.Restart.Seconds()/FleetRestartTarget.Seconds())
 		}
 		p("| %s | %d | %s | %s | %s | %s | %d | %.2f× | %s | %s | %d | %s | %s | %s | %s | %.1f %% | %.1f %% | %s |",
-			r.Broker, r.Gates, secs(r.Connect), ms(r.Propagation.P50), ms(r.Propagation.P99), ms(r.Propagation.Max), r.Lost,
+			r.Broker, r.Gates, sec1(r.Connect), ms(r.Propagation.P50), ms(r.Propagation.P99), ms(r.Propagation.Max), r.Lost,
 			r.Propagation.P99.Seconds()/FleetPropagationP99Target.Seconds(), restart, ratio, r.Snapshots,
 			mib(r.RSSBefore), mib(r.RSSConnected), per, mib(r.RSSPeakRestart), 100*r.CPUIdle,
 			100*r.CPUIdle*1000/float64(max(r.Gates, 1)), r.Load)

@@ -97,8 +97,9 @@ type Config struct {
 	ConnectConcurrency int
 	// Log receives the gates' warnings; nil discards them.
 	Log *slog.Logger
-	// OnVersion, if set, is called (from the gate's message handler) each
-	// time a gate's cache reaches a new version, with the time it did.
+	// OnVersion, if set, is called (from the gate's message handler, with
+	// the gate's lock held: it must not call the gate's methods) each time
+	// a gate's cache reaches a new version, with the time it did.
 	OnVersion func(g *Gate, version int64, at time.Time)
 }
 
