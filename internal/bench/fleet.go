@@ -169,20 +169,18 @@ func (b *runner) fleetRun(ctx context.Context, n int, external string) (run Flee
 		if i%2 == 1 {
 			role = syncmsg.RoleExit
 		}
-		specs[i] = fleet.Spec{ID: fmt.Sprintf("lane-%04d", i), Role: role}
+		// Ids of this run only: the gate id is the MQTT client id, and a
+		// broker drops a connection when another takes its client id.
+		specs[i] = fleet.Spec{ID: fmt.Sprintf("%s-%04d", site, i), Role: role}
 	}
+	// Every gate's versions as it reaches them, with the time: a gate may
+	// reach a payment's version before the pay's answer is back.
 	var mu sync.Mutex
-	var target int64 = -1
-	var since time.Time
-	reached := map[string]time.Time{}
+	reachedAt := map[string][]versionAt{}
 	f, err := fleet.New(fleet.Config{URL: url, Site: site, Gates: specs, OnVersion: func(g *fleet.Gate, v int64, at time.Time) {
 		mu.Lock()
 		defer mu.Unlock()
-		if target >= 0 && v >= target {
-			if _, ok := reached[g.ID()]; !ok {
-				reached[g.ID()] = at
-			}
-		}
+		reachedAt[g.ID()] = append(reachedAt[g.ID()], versionAt{v, at})
 	}})
 	if err != nil {
 		return run, err
@@ -239,6 +237,9 @@ func (b *runner) fleetRun(ctx context.Context, n int, external string) (run Flee
 	var lat []time.Duration
 	from := time.Now().Add(time.Hour).Truncate(time.Hour)
 	for i := range b.p.FleetPropagations {
+		mu.Lock()
+		clear(reachedAt)
+		mu.Unlock()
 		paidAt, err := c.reserveAndPay(ctx, i%100+1, from.Add(time.Duration(i/100)*time.Hour))
 		if err != nil {
 			return run, err
@@ -247,37 +248,28 @@ func (b *runner) fleetRun(ctx context.Context, n int, external string) (run Flee
 		if err != nil {
 			return run, err
 		}
-		mu.Lock()
-		target, since = v, paidAt
-		clear(reached)
-		mu.Unlock()
-		// Gates already there (the hook fired before target was set):
-		// read outside mu, since the hook runs under the gate's lock.
-		for _, g := range f.Gates() {
-			if g.State().Version >= v {
-				mu.Lock()
-				if _, ok := reached[g.ID()]; !ok {
-					reached[g.ID()] = paidAt
-				}
-				mu.Unlock()
-			}
-		}
 		deadline := time.Now().Add(5 * time.Second)
 		for {
-			mu.Lock()
-			got := len(reached)
-			mu.Unlock()
+			got := 0
+			for _, g := range f.Gates() {
+				if g.State().Version >= v {
+					got++
+				}
+			}
 			if got == n || time.Now().After(deadline) {
 				break
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
 		mu.Lock()
-		for _, at := range reached {
-			lat = append(lat, max(0, at.Sub(since)))
+		for _, g := range f.Gates() {
+			at, ok := firstAt(reachedAt[g.ID()], v)
+			if !ok {
+				run.Lost++
+				continue
+			}
+			lat = append(lat, max(0, at.Sub(paidAt)))
 		}
-		run.Lost += n - len(reached)
-		target = -1
 		mu.Unlock()
 		run.PropagationN++
 	}
@@ -338,4 +330,20 @@ func (c *syncCentrald) reserveAndPay(ctx context.Context, spot int, from time.Ti
 	sent := time.Now()
 	return sent, c.call(ctx, http.MethodPost, "/pay/parking/"+id, r.Token, map[string]any{
 		"carId": "B-FL " + id, "cardDetails": map[string]string{"paymentMethod": "pm_card_visa"}}, nil)
+}
+
+// versionAt is a version a gate reached, and when.
+type versionAt struct {
+	v  int64
+	at time.Time
+}
+
+// firstAt returns when vs first reached v or beyond.
+func firstAt(vs []versionAt, v int64) (time.Time, bool) {
+	for _, x := range vs {
+		if x.v >= v {
+			return x.at, true
+		}
+	}
+	return time.Time{}, false
 }
