@@ -114,6 +114,8 @@ func TestFleetAgainstCentral(t *testing.T) {
 	run("relay", relay.Serve)
 	waitFor(t, "the relay connects", relay.Connected)
 
+	// A short keepalive: after Reconnect cuts a socket, paho notices and
+	// reconnects within about a keepalive (observed: ~45 s with 30 s).
 	f, err := fleet.New(fleet.Config{URL: url, Site: site, Gates: specs, KeepAlive: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
