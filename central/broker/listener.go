@@ -18,9 +18,12 @@ const (
 	connectTimeout = 10 * time.Second
 	// maxConns caps open connections. mochi allocates the pending-writes
 	// buffer (maxPending pointers, 256 KiB) when a connection opens,
-	// before it authenticates; the cap bounds that to 128 MiB. A site has
-	// tens of gates.
-	maxConns = 512
+	// before it authenticates; the cap bounds that to 1 GiB. A site has
+	// tens of gates, but one central serves up to a thousand (the fleet
+	// benchmark in docs/benchmarks.md), and a reconnect storm briefly
+	// holds old and new sockets: 512, the former cap, refused gate 512
+	// and every one after it.
+	maxConns = 4096
 )
 
 // listener is a mochi listener over a socket bound before the broker

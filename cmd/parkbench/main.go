@@ -4,7 +4,7 @@
 //
 // Usage:
 //
-//	parkbench -centrald bin/centrald -gated bin/gated [-only centrald|gated|sync|scale|console]
+//	parkbench -centrald bin/centrald -gated bin/gated [-only centrald|gated|sync|scale|console|fleet] [-fleet-gates N] [-fleet-mqtt URL]
 //	          [-gated-arm64 PATH] [-qemu PATH] [-postgres DSN] [-haproxy PATH]
 //	          [-haproxy-config FILE] [-out docs/benchmarks.md] [-quick] [-strict] [-tmpdir DIR]
 //
@@ -63,7 +63,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	centrald := fs.String("centrald", "", "path of the centrald binary to measure (required unless -only gated)")
 	gated := fs.String("gated", "", "path of the gated binary to measure (required unless -only centrald or scale)")
-	only := fs.String("only", "", "run one part only: centrald, gated, sync, scale or console (default: all)")
+	only := fs.String("only", "", "run one part only: centrald, gated, sync, scale, console or fleet (default: all)")
+	fleetGates := fs.Int("fleet-gates", bench.DefaultPlan().FleetGates, "the number of simulated gates of the fleet section")
+	fleetMQTT := fs.String("fleet-mqtt", "", `an external broker (tcp://host:port) the fleet section also runs on (default: $`+mqttEnv+`; "": skip)`)
 	arm64 := fs.String("gated-arm64", auto, `the linux/arm64 gated to run under qemu; "auto": linux-arm64/gated next to -gated; "": skip`)
 	qemu := fs.String("qemu", auto, `the qemu-aarch64 user-mode emulator; "auto": from PATH; "": skip`)
 	postgres := fs.String("postgres", "", `DSN (postgres:// URL) of a PostgreSQL on this machine where section h may create and drop schemas (default: $`+postgresEnv+`; "": skip)`)
@@ -79,8 +81,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	needCentrald := *only != bench.PartGated
 	needGated := *only == "" || *only == bench.PartGated || *only == bench.PartSync
 	needScale := *only == "" || *only == bench.PartScale
+	needFleet := *only == "" || *only == bench.PartFleet
 	switch {
-	case *only != "" && *only != bench.PartCentrald && *only != bench.PartGated && *only != bench.PartSync && *only != bench.PartScale && *only != bench.PartConsole,
+	case *only != "" && *only != bench.PartCentrald && *only != bench.PartGated && *only != bench.PartSync && *only != bench.PartScale && *only != bench.PartConsole && *only != bench.PartFleet,
 		needCentrald && *centrald == "", needGated && *gated == "", fs.NArg() > 0:
 		fmt.Fprintln(stderr, usage)
 		return exitUsage
@@ -89,9 +92,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if *quick {
 		plan = plan.Scaled(0.2)
 	}
+	plan.FleetGates = max(*fleetGates, 1)
 	o := bench.Options{Only: *only, Centrald: *centrald, Gated: *gated, TempDir: *tmp, Plan: plan, Progress: stderr}
 	if needGated {
 		o.GatedArm64, o.Qemu = arm64Paths(*gated, *arm64, *qemu, exec.LookPath)
+	}
+	if needFleet {
+		o.FleetMQTT = flagOrEnv(fs, "fleet-mqtt", *fleetMQTT, mqttEnv, os.Getenv)
 	}
 	if needScale {
 		o.Postgres = postgresDSN(fs, *postgres, os.Getenv)
@@ -136,7 +143,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 // usage is printed on bad flags.
-const usage = "usage: parkbench -centrald PATH -gated PATH [-only centrald|gated|sync|scale|console] [-gated-arm64 PATH] [-qemu PATH]" +
+const usage = "usage: parkbench -centrald PATH -gated PATH [-only centrald|gated|sync|scale|console|fleet] [-fleet-gates N] [-fleet-mqtt URL] [-gated-arm64 PATH] [-qemu PATH]" +
 	" [-postgres DSN] [-haproxy PATH] [-haproxy-config FILE] [-out FILE] [-quick] [-strict] [-tmpdir DIR]"
 
 // auto is the default of -gated-arm64, -qemu and -haproxy: look for them.
@@ -146,6 +153,21 @@ const auto = "auto"
 // PostgreSQL tests read, so that a machine set up for them runs section h
 // too.
 const postgresEnv = "PARKING_TEST_POSTGRES_DSN"
+
+// mqttEnv names the variable -fleet-mqtt defaults to: the one the MQTT
+// tests read.
+const mqttEnv = "PARKING_TEST_MQTT_URL"
+
+// flagOrEnv is the flag's value if it was given (even empty, which
+// skips), else the variable's.
+func flagOrEnv(fs *flag.FlagSet, name, value, env string, getenv func(string) string) string {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	if set {
+		return value
+	}
+	return getenv(env)
+}
 
 // postgresDSN resolves -postgres: the flag's value if it was given (even
 // empty, which skips section h), else $PARKING_TEST_POSTGRES_DSN. The

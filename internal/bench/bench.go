@@ -123,6 +123,11 @@ type Plan struct {
 	// Operator consoles (section i): how many follow GET /admin/events
 	// during the mixed traffic of b.
 	Consoles int
+	// A fleet of simulated gates on one centrald (section i): how many,
+	// and how many reservations are paid one at a time for the
+	// propagation to all of them.
+	FleetGates        int
+	FleetPropagations int
 }
 
 // DefaultPlan is what `make bench` runs: about two minutes on two cores
@@ -159,7 +164,9 @@ func DefaultPlan() Plan {
 		ScaleConcurrencies: []int{16, 64},
 		ScaleDuration:      8 * time.Second,
 
-		Consoles: 50,
+		Consoles:          50,
+		FleetGates:        1000,
+		FleetPropagations: 20,
 	}
 }
 
@@ -187,12 +194,13 @@ const (
 	PartSync     = "sync"     // section g: centrald and gated over MQTT
 	PartScale    = "scale"    // section h: centrald instances on PostgreSQL behind HAProxy
 	PartConsole  = "console"  // section i: mixed traffic with operator consoles on /admin/events
+	PartFleet    = "fleet"    // section j: a fleet of simulated gates on one centrald
 )
 
 // Options configure Run.
 type Options struct {
 	// Only runs one part, PartCentrald, PartGated, PartSync, PartScale
-	// or PartConsole; empty runs all five.
+	// PartConsole or PartFleet; empty runs all six.
 	Only string
 	// Centrald is the path of the centrald binary to measure (needed
 	// unless Only is PartGated).
@@ -210,6 +218,10 @@ type Options struct {
 	// which section h may create and drop schemas of its own; empty (or
 	// a database that cannot be used) skips that section with a note.
 	Postgres string
+	// FleetMQTT is an external broker (tcp://host:port, e.g. Mosquitto)
+	// the fleet section runs on besides the embedded one; empty skips
+	// that run with a note.
+	FleetMQTT string
 	// HAProxy is the haproxy binary for section h; empty skips the
 	// section with a note.
 	HAProxy string
@@ -247,8 +259,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	runSync := o.Only == "" || o.Only == PartSync
 	runScale := o.Only == "" || o.Only == PartScale
 	runConsole := o.Only == "" || o.Only == PartConsole
-	if o.Only != "" && o.Only != PartCentrald && o.Only != PartGated && o.Only != PartSync && o.Only != PartScale && o.Only != PartConsole {
-		return nil, fmt.Errorf("only %q: want %s, %s, %s, %s or %s", o.Only, PartCentrald, PartGated, PartSync, PartScale, PartConsole)
+	runFleet := o.Only == "" || o.Only == PartFleet
+	if o.Only != "" && o.Only != PartCentrald && o.Only != PartGated && o.Only != PartSync && o.Only != PartScale && o.Only != PartConsole && o.Only != PartFleet {
+		return nil, fmt.Errorf("only %q: want %s, %s, %s, %s, %s or %s", o.Only, PartCentrald, PartGated, PartSync, PartScale, PartConsole, PartFleet)
 	}
 	// Absolute, because the daemons run in their data directories.
 	abs := func(name, path string) (string, error) {
@@ -265,7 +278,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return bin, nil
 	}
 	var err error
-	if runCentrald || runSync || runScale || runConsole {
+	if runCentrald || runSync || runScale || runConsole || runFleet {
 		if o.Centrald, err = abs("centrald", o.Centrald); err != nil {
 			return nil, err
 		}
@@ -285,7 +298,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	rep := &Report{Date: time.Now().UTC(), Plan: o.Plan, RawMethod: RawMethod, Centrald: runCentrald}
 	b.progress("machine: CPU, versions, fsync probe in %s", parent)
 	var centraldBin, gatedBin string
-	if runCentrald || runSync || runScale || runConsole {
+	if runCentrald || runSync || runScale || runConsole || runFleet {
 		centraldBin = o.Centrald
 	}
 	if runGated || runSync {
@@ -331,6 +344,13 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			return nil, fmt.Errorf("consoles: %w", err)
 		}
 		rep.Console = s
+	}
+	if runFleet {
+		f, err := b.fleetSection(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("fleet: %w", err)
+		}
+		rep.Fleet = f
 	}
 	return rep, ctx.Err()
 }

@@ -37,6 +37,8 @@ type Report struct {
 	Scale *ScaleReport
 	// Console holds section i, nil when it did not run.
 	Console *ConsoleReport
+	// Fleet holds section j, nil when it did not run.
+	Fleet *FleetReport
 }
 
 // TargetResult is one target and how the run fared against it.
@@ -65,6 +67,9 @@ func (r *Report) Targets() []TargetResult {
 	}
 	if r.Gated != nil {
 		out = append(out, r.Gated.targets()...)
+	}
+	if r.Fleet != nil {
+		out = append(out, r.Fleet.targets()...)
 	}
 	if r.Sync != nil {
 		out = append(out, r.Sync.targets()...)
@@ -261,6 +266,9 @@ func (r *Report) Markdown() []byte {
 	}
 	if s := r.Console; s != nil {
 		s.markdown(&b, r)
+	}
+	if f := r.Fleet; f != nil {
+		f.markdown(&b, r)
 	}
 
 	p("## Notes")

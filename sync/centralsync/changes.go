@@ -104,7 +104,7 @@ func (r *Relay) relayStep(ctx context.Context, s *relayState) {
 			s.lastSent, s.failing = now, false
 			return
 		}
-		batch, err := syncmsg.BatchFromLog(after, log)
+		batch, err := batchFromLog(after, log)
 		if err != nil {
 			r.relayFailed(s, "building a batch", err)
 			return
@@ -305,7 +305,7 @@ func (r *Relay) answerSync(ctx context.Context, gate string, req syncmsg.SyncReq
 // snapshotEntries lists what a gate needs (the rule is Config.RevokedMargin's):
 // every paid or taken reservation, and the left, cancelled and no-show
 // ones whose window ended less than RevokedMargin ago; only those that
-// were paid (syncmsg.GateRelevant).
+// were paid (gateRelevant).
 func (r *Relay) snapshotEntries(ctx context.Context) ([]syncmsg.Entry, error) {
 	live, err := r.st.List(ctx, store.Filter{States: []reservation.State{reservation.Paid, reservation.Taken}})
 	if err != nil {
@@ -322,7 +322,7 @@ func (r *Relay) snapshotEntries(ctx context.Context) ([]syncmsg.Entry, error) {
 	at := make(map[string]int, len(live)+len(revoked))
 	for _, list := range [][]reservation.Reservation{live, revoked} {
 		for _, res := range list {
-			e, ok := syncmsg.EntryFromReservation(res)
+			e, ok := entryFromReservation(res)
 			if !ok {
 				continue
 			}

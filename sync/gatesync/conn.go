@@ -439,7 +439,7 @@ func (c *conn) apply(ctx context.Context, ch syncmsg.Changes) error {
 		c.log.Debug("changes already held", "from", ch.From, "to", ch.To, "have", have)
 		return nil
 	case syncmsg.Apply:
-		n, err := c.s.db.ApplyChanges(ctx, syncmsg.LocalChanges(ch)...)
+		n, err := c.s.db.ApplyChanges(ctx, localChanges(ch)...)
 		if err == nil {
 			c.log.Debug("changes applied", "from", ch.From, "to", ch.To, "entries", n)
 			return nil
@@ -493,7 +493,7 @@ func (c *conn) onSnapshot(ctx context.Context, p []byte) error {
 		c.progressAt = c.s.clk.Now()
 		return nil
 	}
-	if err := c.s.db.ApplySnapshot(ctx, version, syncmsg.LocalEntries(entries)); err != nil {
+	if err := c.s.db.ApplySnapshot(ctx, version, localEntries(entries)); err != nil {
 		// Asking again at once would loop as fast as central answers;
 		// the timeout asks again.
 		c.progressAt = c.s.clk.Now()

@@ -55,7 +55,7 @@ func (c *conn) sendEvents(ctx context.Context) error {
 func (s *Sync) encodeEvents(evs []localdb.Event, log interface{ Error(string, ...any) }) (syncmsg.Events, []byte) {
 	msg := syncmsg.Events{Events: make([]syncmsg.Event, 0, len(evs))}
 	for _, ev := range evs {
-		w := syncmsg.EventFromLocal(ev)
+		w := eventFromLocal(ev)
 		// Detail is free text for a person (errors, fault words), the one
 		// field that may hold what the codec refuses, such as a newline.
 		w.Detail = clean(w.Detail, 1024)

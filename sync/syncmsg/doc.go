@@ -11,7 +11,10 @@
 // messages. Encoders apply the same checks, so that a sender learns of a
 // message its receiver would refuse before publishing it.
 //
-// The package converts between the protocol's types and the gate's cache
-// (gate/localdb) and centrald's change log (central/store) only through
-// those packages' types; it never opens their databases.
+// It is a leaf: it imports only the standard library (a test checks this),
+// so that a gate written by someone else can speak the protocol with this
+// package and an MQTT client alone. The conversions to and from parkgate's
+// own databases live with the side that owns each: centralsync turns the
+// change log into batches, gatesync turns batches into the gate's cache and
+// the outbox into events.
 package syncmsg

@@ -49,7 +49,6 @@ func FuzzDecode(f *testing.F) {
 			for _, have := range []int64{0, ch.From, ch.To, ch.From + 1} {
 				Classify(have, ch)
 			}
-			LocalChanges(ch)
 		}
 		gs, err := DecodeGateStatus(b)
 		check("gate status", err == nil, func() ([]byte, error) { return EncodeGateStatus(gs) },
