@@ -132,7 +132,8 @@ func TestResolveException(t *testing.T) {
 	cs, _ := e.st.Changes(context.Background(), 0, 0)
 	if l := cs[len(cs)-1]; l.Kind != store.KindExceptionResolved || l.Actor != "operator:alice" || !strings.Contains(l.Note, "driver showed a receipt") {
 		t.Errorf("logged %+v", l)
-	}	// Resolved again with the admin token (a script): the resolution says so.
+	}
+	// Resolved again with the admin token (a script): the resolution says so.
 	if r := b.do("POST", "/console/api/exceptions/x1/resolve", `{"reason":"refunded by the desk"}`, admin()...); r.Status != 200 {
 		t.Fatalf("resolve with the admin token: %d %s", r.Status, r.Body)
 	}
