@@ -221,7 +221,12 @@ func TestConsoleInBrowser(t *testing.T) {
 	var log []struct {
 		Kind, Actor, GateID, Note string
 	}
-	call(t, "GET", api+"/admin/changes?limit=5000", demoAdmin, "", 200, &log)
+	// The gate opens before the console, answered, logs it: wait for the
+	// entry.
+	waitFor(t, 5*time.Second, "the remote open in the change log", func() bool {
+		call(t, "GET", api+"/admin/changes?limit=5000", demoAdmin, "", 200, &log)
+		return log[len(log)-1].Kind == "gate.opened"
+	})
 	if l := log[len(log)-1]; l.Kind != "gate.opened" || l.Actor != "operator:demo" || l.GateID != "exit-1" || l.Note != "intercom: ticket lost" {
 		t.Errorf("last change %+v, want the remote open by operator:demo", l)
 	}
@@ -295,8 +300,27 @@ func TestConsoleInBrowser(t *testing.T) {
 	run(t, ctx, 10*time.Second, "resolve the exception",
 		chromedp.WaitVisible(`#exceptions li.exc[data-event="exc-1"] button.resolve`, chromedp.ByQuery),
 	)
+	// A dispute opened by the cardholder's bank, stored as the Stripe
+	// webhook stores it, reaches Needs attention and the live feed the
+	// same way, with its amount and reason.
+	if _, err := db.Exec(`INSERT INTO payment_exceptions (id, kind, reservation_id, amount, currency, provider_ref, reason, created_at)
+		VALUES ('evt_dispute_1', 'dispute', 'res-disputed', 1250, 'eur', 'dp_1', 'fraudulent', ?)`, time.Now().UnixMicro()); err != nil {
+		t.Fatal(err)
+	}
+	var disputeText string
+	run(t, ctx, 10*time.Second, "the dispute in Needs attention and the feed",
+		chromedp.WaitVisible(`#exceptions li.exc[data-payment="evt_dispute_1"] button.resolve`, chromedp.ByQuery),
+		chromedp.Text(`#exceptions li.exc[data-payment="evt_dispute_1"]`, &disputeText, chromedp.ByQuery),
+		// The page may reload the state (for another reason) before the
+		// dispute's own event adds it to the feed.
+		chromedp.Poll(`document.getElementById("feed").textContent.includes("Dispute: 12.50 EUR disputed (fraudulent)")`, nil,
+			chromedp.WithPollingTimeout(5*time.Second)),
+	)
+	if !strings.Contains(disputeText, "12.50 EUR") || !strings.Contains(disputeText, "fraudulent") {
+		t.Errorf("the dispute shows %q, want its amount and reason", disputeText)
+	}
 	// The screenshot: the demo with a car in, a gate about to go offline,
-	// an exception waiting.
+	// an exception and a dispute waiting.
 	if *updateScreenshot {
 		var png []byte
 		// From the top, with the highlights of new lines stopped.
@@ -318,6 +342,19 @@ func TestConsoleInBrowser(t *testing.T) {
 	if err := db.QueryRow(`SELECT resolved_by, resolution FROM gate_events WHERE event_id = 'exc-1'`).Scan(&by, &note); err != nil ||
 		by != "demo" || note != "driver showed a receipt" {
 		t.Errorf("exception resolved by %q with %q (%v)", by, note, err)
+	}
+	run(t, ctx, 10*time.Second, "resolve the dispute",
+		chromedp.Click(`#exceptions li.exc[data-payment="evt_dispute_1"] button.resolve`, chromedp.ByQuery),
+		chromedp.WaitVisible(`#confirm-reason`, chromedp.ByQuery),
+		chromedp.SendKeys(`#confirm-reason`, "evidence sent to the bank", chromedp.ByQuery),
+		chromedp.Click(`#confirm-yes`, chromedp.ByQuery),
+		chromedp.WaitVisible(`#exceptions li.resolved[data-payment="evt_dispute_1"]`, chromedp.ByQuery),
+		chromedp.WaitNotPresent(`#exceptions li.exc[data-payment="evt_dispute_1"] button.resolve`, chromedp.ByQuery),
+	)
+	var disputes []struct{ ID, ResolvedBy, Resolution string }
+	call(t, "GET", api+"/admin/payment-exceptions", demoAdmin, "", 200, &disputes)
+	if len(disputes) != 1 || disputes[0].ResolvedBy != "demo" || disputes[0].Resolution != "evidence sent to the bank" {
+		t.Errorf("payment exceptions after resolving: %+v", disputes)
 	}
 
 	// Killing a gate marks it offline on the page. (A lane of its own:

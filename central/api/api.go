@@ -729,11 +729,16 @@ func (h *Handler) payments(w http.ResponseWriter, r *http.Request) {
 			Currency: a.Currency, ProviderRef: a.ProviderRef, Message: a.Message, StartedAt: a.StartedAt, FinishedAt: a.FinishedAt})
 	}
 	for _, f := range refs {
-		out.Refunds = append(out.Refunds, apijson.Refund{Number: f.Number, Reason: f.Reason, Amount: f.Amount,
-			Currency: f.Currency, Status: f.Status, ProviderRef: f.ProviderRef, Message: f.Message, Tries: f.Tries,
-			CreatedAt: f.CreatedAt, FinishedAt: f.FinishedAt})
+		out.Refunds = append(out.Refunds, RefundJSON(f))
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// RefundJSON is a refund as the API shows it.
+func RefundJSON(f store.Refund) apijson.Refund {
+	return apijson.Refund{Number: f.Number, Reason: f.Reason, Amount: f.Amount,
+		Currency: f.Currency, Status: f.Status, ProviderRef: f.ProviderRef, Message: f.Message, Tries: f.Tries,
+		CreatedAt: f.CreatedAt, FinishedAt: f.FinishedAt}
 }
 
 func (h *Handler) gates(w http.ResponseWriter, r *http.Request) {

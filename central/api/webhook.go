@@ -156,7 +156,7 @@ func (h *Handler) paymentExceptions(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]apijson.PaymentException, len(es))
 	for i, e := range es {
-		out[i] = paymentExceptionJSON(e)
+		out[i] = PaymentExceptionJSON(e)
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -171,7 +171,10 @@ func (h *Handler) overstay(ctx context.Context, id string) (*apijson.Overstay, e
 	return &apijson.Overstay{Amount: a.Amount, Currency: a.Currency, Status: a.Outcome, ChargedAt: a.FinishedAt}, nil
 }
 
-func paymentExceptionJSON(e store.PaymentException) apijson.PaymentException {
+// PaymentExceptionJSON is a payment exception as the API shows it, with
+// its resolution once it has one.
+func PaymentExceptionJSON(e store.PaymentException) apijson.PaymentException {
 	return apijson.PaymentException{ID: e.ID, Kind: e.Kind, ReservationID: e.ReservationID, Amount: e.Amount,
-		Currency: e.Currency, ProviderRef: e.ProviderRef, Reason: e.Reason, CreatedAt: e.CreatedAt}
+		Currency: e.Currency, ProviderRef: e.ProviderRef, Reason: e.Reason, CreatedAt: e.CreatedAt,
+		ResolvedAt: e.ResolvedAt, ResolvedBy: e.ResolvedBy, Resolution: e.Resolution}
 }

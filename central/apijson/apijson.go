@@ -121,6 +121,11 @@ type PaymentException struct {
 	ProviderRef   string    `json:"providerRef,omitempty"`
 	Reason        string    `json:"reason"`
 	CreatedAt     time.Time `json:"createdAt"`
+	// Set once an operator resolved it: when, who (an operator's name
+	// or "admin token") and the note.
+	ResolvedAt time.Time `json:"resolvedAt,omitzero"`
+	ResolvedBy string    `json:"resolvedBy,omitempty"`
+	Resolution string    `json:"resolution,omitempty"`
 }
 
 // Refund is money owed back to the driver.

@@ -34,6 +34,15 @@ func (c Caller) actor() string {
 	return "driver"
 }
 
+// resolver is who an exception's resolution names: the operator, or the
+// admin token (a script, or a person without an account).
+func (c Caller) resolver() string {
+	if c.Name != "" {
+		return c.Name
+	}
+	return "admin token"
+}
+
 // note is what the change log keeps of the caller's reason.
 func (c Caller) note() string {
 	if c.Operator {
@@ -374,10 +383,7 @@ func (s *Service) ResolveException(ctx context.Context, eventID string, c Caller
 	if _, err := find(); err != nil {
 		return store.GateEvent{}, err
 	}
-	by := c.Name
-	if by == "" {
-		by = "operator"
-	}
+	by := c.resolver()
 	err := s.store.Write(ctx, func(tx store.Tx) error {
 		now := s.now()
 		if err := tx.ResolveGateEvent(eventID, by, c.Reason, now); err != nil {

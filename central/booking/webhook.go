@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/parkgate/parkgate/central/payment"
@@ -207,4 +208,38 @@ func (s *Service) disputeEvent(tx store.Tx, ev PaymentEvent, now time.Time) erro
 // first.
 func (s *Service) PaymentExceptions(ctx context.Context, limit int) ([]store.PaymentException, error) {
 	return s.store.PaymentExceptions(ctx, limit)
+}
+
+// ResolvePaymentException records that an operator settled a payment
+// exception (answered a dispute, collected an unpaid overstay fee), with a
+// note (the caller's Reason), and logs it. The exception is kept, resolved.
+func (s *Service) ResolvePaymentException(ctx context.Context, id string, c Caller) (store.PaymentException, error) {
+	if !c.Operator {
+		return store.PaymentException{}, newErr(Forbidden, "not_operator", "only operators resolve exceptions")
+	}
+	if strings.TrimSpace(c.Reason) == "" {
+		return store.PaymentException{}, newErr(Invalid, "missing_note", "say how the exception was resolved")
+	}
+	err := s.store.Write(ctx, func(tx store.Tx) error {
+		now := s.now()
+		if err := tx.ResolvePaymentException(id, c.resolver(), c.Reason, now); errors.Is(err, store.ErrNotFound) {
+			return newErr(NotFound, "unknown_exception", "there is no payment exception %q", truncate(id, 40))
+		} else if err != nil {
+			return err
+		}
+		return tx.Log(store.Change{At: now, Kind: store.KindExceptionResolved, Actor: c.actor(), Note: id + ": " + c.Reason})
+	})
+	if err != nil {
+		return store.PaymentException{}, err
+	}
+	es, err := s.store.PaymentExceptions(ctx, 0)
+	if err != nil {
+		return store.PaymentException{}, err
+	}
+	for _, e := range es {
+		if e.ID == id {
+			return e, nil
+		}
+	}
+	return store.PaymentException{}, newErr(NotFound, "unknown_exception", "there is no payment exception %q", truncate(id, 40))
 }

@@ -28,9 +28,13 @@ type State struct {
 	Spots      []apijson.Parking   `json:"spots"`
 	Gates      []apijson.Gate      `json:"gates"`
 	Exceptions []apijson.GateEvent `json:"exceptions"`
-	Changes    []store.Change      `json:"changes"`    // the latest, oldest first
-	GateEvents []apijson.GateEvent `json:"gateEvents"` // the latest, newest first
-	Operator   string              `json:"operator,omitempty"`
+	// PaymentExceptions are disputes and unpaid overstay fees, open and
+	// resolved, newest first.
+	PaymentExceptions []apijson.PaymentException `json:"paymentExceptions"`
+	Changes           []store.Change             `json:"changes"`    // the latest, oldest first
+	GateEvents        []apijson.GateEvent        `json:"gateEvents"` // the latest, newest first
+	Refunds           []RefundEvent              `json:"refunds"`    // the latest recorded or settled first
+	Operator          string                     `json:"operator,omitempty"`
 }
 
 // Counts are the numbers at the top of the page.
@@ -51,7 +55,8 @@ func (c *Console) state(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, st := r.Context(), c.svc.Store()
 	out := State{Now: c.clk.Now().UTC(), Operator: who.name, Spots: []apijson.Parking{}, Gates: []apijson.Gate{},
-		Exceptions: []apijson.GateEvent{}, Changes: []store.Change{}, GateEvents: []apijson.GateEvent{}}
+		Exceptions: []apijson.GateEvent{}, PaymentExceptions: []apijson.PaymentException{}, Changes: []store.Change{},
+		GateEvents: []apijson.GateEvent{}, Refunds: []RefundEvent{}}
 	var err error
 	// The version first: the page then replays the stream from it, so a
 	// change made while the rest is read is applied again, never lost.
@@ -102,6 +107,14 @@ func (c *Console) state(w http.ResponseWriter, r *http.Request) {
 	for _, e := range ex {
 		out.Exceptions = append(out.Exceptions, api.GateEventJSON(e))
 	}
+	pex, err := st.PaymentExceptions(ctx, 200)
+	if err != nil {
+		api.Fail(c.log, w, r, err)
+		return
+	}
+	for _, e := range pex {
+		out.PaymentExceptions = append(out.PaymentExceptions, api.PaymentExceptionJSON(e))
+	}
 	cs, err := st.Changes(ctx, max(0, out.Version-feedLength), feedLength)
 	if err != nil {
 		api.Fail(c.log, w, r, err)
@@ -115,6 +128,14 @@ func (c *Console) state(w http.ResponseWriter, r *http.Request) {
 	}
 	for _, e := range es {
 		out.GateEvents = append(out.GateEvents, api.GateEventJSON(e))
+	}
+	rs, err := st.LatestRefunds(ctx, feedLength)
+	if err != nil {
+		api.Fail(c.log, w, r, err)
+		return
+	}
+	for _, rf := range rs {
+		out.Refunds = append(out.Refunds, refundEvent(rf))
 	}
 	api.WriteJSON(w, http.StatusOK, out)
 }
@@ -227,6 +248,22 @@ func (c *Console) resolve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	api.WriteJSON(w, http.StatusOK, api.GateEventJSON(e))
+}
+
+// resolvePayment resolves a payment exception (a dispute, an unpaid
+// overstay fee) with a note, recording who did.
+func (c *Console) resolvePayment(w http.ResponseWriter, r *http.Request) {
+	by, ok := c.reason(w, r)
+	if !ok {
+		return
+	}
+	e, err := c.svc.ResolvePaymentException(r.Context(), r.PathValue("id"), by)
+	if err != nil {
+		api.Fail(c.log, w, r, err)
+		return
+	}
+	c.log.Info("console: payment exception resolved", "exception", e.ID, "by", e.ResolvedBy)
+	api.WriteJSON(w, http.StatusOK, api.PaymentExceptionJSON(e))
 }
 
 // CSVRequest is the body of POST /console/api/csv/preview and
@@ -495,9 +532,7 @@ func (c *Console) lookup(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		for _, rf := range refs {
-			f.Refunds = append(f.Refunds, apijson.Refund{Number: rf.Number, Reason: rf.Reason, Amount: rf.Amount,
-				Currency: rf.Currency, Status: rf.Status, ProviderRef: rf.ProviderRef, Message: rf.Message, Tries: rf.Tries,
-				CreatedAt: rf.CreatedAt, FinishedAt: rf.FinishedAt})
+			f.Refunds = append(f.Refunds, api.RefundJSON(rf))
 		}
 		out = append(out, f)
 	}

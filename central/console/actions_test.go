@@ -133,6 +133,13 @@ func TestResolveException(t *testing.T) {
 	if l := cs[len(cs)-1]; l.Kind != store.KindExceptionResolved || l.Actor != "operator:alice" || !strings.Contains(l.Note, "driver showed a receipt") {
 		t.Errorf("logged %+v", l)
 	}
+	// Resolved again with the admin token (a script): the resolution says so.
+	if r := b.do("POST", "/console/api/exceptions/x1/resolve", `{"reason":"refunded by the desk"}`, admin()...); r.Status != 200 {
+		t.Fatalf("resolve with the admin token: %d %s", r.Status, r.Body)
+	}
+	if es, _ := e.st.GateEvents(context.Background(), store.EventFilter{}); es[0].ResolvedBy != "admin token" || es[0].Resolution != "refunded by the desk" {
+		t.Errorf("stored %+v", es[0])
+	}
 }
 
 // TestOpenGateRecordsTheOperator: a remote open reaches the gate and the

@@ -121,6 +121,7 @@ func (c *Console) Routes() []api.Route {
 		{Pattern: "POST /console/api/spots/{id}/release", Handler: c.releaseSpot},
 		{Pattern: "POST /console/api/reservations/{id}/cancel", Handler: c.cancel},
 		{Pattern: "POST /console/api/exceptions/{id}/resolve", Handler: c.resolve},
+		{Pattern: "POST /console/api/payment-exceptions/{id}/resolve", Handler: c.resolvePayment, Params: []string{}},
 		{Pattern: "POST /console/api/csv/preview", Handler: c.csvPreview},
 		{Pattern: "POST /console/api/csv/push", Handler: c.csvPush},
 		{Pattern: "GET /console/api/lookup", Handler: c.lookup, Params: []string{"q"}},

@@ -20,7 +20,10 @@ const keepAlive = 15 * time.Second
 // events serves GET /admin/events: a Server-Sent Events stream of the
 // change log (event "change", id = the entry's version), the gates'
 // presence (event "gate", one gate each time it changes, every gate when
-// the stream opens) and gate events (event "gate_event"). A stream opened
+// the stream opens), gate events (event "gate_event"), refunds recorded or
+// settled (event "refund") and payment exceptions new or resolved (event
+// "payment_exception"); only change events carry an id, so Last-Event-ID
+// is always a change-log version. A stream opened
 // with Last-Event-ID (what EventSource sends when it reconnects) first
 // sends every change after that version, then goes on live: no change is
 // sent twice or skipped. ?after=V does the same for a first connection;
@@ -115,7 +118,7 @@ func (c *Console) events(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		for _, e := range es {
-			out.send("gate_event", "", e)
+			out.send(e.name, "", e.data)
 		}
 		if err := out.done(); err != nil {
 			return

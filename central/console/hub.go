@@ -2,6 +2,7 @@ package console
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"reflect"
 	"sync"
@@ -15,8 +16,8 @@ import (
 
 // hub follows the store for every open event stream at once, so that 50
 // consoles cost one reader, not 50: it keeps the latest change-log entries,
-// the gates' presence and the latest gate events in memory, and wakes the
-// streams when any of them moved. Streams pull what they have not sent
+// the gates' presence and the latest gate events, refunds and payment
+// exceptions in memory, and wakes the streams when any of them moved. Streams pull what they have not sent
 // yet; a stream that fell behind the kept entries reads the store itself,
 // so a slow client never loses a change.
 //
@@ -34,11 +35,31 @@ type hub struct {
 	version int64          // the last version read
 	changes []store.Change // oldest first
 	gates   []apijson.Gate // by id
-	// events are the gate events read since the hub started following,
-	// numbered from eventSeq-len(events)+1 to eventSeq.
-	events   []apijson.GateEvent
+	// events are the gate events, refunds and payment exceptions that
+	// appeared or changed since the hub started following, numbered from
+	// eventSeq-len(events)+1 to eventSeq.
+	events   []hubEvent
 	eventSeq int64
-	seen     map[string]bool // event ids of the last read
+	seen     map[string]bool                     // gate event ids of the last read
+	refunds  map[string]RefundEvent              // the last read, by reservation/number
+	payments map[string]apijson.PaymentException // the last read, by id
+}
+
+// hubEvent is one event the streams send without an id: its name and data.
+type hubEvent struct {
+	name string
+	data any
+}
+
+// RefundEvent is the data of the event stream's "refund" event: a refund
+// recorded (status pending) or settled (succeeded, or refused for good).
+type RefundEvent struct {
+	ReservationID string `json:"reservationId"`
+	apijson.Refund
+}
+
+func refundEvent(r store.Refund) RefundEvent {
+	return RefundEvent{ReservationID: r.ReservationID, Refund: api.RefundJSON(r)}
 }
 
 // Kept in memory: a stream further behind reads the store.
@@ -135,6 +156,22 @@ func (h *hub) step(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	rs, err := h.st.LatestRefunds(ctx, eventsPerRead)
+	if err != nil {
+		return err
+	}
+	ps, err := h.st.PaymentExceptions(ctx, eventsPerRead)
+	if err != nil {
+		return err
+	}
+	refunds := make(map[string]RefundEvent, len(rs))
+	for _, r := range rs {
+		refunds[fmt.Sprintf("%s/%d", r.ReservationID, r.Number)] = refundEvent(r)
+	}
+	payments := make(map[string]apijson.PaymentException, len(ps))
+	for _, p := range ps {
+		payments[p.ID] = api.PaymentExceptionJSON(p)
+	}
 
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -145,7 +182,7 @@ func (h *hub) step(ctx context.Context) error {
 		for _, e := range es {
 			h.seen[e.EventID] = true
 		}
-		h.gates = gates
+		h.gates, h.refunds, h.payments = gates, refunds, payments
 		moved = true // streams that joined meanwhile catch up
 	} else {
 		for _, c := range cs {
@@ -167,14 +204,31 @@ func (h *hub) step(ctx context.Context) error {
 			e := es[i]
 			seen[e.EventID] = true
 			if !h.seen[e.EventID] {
-				h.events = append(h.events, api.GateEventJSON(e))
-				h.eventSeq++
+				h.add("gate_event", api.GateEventJSON(e))
 				moved = true
 			}
 		}
 		h.seen = seen
+		// Refunds and payment exceptions new or changed (settled,
+		// resolved) since the last read, oldest first. One that left the
+		// newest read and comes back has changed (a refund settled).
+		for i := len(rs) - 1; i >= 0; i-- {
+			r := refundEvent(rs[i])
+			if prev, ok := h.refunds[fmt.Sprintf("%s/%d", r.ReservationID, r.Number)]; !ok || prev != r {
+				h.add("refund", r)
+				moved = true
+			}
+		}
+		for i := len(ps) - 1; i >= 0; i-- {
+			p := api.PaymentExceptionJSON(ps[i])
+			if prev, ok := h.payments[p.ID]; !ok || prev != p {
+				h.add("payment_exception", p)
+				moved = true
+			}
+		}
+		h.refunds, h.payments = refunds, payments
 		if over := len(h.events) - keepEvents; over > 0 {
-			h.events = append([]apijson.GateEvent(nil), h.events[over:]...)
+			h.events = append([]hubEvent(nil), h.events[over:]...)
 		}
 	}
 	if moved {
@@ -208,12 +262,18 @@ func (h *hub) since(after int64) (cs []store.Change, ok bool) {
 	return nil, true
 }
 
+// add numbers an event for the streams; h.mu is held.
+func (h *hub) add(name string, data any) {
+	h.events = append(h.events, hubEvent{name: name, data: data})
+	h.eventSeq++
+}
+
 // snapshot returns the gates as last read (nil before the first read),
-// and the gate events numbered after seq with the newest number.
-func (h *hub) snapshot(seq int64) ([]apijson.Gate, []apijson.GateEvent, int64) {
+// and the events numbered after seq with the newest number.
+func (h *hub) snapshot(seq int64) ([]apijson.Gate, []hubEvent, int64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	var es []apijson.GateEvent
+	var es []hubEvent
 	if n := h.eventSeq - seq; n > 0 {
 		n = min(n, int64(len(h.events)))
 		es = append(es, h.events[int64(len(h.events))-n:]...)

@@ -86,6 +86,10 @@ type Store interface {
 	// PaymentExceptions lists up to limit payment exceptions, newest
 	// first.
 	PaymentExceptions(ctx context.Context, limit int) ([]PaymentException, error)
+	// LatestRefunds lists up to limit refunds, of every reservation, the
+	// most recently recorded or settled first (by FinishedAt, else
+	// CreatedAt): what the operator console's live feed follows.
+	LatestRefunds(ctx context.Context, limit int) ([]Refund, error)
 
 	// Gates lists every known gate with its presence, by id.
 	Gates(ctx context.Context) ([]Gate, error)
@@ -172,6 +176,10 @@ type Tx interface {
 	// with a note at at; ErrNotFound if there is no such event. Resolving
 	// again replaces the resolution.
 	ResolveGateEvent(eventID, by, note string, at time.Time) error
+	// ResolvePaymentException records that an operator (by) settled a
+	// payment exception with a note at at; ErrNotFound if there is no
+	// such exception. Resolving again replaces the resolution.
+	ResolvePaymentException(id, by, note string, at time.Time) error
 	// PutOperator inserts or replaces (by name) an operator account.
 	PutOperator(o Operator) error
 	// SetRelayPosition records that the relay published the log up to v;
@@ -329,6 +337,10 @@ type PaymentException struct {
 	ProviderRef   string // dispute, payment intent
 	Reason        string // the provider's reason, for a person
 	CreatedAt     time.Time
+	// Set once an operator resolved the exception.
+	ResolvedAt time.Time
+	ResolvedBy string // the operator's name, or "admin token"
+	Resolution string // the operator's note
 }
 
 // Gate is a gate as centrald knows it: its MQTT credentials (hashed) and

@@ -584,7 +584,8 @@ func (s *Store) UnsettledAttempts(ctx context.Context, startedAfter, startedBefo
 	return collect(err, rows, scanAttempt)
 }
 
-const paymentExceptionCols = `id, kind, reservation_id, amount, currency, provider_ref, reason, created_at`
+const paymentExceptionCols = `id, kind, reservation_id, amount, currency, provider_ref, reason, created_at,
+	resolved_at, resolved_by, resolution`
 
 // PaymentExceptions lists payment exceptions, newest first.
 func (s *Store) PaymentExceptions(ctx context.Context, limit int) ([]store.PaymentException, error) {
@@ -592,13 +593,21 @@ func (s *Store) PaymentExceptions(ctx context.Context, limit int) ([]store.Payme
 		ORDER BY created_at DESC, id LIMIT $1`, noLimit(limit))
 	return collect(err, rows, func(row pgx.Row) (store.PaymentException, error) {
 		var (
-			e  store.PaymentException
-			at pgtype.Timestamptz
+			e            store.PaymentException
+			at, resolved pgtype.Timestamptz
 		)
-		err := row.Scan(&e.ID, &e.Kind, &e.ReservationID, &e.Amount, &e.Currency, &e.ProviderRef, &e.Reason, &at)
-		e.CreatedAt = fromTS(at)
+		err := row.Scan(&e.ID, &e.Kind, &e.ReservationID, &e.Amount, &e.Currency, &e.ProviderRef, &e.Reason, &at,
+			&resolved, &e.ResolvedBy, &e.Resolution)
+		e.CreatedAt, e.ResolvedAt = fromTS(at), fromTS(resolved)
 		return e, err
 	})
+}
+
+// LatestRefunds lists refunds, the latest recorded or settled first.
+func (s *Store) LatestRefunds(ctx context.Context, limit int) ([]store.Refund, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+refundCols+` FROM refunds
+		ORDER BY coalesce(finished_at, created_at) DESC, reservation_id, number LIMIT $1`, noLimit(limit))
+	return collect(err, rows, scanRefund)
 }
 
 // Refunds lists a reservation's refunds by number.

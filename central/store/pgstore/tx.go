@@ -261,8 +261,9 @@ func (t *tx) PutWebhookEvent(id, typ string, at time.Time) error {
 
 // PutPaymentException records an exception for an operator.
 func (t *tx) PutPaymentException(e store.PaymentException) error {
-	err := t.exec(`INSERT INTO payment_exceptions (`+paymentExceptionCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		e.ID, e.Kind, e.ReservationID, e.Amount, e.Currency, e.ProviderRef, e.Reason, ts(e.CreatedAt))
+	err := t.exec(`INSERT INTO payment_exceptions (`+paymentExceptionCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+		e.ID, e.Kind, e.ReservationID, e.Amount, e.Currency, e.ProviderRef, e.Reason, ts(e.CreatedAt),
+		ts(e.ResolvedAt), e.ResolvedBy, e.Resolution)
 	if err != nil {
 		return mapErr(err, "payment exception "+e.ID, nil)
 	}
@@ -338,6 +339,20 @@ func (t *tx) ResolveGateEvent(eventID, by, note string, at time.Time) error {
 	}
 	if tag.RowsAffected() == 0 {
 		return fmt.Errorf("gate event %s: %w", eventID, store.ErrNotFound)
+	}
+	return nil
+}
+
+// ResolvePaymentException records an operator's resolution of a payment
+// exception.
+func (t *tx) ResolvePaymentException(id, by, note string, at time.Time) error {
+	tag, err := t.q.Exec(t.ctx, `UPDATE payment_exceptions SET resolved_at = $1, resolved_by = $2, resolution = $3
+		WHERE id = $4`, ts(at), by, note, id)
+	if err := t.note(err); err != nil {
+		return err
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("payment exception %s: %w", id, store.ErrNotFound)
 	}
 	return nil
 }

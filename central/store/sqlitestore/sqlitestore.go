@@ -353,7 +353,8 @@ func (s *Store) UnsettledAttempts(ctx context.Context, startedAfter, startedBefo
 	return sqlitedb.Collect(rows, scanAttempt)
 }
 
-const paymentExceptionCols = `id, kind, reservation_id, amount, currency, provider_ref, reason, created_at`
+const paymentExceptionCols = `id, kind, reservation_id, amount, currency, provider_ref, reason, created_at,
+	resolved_at, resolved_by, resolution`
 
 // PaymentExceptions lists payment exceptions, newest first.
 func (s *Store) PaymentExceptions(ctx context.Context, limit int) ([]store.PaymentException, error) {
@@ -367,11 +368,12 @@ func (s *Store) PaymentExceptions(ctx context.Context, limit int) ([]store.Payme
 	}
 	return sqlitedb.Collect(rows, func(sc sqlitedb.Scanner) (store.PaymentException, error) {
 		var (
-			e  store.PaymentException
-			at sql.NullInt64
+			e            store.PaymentException
+			at, resolved sql.NullInt64
 		)
-		err := sc.Scan(&e.ID, &e.Kind, &e.ReservationID, &e.Amount, &e.Currency, &e.ProviderRef, &e.Reason, &at)
-		e.CreatedAt = sqlitedb.FromMicros(at)
+		err := sc.Scan(&e.ID, &e.Kind, &e.ReservationID, &e.Amount, &e.Currency, &e.ProviderRef, &e.Reason, &at,
+			&resolved, &e.ResolvedBy, &e.Resolution)
+		e.CreatedAt, e.ResolvedAt = sqlitedb.FromMicros(at), sqlitedb.FromMicros(resolved)
 		return e, err
 	})
 }
@@ -476,6 +478,19 @@ func scanRefund(sc sqlitedb.Scanner) (store.Refund, error) {
 		&r.Status, &r.ProviderRef, &r.Message, &r.Tries, &created, &finished)
 	r.CreatedAt, r.FinishedAt = sqlitedb.FromMicros(created), sqlitedb.FromMicros(finished)
 	return r, err
+}
+
+// LatestRefunds lists refunds, the latest recorded or settled first.
+func (s *Store) LatestRefunds(ctx context.Context, limit int) ([]store.Refund, error) {
+	if limit <= 0 {
+		limit = -1
+	}
+	rows, err := s.db.Query(ctx, `SELECT `+refundCols+` FROM refunds
+		ORDER BY coalesce(finished_at, created_at) DESC, reservation_id, number LIMIT ?`, limit)
+	if err != nil {
+		return nil, err
+	}
+	return sqlitedb.Collect(rows, scanRefund)
 }
 
 // Refunds lists a reservation's refunds by number.

@@ -163,8 +163,9 @@ func (t *tx) PutWebhookEvent(id, typ string, at time.Time) error {
 
 // PutPaymentException records an exception for an operator.
 func (t *tx) PutPaymentException(e store.PaymentException) error {
-	_, err := t.q.ExecContext(t.ctx, `INSERT INTO payment_exceptions (`+paymentExceptionCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		e.ID, e.Kind, e.ReservationID, e.Amount, e.Currency, e.ProviderRef, e.Reason, sqlitedb.Micros(e.CreatedAt))
+	_, err := t.q.ExecContext(t.ctx, `INSERT INTO payment_exceptions (`+paymentExceptionCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		e.ID, e.Kind, e.ReservationID, e.Amount, e.Currency, e.ProviderRef, e.Reason, sqlitedb.Micros(e.CreatedAt),
+		sqlitedb.Micros(e.ResolvedAt), e.ResolvedBy, e.Resolution)
 	if err != nil {
 		return mapErr(err, "payment exception "+e.ID, nil)
 	}
@@ -280,6 +281,22 @@ func (t *tx) ResolveGateEvent(eventID, by, note string, at time.Time) error {
 		return err
 	} else if n == 0 {
 		return fmt.Errorf("gate event %s: %w", eventID, store.ErrNotFound)
+	}
+	return nil
+}
+
+// ResolvePaymentException records an operator's resolution of a payment
+// exception.
+func (t *tx) ResolvePaymentException(id, by, note string, at time.Time) error {
+	res, err := t.q.ExecContext(t.ctx, `UPDATE payment_exceptions SET resolved_at = ?, resolved_by = ?, resolution = ?
+		WHERE id = ?`, sqlitedb.Micros(at), by, note, id)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return err
+	} else if n == 0 {
+		return fmt.Errorf("payment exception %s: %w", id, store.ErrNotFound)
 	}
 	return nil
 }

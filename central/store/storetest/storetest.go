@@ -52,6 +52,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"RelayPosition", testRelayPosition},
 		{"ChangeNotifier", testChangeNotifier},
 		{"ResolveGateEvent", testResolveGateEvent},
+		{"ResolvePaymentException", testResolvePaymentException},
+		{"LatestRefunds", testLatestRefunds},
 		{"OperatorActionsInLog", testOperatorActionsInLog},
 		{"Operators", testOperators},
 	}
@@ -1337,6 +1339,95 @@ func testResolveGateEvent(t *testing.T, s store.Store) {
 	}
 	err = try(s, func(tx store.Tx) error { return tx.ResolveGateEvent("nope", "alice", "x", at(2)) })
 	wantErr(t, "ResolveGateEvent(unknown)", err, store.ErrNotFound)
+}
+
+// testResolvePaymentException: an operator's resolution of a payment
+// exception is kept with who and when, the other exceptions stay open, and
+// resolving an unknown one is ErrNotFound.
+func testResolvePaymentException(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	dispute := store.PaymentException{ID: "evt_9", Kind: store.ExceptionDispute, ReservationID: "a", Amount: 500,
+		Currency: "eur", ProviderRef: "dp_9", Reason: "fraudulent", CreatedAt: at(1)}
+	owed := store.PaymentException{ID: "overstay-b-2", Kind: store.ExceptionOverstayUnpaid, ReservationID: "b", Amount: 250,
+		Currency: "eur", Reason: "your card was declined", CreatedAt: at(2)}
+	write(t, s, func(tx store.Tx) error {
+		if err := tx.PutPaymentException(dispute); err != nil {
+			return err
+		}
+		return tx.PutPaymentException(owed)
+	})
+	es, err := s.PaymentExceptions(ctx, 0)
+	if err != nil || len(es) != 2 || !es[0].ResolvedAt.IsZero() || !es[1].ResolvedAt.IsZero() || es[1].ResolvedBy != "" {
+		t.Fatalf("before resolving: %+v, %v", es, err)
+	}
+	write(t, s, func(tx store.Tx) error {
+		return tx.ResolvePaymentException("evt_9", "alice", "evidence sent to the bank", at(3))
+	})
+	es, err = s.PaymentExceptions(ctx, 0)
+	if err != nil || len(es) != 2 || es[0].ID != owed.ID || es[1].ID != dispute.ID {
+		t.Fatalf("after resolving: %+v, %v", es, err)
+	}
+	checkUTC(t, "resolvedAt", es[1].ResolvedAt)
+	if got := es[1]; !got.ResolvedAt.Equal(at(3)) || got.ResolvedBy != "alice" || got.Resolution != "evidence sent to the bank" {
+		t.Errorf("resolution = %v %q %q", got.ResolvedAt, got.ResolvedBy, got.Resolution)
+	}
+	if got := es[0]; !got.ResolvedAt.IsZero() || got.ResolvedBy != "" || got.Resolution != "" {
+		t.Errorf("the other exception was resolved too: %+v", got)
+	}
+	write(t, s, func(tx store.Tx) error {
+		return tx.ResolvePaymentException("evt_9", "admin token", "bank decided for us", at(4))
+	})
+	es, _ = s.PaymentExceptions(ctx, 0)
+	if got := es[1]; !got.ResolvedAt.Equal(at(4)) || got.ResolvedBy != "admin token" || got.Resolution != "bank decided for us" {
+		t.Errorf("resolved again = %v %q %q", got.ResolvedAt, got.ResolvedBy, got.Resolution)
+	}
+	err = try(s, func(tx store.Tx) error { return tx.ResolvePaymentException("nope", "alice", "x", at(2)) })
+	wantErr(t, "ResolvePaymentException(unknown)", err, store.ErrNotFound)
+}
+
+// testLatestRefunds: refunds of every reservation, the latest recorded or
+// settled first.
+func testLatestRefunds(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	setSpots(t, s, "1")
+	insert(t, s, res("a", "1", 1, 2), res("b", "1", 3, 4))
+	// a/1 recorded first and settled last; b/1 recorded in between and
+	// still pending; a/2 recorded after b/1.
+	a1 := store.Refund{ReservationID: "a", Number: 1, Reason: "early_departure", Amount: 250, Currency: "eur",
+		ChargeRef: "pi_1", ProviderKey: "k-a-1", Status: store.RefundSucceeded, CreatedAt: at(1), FinishedAt: at(5)}
+	b1 := store.Refund{ReservationID: "b", Number: 1, Reason: "cancelled", Amount: 100, Currency: "eur",
+		ChargeRef: "pi_2", ProviderKey: "k-b-1", Status: store.RefundPending, CreatedAt: at(2)}
+	a2 := store.Refund{ReservationID: "a", Number: 2, Reason: "no_show", Amount: 50, Currency: "eur",
+		ChargeRef: "pi_1", ProviderKey: "k-a-2", Status: store.RefundRefused, Message: "charge already refunded",
+		CreatedAt: at(3), FinishedAt: at(4)}
+	write(t, s, func(tx store.Tx) error {
+		for _, r := range []store.Refund{a1, b1, a2} {
+			if err := tx.PutRefund(r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	key := func(rs []store.Refund) []string {
+		var out []string
+		for _, r := range rs {
+			out = append(out, fmt.Sprintf("%s/%d %s", r.ReservationID, r.Number, r.Status))
+		}
+		return out
+	}
+	rs, err := s.LatestRefunds(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := key(rs), []string{"a/1 succeeded", "a/2 refused", "b/1 pending"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("LatestRefunds = %v, want %v", got, want)
+	}
+	if rs[1].Message != "charge already refunded" || rs[1].Amount != 50 || rs[1].Reason != "no_show" || !rs[1].FinishedAt.Equal(at(4)) {
+		t.Errorf("LatestRefunds[1] = %+v", rs[1])
+	}
+	if rs, err := s.LatestRefunds(ctx, 2); err != nil || !reflect.DeepEqual(key(rs), []string{"a/1 succeeded", "a/2 refused"}) {
+		t.Errorf("LatestRefunds(2) = %v, %v", key(rs), err)
+	}
 }
 
 // testOperatorActionsInLog: a change-log entry keeps the gate and the

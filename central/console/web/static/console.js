@@ -110,6 +110,8 @@
       const items = [];
       for (const c of state.changes) items.push(changeItem(c));
       for (const e of state.gateEvents) items.push(eventItem(e));
+      for (const r of state.refunds) items.push(refundItem(r));
+      for (const p of state.paymentExceptions) items.push(paymentItem(p));
       items.sort((a, b) => a.t - b.t);
       for (const it of items) addFeed(it, false);
     }
@@ -174,23 +176,48 @@
     for (const d of document.querySelectorAll(".gate .seen")) d.textContent = ago(d.dataset.t);
   }, 1000);
 
+  // Needs attention: the gates' exceptions and the payment exceptions
+  // (disputes, unpaid overstay fees), open ones newest first with a
+  // Resolve button, then the latest resolved.
+  const money = (amount, currency) => (amount / 100).toFixed(2) + " " + (currency || "").toUpperCase();
+  const payKinds = { dispute: "Dispute", overstay_unpaid: "Overstay fee unpaid" };
+  function payText(p) {
+    const what = p.kind === "dispute" ? money(p.amount, p.currency) + " disputed" : money(p.amount, p.currency) + " owed";
+    return what + (p.reason ? " (" + p.reason + ")" : "");
+  }
+  function gateExc(e) {
+    return {
+      key: "g:" + e.eventId, t: new Date(e.time).getTime(), resolvedAt: e.resolvedAt,
+      li: (extra) => el("li", { class: "exc" + (e.resolvedAt ? " resolved" : ""), "data-event": e.eventId },
+        el("div", {}, el("b", {}, e.gateId + ": "), e.note || e.reason || e.kind), ...extra),
+      meta: when(e.time) + " · " + e.role + " · " + (e.granted ? "let in/out" : "refused") +
+        (e.spotId ? " · spot " + e.spotId : "") + (e.plate || e.carId ? " · " + (e.plate || e.carId) : "") +
+        (e.reservationId ? " · " + e.reservationId : ""),
+      resolve: () => resolve(e), e,
+    };
+  }
+  function payExc(p) {
+    return {
+      key: "p:" + p.id, t: new Date(p.createdAt).getTime(), resolvedAt: p.resolvedAt,
+      li: (extra) => el("li", { class: "exc pay" + (p.resolvedAt ? " resolved" : ""), "data-payment": p.id },
+        el("div", {}, el("b", {}, (payKinds[p.kind] || p.kind) + ": "), payText(p)), ...extra),
+      meta: when(p.createdAt) + (p.reservationId ? " · " + p.reservationId : "") + (p.providerRef ? " · " + p.providerRef : ""),
+      resolve: () => resolvePayment(p), e: p,
+    };
+  }
   function renderExceptions() {
-    const open = state.exceptions.filter((e) => !e.resolvedAt);
-    const done = state.exceptions.filter((e) => e.resolvedAt).slice(0, 10);
+    const all = state.exceptions.map(gateExc).concat((state.paymentExceptions || []).map(payExc));
+    all.sort((a, b) => b.t - a.t);
+    const open = all.filter((x) => !x.resolvedAt);
+    const done = all.filter((x) => x.resolvedAt).sort((a, b) => new Date(b.resolvedAt) - new Date(a.resolvedAt)).slice(0, 10);
     const badge = $("att-count");
     badge.textContent = open.length;
     badge.className = "badge" + (open.length ? " hot" : "");
     const box = $("exceptions");
     if (!open.length && !done.length) { box.replaceChildren(el("li", { class: "empty" }, "Nothing needs attention.")); return; }
-    box.replaceChildren(...open.map((e) => el("li", { class: "exc", "data-event": e.eventId },
-      el("div", {}, el("b", {}, e.gateId + ": "), e.note || e.reason || e.kind),
-      el("div", { class: "meta" }, when(e.time) + " · " + e.role + " · " + (e.granted ? "let in/out" : "refused") +
-        (e.spotId ? " · spot " + e.spotId : "") + (e.plate || e.carId ? " · " + (e.plate || e.carId) : "") +
-        (e.reservationId ? " · " + e.reservationId : "")),
-      el("div", { class: "row" }, el("button", { type: "button", class: "small resolve", onclick: () => resolve(e) }, "Resolve…")))),
-    ...done.map((e) => el("li", { class: "exc resolved", "data-event": e.eventId },
-      el("div", {}, el("b", {}, e.gateId + ": "), e.note || e.reason || e.kind),
-      el("div", { class: "meta" }, "resolved by " + e.resolvedBy + " " + when(e.resolvedAt) + ": " + e.resolution))));
+    box.replaceChildren(...open.map((x) => x.li([el("div", { class: "meta" }, x.meta),
+      el("div", { class: "row" }, el("button", { type: "button", class: "small resolve", onclick: x.resolve }, "Resolve…"))])),
+    ...done.map((x) => x.li([el("div", { class: "meta" }, "resolved by " + x.e.resolvedBy + " " + when(x.e.resolvedAt) + ": " + x.e.resolution)])));
   }
 
   // ---- feed ----
@@ -220,6 +247,17 @@
     if (e.plate || e.carId) text += " · " + (e.plate || e.carId);
     if (e.outcome === "exception") text += " · needs attention";
     return { t: new Date(e.time).getTime(), at: e.time, text, cls: e.granted ? "" : "deny" };
+  }
+  const refundWords = { pending: "refund recorded", succeeded: "refund paid", refused: "refund refused" };
+  function refundItem(r) {
+    const at = r.finishedAt || r.createdAt;
+    let text = (refundWords[r.status] || "refund " + r.status) + " · " + money(r.amount, r.currency) + " (" + r.reason + ") · " + r.reservationId;
+    if (r.message) text += " — " + r.message;
+    return { t: new Date(at).getTime(), at, text, cls: r.status === "refused" ? "deny" : "" };
+  }
+  function paymentItem(p) {
+    const text = (payKinds[p.kind] || p.kind) + ": " + payText(p) + (p.reservationId ? " · " + p.reservationId : "") + " · needs attention";
+    return { t: new Date(p.createdAt).getTime(), at: p.createdAt, text, cls: "deny" };
   }
   function addFeed(it, fresh) {
     const li = el("li", { class: it.cls + (fresh ? " new" : "") }, el("time", { datetime: it.at }, hhmm(it.at)), el("span", {}, it.text));
@@ -257,6 +295,13 @@
       const e = JSON.parse(m.data);
       addFeed(eventItem(e), true);
       if (e.outcome === "exception") reloadSoon();
+    });
+    es.addEventListener("refund", (m) => { addFeed(refundItem(JSON.parse(m.data)), true); });
+    es.addEventListener("payment_exception", (m) => {
+      const p = JSON.parse(m.data);
+      // A resolution is in the feed as its change-log entry already.
+      if (!p.resolvedAt) addFeed(paymentItem(p), true);
+      reloadSoon();
     });
     es.addEventListener("logout", () => { location.href = "/console/login"; });
   }
@@ -328,6 +373,16 @@
       "Note: how it was resolved (recorded with your name)", "Resolve");
     if (note === null) return;
     const res = await call("POST", "/console/api/exceptions/" + encodeURIComponent(e.eventId) + "/resolve", { reason: note });
+    if (!res.ok) { toast(errText(res), true); return; }
+    toast("Exception resolved.");
+    load();
+  }
+
+  async function resolvePayment(p) {
+    const note = await confirmAction("Resolve the " + (payKinds[p.kind] || p.kind).toLowerCase() + ": " + payText(p) +
+      (p.reservationId ? ", reservation " + p.reservationId : "") + "?", "Note: how it was resolved (recorded with your name)", "Resolve");
+    if (note === null) return;
+    const res = await call("POST", "/console/api/payment-exceptions/" + encodeURIComponent(p.id) + "/resolve", { reason: note });
     if (!res.ok) { toast(errText(res), true); return; }
     toast("Exception resolved.");
     load();
