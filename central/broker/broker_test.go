@@ -56,12 +56,18 @@ func topic(rest string) string { return "parking/" + testSite + "/" + rest }
 // startBroker serves a broker on a free loopback port until the test ends.
 func startBroker(t *testing.T, mutate func(*Config)) *Broker {
 	t.Helper()
+	return startBrokerWith(t, testCreds(), mutate)
+}
+
+// startBrokerWith is startBroker with the given gate credentials.
+func startBrokerWith(t *testing.T, creds Credentials, mutate func(*Config)) *Broker {
+	t.Helper()
 	cfg := Config{Site: testSite, Listen: "127.0.0.1:0", CentralUser: centralUser, CentralPassword: centralPassword}
 	if mutate != nil {
 		mutate(&cfg)
 	}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	b, err := New(cfg, testCreds(), log)
+	b, err := New(cfg, creds, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"log/slog"
-	"sync"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -23,12 +22,13 @@ type hook struct {
 	centralSum  [32]byte // sha256 of the central password: equal-length input for the constant-time compare
 	anonymous   bool
 	log         *slog.Logger
-	// checks bounds concurrent argon2id verifications (19 MiB each), so a
+	// checks bounds concurrent argon2id verifications (19 MiB each) of
+	// hashes stored before gate passwords were hashed with SHA-256, so a
 	// reconnect storm or a flood of guesses costs bounded memory and CPU.
 	checks chan struct{}
 	// decoy is a hash checked for unknown gates, so that a refusal takes
-	// as long whether or not the gate exists.
-	decoy func() []byte
+	// as long as for a gate with a current (SHA-256) hash.
+	decoy []byte
 }
 
 func newHook(r rules, creds Credentials, centralUser, centralPassword string, anonymous bool, checks int, log *slog.Logger) *hook {
@@ -40,15 +40,11 @@ func newHook(r rules, creds Credentials, centralUser, centralPassword string, an
 		anonymous:   anonymous,
 		log:         log,
 		checks:      make(chan struct{}, checks),
-		decoy: sync.OnceValue(func() []byte {
-			h, err := HashPassword("decoy password for unknown gates")
-			if err != nil {
-				return nil // CheckPassword then fails fast; only timing suffers
-			}
-			return h
-		}),
+		decoy:       decoyHash,
 	}
 }
+
+var decoyHash, _ = HashToken("decoy password for unknown gates")
 
 // ID names the hook in mochi's logs.
 func (h *hook) ID() string { return "parkgate-auth" }
@@ -106,12 +102,13 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 			return refuse("credentials unavailable")
 		}
 		if !ok {
-			h.check(h.decoy(), pk.Connect.Password)
+			h.check(h.decoy, pk.Connect.Password)
 			return refuse("unknown gate")
 		}
 		if !h.check(hash, pk.Connect.Password) {
 			return refuse("bad password")
 		}
+		h.upgrade(user, hash, pk.Connect.Password)
 		// A client id is a session: connecting with another client's id
 		// disconnects it. Tying a gate to its own id keeps one gate from
 		// kicking another gate (or centrald) off the broker.
@@ -140,11 +137,35 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 	return true
 }
 
-// check verifies a gate password, at most cap(h.checks) at a time.
+// check verifies a gate password; argon2id hashes at most cap(h.checks)
+// at a time.
 func (h *hook) check(hash, pw []byte) bool {
-	h.checks <- struct{}{}
-	defer func() { <-h.checks }()
+	if !IsTokenHash(hash) {
+		h.checks <- struct{}{}
+		defer func() { <-h.checks }()
+	}
 	return CheckPassword(hash, string(pw))
+}
+
+// upgrade replaces a gate's argon2id hash, just verified against pw, by
+// its SHA-256 form, if the credentials store can (Upgrader). Gate
+// passwords have always been generated with 192 random bits, so the
+// faster form is as strong. A failure only costs speed: it is logged and
+// the gate is let in, as its password was right.
+func (h *hook) upgrade(gateID string, hash, pw []byte) {
+	u, ok := h.creds.(Upgrader)
+	if !ok || IsTokenHash(hash) {
+		return
+	}
+	fast, err := HashToken(string(pw))
+	if err != nil {
+		return // shorter than a generated password: not one of ours, keep argon2id
+	}
+	if err := u.Upgrade(gateID, hash, fast); err != nil {
+		h.log.Warn("mqtt: could not store the gate's faster password hash; it keeps the argon2id one", "gate", gateID, "err", err)
+		return
+	}
+	h.log.Info("mqtt: gate password hash upgraded from argon2id to sha256", "gate", gateID)
 }
 
 // OnACLCheck applies docs/sync.md's ACL; write is a publish, otherwise

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -13,8 +14,10 @@ import (
 	"github.com/parkgate/parkgate/sync/syncmsg"
 )
 
-// AddGate provisions a gate for the embedded broker: a new random password,
-// stored hashed (argon2id), returned once for gated's mqtt.password, and
+// AddGate provisions a gate for the embedded broker: a new random password
+// (192 bits), stored as its SHA-256 (broker.HashToken: a generated secret
+// needs no slow KDF, and a thousand gates reconnecting at once must not
+// wait for a thousand argon2id checks), returned once for gated's mqtt.password, and
 // the gate's role (syncmsg.RoleEntry or RoleExit), which its events are
 // checked against: an entry gate cannot check a car out. A new gate needs
 // a role; adding a known gate again rotates its password, keeps its
@@ -34,7 +37,7 @@ func AddGate(ctx context.Context, st store.Store, id, role string, now time.Time
 		return "", err
 	}
 	password := base64.RawURLEncoding.EncodeToString(b[:])
-	hash, err := broker.HashPassword(password)
+	hash, err := broker.HashToken(password)
 	if err != nil {
 		return "", err
 	}
@@ -84,4 +87,23 @@ func (c GateCredentials) Lookup(gateID string) ([]byte, bool, error) {
 		return nil, false, err
 	}
 	return g.PasswordHash, true, nil
+}
+
+// Upgrade implements broker.Upgrader: it stores a gate's SHA-256 password
+// hash in place of the argon2id one the broker just verified, unless the
+// stored hash changed meanwhile (`centrald gate add` rotated it).
+func (c GateCredentials) Upgrade(gateID string, old, new []byte) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return c.Store.Write(ctx, func(tx store.Tx) error {
+		g, err := tx.Gate(gateID)
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(g.PasswordHash, old) {
+			return nil
+		}
+		g.PasswordHash = new
+		return tx.PutGate(g)
+	})
 }

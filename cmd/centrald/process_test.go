@@ -388,6 +388,11 @@ func TestCommands(t *testing.T) {
 	if err != nil || !ok || !broker.CheckPassword(hash, pw) || broker.CheckPassword(hash, pw+"x") {
 		t.Fatalf("the printed password does not match the stored hash: %v %v", ok, err)
 	}
+	// A generated password (24 random bytes, 192 bits) is stored as its
+	// SHA-256, cheap to check when every gate reconnects at once.
+	if len(pw) < 32 || !broker.IsTokenHash(hash) {
+		t.Fatalf("gate add: password of %d characters stored as %.10q..., want >= 32 characters stored as $sha256$", len(pw), hash)
+	}
 	if gerr != nil || g.Role != "entry" {
 		t.Fatalf("gate entry-1: role %q (%v), want entry", g.Role, gerr)
 	}
