@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/parkgate/parkgate/internal/browsertest"
 )
 
 // The operator console in a real headless Chromium, against the demo as
@@ -26,35 +28,7 @@ import (
 
 var updateScreenshot = flag.Bool("update-screenshot", false, "write the console's screenshot to docs/console.png")
 
-// browser starts headless Chromium; it is closed when the test ends.
-func browser(t *testing.T) context.Context {
-	t.Helper()
-	path := os.Getenv("PARKING_TEST_CHROMIUM")
-	if path == "" {
-		t.Skip("PARKING_TEST_CHROMIUM is not set (e.g. /usr/bin/chromium): browser tests skipped")
-	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(path),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1440, 1000),
-	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	// chromedp reports DevTools events it does not know (newer Chromium
-	// sends some): noise, not failures.
-	ctx, cancel := chromedp.NewContext(actx, chromedp.WithErrorf(func(string, ...any) {}))
-	t.Cleanup(func() { _ = chromedp.Cancel(ctx); cancel(); cancelAlloc() })
-	if err := chromedp.Run(ctx); err != nil {
-		t.Fatalf("starting %s: %v", path, err)
-	}
-	return ctx
-}
+func browser(t *testing.T) context.Context { return browsertest.Start(t, 1440, 1000) }
 
 // run runs browser actions with a deadline.
 func run(t *testing.T, ctx context.Context, d time.Duration, what string, actions ...chromedp.Action) {

@@ -13,33 +13,12 @@ import (
 	"github.com/parkgate/parkgate/central/booking"
 	"github.com/parkgate/parkgate/central/reservation"
 	"github.com/parkgate/parkgate/clock"
+	"github.com/parkgate/parkgate/internal/browsertest"
 )
 
 var updateScreenshot = flag.Bool("update-screenshot", false, "write the 500-spot screenshot to docs/console-500.png")
 
-// chromium starts headless Chromium (PARKING_TEST_CHROMIUM), closed when
-// the test ends.
-func chromium(t *testing.T) context.Context {
-	t.Helper()
-	path := os.Getenv("PARKING_TEST_CHROMIUM")
-	if path == "" {
-		t.Skip("PARKING_TEST_CHROMIUM is not set (e.g. /usr/bin/chromium): browser tests skipped")
-	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(path), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
-		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1920, 1080))
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancel := chromedp.NewContext(actx, chromedp.WithErrorf(func(string, ...any) {}))
-	t.Cleanup(func() { _ = chromedp.Cancel(ctx); cancel(); cancelAlloc() })
-	// The first Run starts the browser, which lives as long as the
-	// context it ran with: this one, not a step's shorter deadline.
-	if err := chromedp.Run(ctx); err != nil {
-		t.Fatalf("starting %s: %v", path, err)
-	}
-	return ctx
-}
+func chromium(t *testing.T) context.Context { return browsertest.Start(t, 1920, 1080) }
 
 func browse(t *testing.T, ctx context.Context, what string, actions ...chromedp.Action) {
 	t.Helper()
