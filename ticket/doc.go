@@ -5,7 +5,7 @@
 // time window and the car's licence plate, signed with the site's Ed25519
 // key. A gate verifies the ticket offline with the site's public key, so a
 // ticket bought seconds ago opens the barrier even before the reservation has
-// reached the gate's cache (PRODUCT.md §8). The package is shared by both
+// reached the gate's cache (docs/tickets.md). The package is shared by both
 // halves so that the two sides can never disagree on the format.
 //
 // # Text form

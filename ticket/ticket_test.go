@@ -173,8 +173,7 @@ func TestWhitespaceAccepted(t *testing.T) {
 
 // TestEverySubstitutionRejected changes each character of a valid ticket to
 // every other character a scanner could plausibly produce and checks that
-// none of them verifies (PRODUCT.md §8: a ticket changed in any character is
-// denied).
+// none of them verifies (a ticket changed in any character is denied).
 func TestEverySubstitutionRejected(t *testing.T) {
 	s := testSigner(t, 1)
 	other := testSigner(t, 2)

@@ -131,7 +131,7 @@ func (v *Verifier) KeyIDs() []string {
 // Decoding is strict: lower case is refused, although the base32 letters
 // would decode the same. QR alphanumeric mode has no lower case, so a real
 // scan never produces it, and a strict decoder gives each ticket exactly one
-// spelling: any altered character is denied (PRODUCT.md §8), and logs and
+// spelling: any altered character is denied, and logs and
 // the gate's repeated-scan suppression can compare codes as strings.
 func (v *Verifier) Verify(code string, now time.Time) (Ticket, error) {
 	t, err := v.VerifySignature(code)

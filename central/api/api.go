@@ -1,4 +1,4 @@
-// Package api is centrald's HTTP interface (PRODUCT.md §4, documented in
+// Package api is centrald's HTTP interface (documented in
 // docs/api.md): it decodes and validates requests, asks the booking service,
 // and writes JSON answers and errors in the one shape of the contract.
 package api

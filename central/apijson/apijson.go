@@ -8,7 +8,7 @@ import "time"
 // Parking is a spot as GET /parkings shows it: its status as of now and,
 // when there is one, the reservation that explains it (the car inside, the
 // one whose window covers now, one that left early in its window) or else
-// its next one. Field names are PRODUCT.md §4's.
+// its next one. Field names are the API contract's (docs/api.md).
 type Parking struct {
 	ID                   string    `json:"id"`
 	Status               string    `json:"status"` // free, reserved, taken
@@ -142,7 +142,7 @@ type Refund struct {
 	FinishedAt  time.Time `json:"finishedAt,omitzero"`
 }
 
-// Gate is one gate as GET /gates lists it (PRODUCT.md §4).
+// Gate is one gate as GET /gates lists it (docs/api.md).
 type Gate struct {
 	ID           string    `json:"id"`
 	Role         string    `json:"role"`

@@ -1,5 +1,5 @@
 // Package client is a small typed Go client for centrald's HTTP API
-// (PRODUCT.md §4, central/api). parkctl is built on it, and process-level
+// (docs/api.md, central/api). parkctl is built on it, and process-level
 // tests and benchmarks use it so that they exercise the API exactly as an
 // outside program does: over HTTP, through the one error shape.
 //

@@ -1,4 +1,4 @@
-// Package config is centrald's configuration (PRODUCT.md §9): the keys,
+// Package config is centrald's configuration (configs/centrald.yaml lists every key): the keys,
 // their defaults and their validation. internal/configload reads it
 // (defaults, then the YAML file given with --config, then PARKING_*
 // environment variables); the rest of centrald receives a validated Config.

@@ -2,7 +2,7 @@
 // the barrier, and if not, why. Decide is a pure function of its Input —
 // the read, the time, the clock's trust, the policy, the ticket verifier and
 // a read-only view of the local cache — so every outcome can be tested
-// without a database, a clock or hardware (PRODUCT.md §7, §8).
+// without a database, a clock or hardware (docs/gated.md, docs/tickets.md).
 //
 // The rules:
 //
@@ -141,7 +141,7 @@ const (
 
 // DefaultOfflinePolicy is PolicySignatureOnly. The clock is untrusted right
 // after a Pi boots without network, which is exactly when the lane must
-// work from its cache (PRODUCT.md §10: valid cars keep getting in and out
+// work from its cache (valid cars keep getting in and out
 // with the network down). A signature still proves payment; what is lost
 // is only the window check, a bounded risk (a car let in early or on an
 // old ticket), further limited by revocations, anti-passback and the time

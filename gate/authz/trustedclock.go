@@ -40,7 +40,7 @@ const (
 )
 
 // TrustedClock decides whether the wall clock is sane enough for time-window
-// decisions (PRODUCT.md §7: a Raspberry Pi boots with a wrong clock until NTP
+// decisions (a Raspberry Pi boots with a wrong clock until NTP
 // syncs). The clock is trusted when systemd reports it synchronised, or else
 // when it reads after Floor and not before the newest trusted time the
 // gate's database has stored (a clock that went backwards is untrusted).

@@ -1,4 +1,4 @@
-// Package barrier is the lane's barrier state machine (PRODUCT.md §7): it
+// Package barrier is the lane's barrier state machine (docs/gated.md): it
 // asks the barrier board to open, follows the vehicle through the loop
 // detector and the barrier through its optional status contacts, and tells
 // the lane what happened as timed events.

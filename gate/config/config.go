@@ -1,4 +1,4 @@
-// Package config is gated's configuration (PRODUCT.md §9): the keys, their
+// Package config is gated's configuration (configs/gated.yaml lists every key): the keys, their
 // defaults and their validation. internal/configload reads it (defaults,
 // then the YAML file given with --config, then PARKING_* environment
 // variables); the rest of gated receives a validated Config.

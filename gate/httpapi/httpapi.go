@@ -1,4 +1,4 @@
-// Package httpapi is gated's local HTTP interface (PRODUCT.md §5):
+// Package httpapi is gated's local HTTP interface (docs/gated.md):
 // /healthz, /metrics, /v1/status, POST /v1/anpr for the plate camera, and —
 // in simulator mode only — the simulator endpoints that CI and demos drive:
 // /v1/sim/scan, /v1/sim/plate, /v1/sim/vehicle.
@@ -167,7 +167,7 @@ func writeError(w http.ResponseWriter, status int, code, msg string) {
 	writeJSON(w, status, map[string]any{"error": map[string]string{"code": code, "message": msg}})
 }
 
-// StatusJSON is GET /v1/status (PRODUCT.md §5, extended).
+// StatusJSON is GET /v1/status (docs/gated.md).
 type StatusJSON struct {
 	GateID        string `json:"gateId"`
 	Role          string `json:"role"`

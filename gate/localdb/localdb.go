@@ -7,7 +7,7 @@
 // together: Record writes the event and the presence change in one
 // transaction, synchronously to disk, before the caller opens the barrier.
 // A power cut can then never lose an entry, nor leave a car recorded inside
-// without the event that says so (PRODUCT.md §10).
+// without the event that says so.
 //
 // The file is opened the way centrald's sqlitestore opens its own: WAL
 // journal, synchronous=FULL (a commit is on disk when it returns, which the

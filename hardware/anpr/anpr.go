@@ -11,14 +11,14 @@
 //   - a Plate Recognizer Stream webhook: JSON, or multipart with a "json"
 //     form field next to the image upload;
 //   - generic JSON read through configurable dot paths (FieldPaths), with
-//     presets for a plain {"plate": "..."} body (PRODUCT.md §5), the AXIS
+//     presets for a plain {"plate": "..."} body (docs/gated.md), the AXIS
 //     License Plate Verifier push, Milesight LPR cameras and the OpenALPR /
 //     Rekor agent.
 //
 // Every format ends up as the same Read: a normalised plate, a confidence in
 // 0..1, a direction of travel and the camera's timestamp. Filter then drops
 // reads under a confidence threshold and the repeats of a plate that the
-// camera sends frame after frame (PRODUCT.md §7: such a plate is one read).
+// camera sends frame after frame (such a plate is one read).
 //
 // The package does no HTTP and no authentication: the handler reads the
 // request, hands the body to ParseReader and decides what to answer. It

@@ -8,7 +8,7 @@ import (
 )
 
 // DefaultWindow is the de-duplication window a Filter uses when Window is
-// zero: the 5 seconds PRODUCT.md §7 gives the QR scanner, which suits a
+// zero: the 5 seconds the QR scanner gets, which suits a
 // camera too (it repeats a plate several times a second while the car is
 // in the picture).
 const DefaultWindow = 5 * time.Second
@@ -36,8 +36,8 @@ const (
 //
 // The window slides: every repeat of a plate restarts it, so a car that
 // stands in front of the camera for a minute while the camera keeps
-// reporting it is one read, not one every five seconds (PRODUCT.md §7: a
-// plate the camera repeats frame after frame is one read). The plate is
+// reporting it is one read, not one every five seconds (a plate the
+// camera repeats frame after frame is one read). The plate is
 // accepted again once the camera has not reported it for a whole window,
 // which is when a car that drove off comes back. The price is that a car
 // waiting at a closed barrier is not decided again while it waits; the

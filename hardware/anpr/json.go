@@ -93,7 +93,7 @@ func (f FieldPaths) override(o FieldPaths) FieldPaths {
 // confirmed and what is a guess, so that a field trip can correct it here
 // or, on site, through Options.Fields.
 var presets = map[string][]FieldPaths{
-	// PRODUCT.md §5: {"plate": "..."}; everything else optional. This is
+	// {"plate": "..."}; everything else optional. This is
 	// what the simulator and simple integrations send.
 	"plain": {{
 		Plate:      "plate",

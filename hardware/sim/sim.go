@@ -1,5 +1,5 @@
 // Package sim is the simulated lane hardware that CI and demos drive
-// through gated's simulator endpoints (PRODUCT.md §5), and that tests of
+// through gated's simulator endpoints (docs/gated.md), and that tests of
 // the gate use as ready-made fakes.
 //
 //   - Output is a relay: it records the level it was set to, counts

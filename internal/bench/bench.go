@@ -11,7 +11,7 @@
 //     loop of workers gets out of it;
 //   - b: mixed traffic at a fixed rate (reads of single spots and of the
 //     list, and reservations spread over all spots), against the p99 < 20 ms
-//     target of PRODUCT.md §10;
+//     target (docs/benchmarks.md, Targets);
 //   - c: contended POST /reserve/parking/{id} at several concurrencies,
 //     where most requests lose the race with 409 (and, for scale, the bare
 //     HTTP round trip, GET /healthz);
@@ -239,7 +239,7 @@ type Options struct {
 	Progress io.Writer
 }
 
-// Targets of PRODUCT.md §10 and of the brief for this benchmark.
+// Targets: the product's latency, memory and envelope figures.
 const (
 	MixedP99Target = 20 * time.Millisecond
 	RatioTarget    = 0.5

@@ -1,5 +1,5 @@
 // Package configload is the one place parkgate's daemons read their
-// configuration with viper (PRODUCT.md §9): built-in defaults, then the
+// configuration with viper: built-in defaults, then the
 // YAML file given with --config, then PARKING_* environment variables (the
 // key upper-cased, "." → "_"), decoded strictly into the daemon's struct.
 package configload
