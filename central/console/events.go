@@ -95,17 +95,24 @@ func (c *Console) events(w http.ResponseWriter, r *http.Request) {
 	for {
 		// Changes first: from the hub when it holds them, else the store.
 		for {
-			cs, ok := c.hub.since(after)
-			if !ok {
-				if cs, err = c.svc.Store().Changes(ctx, after, changesPerRead); err != nil {
-					return // the client reconnects and resumes
+			kept, ok := c.hub.since(after)
+			if ok {
+				// Encoded once by the hub for every stream.
+				for _, k := range kept {
+					out.sendJSON("change", strconv.FormatInt(k.version, 10), k.data)
+					after = k.version
 				}
+				break
+			}
+			cs, err := c.svc.Store().Changes(ctx, after, changesPerRead)
+			if err != nil {
+				return // the client reconnects and resumes
 			}
 			for _, ch := range cs {
 				out.send("change", strconv.FormatInt(ch.Version, 10), ch)
 				after = ch.Version
 			}
-			if ok || len(cs) < changesPerRead {
+			if len(cs) < changesPerRead {
 				break
 			}
 		}
@@ -157,6 +164,11 @@ func (s *sse) send(event, id string, v any) {
 		s.err = err
 		return
 	}
+	s.sendJSON(event, id, b)
+}
+
+// sendJSON writes an event whose data is already JSON.
+func (s *sse) sendJSON(event, id string, b []byte) {
 	if id != "" {
 		s.w.WriteString("id: " + id + "\n")
 	}

@@ -2,9 +2,11 @@ package console
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"reflect"
+	"sort"
 	"sync"
 	"time"
 
@@ -33,7 +35,7 @@ type hub struct {
 	fresh   bool           // state below follows the store
 	from    int64          // changes holds the log's entries in (from, version]
 	version int64          // the last version read
-	changes []store.Change // oldest first
+	changes []keptChange   // oldest first
 	gates   []apijson.Gate // by id
 	// events are the gate events, refunds and payment exceptions that
 	// appeared or changed since the hub started following, numbered from
@@ -43,6 +45,13 @@ type hub struct {
 	seen     map[string]bool                     // gate event ids of the last read
 	refunds  map[string]RefundEvent              // the last read, by reservation/number
 	payments map[string]apijson.PaymentException // the last read, by id
+}
+
+// keptChange is a change-log entry with its JSON, encoded once for every
+// stream that sends it.
+type keptChange struct {
+	version int64
+	data    []byte
 }
 
 // hubEvent is one event the streams send without an id: its name and data.
@@ -187,14 +196,18 @@ func (h *hub) step(ctx context.Context) error {
 	} else {
 		for _, c := range cs {
 			if c.Version > h.version {
-				h.changes = append(h.changes, c)
+				data, err := json.Marshal(c)
+				if err != nil {
+					return err
+				}
+				h.changes = append(h.changes, keptChange{version: c.Version, data: data})
 				h.version = c.Version
 				moved = true
 			}
 		}
 		if over := len(h.changes) - keepChanges; over > 0 {
-			h.from = h.changes[over-1].Version
-			h.changes = append([]store.Change(nil), h.changes[over:]...)
+			h.from = h.changes[over-1].version
+			h.changes = append([]keptChange(nil), h.changes[over:]...)
 		}
 		if !reflect.DeepEqual(gates, h.gates) {
 			h.gates, moved = gates, true
@@ -248,18 +261,16 @@ const changesPerRead = 1000
 // since returns the kept changes after version after; ok is false when
 // the hub does not hold them all (not following yet, or after is older
 // than what it keeps): the caller reads the store.
-func (h *hub) since(after int64) (cs []store.Change, ok bool) {
+func (h *hub) since(after int64) (cs []keptChange, ok bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if !h.fresh || after < h.from {
 		return nil, false
 	}
-	for i, c := range h.changes {
-		if c.Version > after {
-			return append([]store.Change(nil), h.changes[i:]...), true
-		}
-	}
-	return nil, true
+	// Versions rise: find the first one after after instead of scanning
+	// the kept entries for every stream at every wake.
+	i := sort.Search(len(h.changes), func(i int) bool { return h.changes[i].version > after })
+	return append([]keptChange(nil), h.changes[i:]...), true
 }
 
 // add numbers an event for the streams; h.mu is held.
