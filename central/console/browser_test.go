@@ -12,6 +12,7 @@ import (
 
 	"github.com/parkgate/parkgate/central/booking"
 	"github.com/parkgate/parkgate/central/reservation"
+	"github.com/parkgate/parkgate/central/store"
 	"github.com/parkgate/parkgate/clock"
 	"github.com/parkgate/parkgate/internal/browsertest"
 )
@@ -109,14 +110,15 @@ func TestFiveHundredSpotsOnOneScreen(t *testing.T) {
 }
 
 // TestKeyboard: a tile and the confirmation are reachable and usable by
-// keyboard: Enter on a focused tile selects its spot, and Escape closes
-// the confirmation without acting.
+// keyboard: Enter on a focused tile selects its spot, a live update keeps
+// the focus where it is, and Escape closes the confirmation without
+// acting.
 func TestKeyboard(t *testing.T) {
 	ctx := chromium(t)
 	e := newEnv(t, clock.Real{}, false, "1", "2")
 	id := e.reserve("2", 1)
 	pw := e.operator("alice")
-	var spot string
+	var spot, focused string
 	var open bool
 	browse(t, ctx, "keyboard",
 		chromedp.Navigate(e.srv.URL+"/console/login"),
@@ -126,6 +128,9 @@ func TestKeyboard(t *testing.T) {
 		chromedp.Focus(`.tile[data-spot="2"]`, chromedp.ByQuery),
 		chromedp.KeyEvent("\r"),
 		chromedp.Value(`#release-spot`, &spot, chromedp.ByQuery),
+		chromedp.ActionFunc(func(context.Context) error { e.reserve("1", 2); return nil }),
+		chromedp.Poll(`document.querySelector('.tile[data-spot="1"]').title.includes("reservation")`, nil),
+		chromedp.Evaluate(`document.activeElement.dataset.spot || ""`, &focused),
 		chromedp.SendKeys(`#cancel-id`, id+"\r", chromedp.ByQuery),
 		chromedp.WaitVisible(`#confirm-reason`, chromedp.ByQuery),
 		chromedp.KeyEvent("\x1b"),
@@ -135,10 +140,45 @@ func TestKeyboard(t *testing.T) {
 	if spot != "2" {
 		t.Errorf("Enter on tile 2 selected %q", spot)
 	}
+	if focused != "2" {
+		t.Errorf("after a live update the focus is on tile %q, want 2", focused)
+	}
 	if open {
 		t.Error("Escape left the confirmation open")
 	}
 	if res, _ := e.st.Get(context.Background(), id); res.State != reservation.Reserved {
 		t.Errorf("Escape cancelled the reservation: %s", res.State)
+	}
+}
+
+// TestDisputeOnAnOpenPage: a dispute opened while the page is open (it
+// has no change-log entry) shows under Needs attention and once in the
+// feed, without a reload.
+func TestDisputeOnAnOpenPage(t *testing.T) {
+	ctx := chromium(t)
+	e := newEnv(t, clock.Real{}, false, "1")
+	id := e.reserve("1", 1)
+	pw := e.operator("alice")
+	var n int
+	browse(t, ctx, "dispute",
+		chromedp.Navigate(e.srv.URL+"/console/login"),
+		chromedp.SendKeys(`#name`, "alice", chromedp.ByQuery),
+		chromedp.SendKeys(`#password`, pw+"\r", chromedp.ByQuery),
+		chromedp.WaitVisible(`#live.live:not(.off)`, chromedp.ByQuery),
+		chromedp.ActionFunc(func(context.Context) error {
+			e.write(func(tx store.Tx) error {
+				return tx.PutPaymentException(store.PaymentException{ID: "evt_dp_page", Kind: store.ExceptionDispute, ReservationID: id,
+					Amount: 500, Currency: "eur", ProviderRef: "dp_page", Reason: "fraudulent", CreatedAt: time.Now().UTC()})
+			})
+			return nil
+		}),
+		chromedp.WaitVisible(`#exceptions li[data-payment="evt_dp_page"]`, chromedp.ByQuery),
+		// Shown under Needs attention means a state load rendered it
+		// after the stream's event (which asks for that load) or before
+		// it: the feed holds it once either way.
+		chromedp.Evaluate(`[...document.querySelectorAll("#feed li")].filter((li) => li.textContent.includes("disputed")).length`, &n),
+	)
+	if n != 1 {
+		t.Errorf("the dispute is %d times in the feed, want once", n)
 	}
 }

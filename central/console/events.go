@@ -54,7 +54,11 @@ func (c *Console) events(w http.ResponseWriter, r *http.Request) {
 		after = n
 	}
 	ctx := r.Context()
-	sub, eventSeq := c.hub.subscribe()
+	sub, eventSeq, err := c.hub.subscribe(ctx)
+	if err != nil {
+		api.Fail(c.log, w, r, err)
+		return
+	}
 	defer c.hub.unsubscribe(sub)
 	// The version is read after subscribing: every change committed
 	// later wakes this stream.

@@ -30,6 +30,10 @@ type hub struct {
 	poll time.Duration
 	log  *slog.Logger
 
+	// stepping serializes reads of the store: the poll loop's and the
+	// one a stream's subscription starts when nobody was following.
+	stepping sync.Mutex
+
 	mu      sync.Mutex
 	subs    map[*stream]struct{}
 	fresh   bool           // state below follows the store
@@ -90,12 +94,27 @@ type stream struct {
 	wake chan struct{} // capacity 1: "something moved"
 }
 
-func (h *hub) subscribe() (*stream, int64) {
+// subscribe adds a stream and returns the number of the last event it
+// need not send. When the hub was not following the store, its starting
+// point is read here, before the stream answers: a refund or payment
+// exception written after the stream's "hello" is news to it, not part of
+// a starting point read a poll later (the page reloads its state on
+// "hello" for what came before).
+func (h *hub) subscribe(ctx context.Context) (*stream, int64, error) {
 	s := &stream{wake: make(chan struct{}, 1)}
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	h.subs[s] = struct{}{}
-	return s, h.eventSeq
+	seq, fresh := h.eventSeq, h.fresh
+	h.mu.Unlock()
+	if !fresh {
+		// The starting point adds no events: seq, taken before it,
+		// still marks where this stream's news begins.
+		if err := h.step(ctx); err != nil {
+			h.unsubscribe(s)
+			return nil, 0, err
+		}
+	}
+	return s, seq, nil
 }
 
 func (h *hub) unsubscribe(s *stream) {
@@ -123,6 +142,8 @@ func (h *hub) Serve(ctx context.Context) error {
 }
 
 func (h *hub) step(ctx context.Context) error {
+	h.stepping.Lock()
+	defer h.stepping.Unlock()
 	h.mu.Lock()
 	n, fresh, version := len(h.subs), h.fresh, h.version
 	if n == 0 {

@@ -11,6 +11,7 @@ import (
 	"github.com/parkgate/parkgate/central/console"
 	"github.com/parkgate/parkgate/central/store"
 	"github.com/parkgate/parkgate/clock"
+	"github.com/parkgate/parkgate/clock/clocktest"
 )
 
 // following waits until the stream's hub follows the store: a gate's
@@ -183,5 +184,41 @@ func TestResolvePaymentException(t *testing.T) {
 	if r := b.do("GET", "/console/api/state", ""); json.Unmarshal(r.Body, &st) != nil || len(st.PaymentExceptions) != 2 ||
 		st.PaymentExceptions[0].ResolvedBy != "admin token" || st.PaymentExceptions[1].ResolvedBy != "alice" {
 		t.Fatalf("state after: %d %s", r.Status, r.Body)
+	}
+}
+
+// TestEventsFromTheFirstInstantOfAStream: a dispute opened right after a
+// stream said hello, before the hub's first poll, reaches the stream. It
+// has no change-log entry, so a hub that took its starting point at its
+// first poll counted it as already known, and the console showed it only
+// at the next reload.
+func TestEventsFromTheFirstInstantOfAStream(t *testing.T) {
+	clk := clocktest.New(time.Now())
+	e := newEnv(t, clk, false, "1")
+	id := e.reserve("1", 1)
+	waitTimers(t, clk, 1) // the hub sleeps between polls
+	s := e.stream(e.srv.Client(), admin()...)
+	s.next("hello", 2*time.Second)
+	waitTimers(t, clk, 2) // and the stream waits with its keep-alive
+
+	dispute := store.PaymentException{ID: "evt_dp_first", Kind: store.ExceptionDispute, ReservationID: id, Amount: 500,
+		Currency: "eur", ProviderRef: "dp_first", Reason: "fraudulent", CreatedAt: clk.Now()}
+	e.write(func(tx store.Tx) error { return tx.PutPaymentException(dispute) })
+	clk.Advance(20 * time.Millisecond) // the hub's next poll
+	var pe apijson.PaymentException
+	if err := json.Unmarshal(s.next("payment_exception", 2*time.Second).Data, &pe); err != nil || pe.ID != "evt_dp_first" {
+		t.Fatalf("dispute: %+v (%v)", pe, err)
+	}
+}
+
+// waitTimers waits until clk has at least n timers waiting.
+func waitTimers(t *testing.T, clk *clocktest.Clock, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for clk.Timers() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d timers waiting, want %d", clk.Timers(), n)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

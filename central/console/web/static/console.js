@@ -10,6 +10,7 @@
   let state = null;
   let head = 0; // the change log's latest version seen
   let fed = -1; // the latest change in the feed
+  const fedKeys = new Set(); // the gate events, refunds and payment exceptions in the feed
   const gates = new Map(); // id → gate as the stream last said
   let selectedSpot = "";
 
@@ -105,23 +106,32 @@
     renderTiles();
     renderGates();
     renderExceptions();
-    if (fed < 0) {
+    // Gate events, refunds and payment exceptions have no change-log
+    // version: each reload adds those the feed lacks (the stream may
+    // have brought them first), so one written between the page's load
+    // and its stream's start is not lost.
+    const first = fed < 0;
+    const items = [];
+    if (first) {
       fed = state.version;
-      const items = [];
       for (const c of state.changes) items.push(changeItem(c));
-      for (const e of state.gateEvents) items.push(eventItem(e));
-      for (const r of state.refunds) items.push(refundItem(r));
-      for (const p of state.paymentExceptions) items.push(paymentItem(p));
-      items.sort((a, b) => a.t - b.t);
-      for (const it of items) addFeed(it, false);
     }
+    for (const e of state.gateEvents) items.push(eventItem(e));
+    for (const r of state.refunds) items.push(refundItem(r));
+    for (const p of state.paymentExceptions) items.push(paymentItem(p));
+    items.sort((a, b) => a.t - b.t);
+    for (const it of items) addFeed(it, !first);
   }
 
-  const prevStatus = new Map();
+  // Tiles are updated in place, not rebuilt: a live update must not take
+  // the keyboard focus from the tile an operator is on.
+  const tiles = new Map(); // spot id → its button
   function renderTiles() {
     const box = $("tiles");
-    const frag = document.createDocumentFragment();
+    const keep = new Set();
+    let prev = null;
     for (const s of state.spots) {
+      keep.add(s.id);
       const r = s.reservationId;
       // The tile has room for one time: when the current window ends,
       // or when the next one starts (the title has both).
@@ -129,15 +139,36 @@
       const title = "Spot " + s.id + ": " + s.status +
         (r ? "\nreservation " + r + " (" + s.reservationStatus + ")\n" + when(s.reservedFrom) + " – " + when(s.reservedUntil) : "") +
         (s.carId ? "\ncar " + s.carId : "");
-      const changed = prevStatus.has(s.id) && prevStatus.get(s.id) !== s.status;
-      prevStatus.set(s.id, s.status);
-      frag.append(el("button", {
-        type: "button", role: "listitem", class: "tile " + s.status + (s.id === selectedSpot ? " selected" : "") + (changed ? " flash" : ""),
-        "data-spot": s.id, "data-status": s.status, title, "aria-label": title.replace(/\n/g, ", "),
-        onclick: () => selectSpot(s.id),
-      }, el("b", {}, s.id), el("small", {}, s.carId && s.status === "taken" ? s.carId : (win || s.status))));
+      const small = s.carId && s.status === "taken" ? s.carId : (win || s.status);
+      let b = tiles.get(s.id);
+      const changed = b !== undefined && b.dataset.status !== s.status;
+      if (!b) {
+        b = el("button", { type: "button", role: "listitem", "data-spot": s.id, onclick: () => selectSpot(s.id),
+          onanimationend: (ev) => ev.target.classList.remove("flash") }, el("b", {}, s.id), el("small"));
+        tiles.set(s.id, b);
+      }
+      const base = "tile " + s.status + (s.id === selectedSpot ? " selected" : "");
+      // A flash still running goes on through unrelated updates; a new
+      // status restarts it.
+      b.className = base + (!changed && b.classList.contains("flash") ? " flash" : "");
+      if (changed) {
+        void b.offsetWidth;
+        b.classList.add("flash");
+      }
+      b.dataset.status = s.status;
+      b.title = title;
+      b.setAttribute("aria-label", title.replace(/\n/g, ", "));
+      b.lastChild.textContent = small;
+      // In the spots' order; a button already in place is not moved.
+      const want = prev ? prev.nextSibling : box.firstChild;
+      if (want !== b) box.insertBefore(b, want);
+      prev = b;
     }
-    box.replaceChildren(frag);
+    for (const [id, b] of tiles) {
+      if (!keep.has(id)) { b.remove(); tiles.delete(id); }
+    }
+    // Whatever else the box held (nothing, normally) goes.
+    while (prev && prev.nextSibling) prev.nextSibling.remove();
   }
 
   function selectSpot(id) {
@@ -246,23 +277,30 @@
     if (e.spotId) text += " · spot " + e.spotId;
     if (e.plate || e.carId) text += " · " + (e.plate || e.carId);
     if (e.outcome === "exception") text += " · needs attention";
-    return { t: new Date(e.time).getTime(), at: e.time, text, cls: e.granted ? "" : "deny" };
+    return { key: "g:" + e.eventId, t: new Date(e.time).getTime(), at: e.time, text, cls: e.granted ? "" : "deny" };
   }
   const refundWords = { pending: "refund recorded", succeeded: "refund paid", refused: "refund refused" };
   function refundItem(r) {
     const at = r.finishedAt || r.createdAt;
     let text = (refundWords[r.status] || "refund " + r.status) + " · " + money(r.amount, r.currency) + " (" + r.reason + ") · " + r.reservationId;
     if (r.message) text += " — " + r.message;
-    return { t: new Date(at).getTime(), at, text, cls: r.status === "refused" ? "deny" : "" };
+    return { key: "r:" + r.reservationId + "/" + r.number + "/" + r.status, t: new Date(at).getTime(), at, text, cls: r.status === "refused" ? "deny" : "" };
   }
   function paymentItem(p) {
     const text = (payKinds[p.kind] || p.kind) + ": " + payText(p) + (p.reservationId ? " · " + p.reservationId : "") + " · needs attention";
-    return { t: new Date(p.createdAt).getTime(), at: p.createdAt, text, cls: "deny" };
+    return { key: "p:" + p.id, t: new Date(p.createdAt).getTime(), at: p.createdAt, text, cls: "deny" };
   }
+  // addFeed puts an item in the feed once, in time order (newest first).
   function addFeed(it, fresh) {
-    const li = el("li", { class: it.cls + (fresh ? " new" : "") }, el("time", { datetime: it.at }, hhmm(it.at)), el("span", {}, it.text));
+    if (it.key) {
+      if (fedKeys.has(it.key)) return;
+      fedKeys.add(it.key);
+    }
+    const li = el("li", { class: it.cls + (fresh ? " new" : ""), "data-t": String(it.t) }, el("time", { datetime: it.at }, hhmm(it.at)), el("span", {}, it.text));
     const feed = $("feed");
-    feed.prepend(li);
+    let after = feed.firstChild;
+    while (after && Number(after.dataset.t) > it.t) after = after.nextSibling;
+    feed.insertBefore(li, after);
     while (feed.children.length > 200) feed.lastChild.remove();
   }
 
@@ -274,7 +312,13 @@
     const live = $("live");
     es.onopen = () => { live.textContent = "live"; live.className = "live"; };
     es.onerror = () => { live.textContent = "reconnecting…"; live.className = "live off"; };
-    es.addEventListener("hello", (m) => { head = Math.max(head, JSON.parse(m.data).head); });
+    es.addEventListener("hello", (m) => {
+      head = Math.max(head, JSON.parse(m.data).head);
+      // What was written between the state's load and the stream's
+      // start (a dispute, a refund) has no change-log entry to bring it:
+      // reload once the stream follows.
+      load();
+    });
     es.addEventListener("change", (m) => {
       const c = JSON.parse(m.data);
       head = Math.max(head, c.version);
