@@ -6,9 +6,11 @@ package daemon
 
 import (
 	"context"
+	"crypto/ed25519"
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,6 +20,7 @@ import (
 	"github.com/parkgate/parkgate/central/booking"
 	"github.com/parkgate/parkgate/central/config"
 	"github.com/parkgate/parkgate/central/console"
+	"github.com/parkgate/parkgate/central/enroll"
 	"github.com/parkgate/parkgate/central/payment"
 	"github.com/parkgate/parkgate/central/payment/fakepay"
 	"github.com/parkgate/parkgate/central/payment/stripepay"
@@ -25,6 +28,7 @@ import (
 	"github.com/parkgate/parkgate/central/store/pgstore"
 	"github.com/parkgate/parkgate/central/store/sqlitestore"
 	"github.com/parkgate/parkgate/clock"
+	"github.com/parkgate/parkgate/internal/enrollment"
 	"github.com/parkgate/parkgate/internal/httpserve"
 	"github.com/parkgate/parkgate/internal/sdnotify"
 	"github.com/parkgate/parkgate/internal/service"
@@ -37,8 +41,9 @@ type Options struct {
 	Log   *slog.Logger
 	Clock clock.Clock
 	// Started, if set, is called once the API listens, with its address
-	// and the embedded MQTT broker's ("" if none).
-	Started func(httpAddr, mqttAddr string)
+	// and the embedded MQTT broker's plain and TLS listeners' ("" if
+	// none).
+	Started func(httpAddr, mqttAddr, mqttTLSAddr string)
 }
 
 // OpenStore opens the configured store.
@@ -101,8 +106,17 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 	if err != nil {
 		return err
 	}
+	routes := con.Routes()
+	if cfg.MQTT.Embedded {
+		eh, err := enrollHandler(cfg, st, sp, signer, opt.Clock, log)
+		if err != nil {
+			return err
+		}
+		routes = append(routes, api.Route{Pattern: "GET " + enrollment.Path, Handler: eh.ServeKey},
+			api.Route{Pattern: "POST " + enrollment.Path, Handler: eh.ServeRedeem})
+	}
 	h := api.New(svc, api.Options{
-		Routes:      con.Routes(),
+		Routes:      routes,
 		Gates:       gateCommands{sp.relay},
 		AdminToken:  cfg.Auth.AdminToken,
 		PublicKey:   ticket.FormatPublicKey(signer.PublicKey()),
@@ -123,9 +137,9 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 	}
 	h.SetReady(true)
 	log.Info("centrald started", "version", version.Version, "site", cfg.Site, "http", ln.Addr().String(), "db", cfg.DB.Driver,
-		"spots", len(cfg.SpotIDs()), "mqtt", sp.addr)
+		"spots", len(cfg.SpotIDs()), "mqtt", sp.addr, "mqtt_tls", sp.tlsAddr)
 	if opt.Started != nil {
-		opt.Started(ln.Addr().String(), sp.addr)
+		opt.Started(ln.Addr().String(), sp.addr, sp.tlsAddr)
 	}
 	_, _ = sdnotify.Notify(sdnotify.Ready)
 	defer func() { _, _ = sdnotify.Notify(sdnotify.Stopping) }()
@@ -195,4 +209,39 @@ func Signer(cfg config.Config) (*ticket.Signer, error) {
 		return nil, fmt.Errorf("tickets.key_file: %w", err)
 	}
 	return ticket.NewSigner(key)
+}
+
+// EnrollKey loads (creating it on first use, mode 0600) central's
+// enrollment signing key, whose fingerprint enrollment codes carry.
+func EnrollKey(cfg config.Config) (ed25519.PrivateKey, error) {
+	key, err := ticket.LoadOrCreateKey(cfg.Enroll.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("enroll.key_file: %w", err)
+	}
+	return key, nil
+}
+
+// enrollHandler serves GET and POST /enroll for the embedded broker's
+// gates.
+func enrollHandler(cfg config.Config, st store.Store, sp syncParts, signer *ticket.Signer, clk clock.Clock, log *slog.Logger) (*enroll.Handler, error) {
+	key, err := EnrollKey(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &enroll.Handler{
+		Store: st, Key: key, Site: cfg.Site,
+		Broker:     enroll.Broker{URL: cfg.Enroll.BrokerURL, TLSPort: port(sp.tlsAddr), PlainPort: port(sp.addr), CA: string(sp.ca)},
+		TicketKeys: []string{ticket.FormatPublicKey(signer.PublicKey())},
+		Clock:      clk, Log: log,
+	}, nil
+}
+
+// port is the port of a host:port address (0 if none).
+func port(addr string) int {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(p)
+	return n
 }
