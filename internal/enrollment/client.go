@@ -28,6 +28,7 @@ type RefusedError struct {
 	Message string
 }
 
+// Error is central's message, meant for the person enrolling the gate.
 func (e *RefusedError) Error() string {
 	if e.Message != "" {
 		return "central refused: " + e.Message
