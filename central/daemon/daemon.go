@@ -7,10 +7,15 @@ package daemon
 import (
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -213,10 +218,26 @@ func Signer(cfg config.Config) (*ticket.Signer, error) {
 
 // EnrollKey loads (creating it on first use, mode 0600) central's
 // enrollment signing key, whose fingerprint enrollment codes carry.
+//
+// A key that root creates (`centrald gate enroll` run before the service
+// ever started) is given to the owner of its directory: under systemd
+// that is the service's user (StateDirectory), which could not read a
+// root-owned 0600 key and would then fail to start.
 func EnrollKey(cfg config.Config) (ed25519.PrivateKey, error) {
-	key, err := ticket.LoadOrCreateKey(cfg.Enroll.KeyFile)
+	path := cfg.Enroll.KeyFile
+	_, statErr := os.Stat(path)
+	key, err := ticket.LoadOrCreateKey(path)
 	if err != nil {
 		return nil, fmt.Errorf("enroll.key_file: %w", err)
+	}
+	if errors.Is(statErr, fs.ErrNotExist) && os.Geteuid() == 0 {
+		if fi, err := os.Stat(filepath.Dir(path)); err == nil {
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != 0 {
+				if err := os.Chown(path, int(st.Uid), int(st.Gid)); err != nil {
+					return nil, fmt.Errorf("enroll.key_file: %w", err)
+				}
+			}
+		}
 	}
 	return key, nil
 }
