@@ -42,9 +42,9 @@ type Options struct {
 	Hardware string
 	// HTTP is the client for central (nil: one with a 30 s timeout).
 	HTTP *http.Client
-	// Owner, when the process may, is the user who gets the file if it
-	// does not exist yet (gated's service user); an existing file's owner
-	// and group are kept.
+	// Owner, when the process may (as root), is the user who gets the
+	// file (gated's service user); without such a user, an existing
+	// file's owner and group are kept.
 	Owner string
 }
 
@@ -167,29 +167,27 @@ func newAtomicFile(path, owner string) (*atomicFile, error) {
 	return a, nil
 }
 
-// chown gives the new file the existing file's owner and group, or, for a
-// new file, owner's (when the process may: as root); gated reads it as
-// its service user, and mode 0600 lets nobody else.
+// chown gives the new file, when the process may (as root), to owner
+// (gated's service user: mode 0600 lets nobody else read it, and gated
+// must), or, if there is no such user here, to the existing file's owner
+// and group.
 func (a *atomicFile) chown(owner string) error {
 	if os.Geteuid() != 0 {
 		return nil
+	}
+	if owner != "" {
+		if u, err := user.Lookup(owner); err == nil {
+			uid, _ := strconv.Atoi(u.Uid)
+			gid, _ := strconv.Atoi(u.Gid)
+			return a.f.Chown(uid, gid)
+		}
 	}
 	if fi, err := os.Stat(a.path); err == nil {
 		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 			return a.f.Chown(int(st.Uid), int(st.Gid))
 		}
-		return nil
 	}
-	if owner == "" {
-		return nil
-	}
-	u, err := user.Lookup(owner)
-	if err != nil {
-		return nil // no such user here: root keeps the file
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	return a.f.Chown(uid, gid)
+	return nil
 }
 
 func (a *atomicFile) write(text string) error {

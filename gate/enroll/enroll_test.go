@@ -10,8 +10,11 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -214,5 +217,27 @@ func TestEnrollRefusals(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(path); !strings.Contains(string(b), `id: "entry-1"`) {
 		t.Fatalf("after enrolling: %s", b)
+	}
+}
+
+// As root, the file goes to gated's service user, who alone can read it.
+func TestEnrollFileOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: it checks the owner root gives the file")
+	}
+	nobody, err := user.Lookup("nobody")
+	if err != nil {
+		t.Skip("no user nobody here")
+	}
+	c := newCentral(t, "")
+	path := filepath.Join(t.TempDir(), "gated.yaml")
+	os.WriteFile(path, []byte("site: old\n"), 0o640) // root's, as a package may install it
+	if _, err := Run(context.Background(), Options{Central: c.srv.URL, Code: c.issue(t, "entry-1", "entry"), Path: path, Owner: "nobody"}); err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := os.Stat(path)
+	st := fi.Sys().(*syscall.Stat_t)
+	if strconv.Itoa(int(st.Uid)) != nobody.Uid || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("owner %d mode %v; want %s and 0600", st.Uid, fi.Mode().Perm(), nobody.Uid)
 	}
 }
