@@ -103,7 +103,7 @@ func TestEnrollmentEndToEnd(t *testing.T) {
 	if _, err := enrollment.ParseCode(code); err != nil {
 		t.Fatalf("the last line of centrald gate enroll is not a code: %q: %v", code, err)
 	}
-	if exit, out := gatedEnroll(code, cfgPath); exit != 0 {
+	if exit, out := gatedEnroll(code, cfgPath); exit != 0 || !strings.Contains(out, "answers with a certificate this lane trusts") {
 		t.Fatalf("gated enroll: exit %d: %s", exit, out)
 	}
 	fi, err := os.Stat(cfgPath)

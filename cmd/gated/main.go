@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/parkgate/parkgate/gate/config"
@@ -152,6 +153,12 @@ func enrollLane(central, code, path, hardware string, stdout, stderr io.Writer) 
 	}
 	fmt.Fprintf(stdout, "wrote %s: gate %s (%s) of site %s, broker %s, hardware.mode %s\n",
 		res.Path, res.Bundle.GateID, res.Bundle.Role, res.Bundle.Site, res.BrokerURL, res.Hardware)
+	if res.BrokerCheck != nil {
+		fmt.Fprintf(stdout, "warning: the broker %s does not verify yet: %v\n(if its certificate lacks the name, add it to centrald's mqtt.tls.hosts and restart centrald; this file stays valid)\n",
+			res.BrokerURL, res.BrokerCheck)
+	} else if strings.HasPrefix(res.BrokerURL, "ssl://") {
+		fmt.Fprintf(stdout, "the broker %s answers with a certificate this lane trusts\n", res.BrokerURL)
+	}
 	if res.Hardware == "sim" {
 		fmt.Fprintln(stdout, "hardware.mode is sim: for a real barrier set hardware.mode: rpi and the pins of its wiring there (docs/gated.md), or enroll with --hardware rpi")
 	}

@@ -8,6 +8,7 @@ package enroll
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -58,6 +59,11 @@ type Result struct {
 	// BrokerURL is the broker the file points the lane to.
 	BrokerURL string
 	Hardware  string
+	// BrokerCheck is the outcome of a TLS handshake with the broker,
+	// trusting the CA written (nil: it verified). A failure does not undo
+	// the enrollment: the usual cause, a name central's certificate lacks,
+	// is fixed on central (mqtt.tls.hosts, then a restart).
+	BrokerCheck error
 }
 
 // Run enrolls the gate and writes its configuration.
@@ -113,10 +119,40 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 		return res, err
 	}
 	// What was written must be a configuration gated starts with.
-	if _, err := config.Load(w.tmp, nil); err != nil {
+	cfg, err := config.Load(w.tmp, nil)
+	if err != nil {
 		return res, fmt.Errorf("central's answer does not make a valid configuration (nothing written): %w", err)
 	}
-	return res, w.commit()
+	if err := w.commit(); err != nil {
+		return res, err
+	}
+	res.BrokerCheck = checkBroker(ctx, cfg.MQTT)
+	return res, nil
+}
+
+// checkBroker shakes hands with an ssl:// broker as the lane will,
+// trusting what the config trusts; nil for other schemes.
+func checkBroker(ctx context.Context, m config.MQTT) error {
+	u, err := url.Parse(m.URL)
+	if err != nil || u.Scheme != "ssl" && u.Scheme != "tls" {
+		return nil
+	}
+	tc, err := m.TLSConfig()
+	if err != nil {
+		return err
+	}
+	if tc == nil {
+		tc = &tls.Config{}
+	}
+	tc.ServerName = u.Hostname()
+	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: 5 * time.Second}, Config: tc}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	c, err := d.DialContext(ctx, "tcp", u.Host)
+	if err != nil {
+		return err
+	}
+	return c.Close()
 }
 
 // brokerURL is central's announced broker URL, or the host the gate
