@@ -113,10 +113,7 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 	}
 	routes := con.Routes()
 	if cfg.MQTT.Embedded {
-		eh, err := enrollHandler(cfg, st, sp, signer, opt.Clock, log)
-		if err != nil {
-			return err
-		}
+		eh := enrollHandler(cfg, st, sp, signer, opt.Clock, log)
 		routes = append(routes, api.Route{Pattern: "GET " + enrollment.Path, Handler: eh.ServeKey},
 			api.Route{Pattern: "POST " + enrollment.Path, Handler: eh.ServeRedeem})
 	}
@@ -244,17 +241,13 @@ func EnrollKey(cfg config.Config) (ed25519.PrivateKey, error) {
 
 // enrollHandler serves GET and POST /enroll for the embedded broker's
 // gates.
-func enrollHandler(cfg config.Config, st store.Store, sp syncParts, signer *ticket.Signer, clk clock.Clock, log *slog.Logger) (*enroll.Handler, error) {
-	key, err := EnrollKey(cfg)
-	if err != nil {
-		return nil, err
-	}
+func enrollHandler(cfg config.Config, st store.Store, sp syncParts, signer *ticket.Signer, clk clock.Clock, log *slog.Logger) *enroll.Handler {
 	return &enroll.Handler{
-		Store: st, Key: key, Site: cfg.Site,
+		Store: st, Key: func() (ed25519.PrivateKey, error) { return EnrollKey(cfg) }, Site: cfg.Site,
 		Broker:     enroll.Broker{URL: cfg.Enroll.BrokerURL, TLSPort: port(sp.tlsAddr), PlainPort: port(sp.addr), CA: string(sp.ca)},
 		TicketKeys: []string{ticket.FormatPublicKey(signer.PublicKey())},
 		Clock:      clk, Log: log,
-	}, nil
+	}
 }
 
 // port is the port of a host:port address (0 if none).

@@ -35,8 +35,11 @@ type Broker struct {
 // Handler serves GET and POST /enroll.
 type Handler struct {
 	Store store.Store
-	// Key is central's enrollment key (enroll.key_file).
-	Key        ed25519.PrivateKey
+	// Key returns central's enrollment key (enroll.key_file). It is read
+	// at each request, not once: the key is made on first use, possibly
+	// by `centrald gate enroll` while the daemon runs, and a daemon that
+	// never enrolls a gate leaves no key file behind.
+	Key        func() (ed25519.PrivateKey, error)
 	Site       string
 	Broker     Broker
 	TicketKeys []string
@@ -72,7 +75,23 @@ func (h *Handler) init() {
 
 // ServeKey answers GET /enroll with central's enrollment public key.
 func (h *Handler) ServeKey(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, enrollment.KeyInfo{Key: base64.StdEncoding.EncodeToString(h.Key.Public().(ed25519.PublicKey))})
+	h.init()
+	key, ok := h.key(w)
+	if !ok {
+		return
+	}
+	writeJSON(w, http.StatusOK, enrollment.KeyInfo{Key: base64.StdEncoding.EncodeToString(key.Public().(ed25519.PublicKey))})
+}
+
+// key loads the enrollment key, answering 500 if it cannot.
+func (h *Handler) key(w http.ResponseWriter) (ed25519.PrivateKey, bool) {
+	key, err := h.Key()
+	if err != nil {
+		h.Log.Error("enrollment key", "err", err)
+		writeError(w, http.StatusInternalServerError, "internal", "enrollment failed on central; see its log")
+		return nil, false
+	}
+	return key, true
 }
 
 // ServeRedeem answers POST /enroll: the gate's bundle, encrypted to the
@@ -103,6 +122,11 @@ func (h *Handler) ServeRedeem(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad_request", "malformed enrollment request: want {\"code\", \"recipient\", \"proof\"} as gated enroll sends it")
 		return
 	}
+	// The key before the code is spent: without it there is no answer.
+	key, ok := h.key(w)
+	if !ok {
+		return
+	}
 	now := h.Clock.Now()
 	g, err := Redeem(r.Context(), h.Store, id, recipient, proof, now)
 	if err != nil {
@@ -130,7 +154,7 @@ func (h *Handler) ServeRedeem(w http.ResponseWriter, r *http.Request) {
 	if h.Broker.TLSPort == 0 {
 		b.MQTT.PlainPort = h.Broker.PlainPort
 	}
-	resp, err := enrollment.Seal(h.Key, id, recipient, b)
+	resp, err := enrollment.Seal(key, id, recipient, b)
 	if err != nil {
 		h.Log.Error("enrollment: sealing the answer", "err", err)
 		writeError(w, http.StatusInternalServerError, "internal", "enrollment failed on central; see its log")

@@ -22,6 +22,7 @@ import (
 
 type rig struct {
 	h   *enroll.Handler
+	pub ed25519.PublicKey
 	srv *httptest.Server
 	clk *clocktest.Clock
 	log *bytes.Buffer
@@ -34,22 +35,22 @@ func newRig(t *testing.T) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	_, priv, _ := ed25519.GenerateKey(nil)
+	pub, priv, _ := ed25519.GenerateKey(nil)
 	clk := clocktest.New(time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC))
 	var log bytes.Buffer
-	h := &enroll.Handler{Store: st, Key: priv, Site: "s1", Clock: clk, Broker: enroll.Broker{TLSPort: 8883},
+	h := &enroll.Handler{Store: st, Key: func() (ed25519.PrivateKey, error) { return priv, nil }, Site: "s1", Clock: clk, Broker: enroll.Broker{TLSPort: 8883},
 		Log: slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /enroll", h.ServeKey)
 	mux.HandleFunc("POST /enroll", h.ServeRedeem)
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
-	return &rig{h: h, srv: srv, clk: clk, log: &log}
+	return &rig{h: h, pub: pub, srv: srv, clk: clk, log: &log}
 }
 
 func (r *rig) issue(t *testing.T, ttl time.Duration) enrollment.Code {
 	t.Helper()
-	c, err := enroll.Issue(context.Background(), r.h.Store, r.h.Key.Public().(ed25519.PublicKey), "entry-1", "entry", ttl, r.clk.Now())
+	c, err := enroll.Issue(context.Background(), r.h.Store, r.pub, "entry-1", "entry", ttl, r.clk.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +90,7 @@ func TestThrottle(t *testing.T) {
 	r := newRig(t)
 	good := r.issue(t, time.Hour)
 	for i := range 5 {
-		unknown, _ := enrollment.NewCode(r.h.Key.Public().(ed25519.PublicKey))
+		unknown, _ := enrollment.NewCode(r.pub)
 		if _, err := r.enroll(unknown); refusal(err) != enrollment.CodeUnknown {
 			t.Fatalf("attempt %d: %v", i, err)
 		}

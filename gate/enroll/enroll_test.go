@@ -46,7 +46,7 @@ func newCentral(t *testing.T, ca string) *central {
 	t.Cleanup(func() { st.Close() })
 	pub, priv, _ := ed25519.GenerateKey(nil)
 	clk := clocktest.New(time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC))
-	h := &enroll.Handler{Store: st, Key: priv, Site: "north", Clock: clk,
+	h := &enroll.Handler{Store: st, Key: func() (ed25519.PrivateKey, error) { return priv, nil }, Site: "north", Clock: clk,
 		Broker:     enroll.Broker{TLSPort: 8883, PlainPort: 1884, CA: ca},
 		TicketKeys: []string{"ed25519:Q2ZRKDQ4Cxb8ZlJUWbcWW1T5M6WePuwEUpsUyzSbmqw="}}
 	mux := http.NewServeMux()
