@@ -55,9 +55,14 @@ type Config struct {
 	// AllowAnonymous (mqtt.allow_anonymous, labs only) admits clients
 	// without a username, with site-wide rights.
 	AllowAnonymous bool
-	// CertFile and KeyFile (PEM) switch the listener to TLS (1.2 or
-	// later); both or neither.
+	// CertFile and KeyFile (PEM) switch the Listen listener itself to TLS
+	// (1.2 or later); both or neither (mqtt.cert_file, mqtt.key_file).
 	CertFile, KeyFile string
+	// TLSListen, when set, is a second listener, for the gates, with TLS
+	// (1.2 or later) from TLSCertFile and TLSKeyFile (mqtt.tls.*), so that
+	// Listen can stay plain TCP on loopback for centrald itself.
+	TLSListen               string
+	TLSCertFile, TLSKeyFile string
 	// CentralUser and CentralPassword are centrald's own credentials,
 	// generated at each start and kept in memory only. A gate whose id
 	// equals CentralUser could never log in, so gate ids must differ from it.
@@ -104,6 +109,7 @@ type Broker struct {
 	log    *slog.Logger
 	server *mqtt.Server
 	ln     *listener
+	tlsLn  *listener // nil: no TLS listener
 
 	mu      sync.Mutex
 	started bool
@@ -129,13 +135,23 @@ func New(cfg Config, creds Credentials, log *slog.Logger) (*Broker, error) {
 	if (cfg.CertFile == "") != (cfg.KeyFile == "") {
 		return nil, errors.New("broker: TLS needs both a certificate and a key file")
 	}
-	var tlsConfig *tls.Config
+	var tlsConfig, tlsConfig2 *tls.Config
 	if cfg.CertFile != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
 		if err != nil {
 			return nil, fmt.Errorf("broker: TLS: %w", err)
 		}
 		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	if cfg.TLSListen != "" {
+		if cfg.TLSCertFile == "" || cfg.TLSKeyFile == "" {
+			return nil, errors.New("broker: the TLS listener needs a certificate and a key file")
+		}
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("broker: TLS: %w", err)
+		}
+		tlsConfig2 = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	log = log.With("component", "mqtt")
 
@@ -177,7 +193,37 @@ func New(cfg Config, creds Credentials, log *slog.Logger) (*Broker, error) {
 		_ = ln.Close()
 		return nil, fmt.Errorf("broker: %w", err)
 	}
-	return &Broker{cfg: cfg, log: log, server: server, ln: l}, nil
+	b := &Broker{cfg: cfg, log: log, server: server, ln: l}
+	if tlsConfig2 != nil {
+		ln2, err := net.Listen("tcp", cfg.TLSListen)
+		if err != nil {
+			l.Close(func(string) {})
+			return nil, fmt.Errorf("broker: listen on %s (TLS): %w", cfg.TLSListen, err)
+		}
+		b.tlsLn = newListener("parkgate-tls", tls.NewListener(ln2, tlsConfig2), log)
+		if err := server.AddListener(b.tlsLn); err != nil {
+			l.Close(func(string) {})
+			b.tlsLn.Close(func(string) {})
+			return nil, fmt.Errorf("broker: %w", err)
+		}
+	}
+	return b, nil
+}
+
+// listeners are the broker's listeners.
+func (b *Broker) listeners() []*listener {
+	if b.tlsLn != nil {
+		return []*listener{b.ln, b.tlsLn}
+	}
+	return []*listener{b.ln}
+}
+
+// TLSAddr is the TLS listener's address ("" without one).
+func (b *Broker) TLSAddr() string {
+	if b.tlsLn == nil {
+		return ""
+	}
+	return b.tlsLn.Address()
 }
 
 // Addr is the address the broker listens on (with the real port when
@@ -200,17 +246,23 @@ func (b *Broker) Serve(ctx context.Context) error {
 		b.log.Warn("mqtt.allow_anonymous is on: clients without credentials get full access under parking/"+b.cfg.Site+"/; use only in a lab",
 			"addr", b.Addr())
 	}
-	b.ln.serving.Add(1) // mochi starts the accept loop in a goroutine of its own
+	for _, l := range b.listeners() {
+		l.serving.Add(1) // mochi starts each accept loop in a goroutine of its own
+	}
 	if err := b.server.Serve(); err != nil {
 		// mochi fails only before it starts the listeners.
-		b.ln.serving.Done()
-		b.ln.Close(func(string) {})
+		for _, l := range b.listeners() {
+			l.serving.Done()
+			l.Close(func(string) {})
+		}
 		return fmt.Errorf("broker: %w", err)
 	}
-	b.log.Info("mqtt broker listening", "addr", b.Addr(), "tls", b.cfg.CertFile != "", "site", b.cfg.Site)
+	b.log.Info("mqtt broker listening", "addr", b.Addr(), "tls", b.cfg.CertFile != "", "tls_addr", b.TLSAddr(), "site", b.cfg.Site)
 	<-ctx.Done()
-	_ = b.server.Close() // closes the listener, which waits for the connections
-	b.ln.serving.Wait()
+	_ = b.server.Close() // closes the listeners, which wait for the connections
+	for _, l := range b.listeners() {
+		l.serving.Wait()
+	}
 	b.log.Info("mqtt broker stopped")
 	return nil
 }
@@ -225,7 +277,9 @@ func (b *Broker) Close() error {
 		return nil
 	}
 	b.closed = true
-	b.ln.Close(func(string) {})
+	for _, l := range b.listeners() {
+		l.Close(func(string) {})
+	}
 	return nil
 }
 

@@ -518,13 +518,18 @@ func TestNewReportsErrors(t *testing.T) {
 	}
 	defer busy.Close()
 	ok := Config{Site: testSite, Listen: "127.0.0.1:0", CentralUser: centralUser, CentralPassword: centralPassword}
+	tlsCert, tlsKey, _ := selfSigned(t, t.TempDir())
 	for name, mutate := range map[string]func(*Config){
-		"port in use":    func(c *Config) { c.Listen = busy.Addr().String() },
-		"bad site":       func(c *Config) { c.Site = "a/b" },
-		"no central":     func(c *Config) { c.CentralPassword = "" },
-		"cert, no key":   func(c *Config) { c.CertFile = "x.pem" },
-		"missing cert":   func(c *Config) { c.CertFile, c.KeyFile = "/nonexistent.pem", "/nonexistent.key" },
-		"bad listen":     func(c *Config) { c.Listen = "nonsense" },
+		"port in use":  func(c *Config) { c.Listen = busy.Addr().String() },
+		"bad site":     func(c *Config) { c.Site = "a/b" },
+		"no central":   func(c *Config) { c.CentralPassword = "" },
+		"cert, no key": func(c *Config) { c.CertFile = "x.pem" },
+		"missing cert": func(c *Config) { c.CertFile, c.KeyFile = "/nonexistent.pem", "/nonexistent.key" },
+		"bad listen":   func(c *Config) { c.Listen = "nonsense" },
+		"tls, no cert": func(c *Config) { c.TLSListen = "127.0.0.1:0" },
+		"tls port busy": func(c *Config) {
+			c.TLSListen, c.TLSCertFile, c.TLSKeyFile = busy.Addr().String(), tlsCert, tlsKey
+		},
 		"another listen": func(c *Config) { c.Listen = "256.0.0.1:1" },
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -573,6 +578,38 @@ func TestTLS(t *testing.T) {
 	if c, err := dial(t, gate(b.Addr(), "gate-a").SetConnectTimeout(2*time.Second)); err == nil {
 		c.Disconnect(0)
 		t.Fatal("plain TCP accepted by a TLS listener")
+	}
+}
+
+// TestTLSListener: the second listener speaks TLS with the gates while
+// the first stays plain TCP for centrald, one broker behind both; a gate
+// that trusts another CA cannot connect.
+func TestTLSListener(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile, pool := selfSigned(t, dir)
+	b := startBroker(t, func(c *Config) { c.TLSListen, c.TLSCertFile, c.TLSKeyFile = "127.0.0.1:0", certFile, keyFile })
+	if b.TLSAddr() == "" || b.TLSAddr() == b.Addr() {
+		t.Fatalf("TLSAddr = %q (plain %q)", b.TLSAddr(), b.Addr())
+	}
+	c := mustDial(t, central(b.Addr(), "centrald-test")) // plain
+	events := subscribe(t, c, topic("gates/+/events"))
+	overTLS := func(o *paho.ClientOptions, roots *x509.CertPool) *paho.ClientOptions {
+		o.Servers = nil
+		return o.AddBroker("ssl://" + b.TLSAddr()).SetTLSConfig(&tls.Config{RootCAs: roots}).SetConnectTimeout(2 * time.Second)
+	}
+	a := mustDial(t, overTLS(gate(b.Addr(), "gate-a"), pool))
+	publish(t, a, topic("gates/gate-a/events"), 1, false, "over tls")
+	if m := events.next(t); string(m.Payload()) != "over tls" {
+		t.Fatalf("got %q", m.Payload())
+	}
+	_, _, otherPool := selfSigned(t, t.TempDir())
+	if c, err := dial(t, overTLS(gate(b.Addr(), "gate-b"), otherPool)); err == nil {
+		c.Disconnect(0)
+		t.Fatal("a gate trusting another CA connected")
+	}
+	if c, err := dial(t, gate(b.TLSAddr(), "gate-b").SetConnectTimeout(2*time.Second)); err == nil {
+		c.Disconnect(0)
+		t.Fatal("plain TCP accepted by the TLS listener")
 	}
 }
 

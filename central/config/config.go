@@ -30,6 +30,7 @@ type Config struct {
 	Auth         Auth         `mapstructure:"auth"`
 	Tickets      Tickets      `mapstructure:"tickets"`
 	Reservations Reservations `mapstructure:"reservations"`
+	Enroll       Enroll       `mapstructure:"enroll"`
 	Log          Log          `mapstructure:"log"`
 }
 
@@ -60,9 +61,30 @@ type MQTT struct {
 	AllowAnonymous bool   `mapstructure:"allow_anonymous"`
 	// Shared subscribes to the gates' events through $share/centrald/…,
 	// so that several centrald instances split them between them.
-	Shared   bool   `mapstructure:"shared"`
+	Shared bool `mapstructure:"shared"`
+	// CertFile and KeyFile turn the Listen listener itself into TLS (the
+	// older way; mqtt.tls adds a TLS listener of its own instead).
+	CertFile string  `mapstructure:"cert_file"`
+	KeyFile  string  `mapstructure:"key_file"`
+	TLS      MQTTTLS `mapstructure:"tls"`
+}
+
+// MQTTTLS is the embedded broker's TLS listener for the gates.
+type MQTTTLS struct {
+	// Listen is its address; empty: no TLS listener.
+	Listen string `mapstructure:"listen"`
+	// CertFile and KeyFile are the broker's certificate and key (PEM);
+	// empty: centrald's own CA and certificate in Dir.
 	CertFile string `mapstructure:"cert_file"`
 	KeyFile  string `mapstructure:"key_file"`
+	// CAFile is the CA certificate enrollment hands the gates with a
+	// configured CertFile; empty: the gates' system roots.
+	CAFile string `mapstructure:"ca_file"`
+	// Dir keeps centrald's own CA and broker certificate.
+	Dir string `mapstructure:"dir"`
+	// Hosts are more names and addresses for centrald's own broker
+	// certificate (the host name and the host's addresses are in it).
+	Hosts []string `mapstructure:"hosts"`
 }
 
 // Payment configures prices and the provider.
@@ -121,6 +143,19 @@ type Reservations struct {
 	OverstayGrace time.Duration `mapstructure:"overstay_grace"`
 }
 
+// Enroll configures gate enrollment (centrald gate enroll, POST /enroll).
+type Enroll struct {
+	// TTL is how long an enrollment code stays valid.
+	TTL time.Duration `mapstructure:"ttl"`
+	// KeyFile is central's enrollment signing key (Ed25519), created on
+	// first use; codes carry its fingerprint.
+	KeyFile string `mapstructure:"key_file"`
+	// BrokerURL is the broker as enrolled gates are to reach it; empty:
+	// ssl://{the host in gated enroll's --central URL}:{mqtt.tls.listen's
+	// port}.
+	BrokerURL string `mapstructure:"broker_url"`
+}
+
 // Log configures logging.
 type Log struct {
 	Level  string `mapstructure:"level"`
@@ -146,6 +181,15 @@ var defaults = map[string]any{
 	"mqtt.shared":                   true,
 	"mqtt.cert_file":                "",
 	"mqtt.key_file":                 "",
+	"mqtt.tls.listen":               "",
+	"mqtt.tls.cert_file":            "",
+	"mqtt.tls.key_file":             "",
+	"mqtt.tls.ca_file":              "",
+	"mqtt.tls.dir":                  "mqtt-tls",
+	"mqtt.tls.hosts":                []string{},
+	"enroll.ttl":                    "24h",
+	"enroll.key_file":               "enroll.key",
+	"enroll.broker_url":             "",
 	"payment.provider":              "fake",
 	"payment.stripe.secret_key":     "",
 	"payment.stripe.api_url":        "",
@@ -188,6 +232,7 @@ func Load(path string, environ []string) (Config, error) {
 var (
 	spotRe = regexp.MustCompile(`^[A-Za-z0-9_-]{1,32}$`)
 	curRe  = regexp.MustCompile(`^[a-z]{3}$`)
+	hostRe = regexp.MustCompile(`^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?$`)
 )
 
 // Validate checks every value and reports all problems at once.
@@ -234,6 +279,26 @@ func (c *Config) Validate() error {
 		if (c.MQTT.CertFile == "") != (c.MQTT.KeyFile == "") {
 			bad("mqtt.cert_file and mqtt.key_file go together (TLS for the embedded broker)")
 		}
+		t := c.MQTT.TLS
+		if t.Listen != "" {
+			if _, _, err := net.SplitHostPort(t.Listen); err != nil {
+				bad("mqtt.tls.listen %q: want host:port such as :8883, or empty for no TLS listener", t.Listen)
+			}
+		}
+		if (t.CertFile == "") != (t.KeyFile == "") {
+			bad("mqtt.tls.cert_file and mqtt.tls.key_file go together (both empty: centrald's own CA)")
+		}
+		if t.CAFile != "" && t.CertFile == "" {
+			bad("mqtt.tls.ca_file: only with mqtt.tls.cert_file (centrald's own CA is handed to the gates by itself)")
+		}
+		if t.Listen != "" && t.CertFile == "" && t.Dir == "" {
+			bad("mqtt.tls.dir: give a directory for centrald's own CA and broker certificate")
+		}
+		for _, h := range t.Hosts {
+			if net.ParseIP(h) == nil && !hostRe.MatchString(h) {
+				bad("mqtt.tls.hosts: %q is neither an IP address nor a host name", h)
+			}
+		}
 	} else if u := c.MQTT.URL; u != "" && !strings.HasPrefix(u, "tcp://") && !strings.HasPrefix(u, "ssl://") && !strings.HasPrefix(u, "tls://") {
 		bad("mqtt.url %q: want tcp://host:port or ssl://host:port, or empty to run without gates", u)
 	}
@@ -279,6 +344,17 @@ func (c *Config) Validate() error {
 	}
 	if c.Tickets.KeyFile == "" {
 		bad("tickets.key_file: give a path for the site's signing key")
+	}
+	if c.Enroll.TTL < time.Minute || c.Enroll.TTL > 30*24*time.Hour {
+		bad("enroll.ttl %s: want 1m to 720h", c.Enroll.TTL)
+	}
+	if c.Enroll.KeyFile == "" {
+		bad("enroll.key_file: give a path for central's enrollment key")
+	}
+	if u := c.Enroll.BrokerURL; u != "" {
+		if p, err := url.Parse(u); err != nil || (p.Scheme != "ssl" && p.Scheme != "tcp") || p.Port() == "" || p.Hostname() == "" {
+			bad("enroll.broker_url %q: want ssl://host:port (or tcp://host:port), or empty for the host gates enroll with and mqtt.tls.listen's port", u)
+		}
 	}
 	r := c.Reservations
 	for _, d := range []struct {

@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -25,14 +26,23 @@ func TestDefaultsWithoutFile(t *testing.T) {
 }
 
 // The shipped example must load as it is and say exactly the defaults, so
-// that its comments stay true.
+// that its comments stay true, except for the one value it documents as
+// different: it is the packaged config, which turns on the embedded
+// broker's TLS listener for the gates on 8883.
 func TestExampleFileIsTheDefaults(t *testing.T) {
 	file, err := Load("../../configs/centrald.yaml", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	def, _ := Load("", nil)
-	if file.Site != def.Site || file.HTTP != def.HTTP || file.DB != def.DB || file.MQTT != def.MQTT ||
+	if def.MQTT.TLS.Listen != "" {
+		t.Errorf("built-in mqtt.tls.listen = %q: the binary's default stays plain TCP", def.MQTT.TLS.Listen)
+	}
+	if file.MQTT.TLS.Listen != ":8883" {
+		t.Errorf("configs/centrald.yaml: mqtt.tls.listen = %q, want :8883 (TLS on in the package)", file.MQTT.TLS.Listen)
+	}
+	file.MQTT.TLS.Listen = ""
+	if file.Site != def.Site || file.HTTP != def.HTTP || file.DB != def.DB || !reflect.DeepEqual(file.MQTT, def.MQTT) || file.Enroll != def.Enroll ||
 		file.Payment != def.Payment || file.Auth != def.Auth || file.Tickets != def.Tickets ||
 		file.Reservations != def.Reservations || file.Log != def.Log || file.Spots.Count != def.Spots.Count ||
 		len(file.Spots.IDs) != 0 {
@@ -103,6 +113,15 @@ func TestBadConfigIsReportedClearly(t *testing.T) {
 		{"site: Big Site\n", "site"},
 		{"log:\n  level: loud\n", ""}, // checked by logging, not here
 		{": [\n", "reading"},
+		{"mqtt:\n  tls:\n    listen: 8883\n", "mqtt.tls.listen"},
+		{"mqtt:\n  tls:\n    cert_file: b.crt\n", "mqtt.tls.cert_file and mqtt.tls.key_file"},
+		{"mqtt:\n  tls:\n    ca_file: ca.crt\n", "mqtt.tls.ca_file"},
+		{"mqtt:\n  tls:\n    hosts: ['bad host']\n", "mqtt.tls.hosts"},
+		{"mqtt:\n  tls:\n    listen: ':8883'\n    dir: ''\n", "mqtt.tls.dir"},
+		{"enroll:\n  ttl: 0s\n", "enroll.ttl"},
+		{"enroll:\n  key_file: ''\n", "enroll.key_file"},
+		{"enroll:\n  broker_url: http://x:1\n", "enroll.broker_url"},
+		{"enroll:\n  broker_url: ssl://x\n", "enroll.broker_url"},
 	} {
 		p := filepath.Join(t.TempDir(), "c.yaml")
 		os.WriteFile(p, []byte(tc.yaml), 0o600)

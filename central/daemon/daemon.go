@@ -6,9 +6,16 @@ package daemon
 
 import (
 	"context"
+	"crypto/ed25519"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,6 +25,7 @@ import (
 	"github.com/parkgate/parkgate/central/booking"
 	"github.com/parkgate/parkgate/central/config"
 	"github.com/parkgate/parkgate/central/console"
+	"github.com/parkgate/parkgate/central/enroll"
 	"github.com/parkgate/parkgate/central/payment"
 	"github.com/parkgate/parkgate/central/payment/fakepay"
 	"github.com/parkgate/parkgate/central/payment/stripepay"
@@ -25,6 +33,7 @@ import (
 	"github.com/parkgate/parkgate/central/store/pgstore"
 	"github.com/parkgate/parkgate/central/store/sqlitestore"
 	"github.com/parkgate/parkgate/clock"
+	"github.com/parkgate/parkgate/internal/enrollment"
 	"github.com/parkgate/parkgate/internal/httpserve"
 	"github.com/parkgate/parkgate/internal/sdnotify"
 	"github.com/parkgate/parkgate/internal/service"
@@ -37,8 +46,9 @@ type Options struct {
 	Log   *slog.Logger
 	Clock clock.Clock
 	// Started, if set, is called once the API listens, with its address
-	// and the embedded MQTT broker's ("" if none).
-	Started func(httpAddr, mqttAddr string)
+	// and the embedded MQTT broker's plain and TLS listeners' ("" if
+	// none).
+	Started func(httpAddr, mqttAddr, mqttTLSAddr string)
 }
 
 // OpenStore opens the configured store.
@@ -101,8 +111,14 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 	if err != nil {
 		return err
 	}
+	routes := con.Routes()
+	if cfg.MQTT.Embedded {
+		eh := enrollHandler(cfg, st, sp, signer, opt.Clock, log)
+		routes = append(routes, api.Route{Pattern: "GET " + enrollment.Path, Handler: eh.ServeKey},
+			api.Route{Pattern: "POST " + enrollment.Path, Handler: eh.ServeRedeem})
+	}
 	h := api.New(svc, api.Options{
-		Routes:      con.Routes(),
+		Routes:      routes,
 		Gates:       gateCommands{sp.relay},
 		AdminToken:  cfg.Auth.AdminToken,
 		PublicKey:   ticket.FormatPublicKey(signer.PublicKey()),
@@ -123,9 +139,9 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 	}
 	h.SetReady(true)
 	log.Info("centrald started", "version", version.Version, "site", cfg.Site, "http", ln.Addr().String(), "db", cfg.DB.Driver,
-		"spots", len(cfg.SpotIDs()), "mqtt", sp.addr)
+		"spots", len(cfg.SpotIDs()), "mqtt", sp.addr, "mqtt_tls", sp.tlsAddr)
 	if opt.Started != nil {
-		opt.Started(ln.Addr().String(), sp.addr)
+		opt.Started(ln.Addr().String(), sp.addr, sp.tlsAddr)
 	}
 	_, _ = sdnotify.Notify(sdnotify.Ready)
 	defer func() { _, _ = sdnotify.Notify(sdnotify.Stopping) }()
@@ -195,4 +211,51 @@ func Signer(cfg config.Config) (*ticket.Signer, error) {
 		return nil, fmt.Errorf("tickets.key_file: %w", err)
 	}
 	return ticket.NewSigner(key)
+}
+
+// EnrollKey loads (creating it on first use, mode 0600) central's
+// enrollment signing key, whose fingerprint enrollment codes carry.
+//
+// A key that root creates (`centrald gate enroll` run before the service
+// ever started) is given to the owner of its directory: under systemd
+// that is the service's user (StateDirectory), which could not read a
+// root-owned 0600 key and would then fail to start.
+func EnrollKey(cfg config.Config) (ed25519.PrivateKey, error) {
+	path := cfg.Enroll.KeyFile
+	_, statErr := os.Stat(path)
+	key, err := ticket.LoadOrCreateKey(path)
+	if err != nil {
+		return nil, fmt.Errorf("enroll.key_file: %w", err)
+	}
+	if errors.Is(statErr, fs.ErrNotExist) && os.Geteuid() == 0 {
+		if fi, err := os.Stat(filepath.Dir(path)); err == nil {
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != 0 {
+				if err := os.Chown(path, int(st.Uid), int(st.Gid)); err != nil {
+					return nil, fmt.Errorf("enroll.key_file: %w", err)
+				}
+			}
+		}
+	}
+	return key, nil
+}
+
+// enrollHandler serves GET and POST /enroll for the embedded broker's
+// gates.
+func enrollHandler(cfg config.Config, st store.Store, sp syncParts, signer *ticket.Signer, clk clock.Clock, log *slog.Logger) *enroll.Handler {
+	return &enroll.Handler{
+		Store: st, Key: func() (ed25519.PrivateKey, error) { return EnrollKey(cfg) }, Site: cfg.Site,
+		Broker:     enroll.Broker{URL: cfg.Enroll.BrokerURL, TLSPort: port(sp.tlsAddr), PlainPort: port(sp.addr), CA: string(sp.ca)},
+		TicketKeys: []string{ticket.FormatPublicKey(signer.PublicKey())},
+		Clock:      clk, Log: log,
+	}
+}
+
+// port is the port of a host:port address (0 if none).
+func port(addr string) int {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(p)
+	return n
 }

@@ -3,59 +3,24 @@ package daemon
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
-	"fmt"
 	"time"
 
-	"github.com/parkgate/parkgate/central/broker"
+	"github.com/parkgate/parkgate/central/enroll"
 	"github.com/parkgate/parkgate/central/store"
-	"github.com/parkgate/parkgate/sync/syncmsg"
 )
 
-// AddGate provisions a gate for the embedded broker: a new random password
-// (192 bits), stored as its SHA-256 (broker.HashToken: a generated secret
-// needs no slow KDF, and a thousand gates reconnecting at once must not
-// wait for a thousand argon2id checks), returned once for gated's mqtt.password, and
-// the gate's role (syncmsg.RoleEntry or RoleExit), which its events are
-// checked against: an entry gate cannot check a car out. A new gate needs
-// a role; adding a known gate again rotates its password, keeps its
-// presence, and keeps its role unless role is given.
+// AddGate provisions a gate for the embedded broker (enroll.Provision):
+// a new password, returned once for gated's mqtt.password, and the gate's
+// role, which its events are checked against. A new gate needs a role;
+// adding a known gate again rotates its password, keeps its presence, and
+// keeps its role unless role is given.
 func AddGate(ctx context.Context, st store.Store, id, role string, now time.Time) (string, error) {
-	if syncmsg.ValidID(id) != nil {
-		return "", fmt.Errorf("gate id %q: use 1-32 lower-case letters, digits, '-' or '_', starting with a letter or digit", id)
-	}
-	if id == CentralUser {
-		return "", fmt.Errorf("gate id %q is centrald's own MQTT user", id)
-	}
-	if role != "" && role != syncmsg.RoleEntry && role != syncmsg.RoleExit {
-		return "", fmt.Errorf("role %q: want entry or exit", role)
-	}
-	var b [24]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", err
-	}
-	password := base64.RawURLEncoding.EncodeToString(b[:])
-	hash, err := broker.HashToken(password)
-	if err != nil {
-		return "", err
-	}
-	err = st.Write(ctx, func(tx store.Tx) error {
-		g, err := tx.Gate(id)
-		if errors.Is(err, store.ErrNotFound) {
-			g = store.Gate{ID: id, AddedAt: now}
-		} else if err != nil {
-			return err
-		}
-		if role != "" {
-			g.Role = role
-		}
-		if g.Role == "" {
-			return ErrRoleRequired
-		}
-		g.PasswordHash = hash
-		return tx.PutGate(g)
+	var password string
+	err := st.Write(ctx, func(tx store.Tx) error {
+		pw, err := enroll.Provision(tx, id, role, now)
+		password = pw
+		return err
 	})
 	if err != nil {
 		return "", err
@@ -64,11 +29,11 @@ func AddGate(ctx context.Context, st store.Store, id, role string, now time.Time
 }
 
 // ErrRoleRequired: AddGate was given no role for a gate that has none.
-var ErrRoleRequired = errors.New("a gate without a recorded role needs one: --role entry or --role exit")
+var ErrRoleRequired = enroll.ErrRoleRequired
 
 // CentralUser is centrald's own MQTT user name (the Mosquitto ACL example
 // names it too).
-const CentralUser = "centrald"
+const CentralUser = enroll.CentralUser
 
 // GateCredentials lets the embedded broker check gates' passwords against
 // the store, fresh at every connection, so `centrald gate add` takes effect

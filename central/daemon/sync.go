@@ -3,13 +3,16 @@ package daemon
 import (
 	"context"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/base64"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/parkgate/parkgate/central/booking"
 	"github.com/parkgate/parkgate/central/broker"
+	"github.com/parkgate/parkgate/central/brokercert"
 	"github.com/parkgate/parkgate/central/config"
 	"github.com/parkgate/parkgate/central/leader"
 	"github.com/parkgate/parkgate/central/store"
@@ -25,6 +28,8 @@ type syncParts struct {
 	services []service.Named
 	relay    *centralsync.Relay // nil: no gates (mqtt.url empty, not embedded)
 	addr     string             // the embedded broker's address
+	tlsAddr  string             // its TLS listener's address ("": none)
+	ca       []byte             // the CA (PEM) gates are to trust for tlsAddr (nil: their system roots)
 }
 
 // relayPoll is how often the relay reads the change log: a reservation
@@ -52,14 +57,18 @@ func startSync(ctx context.Context, cfg config.Config, st store.Store, svc *book
 		}
 		// centrald's own broker login lives only in this process's memory.
 		user, pass = CentralUser, base64.RawURLEncoding.EncodeToString(b[:])
-		br, err := broker.New(broker.Config{
+		bc := broker.Config{
 			Site: cfg.Site, Listen: cfg.MQTT.Listen, AllowAnonymous: cfg.MQTT.AllowAnonymous,
 			CertFile: cfg.MQTT.CertFile, KeyFile: cfg.MQTT.KeyFile, CentralUser: user, CentralPassword: pass,
-		}, GateCredentials{Store: st}, log)
+		}
+		if err := brokerTLS(cfg, &bc, &p, clk, log); err != nil {
+			return p, err
+		}
+		br, err := broker.New(bc, GateCredentials{Store: st}, log)
 		if err != nil {
 			return p, fmt.Errorf("mqtt.listen: %w", err)
 		}
-		p.addr = br.Addr()
+		p.addr, p.tlsAddr = br.Addr(), br.TLSAddr()
 		scheme := "tcp://"
 		if cfg.MQTT.CertFile != "" {
 			scheme = "ssl://"
@@ -89,6 +98,40 @@ func startSync(ctx context.Context, cfg config.Config, st store.Store, svc *book
 		p.services = append(p.services, service.Named{Name: "change-wakeup", Service: &wakeOnChanges{notifier: n, relay: p.relay, clk: clk, log: log}})
 	}
 	return p, nil
+}
+
+// brokerTLS sets up the embedded broker's TLS listener (mqtt.tls): the
+// configured certificate, or centrald's own CA and certificate, created
+// on first use.
+func brokerTLS(cfg config.Config, bc *broker.Config, p *syncParts, clk clock.Clock, log *slog.Logger) error {
+	t := cfg.MQTT.TLS
+	if t.Listen == "" {
+		return nil
+	}
+	bc.TLSListen, bc.TLSCertFile, bc.TLSKeyFile = t.Listen, t.CertFile, t.KeyFile
+	if t.CertFile != "" {
+		if t.CAFile != "" {
+			ca, err := os.ReadFile(t.CAFile)
+			if err != nil {
+				return fmt.Errorf("mqtt.tls.ca_file: %w", err)
+			}
+			if !x509.NewCertPool().AppendCertsFromPEM(ca) {
+				return fmt.Errorf("mqtt.tls.ca_file %s: no PEM certificate in it", t.CAFile)
+			}
+			p.ca = ca
+		}
+		return nil
+	}
+	f, err := brokercert.Ensure(t.Dir, cfg.Site, t.Hosts, clk.Now())
+	if err != nil {
+		return err
+	}
+	if f.Created != "" {
+		// Paths only: the keys are never logged.
+		log.Info("created the MQTT broker's TLS "+f.Created, "dir", t.Dir)
+	}
+	bc.TLSCertFile, bc.TLSKeyFile, p.ca = f.CertFile, f.KeyFile, f.CAPEM
+	return nil
 }
 
 // wakeOnChanges wakes the relay as soon as the store says changes were

@@ -182,6 +182,12 @@ type Tx interface {
 	ResolvePaymentException(id, by, note string, at time.Time) error
 	// PutOperator inserts or replaces (by name) an operator account.
 	PutOperator(o Operator) error
+	// Enrollment returns the enrollment code identified by key, locked
+	// for this transaction (ErrNotFound if unknown), so that two gates
+	// presenting one code cannot both use it.
+	Enrollment(key []byte) (Enrollment, error)
+	// PutEnrollment inserts or replaces (by key) an enrollment code.
+	PutEnrollment(e Enrollment) error
 	// SetRelayPosition records that the relay published the log up to v;
 	// the position never moves back (two relays for a moment, a late
 	// write).
@@ -439,6 +445,20 @@ type Operator struct {
 	Name         string
 	PasswordHash []byte // argon2id, as broker.HashPassword makes it
 	CreatedAt    time.Time
+}
+
+// Enrollment is a one-time gate enrollment code as central keeps it:
+// never its secret, only a public key derived from it.
+type Enrollment struct {
+	// Key identifies the code: the Ed25519 public key derived from its
+	// secret (internal/enrollment), which also checks the gate's proof.
+	Key       []byte
+	GateID    string
+	Role      string
+	CreatedAt time.Time
+	ExpiresAt time.Time
+	// UsedAt is when a gate redeemed the code; zero: not yet.
+	UsedAt time.Time
 }
 
 // EventFilter selects gate events. Zero fields select everything.

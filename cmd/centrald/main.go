@@ -4,10 +4,12 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -16,6 +18,7 @@ import (
 	"github.com/parkgate/parkgate/central/config"
 	"github.com/parkgate/parkgate/central/console"
 	"github.com/parkgate/parkgate/central/daemon"
+	"github.com/parkgate/parkgate/central/enroll"
 	"github.com/parkgate/parkgate/internal/logging"
 	"github.com/parkgate/parkgate/internal/version"
 	"github.com/parkgate/parkgate/ticket"
@@ -42,6 +45,11 @@ commands:
                 checked against; required for a new gate) and prints a new
                 password (again: rotates it) for gated's mqtt.password with
                 the embedded MQTT broker
+  gate enroll ID --role entry|exit
+                provision gate ID as gate add does and print a one-time
+                enrollment code (valid for enroll.ttl) as the last line;
+                on the gate, gated enroll --central URL --code CODE
+                fetches its whole configuration with it
   operator add NAME
                 create operator account NAME for the console at /console/
                 and print its password (again: a new password)
@@ -53,7 +61,7 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, usage) }
 	cfgPath := fs.String("config", "", "YAML configuration file")
-	role := fs.String("role", "", "gate add: the gate's role, entry or exit")
+	role := fs.String("role", "", "gate add, gate enroll: the gate's role, entry or exit")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
@@ -107,13 +115,16 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "# key id %s, from %s\n%s\n", s.KeyID(), cfg.Tickets.KeyFile, ticket.FormatPublicKey(s.PublicKey()))
 		return exitOK
 	case "gate":
-		if len(rest) != 2 || rest[0] != "add" {
+		if len(rest) != 2 || rest[0] != "add" && rest[0] != "enroll" {
 			fs.Usage()
 			return exitUsage
 		}
 		if *role != "" && *role != "entry" && *role != "exit" {
-			fmt.Fprintf(stderr, "centrald gate add: --role %q: want entry or exit\n", *role)
+			fmt.Fprintf(stderr, "centrald gate %s: --role %q: want entry or exit\n", rest[0], *role)
 			return exitUsage
+		}
+		if rest[0] == "enroll" {
+			return enrollGate(cfg, rest[1], *role, stdout, stderr)
 		}
 		return addGate(cfg, rest[1], *role, stdout, stderr)
 	case "operator":
@@ -130,10 +141,13 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err = daemon.Run(ctx, cfg, daemon.Options{Log: log, Started: func(addr, mqtt string) {
+	err = daemon.Run(ctx, cfg, daemon.Options{Log: log, Started: func(addr, mqtt, mqttTLS string) {
 		fmt.Fprintf(stdout, "centrald is serving the parking API on http://%s (try: curl http://%s/parkings)\n", addr, addr)
 		if mqtt != "" {
 			fmt.Fprintf(stdout, "centrald's MQTT broker for the gates listens on %s\n", mqtt)
+		}
+		if mqttTLS != "" {
+			fmt.Fprintf(stdout, "centrald's MQTT broker for the gates listens with TLS on %s\n", mqttTLS)
 		}
 	}})
 	if err != nil && !errors.Is(err, context.Canceled) {
@@ -165,6 +179,64 @@ func addGate(cfg config.Config, id, role string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "# gate %s (%s): its MQTT user is %q; set this as its mqtt.password (shown once)\n%s\n", id, g.Role, id, pw)
 	return exitOK
+}
+
+// enrollGate provisions a gate and prints its one-time enrollment code as
+// the last line.
+func enrollGate(cfg config.Config, id, role string, stdout, stderr io.Writer) int {
+	if !cfg.MQTT.Embedded {
+		fmt.Fprintln(stderr, "centrald gate enroll: needs the embedded broker (mqtt.embedded: true), which centrald gives the gates' passwords to; with an external broker, use centrald gate add and the broker's own password file")
+		return exitUsage
+	}
+	ctx := context.Background()
+	st, err := daemon.OpenStore(ctx, cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, "centrald:", err)
+		return exitFailure
+	}
+	defer st.Close()
+	key, err := daemon.EnrollKey(cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, "centrald:", err)
+		return exitFailure
+	}
+	now := time.Now()
+	code, err := enroll.Issue(ctx, st, key.Public().(ed25519.PublicKey), id, role, cfg.Enroll.TTL, now)
+	if err != nil {
+		fmt.Fprintln(stderr, "centrald gate enroll:", err)
+		return exitUsage
+	}
+	g, err := st.Gate(ctx, id)
+	if err != nil {
+		fmt.Fprintln(stderr, "centrald:", err)
+		return exitFailure
+	}
+	if cfg.MQTT.TLS.Listen == "" && cfg.Enroll.BrokerURL == "" {
+		fmt.Fprintln(stderr, "centrald gate enroll: warning: mqtt.tls.listen is empty: the gate will be told to use the plain TCP listener (mqtt.listen), without TLS")
+	}
+	fmt.Fprintf(stdout, "# gate %s (%s): one-time enrollment code, valid until %s. On the gate run:\n#   gated enroll --central %s --code CODE\n%s\n",
+		id, g.Role, now.Add(cfg.Enroll.TTL).UTC().Format(time.RFC3339), centralURLHint(cfg.HTTP.Addr), code)
+	return exitOK
+}
+
+// centralURLHint guesses the URL a gate reaches this centrald's API by,
+// for the hint only: the gate must be given the URL it really uses.
+func centralURLHint(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "http://CENTRAL:PORT"
+	}
+	ip := net.ParseIP(host)
+	switch {
+	case host == "" || ip != nil && ip.IsUnspecified():
+		if h, err := os.Hostname(); err == nil {
+			host = h
+		}
+	case host == "localhost" || ip != nil && ip.IsLoopback():
+		// Behind a reverse proxy: its URL is what the gate needs.
+		return "http://CENTRAL-URL"
+	}
+	return "http://" + net.JoinHostPort(host, port)
 }
 
 // addOperator creates a console account and prints its password as the

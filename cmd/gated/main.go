@@ -10,10 +10,12 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/parkgate/parkgate/gate/config"
 	"github.com/parkgate/parkgate/gate/daemon"
+	"github.com/parkgate/parkgate/gate/enroll"
 	"github.com/parkgate/parkgate/gate/localdb"
 	"github.com/parkgate/parkgate/internal/logging"
 	"github.com/parkgate/parkgate/internal/version"
@@ -35,6 +37,11 @@ commands:
   import FILE   replace the local reservation cache with FILE (JSON:
                 {"version": N, "reservations": [...]}, "-" for stdin), for
                 lanes without the sync
+  enroll --central URL --code CODE [--hardware sim|rpi]
+                fetch this lane's configuration from centrald with the
+                one-time code "centrald gate enroll" printed, and write it
+                to --config (default /etc/parkgate/gated.yaml), mode 0600;
+                a used, expired or wrong code writes nothing
   check-config  validate the configuration (and warn about wiring risks)
                 and exit
   safe          drive the relay outputs inactive and exit (systemd runs
@@ -47,6 +54,9 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, usage) }
 	cfgPath := fs.String("config", "", "YAML configuration file")
+	central := fs.String("central", "", "enroll: centrald's HTTP API URL")
+	code := fs.String("code", "", "enroll: the one-time enrollment code")
+	hardware := fs.String("hardware", "", "enroll: hardware.mode to write (sim or rpi; default sim)")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
@@ -72,6 +82,18 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 	if cmd == "version" {
 		fmt.Fprintln(stdout, version.Version)
 		return exitOK
+	}
+	if (*central != "" || *code != "" || *hardware != "") && cmd != "enroll" {
+		fmt.Fprintln(stderr, "gated: --central, --code and --hardware go with the enroll command")
+		return exitUsage
+	}
+	if cmd == "enroll" {
+		// Before loading any configuration: enroll writes it.
+		if len(rest) != 0 || *central == "" || *code == "" {
+			fmt.Fprintln(stderr, "usage: gated enroll --central URL --code CODE [--config PATH] [--hardware sim|rpi]")
+			return exitUsage
+		}
+		return enrollLane(*central, *code, *cfgPath, *hardware, stdout, stderr)
 	}
 	cfg, err := config.Load(*cfgPath, environ)
 	if err != nil {
@@ -115,6 +137,32 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 	log.Info("gated stopped")
+	return exitOK
+}
+
+// enrollLane runs gated enroll.
+func enrollLane(central, code, path, hardware string, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	res, err := enroll.Run(ctx, enroll.Options{Central: central, Code: code, Path: path, Hardware: hardware, Owner: enroll.ServiceUser})
+	if err != nil {
+		// Never the code itself: it may still be valid.
+		fmt.Fprintln(stderr, "gated enroll:", err)
+		fmt.Fprintf(stderr, "gated enroll: nothing was written to %s\n", res.Path)
+		return exitFailure
+	}
+	fmt.Fprintf(stdout, "wrote %s: gate %s (%s) of site %s, broker %s, hardware.mode %s\n",
+		res.Path, res.Bundle.GateID, res.Bundle.Role, res.Bundle.Site, res.BrokerURL, res.Hardware)
+	if res.BrokerCheck != nil {
+		fmt.Fprintf(stdout, "warning: the broker %s does not verify yet: %v\n(if its certificate lacks the name, add it to centrald's mqtt.tls.hosts and restart centrald; this file stays valid)\n",
+			res.BrokerURL, res.BrokerCheck)
+	} else if strings.HasPrefix(res.BrokerURL, "ssl://") {
+		fmt.Fprintf(stdout, "the broker %s answers with a certificate this lane trusts\n", res.BrokerURL)
+	}
+	if res.Hardware == "sim" {
+		fmt.Fprintln(stdout, "hardware.mode is sim: for a real barrier set hardware.mode: rpi and the pins of its wiring there (docs/gated.md), or enroll with --hardware rpi")
+	}
+	fmt.Fprintf(stdout, "check it with: gated check-config --config %s\nthen start the lane: systemctl enable --now gated\n", res.Path)
 	return exitOK
 }
 

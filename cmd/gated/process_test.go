@@ -64,6 +64,7 @@ type proc struct {
 	cmd  *exec.Cmd
 	base string
 	mqtt string // centrald's embedded broker, if it said
+	tls  string // its TLS listener, if it said
 	done chan struct{}
 	mu   sync.Mutex
 	logs strings.Builder
@@ -72,14 +73,23 @@ type proc struct {
 var (
 	addrRe = regexp.MustCompile(`serving (?:the parking API )?on (http://\S+) `)
 	mqttRe = regexp.MustCompile(`MQTT broker for the gates listens on (\S+)`)
+	tlsRe  = regexp.MustCompile(`MQTT broker for the gates listens with TLS on (\S+)`)
 )
 
 // start runs a daemon binary with env and waits until it says where it
 // serves.
 func start(t *testing.T, bin string, env ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, cmd: exec.Command(bin), done: make(chan struct{})}
-	p.cmd.Env = append(os.Environ(), env...)
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), env...)
+	return startCmd(t, cmd)
+}
+
+// startCmd runs cmd (a daemon) and waits until it says where it serves.
+func startCmd(t *testing.T, cmd *exec.Cmd) *proc {
+	t.Helper()
+	bin := cmd.Path
+	p := &proc{t: t, cmd: cmd, done: make(chan struct{})}
 	stdout, _ := p.cmd.StdoutPipe()
 	p.cmd.Stderr = writerFunc(func(b []byte) (int, error) {
 		p.mu.Lock()
@@ -98,6 +108,11 @@ func start(t *testing.T, bin string, env ...string) *proc {
 			if m := mqttRe.FindStringSubmatch(sc.Text()); m != nil {
 				p.mu.Lock()
 				p.mqtt = m[1]
+				p.mu.Unlock()
+			}
+			if m := tlsRe.FindStringSubmatch(sc.Text()); m != nil {
+				p.mu.Lock()
+				p.tls = m[1]
 				p.mu.Unlock()
 			}
 			if m := addrRe.FindStringSubmatch(sc.Text()); m != nil {

@@ -6,10 +6,13 @@ package config
 
 import (
 	"crypto/ed25519"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -74,6 +77,11 @@ type MQTT struct {
 	// noticed by the gate within about it, and by the broker (which then
 	// publishes the gate's will) within one and a half times it.
 	Keepalive time.Duration `mapstructure:"keepalive"`
+	// CA (PEM, inline) and CAFile are the CA certificates trusted for an
+	// ssl:// broker instead of the system's: `gated enroll` writes
+	// central's own CA into CA. See TLSConfig.
+	CA     string `mapstructure:"ca"`
+	CAFile string `mapstructure:"ca_file"`
 }
 
 // Hardware says how the lane is wired.
@@ -152,6 +160,8 @@ var defaults = map[string]any{
 	"mqtt.username":               "",
 	"mqtt.password":               "",
 	"mqtt.keepalive":              "15s",
+	"mqtt.ca":                     "",
+	"mqtt.ca_file":                "",
 	"hardware.mode":               "sim",
 	"hardware.relay_pin":          "GPIO17",
 	"hardware.hold_pin":           "",
@@ -242,6 +252,9 @@ func (c *Config) Validate() error {
 	if c.MQTT.Keepalive < time.Second || c.MQTT.Keepalive > 10*time.Minute || c.MQTT.Keepalive%time.Second != 0 {
 		bad("mqtt.keepalive %s: want whole seconds from 1s to 10m (MQTT counts it in seconds)", c.MQTT.Keepalive)
 	}
+	if _, err := c.MQTT.TLSConfig(); err != nil {
+		bad("%v", err)
+	}
 	if c.DB.Path == "" {
 		bad("db.path: give the local database file's path")
 	}
@@ -327,6 +340,29 @@ func (c *Config) Validate() error {
 		return errors.New("invalid configuration:\n  " + strings.Join(errs, "\n  "))
 	}
 	return nil
+}
+
+// TLSConfig is the TLS setup for an ssl:// broker: nil (the system's
+// roots) unless mqtt.ca or mqtt.ca_file name CA certificates, which are
+// then the only ones trusted.
+func (m MQTT) TLSConfig() (*tls.Config, error) {
+	if strings.TrimSpace(m.CA) == "" && m.CAFile == "" {
+		return nil, nil
+	}
+	pool := x509.NewCertPool()
+	if strings.TrimSpace(m.CA) != "" && !pool.AppendCertsFromPEM([]byte(m.CA)) {
+		return nil, errors.New("mqtt.ca: no PEM certificate in it (want -----BEGIN CERTIFICATE----- ...)")
+	}
+	if m.CAFile != "" {
+		b, err := os.ReadFile(m.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("mqtt.ca_file: %w", err)
+		}
+		if !pool.AppendCertsFromPEM(b) {
+			return nil, fmt.Errorf("mqtt.ca_file %s: no PEM certificate in it", m.CAFile)
+		}
+	}
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
 }
 
 // RelayLow is the relay outputs' polarity: hardware.relay_active_low,

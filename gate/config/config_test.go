@@ -1,7 +1,11 @@
 package config
 
 import (
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -186,6 +190,33 @@ func TestBootWarnings(t *testing.T) {
 		ws := strings.Join(c.BootWarnings(), "\n")
 		if tc.want == "" && ws != "" || tc.want != "" && !strings.Contains(ws, tc.want) {
 			t.Errorf("%q: warnings %q, want %q", tc.yaml, ws, tc.want)
+		}
+	}
+}
+
+// mqtt.ca is what gated trusts for an ssl:// broker; a value that is not
+// a PEM certificate is refused at load, naming the key.
+func TestMQTTCA(t *testing.T) {
+	srv := httptest.NewTLSServer(http.NotFoundHandler())
+	defer srv.Close()
+	caPEM := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}))
+	c, err := Load("", []string{"PARKING_MQTT_URL=ssl://127.0.0.1:8883", "PARKING_MQTT_CA=" + caPEM})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc, err := c.MQTT.TLSConfig()
+	if err != nil || tc == nil || tc.RootCAs == nil {
+		t.Fatalf("TLSConfig = %v, %v", tc, err)
+	}
+	if _, err := srv.Certificate().Verify(x509.VerifyOptions{Roots: tc.RootCAs}); err != nil {
+		t.Errorf("the configured CA is not trusted: %v", err)
+	}
+	if def, _ := Load("", nil); func() bool { tc, _ := def.MQTT.TLSConfig(); return tc != nil }() {
+		t.Error("without mqtt.ca the system's roots must be used (nil TLS config)")
+	}
+	for _, env := range []string{"PARKING_MQTT_CA=not a certificate", "PARKING_MQTT_CA_FILE=/nonexistent/ca.crt"} {
+		if _, err := Load("", []string{env}); err == nil || !strings.Contains(err.Error(), "mqtt.ca") {
+			t.Errorf("%s: err = %v, want a refusal naming mqtt.ca", env, err)
 		}
 	}
 }

@@ -320,9 +320,14 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 		if user == "" && cfg.MQTT.Password != "" {
 			user = cfg.Gate.ID // the embedded broker's login is the gate id
 		}
+		tlsCfg, err := cfg.MQTT.TLSConfig()
+		if err != nil {
+			return err
+		}
 		gs := gatesync.New(gatesync.Config{
 			Site: cfg.Site, GateID: cfg.Gate.ID, Role: cfg.Gate.Role,
 			URL: cfg.MQTT.URL, Username: user, Password: cfg.MQTT.Password, Keepalive: cfg.MQTT.Keepalive,
+			TLS: tlsCfg,
 		}, gatesync.Deps{DB: db, Lane: ln, Sessions: gatesync.FileSessions(cfg.DB.Path + ".session"), Clock: clk, Log: log,
 			StatusChanged: flt.Changed})
 		online = gs.Online

@@ -24,6 +24,7 @@ package gatesync
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -130,6 +131,9 @@ type Config struct {
 	// Username and Password log the gate in; both empty for an anonymous
 	// broker (labs).
 	Username, Password string
+	// TLS configures an ssl:// connection (nil: the system's roots), e.g.
+	// to trust the CA that enrollment handed over.
+	TLS *tls.Config
 	// ClientID is the MQTT client id. Empty: Username when one is set
 	// (centrald's embedded broker admits a gate only with client id =
 	// username = gate id), otherwise "gate-{site}-{gate}", which keeps
@@ -465,6 +469,7 @@ func (s *Sync) connection(ctx context.Context) (connected bool, err error) {
 		SetClientID(s.clientID).
 		SetUsername(s.cfg.Username).
 		SetPassword(s.cfg.Password).
+		SetTLSConfig(s.cfg.TLS).
 		SetProtocolVersion(4). // 3.1.1, what both brokers and the ACL tests speak
 		SetCleanSession(true). // nothing queued for an absent gate is replayed
 		SetAutoReconnect(false).

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/parkgate/parkgate/central/reservation"
 	"github.com/parkgate/parkgate/central/store"
@@ -371,4 +372,36 @@ func (t *tx) PutOperator(o store.Operator) error {
 // SetRelayPosition moves the relay's position forward to v.
 func (t *tx) SetRelayPosition(v int64) error {
 	return t.exec(`UPDATE relay_position SET version = greatest(version, $1) WHERE id = 1`, v)
+}
+
+// Enrollment returns one enrollment code, locked until the transaction
+// ends, so that a second redemption of the same code waits and then sees
+// it used.
+func (t *tx) Enrollment(key []byte) (store.Enrollment, error) {
+	var (
+		e                    store.Enrollment
+		created, exp, usedAt pgtype.Timestamptz
+	)
+	err := t.q.QueryRow(t.ctx, `SELECT key, gate_id, role, created_at, expires_at, used_at FROM enrollments WHERE key = $1 FOR UPDATE`, key).
+		Scan(&e.Key, &e.GateID, &e.Role, &created, &exp, &usedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return e, fmt.Errorf("enrollment: %w", store.ErrNotFound)
+	}
+	e.CreatedAt, e.ExpiresAt, e.UsedAt = fromTS(created), fromTS(exp), fromTS(usedAt)
+	return e, t.note(err)
+}
+
+// PutEnrollment inserts or replaces an enrollment code.
+func (t *tx) PutEnrollment(e store.Enrollment) error {
+	if len(e.Key) == 0 {
+		return errors.New("enrollment: empty key")
+	}
+	err := t.exec(`INSERT INTO enrollments (key, gate_id, role, created_at, expires_at, used_at) VALUES ($1, $2, $3, $4, $5, $6)
+		ON CONFLICT (key) DO UPDATE SET gate_id = excluded.gate_id, role = excluded.role, created_at = excluded.created_at,
+			expires_at = excluded.expires_at, used_at = excluded.used_at`,
+		e.Key, e.GateID, e.Role, ts(e.CreatedAt), ts(e.ExpiresAt), ts(e.UsedAt))
+	if err != nil {
+		return mapErr(err, "enrollment for gate "+e.GateID, nil)
+	}
+	return nil
 }

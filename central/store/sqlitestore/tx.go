@@ -317,3 +317,34 @@ func (t *tx) SetRelayPosition(v int64) error {
 	_, err := t.q.ExecContext(t.ctx, `UPDATE relay_position SET version = max(version, ?) WHERE id = 1`, v)
 	return err
 }
+
+// Enrollment returns one enrollment code. SQLite's write transaction
+// already excludes every other writer.
+func (t *tx) Enrollment(key []byte) (store.Enrollment, error) {
+	var (
+		e                    store.Enrollment
+		created, exp, usedAt sql.NullInt64
+	)
+	err := t.q.QueryRowContext(t.ctx, `SELECT key, gate_id, role, created_at, expires_at, used_at FROM enrollments WHERE key = ?`, key).
+		Scan(&e.Key, &e.GateID, &e.Role, &created, &exp, &usedAt)
+	if errors.Is(err, sql.ErrNoRows) {
+		return e, fmt.Errorf("enrollment: %w", store.ErrNotFound)
+	}
+	e.CreatedAt, e.ExpiresAt, e.UsedAt = sqlitedb.FromMicros(created), sqlitedb.FromMicros(exp), sqlitedb.FromMicros(usedAt)
+	return e, err
+}
+
+// PutEnrollment inserts or replaces an enrollment code.
+func (t *tx) PutEnrollment(e store.Enrollment) error {
+	if len(e.Key) == 0 {
+		return errors.New("enrollment: empty key")
+	}
+	_, err := t.q.ExecContext(t.ctx, `INSERT INTO enrollments (key, gate_id, role, created_at, expires_at, used_at) VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT (key) DO UPDATE SET gate_id = excluded.gate_id, role = excluded.role, created_at = excluded.created_at,
+			expires_at = excluded.expires_at, used_at = excluded.used_at`,
+		e.Key, e.GateID, e.Role, sqlitedb.Micros(e.CreatedAt), sqlitedb.Micros(e.ExpiresAt), sqlitedb.Micros(e.UsedAt))
+	if err != nil {
+		return mapErr(err, "enrollment for gate "+e.GateID, nil)
+	}
+	return nil
+}

@@ -5,6 +5,7 @@ package storetest
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -16,8 +17,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parkgate/parkgate/central/broker"
+	"github.com/parkgate/parkgate/central/enroll"
 	"github.com/parkgate/parkgate/central/reservation"
 	"github.com/parkgate/parkgate/central/store"
+	"github.com/parkgate/parkgate/internal/enrollment"
 )
 
 // base is a fixed instant, so runs are reproducible; it is in the future so
@@ -56,6 +60,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"LatestRefunds", testLatestRefunds},
 		{"OperatorActionsInLog", testOperatorActionsInLog},
 		{"Operators", testOperators},
+		{"Enrollment", testEnrollment},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
@@ -1461,4 +1466,141 @@ func testOperators(t *testing.T, s store.Store) {
 		t.Errorf("Operator(alice) = %+v, %v", o, err)
 	}
 	checkUTC(t, "createdAt", o.CreatedAt)
+}
+
+// redeem presents code c to the store as gated enroll would.
+func redeem(s store.Store, c enrollment.Code, now time.Time) (enroll.Grant, error) {
+	r, err := enrollment.NewRecipient()
+	if err != nil {
+		return enroll.Grant{}, err
+	}
+	id, recipient, proof, err := enrollment.ParseRequest(enrollment.NewRequest(c, r))
+	if err != nil {
+		return enroll.Grant{}, err
+	}
+	return enroll.Redeem(context.Background(), s, id, recipient, proof, now)
+}
+
+// testEnrollment: a code provisions its gate, is redeemed once, not after
+// it expires, never by a wrong proof, and of concurrent redemptions
+// exactly one succeeds; a failed redemption changes nothing.
+func testEnrollment(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	pub, _, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.Write(ctx, func(tx store.Tx) error { _, err := tx.Enrollment([]byte("nope")); return err })
+	wantErr(t, "Enrollment(unknown)", err, store.ErrNotFound)
+
+	if _, err := enroll.Issue(ctx, s, pub, "entry-1", "", 24*time.Hour, at(0)); !errors.Is(err, enroll.ErrRoleRequired) {
+		t.Fatalf("Issue(new gate, no role) = %v, want ErrRoleRequired", err)
+	}
+	if _, err := s.Gate(ctx, "entry-1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a refused Issue stored the gate: %v", err)
+	}
+	c, err := enroll.Issue(ctx, s, pub, "entry-1", "entry", 24*time.Hour, at(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Fingerprint != enrollment.Fingerprint(pub) {
+		t.Error("the code does not carry central's fingerprint")
+	}
+	g, err := s.Gate(ctx, "entry-1")
+	if err != nil || g.Role != "entry" || len(g.PasswordHash) != 0 {
+		t.Fatalf("after Issue: gate %+v, %v; want role entry and no password until enrolled", g, err)
+	}
+
+	// A proof made with another secret for this code's id is refused.
+	other, _ := enrollment.NewCode(pub)
+	r, _ := enrollment.NewRecipient()
+	forged := enrollment.NewRequest(other, r)
+	forged.Code = enrollment.NewRequest(c, r).Code
+	id, recipient, proof, err := enrollment.ParseRequest(forged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := enroll.Redeem(ctx, s, id, recipient, proof, at(1)); !errors.Is(err, enroll.ErrUnknown) {
+		t.Errorf("Redeem(wrong proof) = %v, want ErrUnknown", err)
+	}
+	if _, err := redeem(s, other, at(1)); !errors.Is(err, enroll.ErrUnknown) {
+		t.Errorf("Redeem(code never issued) = %v, want ErrUnknown", err)
+	}
+
+	grant, err := redeem(s, c, at(1))
+	if err != nil {
+		t.Fatalf("Redeem: %v", err)
+	}
+	if grant.GateID != "entry-1" || grant.Role != "entry" || len(grant.Password) < broker.MinTokenLen {
+		t.Fatalf("grant = %+v", grant)
+	}
+	g, _ = s.Gate(ctx, "entry-1")
+	if want, _ := broker.HashToken(grant.Password); string(g.PasswordHash) != string(want) {
+		t.Fatal("the gate's stored password is not the one granted")
+	}
+	if _, err := redeem(s, c, at(2)); !errors.Is(err, enroll.ErrUsed) {
+		t.Errorf("Redeem(used code) = %v, want ErrUsed", err)
+	}
+	if g2, _ := s.Gate(ctx, "entry-1"); string(g2.PasswordHash) != string(g.PasswordHash) {
+		t.Error("a refused redemption changed the gate's password")
+	}
+
+	// Expiry: valid until created + ttl, not at that instant. A new code
+	// for a known gate leaves its password alone until it is redeemed.
+	c2, err := enroll.Issue(ctx, s, pub, "entry-1", "", time.Hour, at(10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g2, _ := s.Gate(ctx, "entry-1"); string(g2.PasswordHash) != string(g.PasswordHash) || g2.Role != "entry" {
+		t.Errorf("issuing a code for a known gate changed it: %+v", g2)
+	}
+	if _, err := redeem(s, c2, at(11)); !errors.Is(err, enroll.ErrExpired) {
+		t.Errorf("Redeem(at expiry) = %v, want ErrExpired", err)
+	}
+	var e store.Enrollment
+	write(t, s, func(tx store.Tx) error { e, err = tx.Enrollment(c2.ID()); return err })
+	if !e.UsedAt.IsZero() || !e.ExpiresAt.Equal(at(11)) || !e.CreatedAt.Equal(at(10)) || e.GateID != "entry-1" {
+		t.Errorf("stored enrollment = %+v", e)
+	}
+	checkUTC(t, "enrollment", e.CreatedAt, e.ExpiresAt)
+	if g2, _ := s.Gate(ctx, "entry-1"); string(g2.PasswordHash) != string(g.PasswordHash) {
+		t.Error("an expired code changed the gate's password")
+	}
+	if _, err := redeem(s, c2, at(11).Add(-time.Microsecond)); err != nil {
+		// at(11) - 1µs is still valid.
+		t.Errorf("Redeem(just before expiry) = %v", err)
+	}
+
+	// Concurrent redemptions of one code: exactly one wins.
+	c3, err := enroll.Issue(ctx, s, pub, "exit-1", "exit", time.Hour, at(20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 8
+	var wg sync.WaitGroup
+	var ok, used atomic.Int32
+	errs := make(chan error, n)
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := redeem(s, c3, at(20.5))
+			switch {
+			case err == nil:
+				ok.Add(1)
+			case errors.Is(err, enroll.ErrUsed):
+				used.Add(1)
+			default:
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("concurrent Redeem: %v", err)
+	}
+	if ok.Load() != 1 || used.Load() != n-1 {
+		t.Errorf("concurrent redemptions: %d succeeded, %d saw the code used; want 1 and %d", ok.Load(), used.Load(), n-1)
+	}
 }
