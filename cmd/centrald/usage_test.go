@@ -1,0 +1,34 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+// --help is asked for: the usage on stdout and exit 0, as parkctl does.
+// An unknown command is a mistake: it is named, then the usage, on
+// stderr, exit 2 — even when the configuration is bad too.
+func TestHelpAndUnknownCommand(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {"-h"}, {"--config", "x.yaml", "--help"}} {
+		var stdout, stderr strings.Builder
+		if code := run(args, nil, &stdout, &stderr); code != exitOK {
+			t.Errorf("%q: exit %d, want 0", args, code)
+		}
+		if !strings.HasPrefix(stdout.String(), "usage: centrald ") || stderr.Len() != 0 {
+			t.Errorf("%q: stdout %q, stderr %q; want the usage on stdout only", args, stdout.String(), stderr.String())
+		}
+	}
+	for _, env := range [][]string{nil, {"PARKING_LOG_LEVEL=loud"}} {
+		var stdout, stderr strings.Builder
+		if code := run([]string{"frobnicate"}, env, &stdout, &stderr); code != exitUsage {
+			t.Errorf("frobnicate (env %q): exit %d, want %d", env, code, exitUsage)
+		}
+		if want := "centrald: unknown command \"frobnicate\"\nusage: centrald "; !strings.HasPrefix(stderr.String(), want) || stdout.Len() != 0 {
+			t.Errorf("frobnicate (env %q): stdout %q, stderr %q; want stderr to start %q", env, stdout.String(), stderr.String(), want)
+		}
+	}
+	var stdout, stderr strings.Builder
+	if code := run([]string{"--bogus"}, nil, &stdout, &stderr); code != exitUsage || !strings.Contains(stderr.String(), "-bogus\nusage: centrald ") {
+		t.Errorf("--bogus: exit %d, stderr %q", code, stderr.String())
+	}
+}
