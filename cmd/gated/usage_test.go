@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -30,5 +32,19 @@ func TestHelpAndUnknownCommand(t *testing.T) {
 	var stdout, stderr strings.Builder
 	if code := run([]string{"--bogus"}, nil, &stdout, &stderr); code != exitUsage || !strings.Contains(stderr.String(), "-bogus\nusage: gated ") {
 		t.Errorf("--bogus: exit %d, stderr %q", code, stderr.String())
+	}
+}
+
+// A misspelt key in the config file is named with the file and its dotted
+// path, and the nearest known key; gated does not start (exit 2).
+func TestConfigTypoNamesFileAndKey(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "x.yaml")
+	if err := os.WriteFile(path, []byte("hardware:\n  relay_pn: GPIO4\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr strings.Builder
+	code := run([]string{"--config", path, "check-config"}, nil, &stdout, &stderr)
+	if want := "gated: " + path + ": unknown key \"hardware.relay_pn\" (did you mean \"hardware.relay_pin\"?)\n"; code != exitUsage || stderr.String() != want {
+		t.Errorf("exit %d, stderr %q; want exit 2 and %q", code, stderr.String(), want)
 	}
 }
