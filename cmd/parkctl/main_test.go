@@ -733,3 +733,40 @@ func TestTicketQRPipedFromBinary(t *testing.T) {
 		t.Fatalf("reads %q, want %q", got, tk)
 	}
 }
+
+// The shipped examples/fleet.csv parses with the push parser, all its rows
+// lie on the one day the README's sed moves to tomorrow, and, so moved, the
+// server takes every row.
+func TestShippedFleetExample(t *testing.T) {
+	const path, day = "../../examples/fleet.csv", "2027-01-15"
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := readPushCSV(bytes.NewReader(raw))
+	if err != nil || len(rows) != 3 {
+		t.Fatalf("%s: %d rows, %v", path, len(rows), err)
+	}
+	for _, r := range rows {
+		if r.item.ReservedFrom.Format(time.DateOnly) != day || r.item.ReservedUntil.Format(time.DateOnly) != day {
+			t.Errorf("%s line %d is not on %s, which the README's sed replaces", path, r.line, day)
+		}
+	}
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(readme, []byte(`sed "s/`+day+`/$(date -u -d tomorrow +%F)/g" examples/fleet.csv > fleet.csv`)) {
+		t.Errorf("README.md does not move %s to tomorrow as examples/fleet.csv says", day)
+	}
+
+	h := newHarness(t, "8", "9", "10")
+	h.env[envAdmin] = clienttest.AdminToken
+	moved := filepath.Join(t.TempDir(), "fleet.csv")
+	tomorrow := h.clk.Now().Add(24 * time.Hour).Format(time.DateOnly)
+	if err := os.WriteFile(moved, bytes.ReplaceAll(raw, []byte(day), []byte(tomorrow)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := h.runSecret("push", moved)
+	h.want(r, 0, []string{"pushed 3 reservation(s)"}, nil)
+}
