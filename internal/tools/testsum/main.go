@@ -119,6 +119,7 @@ type summary struct {
 	w       io.Writer
 	pkgs    map[string]*pkgState
 	running []string // packages started and not finished, in start order
+	started map[string]time.Time
 	builds  map[string][]string
 	skips   []skip
 	fails   []string // "pkg TestName" of failed tests, and packages
@@ -129,7 +130,7 @@ type summary struct {
 }
 
 func newSummary(w io.Writer) *summary {
-	return &summary{w: w, pkgs: map[string]*pkgState{}, builds: map[string][]string{}}
+	return &summary{w: w, pkgs: map[string]*pkgState{}, builds: map[string][]string{}, started: map[string]time.Time{}}
 }
 
 func (s *summary) pkg(name string) *pkgState {
@@ -173,6 +174,7 @@ func (s *summary) line(l string) {
 		switch e.Action {
 		case "start":
 			s.running = append(s.running, e.Package)
+			s.started[e.Package] = e.Time
 		case "output":
 			if !trailer(e.Output) {
 				p.output = append(p.output, e.Output)
@@ -273,9 +275,13 @@ func (s *summary) heartbeat(now time.Time) {
 		return
 	}
 	if len(s.running) == 0 {
-		fmt.Fprintf(s.w, "… compiling (%d packages done)\n", s.nPkgs)
+		fmt.Fprintf(s.w, "… compiling (%s done)\n", plural(s.nPkgs, "package"))
 	} else {
-		fmt.Fprintf(s.w, "… running %s (%d packages done)\n", strings.Join(s.running, ", "), s.nPkgs)
+		names := make([]string, len(s.running))
+		for i, p := range s.running {
+			names[i] = fmt.Sprintf("%s for %s", p, now.Sub(s.started[p]).Round(time.Second))
+		}
+		fmt.Fprintf(s.w, "… running %s (%s done)\n", strings.Join(names, ", "), plural(s.nPkgs, "package"))
 	}
 	s.printed = now
 }
@@ -312,8 +318,9 @@ func (s *summary) finish() {
 			fmt.Fprintf(s.w, "    %s: %s\n", k.name, k.msg)
 		}
 	}
-	fmt.Fprintf(s.w, "\n%d tests in %d packages: %d passed, %d skipped, %d failed (%s)\n",
-		total, s.nPkgs, total-skipped-countTests(s.fails), skipped, countTests(s.fails), s.last.Sub(s.first).Round(100*time.Millisecond))
+	fmt.Fprintf(s.w, "\n%s in %s: %d passed, %d skipped, %d failed (%s)\n",
+		plural(total, "test"), plural(s.nPkgs, "package"), total-skipped-countTests(s.fails), skipped, countTests(s.fails),
+		s.last.Sub(s.first).Round(100*time.Millisecond))
 	if len(s.fails) > 0 {
 		fmt.Fprintf(s.w, "FAILED (output above):\n  %s\n", strings.Join(s.fails, "\n  "))
 	}
@@ -328,4 +335,12 @@ func countTests(fails []string) int {
 		}
 	}
 	return n
+}
+
+// plural is "1 test", "2 tests".
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
 }

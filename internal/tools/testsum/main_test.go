@@ -80,7 +80,7 @@ func TestHeartbeat(t *testing.T) {
 	s.heartbeat(t0)
 	s.line(`{"Time":"2026-12-03T09:00:01Z","Action":"start","Package":"example.com/slow"}`)
 	s.heartbeat(t0.Add(20 * time.Second))
-	want := "… compiling (0 packages done)\n… running example.com/slow (0 packages done)\n"
+	want := "… compiling (0 packages done)\n… running example.com/slow for 19s (0 packages done)\n"
 	if b.String() != want {
 		t.Fatalf("got %q, want %q", b.String(), want)
 	}
