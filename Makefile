@@ -24,9 +24,17 @@ build-armv7:
 
 # The README's test command: every unit and process-level test, with the
 # race detector. Tests that need an external service (PostgreSQL, Mosquitto,
-# stripe-mock) skip with a message unless their PARKING_TEST_* variable is set.
+# stripe-mock, HAProxy, Chromium) skip with a message unless their
+# PARKING_TEST_* variable is set. internal/tools/testsum runs go test -json:
+# one line per package as it finishes, the full output of every failure,
+# and at the end every skipped test with its reason; its exit status is go
+# test's (built, not "go run": go run turns every failure into exit 1 and
+# adds its own "exit status" line). PKGS narrows it: make test PKGS=./central/...
+PKGS ?= ./...
 test:
-	$(GO) test -race -count=1 ./...
+	@mkdir -p $(BIN)
+	@$(GO) build -o $(BIN)/testsum ./internal/tools/testsum
+	$(BIN)/testsum -go $(GO) -race -count=1 $(PKGS)
 
 # Short runs (30,000 inputs each) of the fuzz targets on untrusted input: centrald's request
 # decoders (bodies and query strings), the ticket verifier, ANPR camera pushes (.ci/run calls this).

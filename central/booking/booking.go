@@ -1,8 +1,9 @@
 // Package booking is the set of rules by which centrald changes spot and
 // reservation state: reserving a window, paying, checking in and out,
 // operator pushes and overrides, and the timers that expire unpaid
-// reservations and release no-shows. It is the only writer of the store; the
-// HTTP layer (and later the gate sync) call it and nothing else.
+// reservations and release no-shows. It is the only writer of the store;
+// the HTTP layer, the operator console and the gate sync (gate events,
+// through sync/centralsync) call it and nothing else.
 package booking
 
 import (

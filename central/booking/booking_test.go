@@ -715,3 +715,49 @@ func TestRefundSettledByAnotherInstanceStands(t *testing.T) {
 		t.Fatalf("refunded %d", e.pay.Refunded(p.PaymentRef))
 	}
 }
+
+// A car that checks in early (within early_arrival) and leaves before its
+// window starts used none of it: it gets everything back, as cancelling
+// before the start would, also with refund_unused off. (Counting whole
+// hours would keep one of the two hours a 1 h 30 min window costs.)
+// Leaving at the start itself is an ordinary early departure.
+func TestLeavingBeforeTheStartRefundsInFull(t *testing.T) {
+	for _, refundUnused := range []bool{true, false} {
+		e := newEnv(t)
+		e.cfg.RefundUnused = refundUnused
+		e.svc = booking.New(e.st, e.pay, stubTickets{}, e.clk, e.cfg, nil, nil)
+		w := reservation.Window{From: t0.Add(10 * time.Minute), Until: t0.Add(100 * time.Minute)}
+		p := e.paid("1", w) // two started hours: 500
+		drv := booking.Caller{Token: p.Token}
+		if _, err := e.svc.CheckIn(e.ctx, "1", drv); err != nil {
+			t.Fatal(err)
+		}
+		e.clk.Advance(5 * time.Minute)
+		if _, err := e.svc.CheckOut(e.ctx, "1", drv, time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+		rs := e.refunds(p.ID)
+		if len(rs) != 1 || rs[0].Amount != 500 || rs[0].Reason != booking.ReasonEarlyDeparture || rs[0].Status != store.RefundPending {
+			t.Fatalf("refund_unused %v: left before the start: refunds %+v, want 500 (everything)", refundUnused, rs)
+		}
+		if n, err := e.svc.SettleRefunds(e.ctx); err != nil || n != 1 || e.pay.Refunded(rs[0].ChargeRef) != 500 {
+			t.Fatalf("settle: %d %v, provider refunded %d", n, err, e.pay.Refunded(rs[0].ChargeRef))
+		}
+
+		// The same window, left at its start: the one whole hour unused.
+		q := e.paid("2", w)
+		drv = booking.Caller{Token: q.Token}
+		e.svc.CheckIn(e.ctx, "2", drv)
+		e.clk.Set(w.From)
+		if _, err := e.svc.CheckOut(e.ctx, "2", drv, time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+		want := 0
+		if refundUnused {
+			want = 1
+		}
+		if rs := e.refunds(q.ID); len(rs) != want || want == 1 && rs[0].Amount != 250 {
+			t.Fatalf("refund_unused %v: left at the start: refunds %+v", refundUnused, rs)
+		}
+	}
+}

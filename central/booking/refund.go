@@ -24,7 +24,9 @@ const (
 //
 //   - Early departure (taken → left; paid → left when a gate reports an
 //     exit whose entry it never reported): the unused whole hours of the window,
-//     at the reservation's own hourly price, if RefundUnused.
+//     at the reservation's own hourly price, if RefundUnused; everything
+//     when the car left before the window started (it checked in early,
+//     within EarlyArrival), like a cancellation before the start.
 //   - No-show (paid → no_show): everything but NoShowFee.
 //   - Cancelled before the window starts: everything; after it started:
 //     the unused whole hours, if RefundUnused.
@@ -35,6 +37,13 @@ func (s *Service) RefundDue(prev reservation.State, r reservation.Reservation, n
 		return 0, ""
 	}
 	switch {
+	case (prev == reservation.Taken || prev == reservation.Paid) && r.State == reservation.Left && r.LeftAt.Before(r.From):
+		// Gone before the window started (in early, out early): nothing of
+		// the window was used, so it is refunded as a cancellation before
+		// the start would be, in full and whatever RefundUnused says.
+		// Counting only its whole hours would keep a started hour's price
+		// (1 h 30 min costs two hours, has one whole hour) for no parking.
+		return r.Amount, ReasonEarlyDeparture
 	case (prev == reservation.Taken || prev == reservation.Paid) && r.State == reservation.Left && s.cfg.RefundUnused:
 		return unusedHours(r, r.LeftAt), ReasonEarlyDeparture
 	case prev == reservation.Paid && r.State == reservation.NoShow:

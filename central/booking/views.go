@@ -14,8 +14,8 @@ type SpotView struct {
 	ID     string
 	Status string // free, reserved, taken
 	// Reservation is the spot's current reservation (the car inside, or
-	// the one whose window covers now, or one that left early in the
-	// window), else its next one; nil if neither exists.
+	// the one whose window covers now), else its next one, else one that
+	// left early within its window; nil if none exists.
 	Reservation *reservation.Reservation
 }
 
@@ -67,11 +67,15 @@ func view(id string, rs []reservation.Reservation, now time.Time) SpotView {
 			ended = r
 		}
 	}
-	if ended != nil {
-		return pick(*ended, StatusFree)
-	}
+	// A free spot's next booking is what a driver or an operator acts on
+	// (free until when?); a booking that ended early is shown only when
+	// none follows, so that its leftAt still tells why the spot is free
+	// within its window.
 	if next != nil {
 		return pick(*next, StatusFree)
+	}
+	if ended != nil {
+		return pick(*ended, StatusFree)
 	}
 	return v
 }

@@ -56,14 +56,31 @@ commands:
   version       print the version
 `
 
+// knownCommands are the commands in usage.
+var knownCommands = map[string]bool{"check-config": true, "pubkey": true, "gate": true, "operator": true, "version": true}
+
 func run(args, environ []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("centrald", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, usage) }
+	// The flag package prints its error before calling Usage; parse
+	// below prints the usage itself, to stdout for --help (asked for:
+	// exit 0, like parkctl) and to stderr after a mistake (exit 2).
+	fs.Usage = func() {}
 	cfgPath := fs.String("config", "", "YAML configuration file")
 	role := fs.String("role", "", "gate add, gate enroll: the gate's role, entry or exit")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+	parse := func(args []string) (code int, ok bool) {
+		switch err := fs.Parse(args); {
+		case errors.Is(err, flag.ErrHelp):
+			fmt.Fprint(stdout, usage)
+			return exitOK, false
+		case err != nil:
+			fmt.Fprint(stderr, usage)
+			return exitUsage, false
+		}
+		return 0, true
+	}
+	if code, ok := parse(args); !ok {
+		return code
 	}
 	cmd := ""
 	var rest []string
@@ -73,8 +90,8 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 		// centrald gate add entry-1 --config x.
 		more := fs.Args()[1:]
 		for len(more) > 0 {
-			if err := fs.Parse(more); err != nil {
-				return exitUsage
+			if code, ok := parse(more); !ok {
+				return code
 			}
 			if fs.NArg() == 0 {
 				break
@@ -82,8 +99,14 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 			rest = append(rest, fs.Arg(0))
 			more = fs.Args()[1:]
 		}
+		if !knownCommands[cmd] {
+			// Said before the configuration is read: a typo is a typo
+			// whatever the config holds.
+			fmt.Fprintf(stderr, "centrald: unknown command %q\n%s", cmd, usage)
+			return exitUsage
+		}
 		if cmd != "gate" && cmd != "operator" && len(rest) > 0 || cmd != "gate" && *role != "" {
-			fs.Usage()
+			fmt.Fprint(stderr, usage)
 			return exitUsage
 		}
 	}
@@ -116,7 +139,7 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 		return exitOK
 	case "gate":
 		if len(rest) != 2 || rest[0] != "add" && rest[0] != "enroll" {
-			fs.Usage()
+			fmt.Fprint(stderr, usage)
 			return exitUsage
 		}
 		if *role != "" && *role != "entry" && *role != "exit" {
@@ -129,14 +152,10 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 		return addGate(cfg, rest[1], *role, stdout, stderr)
 	case "operator":
 		if len(rest) != 2 || rest[0] != "add" {
-			fs.Usage()
+			fmt.Fprint(stderr, usage)
 			return exitUsage
 		}
 		return addOperator(cfg, rest[1], stdout, stderr)
-	default:
-		fmt.Fprintf(stderr, "centrald: unknown command %q\n", cmd)
-		fs.Usage()
-		return exitUsage
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -49,16 +49,33 @@ commands:
   version       print the version
 `
 
+// knownCommands are the commands in usage.
+var knownCommands = map[string]bool{"import": true, "enroll": true, "check-config": true, "safe": true, "version": true}
+
 func run(args, environ []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("gated", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, usage) }
+	// The flag package prints its error before calling Usage; parse
+	// below prints the usage itself, to stdout for --help (asked for:
+	// exit 0, like parkctl) and to stderr after a mistake (exit 2).
+	fs.Usage = func() {}
 	cfgPath := fs.String("config", "", "YAML configuration file")
 	central := fs.String("central", "", "enroll: centrald's HTTP API URL")
 	code := fs.String("code", "", "enroll: the one-time enrollment code")
 	hardware := fs.String("hardware", "", "enroll: hardware.mode to write (sim or rpi; default sim)")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+	parse := func(args []string) (code int, ok bool) {
+		switch err := fs.Parse(args); {
+		case errors.Is(err, flag.ErrHelp):
+			fmt.Fprint(stdout, usage)
+			return exitOK, false
+		case err != nil:
+			fmt.Fprint(stderr, usage)
+			return exitUsage, false
+		}
+		return 0, true
+	}
+	if code, ok := parse(args); !ok {
+		return code
 	}
 	var cmd string
 	var rest []string
@@ -68,8 +85,8 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 		rest = fs.Args()[1:]
 		var pos []string
 		for len(rest) > 0 {
-			if err := fs.Parse(rest); err != nil {
-				return exitUsage
+			if code, ok := parse(rest); !ok {
+				return code
 			}
 			if fs.NArg() == 0 {
 				break
@@ -78,6 +95,12 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 			rest = fs.Args()[1:]
 		}
 		rest = pos
+		if !knownCommands[cmd] {
+			// Said before the configuration is read: a typo is a typo
+			// whatever the config holds.
+			fmt.Fprintf(stderr, "gated: unknown command %q\n%s", cmd, usage)
+			return exitUsage
+		}
 	}
 	if cmd == "version" {
 		fmt.Fprintln(stdout, version.Version)
@@ -122,8 +145,8 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 		return exitOK
 	case cmd == "import" && len(rest) == 1:
 		return importFile(cfg, rest[0], stdout, stderr)
-	default:
-		fs.Usage()
+	default: // a known command with the wrong arguments
+		fmt.Fprint(stderr, usage)
 		return exitUsage
 	}
 

@@ -100,7 +100,7 @@ var helps = map[string]string{
 	"leave":        "leave ID [--at T]\n\nChecks the car out of spot ID, now or at T (early is fine: the spot is\nfree again at once).",
 	"show":         "show RESERVATION_ID\n\nShows a reservation to its token holder or an operator.",
 	"cancel":       "cancel RESERVATION_ID\n\nCancels a reservation whose car has not checked in.",
-	"ticket":       "ticket ID [--qr | --png FILE [--size N]]\n\nPrints the QR ticket payload of the paid (or checked-in) reservation of\nspot ID: the string a gate scans. --qr draws it as a QR code in the\nterminal, black on white, for a phone to photograph from the screen\n(with NO_COLOR set, without colours: light modules as blocks, for a dark\nbackground). --png saves the server's QR code PNG to FILE (- writes it to\nstdout), N pixels wide with --size (128 to 1024; by default 8 pixels a\nmodule). See docs/tickets.md.",
+	"ticket":       "ticket ID [--qr | --png FILE [--size N]]\n\nPrints the QR ticket payload of the paid (or checked-in) reservation of\nspot ID: the string a gate scans. --qr draws it as a QR code in the\nterminal, black on white, for a phone to photograph from the screen\n(with NO_COLOR set, without colours: light modules as blocks, for a dark\nbackground); piped or redirected, without escape codes and with the dark\nmodules as blocks, for paper or a light background. --png saves the server's QR code PNG to FILE (- writes it to\nstdout), N pixels wide with --size (128 to 1024; by default 8 pixels a\nmodule). See docs/tickets.md.",
 	"status":       "status ID free|reserved|taken\n\nForces spot ID's status (operators): free releases it (a car inside\nleaves, a paid no-show is released), taken checks the current\nreservation in, reserved undoes a check-in.",
 	"push":         "push FILE.csv\n\nPushes paid operator reservations (operators). The file has a header\nrow naming the columns spot, from, until and optionally car and\nreference; '#' starts a comment line. Every row is checked first and\nbad rows are reported by line; the server then creates all rows or\nnone. Prints each new reservation's id and token.",
 	"reservations": "reservations [--spot ID] [--state S,S] [--limit N]\n\nLists reservations (operators). States: reserved, paid, taken, left,\nexpired, no_show, cancelled.",
@@ -382,6 +382,12 @@ func (cl *cli) spots(args []string) int {
 	return cl.done(func(w io.Writer) {
 		tw := table(w, "ID", "STATUS", "FROM", "UNTIL", "CAR")
 		for _, p := range ps {
+			if p.ReservationStatus == client.StateLeft {
+				// A booking that ended early: its window and car are not
+				// the spot's; `parkctl spot ID` still shows it, labelled.
+				row(tw, p.ID, p.Status, "", "", "")
+				continue
+			}
 			row(tw, p.ID, p.Status, ts(p.ReservedFrom), ts(p.ReservedUntil), p.CarID)
 		}
 		tw.Flush()
@@ -654,8 +660,16 @@ func (cl *cli) ticket(args []string) int {
 		return cl.fail(err)
 	}
 	if qr {
-		// NO_COLOR set and not empty: no colours (no-color.org).
-		if err := drawQR(cl.stdout, t, cl.getenv("NO_COLOR") == ""); err != nil {
+		// Colour only on a terminal, and not with NO_COLOR set and not
+		// empty (no-color.org): piped or redirected, no escape codes.
+		style := qrDarkBlocks
+		switch {
+		case isTerminal(cl.stdout) && cl.getenv("NO_COLOR") == "":
+			style = qrColour
+		case isTerminal(cl.stdout):
+			style = qrLightBlocks
+		}
+		if err := drawQR(cl.stdout, t, style); err != nil {
 			return cl.fail(err)
 		}
 		return exitOK

@@ -7,9 +7,11 @@ import (
 	"image"
 	"image/color"
 	"image/png"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -32,6 +34,8 @@ type harness struct {
 	srv *clienttest.Server
 	clk *clocktest.Clock
 	env map[string]string
+	// tty makes parkctl's stdout say it is a terminal.
+	tty bool
 	// secrets must not appear in any output but the one that issued them.
 	secrets []string
 }
@@ -63,9 +67,18 @@ func (h *harness) run(args ...string) result {
 func (h *harness) runSecret(args ...string) result {
 	h.t.Helper()
 	var out, errOut bytes.Buffer
-	code := run(args, func(k string) string { return h.env[k] }, &out, &errOut)
+	var stdout io.Writer = &out
+	if h.tty {
+		stdout = terminal{&out}
+	}
+	code := run(args, func(k string) string { return h.env[k] }, stdout, &errOut)
 	return result{code, out.String(), errOut.String()}
 }
+
+// terminal stands in for a terminal on stdout.
+type terminal struct{ io.Writer }
+
+func (terminal) IsTerminal() bool { return true }
 
 func (h *harness) want(r result, code int, outHas, errHas []string) {
 	h.t.Helper()
@@ -486,9 +499,11 @@ func readQR(t *testing.T, img image.Image) string {
 }
 
 // screenshot turns the half-block drawing of "ticket --qr" into the image
-// a camera would see: 4×4 pixels a module, black on white. With colors,
-// blocks are dark modules; without, light ones.
-func screenshot(t *testing.T, out string, colors bool) image.Image {
+// a camera would see: 4×4 pixels a module, black on white. With colors
+// (escapes around every line) and plain (none), blocks are dark modules;
+// with NO_COLOR on a terminal, light ones.
+func screenshot(t *testing.T, out string, style qrStyle) image.Image {
+	colors := style == qrColour
 	t.Helper()
 	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
 	var rows [][]bool // true: dark
@@ -502,7 +517,7 @@ func screenshot(t *testing.T, out string, colors bool) image.Image {
 				t.Fatalf("line %d does not reset the colours: %q", i+1, l)
 			}
 		} else if strings.Contains(l, "\x1b") {
-			t.Fatalf("an escape sequence with NO_COLOR: %q", l)
+			t.Fatalf("an escape sequence without colours: %q", l)
 		}
 		var top, bottom []bool
 		for _, r := range l {
@@ -518,7 +533,7 @@ func screenshot(t *testing.T, out string, colors bool) image.Image {
 			default:
 				t.Fatalf("line %d: unexpected %q", i+1, r)
 			}
-			if !colors {
+			if style == qrLightBlocks {
 				tp, bt = !tp, !bt
 			}
 			top, bottom = append(top, tp), append(bottom, bt)
@@ -580,18 +595,26 @@ func TestTicketQRAndPNG(t *testing.T) {
 	h.want(r, 0, nil, nil)
 	tk := field(t, r.out, "ticket")
 
-	// --qr draws a code that reads back as the ticket, in colour or not.
+	// --qr draws a code that reads back as the ticket: on a terminal in
+	// colour or not, and piped without escape codes.
+	h.tty = true
 	r = h.run("ticket", "1", "--qr")
 	h.want(r, 0, nil, nil)
-	if got := readQR(t, screenshot(t, r.out, true)); got != tk {
+	if got := readQR(t, screenshot(t, r.out, qrColour)); got != tk {
 		t.Fatalf("--qr reads %q, want %q", got, tk)
 	}
 	h.env["NO_COLOR"] = "1"
 	r = h.run("ticket", "1", "--qr")
 	delete(h.env, "NO_COLOR")
+	h.tty = false
 	h.want(r, 0, nil, nil)
-	if got := readQR(t, screenshot(t, r.out, false)); got != tk {
+	if got := readQR(t, screenshot(t, r.out, qrLightBlocks)); got != tk {
 		t.Fatalf("--qr with NO_COLOR reads %q, want %q", got, tk)
+	}
+	r = h.run("ticket", "1", "--qr")
+	h.want(r, 0, nil, nil)
+	if got := readQR(t, screenshot(t, r.out, qrDarkBlocks)); got != tk {
+		t.Fatalf("--qr piped reads %q, want %q", got, tk)
 	}
 	if r.errOut != "" || strings.Contains(r.out, tk) {
 		t.Fatalf("--qr prints the drawing only: %q", r.errOut)
@@ -641,4 +664,109 @@ func TestTicketQRAndPNG(t *testing.T) {
 	if r := h.run("ticket", "1"); r.code != 0 || r.out != tk+"\n" {
 		t.Fatalf("ticket: %d %q", r.code, r.out)
 	}
+}
+
+// A spot freed by an early departure lists no window or car of the booking
+// that ended (with that booking's token set, which sees its plate); once
+// another booking follows, the list shows that one: the spot is free until
+// then.
+func TestSpotsFreeShowsNoFinishedBooking(t *testing.T) {
+	h := newHarness(t, "1")
+	r := h.runSecret("reserve", "1", "--for", "2h")
+	h.want(r, 0, nil, nil)
+	h.env[envToken] = field(t, r.out, "token")
+	h.secrets = append(h.secrets, h.env[envToken])
+	h.want(h.run("pay", "1", "--car", "kl-42"), 0, nil, nil)
+	h.want(h.run("park", "1"), 0, nil, nil)
+	h.clk.Advance(10 * time.Minute)
+	h.want(h.run("leave", "1"), 0, nil, nil)
+	if got := tableRow(t, h.run("spots").out, "1"); strings.Join(got, " ") != "1 free - - -" {
+		t.Fatalf("free spot after an early departure: %q, want no window or car", got)
+	}
+	// The detail view still says what happened, labelled.
+	if r := h.run("spot", "1"); !strings.Contains(field(t, r.out, "reservation"), "(left)") {
+		t.Fatalf("spot 1:\n%s", r.out)
+	}
+
+	from := h.clk.Now().Add(30 * time.Minute).Truncate(time.Second)
+	r = h.runSecret("reserve", "1", "--from", rfc(from), "--for", "1h")
+	h.want(r, 0, nil, nil)
+	h.secrets = append(h.secrets, field(t, r.out, "token"))
+	got := tableRow(t, h.run("spots").out, "1")
+	if want := "1 free " + rfc(from) + " " + rfc(from.Add(time.Hour)) + " -"; strings.Join(got, " ") != want {
+		t.Fatalf("free spot with a booking ahead: %q, want %q", got, want)
+	}
+}
+
+// The real binary with its stdout on a pipe (parkctl ticket 1 --qr | lpr):
+// a code without a single escape code, dark modules as blocks, that reads
+// back as the ticket.
+func TestTicketQRPipedFromBinary(t *testing.T) {
+	if testing.Short() {
+		t.Skip("process test skipped in -short mode")
+	}
+	bin := filepath.Join(t.TempDir(), "parkctl")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	h := newHarness(t, "1")
+	r := h.runSecret("reserve", "1", "--for", "2h")
+	h.want(r, 0, nil, nil)
+	h.env[envToken] = field(t, r.out, "token")
+	h.secrets = append(h.secrets, h.env[envToken])
+	r = h.run("pay", "1", "--car", "kl-42")
+	h.want(r, 0, nil, nil)
+	tk := field(t, r.out, "ticket")
+
+	cmd := exec.Command(bin, "ticket", "1", "--qr")
+	cmd.Env = append(os.Environ(), envServer+"="+h.srv.URL, envToken+"="+h.env[envToken], "NO_COLOR=")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output() // stdout is a pipe
+	if err != nil {
+		t.Fatalf("parkctl ticket 1 --qr: %v\n%s", err, stderr.String())
+	}
+	if bytes.Contains(out, []byte("\x1b")) {
+		t.Fatalf("escape codes on a pipe: %q", out)
+	}
+	if got := readQR(t, screenshot(t, string(out), qrDarkBlocks)); got != tk {
+		t.Fatalf("reads %q, want %q", got, tk)
+	}
+}
+
+// The shipped examples/fleet.csv parses with the push parser, all its rows
+// lie on the one day the README's sed moves to tomorrow, and, so moved, the
+// server takes every row.
+func TestShippedFleetExample(t *testing.T) {
+	const path, day = "../../examples/fleet.csv", "2027-01-15"
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := readPushCSV(bytes.NewReader(raw))
+	if err != nil || len(rows) != 3 {
+		t.Fatalf("%s: %d rows, %v", path, len(rows), err)
+	}
+	for _, r := range rows {
+		if r.item.ReservedFrom.Format(time.DateOnly) != day || r.item.ReservedUntil.Format(time.DateOnly) != day {
+			t.Errorf("%s line %d is not on %s, which the README's sed replaces", path, r.line, day)
+		}
+	}
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(readme, []byte(`sed "s/`+day+`/$(date -u -d tomorrow +%F)/g" examples/fleet.csv > fleet.csv`)) {
+		t.Errorf("README.md does not move %s to tomorrow as examples/fleet.csv says", day)
+	}
+
+	h := newHarness(t, "8", "9", "10")
+	h.env[envAdmin] = clienttest.AdminToken
+	moved := filepath.Join(t.TempDir(), "fleet.csv")
+	tomorrow := h.clk.Now().Add(24 * time.Hour).Format(time.DateOnly)
+	if err := os.WriteFile(moved, bytes.ReplaceAll(raw, []byte(day), []byte(tomorrow)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := h.runSecret("push", moved)
+	h.want(r, 0, []string{"pushed 3 reservation(s)"}, nil)
 }

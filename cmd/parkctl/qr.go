@@ -2,6 +2,7 @@ package main
 
 import (
 	"io"
+	"os"
 	"strings"
 
 	qrcode "github.com/skip2/go-qrcode"
@@ -14,24 +15,39 @@ const (
 	qrReset  = "\x1b[0m"
 )
 
+// qrStyle is how drawQR draws: for a terminal in colour or without, or
+// for anything else.
+type qrStyle int
+
+const (
+	// qrColour sets black on bright white on every line, so the code reads
+	// the right way round (dark modules on a light ground, as scanners
+	// expect) on dark and light terminals alike.
+	qrColour qrStyle = iota
+	// qrLightBlocks draws the light modules as blocks, without escapes:
+	// right on a terminal with a dark background, as "qrencode -t UTF8"
+	// does (NO_COLOR on a terminal).
+	qrLightBlocks
+	// qrDarkBlocks draws the dark modules as blocks, without escapes:
+	// right on paper and light backgrounds, where output that is not a
+	// terminal (a file, a pipe to a printer or a mail) usually ends up,
+	// and no escape codes litter it.
+	qrDarkBlocks
+)
+
 // drawQR writes text as a QR code (error correction level M, quiet zone of
 // four modules, like the PNG of GET /parking/{id}/ticket.png) in Unicode
 // half blocks: each character cell holds two modules, one above the other,
 // so that the code comes out square in a terminal, whose cells are about
 // twice as high as wide.
-//
-// With color, every line sets black on bright white, so the code reads the
-// right way round (dark modules on a light ground, as scanners expect) on
-// dark and light terminals alike. Without it (NO_COLOR), the light modules
-// are drawn as blocks, which is right on a terminal with a dark background,
-// as "qrencode -t UTF8" does.
-func drawQR(w io.Writer, text string, color bool) error {
+func drawQR(w io.Writer, text string, style qrStyle) error {
 	q, err := qrcode.New(text, qrcode.Medium)
 	if err != nil {
 		return err
 	}
 	bits := q.Bitmap() // with the quiet zone
 	var b strings.Builder
+	color := style == qrColour
 	for y := 0; y < len(bits); y += 2 {
 		if color {
 			b.WriteString(qrColors)
@@ -39,7 +55,7 @@ func drawQR(w io.Writer, text string, color bool) error {
 		for x := range bits[y] {
 			// The row below the last one is quiet zone too.
 			top, bottom := bits[y][x], y+1 < len(bits) && bits[y+1][x]
-			if !color {
+			if style == qrLightBlocks {
 				top, bottom = !top, !bottom
 			}
 			switch {
@@ -60,4 +76,19 @@ func drawQR(w io.Writer, text string, color bool) error {
 	}
 	_, err = io.WriteString(w, b.String())
 	return err
+}
+
+// isTerminal reports whether w is a terminal. A writer may say so itself
+// (IsTerminal, as tests' stand-ins for a terminal do); otherwise only a
+// character device is one.
+func isTerminal(w io.Writer) bool {
+	if t, ok := w.(interface{ IsTerminal() bool }); ok {
+		return t.IsTerminal()
+	}
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
