@@ -31,7 +31,7 @@ DEB_MAINTAINER=${DEB_MAINTAINER:-parkgate maintainers <maintainers@parkgate.inva
 SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct)}
 export SOURCE_DATE_EPOCH DEB_MAINTAINER
 
-rm -rf "$BUILD/etc" "$BUILD/doc"
+rm -rf "${BUILD:?}/etc" "${BUILD:?}/doc"
 mkdir -p "$BUILD/tools" "$BUILD/etc" "$DIST"
 GOBIN="$PWD/$BUILD/tools" $GO install "$NFPM_MODULE"
 $GO build -o "$BUILD/tools/debmeta" ./internal/tools/debmeta
