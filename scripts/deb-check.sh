@@ -204,8 +204,27 @@ done
 for pkg in "${PKGS[@]}"; do
 	dpkg-query -W -f='${db:Status-Status}\n' "$pkg" 2>/dev/null | grep -qv not-installed && fail "$pkg still known to dpkg after purge"
 done
+
 # The user stays, as Debian leaves system users (see the postrm scripts);
 # cleanup removes it here, since this run created it.
 getent passwd parkgate >/dev/null || fail "purge deleted the system user (Debian keeps it)"
 ok "purge: configs, data and enablement gone; the system user kept"
+
+echo "== purge in the other order"
+# centrald purged while gated stays keeps the lane's
+# config and database, and deletes everything else of central's.
+dpkg -i "$(deb "$DIST2" parkgate-centrald "$V2")" "$(deb "$DIST2" parkgate-gated "$V2")" >"$WORK/install2.log" 2>&1 ||
+	{ cat "$WORK/install2.log"; fail "dpkg -i (second install)"; }
+as_parkgate centrald --config /etc/parkgate/centrald.yaml pubkey >/dev/null || fail "centrald pubkey"
+echo '{"version": 1, "reservations": []}' | as_parkgate gated --config /etc/parkgate/gated.yaml import - >/dev/null || fail "gated import"
+[ -f /var/lib/parkgate/tickets.key ] && [ -f /var/lib/parkgate/gated.db ] || fail "no tickets.key or gated.db to purge"
+dpkg --purge parkgate-centrald >"$WORK/purge2.log" 2>&1 || { cat "$WORK/purge2.log"; fail "dpkg --purge parkgate-centrald"; }
+[ -e /var/lib/parkgate/gated.db ] && [ -e /etc/parkgate/gated.yaml ] || fail "purging centrald deleted gated's config or data"
+left=$(find /var/lib/parkgate -mindepth 1 ! -name 'gated.db*' | head -n 3)
+[ -z "$left" ] || fail "purging centrald left $left"
+[ ! -e /etc/parkgate/centrald.yaml ] || fail "purge kept /etc/parkgate/centrald.yaml"
+dpkg --purge parkgate-gated >>"$WORK/purge2.log" 2>&1 || { cat "$WORK/purge2.log"; fail "dpkg --purge parkgate-gated"; }
+[ ! -e /etc/parkgate ] && [ ! -e /var/lib/parkgate ] || fail "/etc/parkgate or /var/lib/parkgate left after purging both"
+ok "purge in the other order: centrald's files gone, the lane's kept until its own purge"
+
 echo "deb-check: all passed"
