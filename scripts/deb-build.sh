@@ -78,8 +78,32 @@ for pkg in parkgate-centrald parkgate-gated parkgate-cli; do
 		gzip -9n >"$BUILD/doc/$pkg/changelog.gz"
 done
 
-rm -f "$DIST"/parkgate-*.deb "$DIST/SHA256SUMS"
 LDFLAGS="-s -w -X github.com/parkgate/parkgate/internal/version.Version=$VERSION"
+
+# Each program's manual page is its --help text (debmeta manpage), taken
+# from a build for this machine.
+echo "== manual pages"
+rm -rf "${BUILD:?}/man" && mkdir -p "$BUILD/host" "$BUILD/man"
+CGO_ENABLED=0 $GO build -trimpath -ldflags "$LDFLAGS" -o "$BUILD/host/" ./cmd/centrald ./cmd/gated ./cmd/parkctl
+manpage() { # program, summary, PATH=WHAT...
+	local prog=$1
+	shift
+	# --help may exit 2 (usage) while printing the text: the text is checked.
+	{ "$BUILD/host/$prog" --help 2>&1 || true; } |
+		"$BUILD/tools/debmeta" manpage "$prog" "$DEB_VERSION" "$SOURCE_DATE_EPOCH" "$@" |
+		gzip -9n >"$BUILD/man/$prog.1.gz"
+}
+manpage centrald "parkgate central reservation server" \
+	"/etc/parkgate/centrald.yaml=the configuration (every key with its default and meaning)" \
+	"/etc/parkgate/centrald.env=PARKING_* variables for the service, e.g. the admin token" \
+	"/var/lib/parkgate=the database, the ticket signing key and the broker's certificates"
+manpage gated "parkgate gate controller for one barrier lane" \
+	"/etc/parkgate/gated.yaml=the configuration, as gated enroll writes it" \
+	"/etc/parkgate/gated.env=PARKING_* variables for the service" \
+	"/var/lib/parkgate/gated.db=the lane's reservation cache and outbox"
+manpage parkctl "command-line client of the parkgate parking system"
+
+rm -f "$DIST"/parkgate-*.deb "$DIST/SHA256SUMS"
 for arch in $DEB_ARCHES; do
 	case "$arch" in
 	amd64) goarch=amd64 goarm= ;;

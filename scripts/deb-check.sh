@@ -112,6 +112,9 @@ want_files <<'FILES'
 644 root root /usr/share/doc/parkgate-centrald/copyright
 644 root root /usr/share/doc/parkgate-gated/changelog.gz
 644 root root /usr/share/doc/parkgate-cli/changelog.gz
+644 root root /usr/share/man/man1/centrald.1.gz
+644 root root /usr/share/man/man1/gated.1.gz
+644 root root /usr/share/man/man1/parkctl.1.gz
 FILES
 for pkg in parkgate-centrald parkgate-gated; do
 	conf=/etc/parkgate/${pkg#parkgate-}.yaml

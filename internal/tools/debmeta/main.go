@@ -1,9 +1,12 @@
 // Command debmeta computes what `make deb` (scripts/deb-build.sh) needs
 // besides the binaries and nfpm: the Debian version of a build, derived from
-// `git describe`, and a package's Debian changelog, derived from CHANGELOG.md.
+// `git describe`, a package's Debian changelog, derived from CHANGELOG.md,
 //
 //	debmeta version DESCRIBE COUNT
 //	debmeta changelog PACKAGE VERSION UNIX_TIME MAINTAINER < CHANGELOG.md
+//	debmeta manpage NAME VERSION UNIX_TIME SUMMARY [FILE...] < HELP
+//
+// and each program's manual page, derived from its --help text.
 //
 // It lives here rather than in the shell script so that the version rules,
 // which decide whether dpkg sees a build as an upgrade, have a unit test.
@@ -26,7 +29,7 @@ func main() {
 }
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	usage := "usage: debmeta version DESCRIBE COUNT | debmeta changelog PACKAGE VERSION UNIX_TIME MAINTAINER < CHANGELOG.md"
+	usage := "usage: debmeta version DESCRIBE COUNT | debmeta changelog PACKAGE VERSION UNIX_TIME MAINTAINER < CHANGELOG.md | debmeta manpage NAME VERSION UNIX_TIME SUMMARY [FILE...] < HELP"
 	if len(args) == 0 {
 		fmt.Fprintln(stderr, usage)
 		return 2
@@ -63,9 +66,71 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		io.WriteString(stdout, out)
 		return 0
+	case args[0] == "manpage" && len(args) >= 5:
+		sec, err := strconv.ParseInt(args[3], 10, 64)
+		if err != nil {
+			fmt.Fprintf(stderr, "debmeta: time %q is not seconds since the epoch\n", args[3])
+			return 2
+		}
+		help, err := io.ReadAll(stdin)
+		if err != nil {
+			fmt.Fprintln(stderr, "debmeta:", err)
+			return 1
+		}
+		out, err := Manpage(args[1], args[2], time.Unix(sec, 0), args[4], string(help), args[5:])
+		if err != nil {
+			fmt.Fprintln(stderr, "debmeta:", err)
+			return 1
+		}
+		io.WriteString(stdout, out)
+		return 0
 	}
 	fmt.Fprintln(stderr, usage)
 	return 2
+}
+
+// Manpage renders a program's --help text as its manual page (section 1),
+// shown as written: the help is the one description of the commands that
+// the code keeps up to date, so the page cannot drift from it. files are
+// "PATH=WHAT" pairs, listed under FILES.
+func Manpage(name, version string, at time.Time, summary, help string, files []string) (string, error) {
+	help = strings.TrimSpace(help)
+	if help == "" {
+		return "", fmt.Errorf("%s printed no help", name)
+	}
+	if !strings.Contains(help, name) {
+		return "", fmt.Errorf("the help text does not name %s: %.60q", name, help)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, ".TH %s 1 %q %q \"parkgate\"\n", strings.ToUpper(name), at.UTC().Format("2006-01-02"), "parkgate "+version)
+	fmt.Fprintf(&b, ".SH NAME\n%s \\- %s\n", name, roff(summary))
+	b.WriteString(".SH DESCRIPTION\n.nf\n")
+	for _, line := range strings.Split(help, "\n") {
+		b.WriteString(roff(line) + "\n")
+	}
+	b.WriteString(".fi\n")
+	if len(files) > 0 {
+		b.WriteString(".SH FILES\n")
+		for _, f := range files {
+			path, what, ok := strings.Cut(f, "=")
+			if !ok {
+				return "", fmt.Errorf("file %q: want PATH=WHAT", f)
+			}
+			fmt.Fprintf(&b, ".TP\n.I %s\n%s\n", roff(path), roff(what))
+		}
+	}
+	fmt.Fprintf(&b, ".SH SEE ALSO\nThe README and docs of parkgate, https://github.com/parkgate/parkgate.\n")
+	return b.String(), nil
+}
+
+// roff escapes text for a roff line: backslashes, and a dot or quote at
+// the start that roff would take for a request.
+func roff(s string) string {
+	s = strings.ReplaceAll(s, "\\", "\\e")
+	if strings.HasPrefix(s, ".") || strings.HasPrefix(s, "'") {
+		s = "\\&" + s
+	}
+	return s
 }
 
 var (

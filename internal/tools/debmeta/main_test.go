@@ -147,3 +147,39 @@ func TestRepositoryChangelog(t *testing.T) {
 		t.Errorf("dpkg-parsechangelog: %v: %s", err, res)
 	}
 }
+
+func TestManpage(t *testing.T) {
+	help := "usage: gated [--config PATH] [command]\n\ncommands:\n  import FILE   replace the cache (\"-\" for stdin, C:\\path)\n.hidden request\n"
+	at := time.Date(2026, 12, 3, 8, 36, 43, 0, time.UTC)
+	got, err := Manpage("gated", "0.6.0", at, "parkgate gate controller", help,
+		[]string{"/etc/parkgate/gated.yaml=the configuration"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `.TH GATED 1 "2026-12-03" "parkgate 0.6.0" "parkgate"
+.SH NAME
+gated \- parkgate gate controller
+.SH DESCRIPTION
+.nf
+usage: gated [--config PATH] [command]
+
+commands:
+  import FILE   replace the cache ("-" for stdin, C:\epath)
+\&.hidden request
+.fi
+.SH FILES
+.TP
+.I /etc/parkgate/gated.yaml
+the configuration
+.SH SEE ALSO
+The README and docs of parkgate, https://github.com/parkgate/parkgate.
+`
+	if got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+	for _, c := range []struct{ help, file string }{{"", "a=b"}, {"usage: other", "a=b"}, {"usage: gated", "no-description"}} {
+		if _, err := Manpage("gated", "0.6.0", at, "s", c.help, []string{c.file}); err == nil {
+			t.Errorf("help %q, file %q: want an error", c.help, c.file)
+		}
+	}
+}
