@@ -44,10 +44,11 @@ echo "parkgate $VERSION → Debian version $DEB_VERSION"
 # working directory, which is /var/lib/parkgate under the units but
 # wherever an admin stands when running `centrald gate enroll` or
 # `gated import` by hand.
-packaged_config() { # source, destination, then key=value pairs "  dsn: centrald.db=  dsn: /var/lib/parkgate/centrald.db"
-	local src=$1 dst=$2 pair from to
-	shift 2
-	cp "$src" "$dst"
+packaged_config() { # source, destination, note, then "FROM=TO" line pairs
+	local src=$1 dst=$2 note=$3 pair from to
+	shift 3
+	# The note goes after the file's first line, which names the program.
+	{ head -n 1 "$src"; printf '#\n%s\n' "$note"; tail -n +2 "$src"; } >"$dst"
 	for pair in "$@"; do
 		from=${pair%%=*} to=${pair#*=}
 		if [ "$(grep -cxF -- "$from" "$dst")" != 1 ]; then
@@ -63,10 +64,15 @@ packaged_config() { # source, destination, then key=value pairs "  dsn: centrald
 	fi
 }
 packaged_config configs/centrald.yaml "$BUILD/etc/centrald.yaml" \
+	"# As packaged, the data files' paths below are in /var/lib/parkgate (the
+# built-in defaults are relative to the working directory, which is
+# /var/lib/parkgate under centrald.service)." \
 	"  dsn: centrald.db=  dsn: /var/lib/parkgate/centrald.db" \
 	"    state_file: fakepay.json=    state_file: /var/lib/parkgate/fakepay.json" \
 	"  key_file: tickets.key=  key_file: /var/lib/parkgate/tickets.key"
 packaged_config configs/gated.yaml "$BUILD/etc/gated.yaml" \
+	"# As packaged, db.path is in /var/lib/parkgate and hardware.mode is rpi
+# (the built-in defaults: relative to the working directory, and sim)." \
 	"  path: gated.db=  path: /var/lib/parkgate/gated.db" \
 	"  mode: sim=  mode: rpi"
 
