@@ -69,7 +69,9 @@ WORK=$(mktemp -d)
 } >"$STATE"
 trap cleanup EXIT
 
-V1=$(dpkg-deb -f "$(ls "$DIST"/parkgate-gated_*_amd64.deb | head -n 1)" Version)
+GATED_DEB=$(find "$DIST" -maxdepth 1 -name 'parkgate-gated_*_amd64.deb' 2>/dev/null | head -n 1 || true)
+[ -n "$GATED_DEB" ] || fail "no $DIST/parkgate-gated_*_amd64.deb: run make deb first"
+V1=$(dpkg-deb -f "$GATED_DEB" Version)
 deb() { echo "$1/$2_$3_amd64.deb"; }
 for pkg in "${PKGS[@]}"; do [ -f "$(deb "$DIST" "$pkg" "$V1")" ] || fail "no $(deb "$DIST" "$pkg" "$V1"): run make deb first"; done
 
