@@ -5,7 +5,7 @@ LDFLAGS  := -s -w -X github.com/parkgate/parkgate/internal/version.Version=$(VER
 BIN      := bin
 CMDS     := centrald gated parkctl
 
-.PHONY: all build build-arm64 build-armv7 test test-integration fuzz bench run demo scale-demo lint clean
+.PHONY: all build build-arm64 build-armv7 deb test test-integration fuzz bench run demo scale-demo lint clean
 
 all: build
 
@@ -21,6 +21,12 @@ build-arm64:
 build-armv7:
 	@mkdir -p $(BIN)/linux-armv7
 	CGO_ENABLED=0 GOOS=linux GOARCH=arm GOARM=7 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/linux-armv7/ $(addprefix ./cmd/,$(CMDS))
+
+# Debian packages parkgate-centrald, parkgate-gated and parkgate-cli for
+# amd64, arm64 and armhf (Raspberry Pi OS 64- and 32-bit) into dist/, with
+# dist/SHA256SUMS; versions from git describe (scripts/deb-build.sh).
+deb:
+	VERSION='$(VERSION)' GO='$(GO)' scripts/deb-build.sh
 
 # The README's test command: every unit and process-level test, with the
 # race detector. Tests that need an external service (PostgreSQL, Mosquitto,
@@ -69,4 +75,4 @@ lint:
 	$(GO) vet ./...
 
 clean:
-	rm -rf $(BIN) var
+	rm -rf $(BIN) var build dist
