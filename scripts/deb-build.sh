@@ -58,7 +58,7 @@ packaged_config() { # source, destination, note, then "FROM=TO" line pairs
 		FROM=$from TO=$to perl -pi -e 'chomp; $_ = $ENV{TO} if $_ eq $ENV{FROM}; $_ .= "\n"' "$dst"
 	done
 	# A data file left relative would end up wherever the command runs.
-	if grep -nE '^ *[a-z_]+: *"?[A-Za-z0-9_.-]+\.(db|key|json|pem|crt)"? *$' "$dst" | grep -v ': */' >&2; then
+	if grep -nE '^ *([a-z_]+: *"?[A-Za-z0-9_.-]+\.(db|key|json|pem|crt)"?|dir: *"?[A-Za-z0-9_.-]+"?) *$' "$dst" | grep -v ': */' >&2; then
 		echo "deb-build: $src: the file paths above are relative; make them absolute in scripts/deb-build.sh" >&2
 		exit 1
 	fi
@@ -69,7 +69,9 @@ packaged_config configs/centrald.yaml "$BUILD/etc/centrald.yaml" \
 # /var/lib/parkgate under centrald.service)." \
 	"  dsn: centrald.db=  dsn: /var/lib/parkgate/centrald.db" \
 	"    state_file: fakepay.json=    state_file: /var/lib/parkgate/fakepay.json" \
-	"  key_file: tickets.key=  key_file: /var/lib/parkgate/tickets.key"
+	"  key_file: tickets.key=  key_file: /var/lib/parkgate/tickets.key" \
+	"  key_file: enroll.key=  key_file: /var/lib/parkgate/enroll.key" \
+	"    dir: mqtt-tls=    dir: /var/lib/parkgate/mqtt-tls"
 packaged_config configs/gated.yaml "$BUILD/etc/gated.yaml" \
 	"# As packaged, db.path is in /var/lib/parkgate and hardware.mode is rpi
 # (the built-in defaults: relative to the working directory, and sim)." \

@@ -80,9 +80,19 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 	if _, uerr := enrollment.EndpointURL(opt.Central); err != nil || uerr != nil {
 		return res, fmt.Errorf("--central %q: want central's HTTP API URL, e.g. http://central.example:8080", opt.Central)
 	}
+	// The lane's own settings (hardware, paths, camera) come from the file
+	// being replaced, when there is one: the package installs one set for
+	// a Pi (hardware.mode rpi, the database under /var/lib/parkgate), and
+	// an operator may have wired the lane before enrolling it. Only what
+	// central hands over is new.
 	def, err := config.Load("", nil)
 	if err != nil {
 		return res, err
+	}
+	if _, serr := os.Stat(res.Path); serr == nil {
+		if def, err = config.Load(res.Path, nil); err != nil {
+			return res, fmt.Errorf("%s is there but does not load, so its settings cannot be kept (nothing written; fix or remove it): %w", res.Path, err)
+		}
 	}
 	res.Hardware = def.Hardware.Mode
 	if opt.Hardware != "" {
@@ -303,7 +313,8 @@ func render(b enrollment.Bundle, broker, mode string, def config.Config) (string
 }
 
 const configTemplate = `# gated — the gate controller of this lane. Written by ` + "`gated enroll`" + `
-# at {{.When}} from central's answer; edit the hardware section
+# at {{.When}} from central's answer and the settings of the file it
+# replaced (or gated's defaults); edit the hardware section
 # for the lane's wiring (docs/gated.md). Keys not listed keep gated's defaults
 # (every key is described in configs/gated.yaml of the parkgate sources).
 # Any key can be overridden from the environment (PARKING_ + the key
@@ -326,6 +337,8 @@ http:
   # The local API (status, metrics; the simulator in sim mode). Keep it on
   # loopback.
   addr: {{q .Def.HTTP.Addr}}
+  # The camera's own listener for POST /v1/anpr (empty: on addr).
+  anpr_addr: {{q .Def.HTTP.ANPRAddr}}
 
 db:
   # The lane's SQLite file, relative to the working directory
@@ -378,4 +391,19 @@ hardware:
   # The ticket scanner's serial device (empty: none), e.g. /dev/ttyACM0.
   reader_device: {{q .Def.Hardware.ReaderDevice}}
   reader_baud: {{.Def.Hardware.ReaderBaud}}
+
+anpr:
+  # The plate camera's pushes: the formats taken (auto: every supported
+  # one), the networks they are taken from, and an optional HTTP Basic
+  # login (docs/gated.md).
+  preset: {{q .Def.ANPR.Preset}}
+  min_confidence: {{.Def.ANPR.MinConfidence}}
+  dedup_window: {{dur .Def.ANPR.DedupWindow}}
+  allow_from: [{{range $i, $n := .Def.ANPR.AllowFrom}}{{if $i}}, {{end}}{{q $n}}{{end}}]
+  username: {{q .Def.ANPR.Username}}
+  password: {{q .Def.ANPR.Password}}
+
+log:
+  level: {{q .Def.Log.Level}}
+  format: {{q .Def.Log.Format}}
 `

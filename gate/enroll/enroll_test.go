@@ -241,3 +241,43 @@ func TestEnrollFileOwner(t *testing.T) {
 		t.Fatalf("owner %d mode %v; want %s and 0600", st.Uid, fi.Mode().Perm(), nobody.Uid)
 	}
 }
+
+// TestEnrollKeepsTheLanesSettings: enrolling over the packaged config (a
+// Pi's: GPIO, the database under /var/lib/parkgate) or a lane already
+// wired keeps those settings; only central's part is new. Enrolling with
+// the built-in defaults instead left a Pi lane on the simulator: online
+// at central, driving no barrier.
+func TestEnrollKeepsTheLanesSettings(t *testing.T) {
+	c := newCentral(t, "")
+	code := c.issue(t, "entry-9", "entry")
+	dir := t.TempDir()
+	path := filepath.Join(dir, "gated.yaml")
+	db := filepath.Join(dir, "lane.db")
+	packaged := "site: demo\n" +
+		"db:\n  path: " + db + "\n" +
+		"http:\n  addr: 127.0.0.1:9181\n" +
+		"hardware:\n  mode: rpi\n  relay_pin: GPIO5\n  loop_pin: GPIO6\n  active_low: true\n  reader_device: /dev/ttyACM0\n" +
+		"anpr:\n  allow_from: [10.20.0.31/32]\n  username: cam\n  password: cam-secret\n" +
+		"log:\n  level: warn\n"
+	if err := os.WriteFile(path, []byte(packaged), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Run(context.Background(), Options{Central: c.srv.URL, Code: code, Path: path}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Hardware.Mode != "rpi" || cfg.Hardware.RelayPin != "GPIO5" || cfg.Hardware.LoopPin != "GPIO6" || !cfg.Hardware.ActiveLow ||
+		cfg.Hardware.ReaderDevice != "/dev/ttyACM0" || cfg.DB.Path != db || cfg.HTTP.Addr != "127.0.0.1:9181" ||
+		len(cfg.ANPR.AllowFrom) != 1 || cfg.ANPR.AllowFrom[0] != "10.20.0.31/32" || cfg.ANPR.Username != "cam" ||
+		cfg.ANPR.Password != "cam-secret" || cfg.Log.Level != "warn" {
+		t.Errorf("the lane's settings were not kept: hardware %+v, db %q, http %q, anpr %+v, log %+v",
+			cfg.Hardware, cfg.DB.Path, cfg.HTTP.Addr, cfg.ANPR, cfg.Log)
+	}
+	// Central's part is new.
+	if cfg.Site != "north" || cfg.Gate.ID != "entry-9" || cfg.Gate.Role != "entry" || cfg.MQTT.Password == "" {
+		t.Errorf("central's part: site %q gate %+v", cfg.Site, cfg.Gate)
+	}
+}
