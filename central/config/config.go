@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/parkgate/parkgate/internal/configload"
+	"github.com/parkgate/parkgate/internal/mqtturl"
 	"github.com/parkgate/parkgate/sync/syncmsg"
 )
 
@@ -299,8 +300,8 @@ func (c *Config) Validate() error {
 				bad("mqtt.tls.hosts: %q is neither an IP address nor a host name", h)
 			}
 		}
-	} else if u := c.MQTT.URL; u != "" && !strings.HasPrefix(u, "tcp://") && !strings.HasPrefix(u, "ssl://") && !strings.HasPrefix(u, "tls://") {
-		bad("mqtt.url %q: want tcp://host:port or ssl://host:port, or empty to run without gates", u)
+	} else if _, err := mqtturl.Split(c.MQTT.URL); err != nil {
+		bad("mqtt.url: %v; want tcp://host:port or ssl://host:port (a clustered broker's nodes separated by commas), or empty to run without gates", err)
 	}
 	switch c.Payment.Provider {
 	case "fake":

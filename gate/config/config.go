@@ -20,6 +20,7 @@ import (
 
 	"github.com/parkgate/parkgate/hardware/anpr"
 	"github.com/parkgate/parkgate/internal/configload"
+	"github.com/parkgate/parkgate/internal/mqtturl"
 	"github.com/parkgate/parkgate/sync/syncmsg"
 	"github.com/parkgate/parkgate/ticket"
 )
@@ -246,8 +247,8 @@ func (c *Config) Validate() error {
 			bad("http.anpr_addr %q: the same as http.addr; leave it empty to serve the camera there", a)
 		}
 	}
-	if u := c.MQTT.URL; u != "" && !strings.HasPrefix(u, "tcp://") && !strings.HasPrefix(u, "ssl://") && !strings.HasPrefix(u, "tls://") {
-		bad("mqtt.url %q: want tcp://host:port or ssl://host:port, or empty to run the lane alone", u)
+	if _, err := mqtturl.Split(c.MQTT.URL); err != nil {
+		bad("mqtt.url: %v; want tcp://host:port or ssl://host:port (a clustered broker's nodes separated by commas), or empty to run the lane alone", err)
 	}
 	if c.MQTT.Keepalive < time.Second || c.MQTT.Keepalive > 10*time.Minute || c.MQTT.Keepalive%time.Second != 0 {
 		bad("mqtt.keepalive %s: want whole seconds from 1s to 10m (MQTT counts it in seconds)", c.MQTT.Keepalive)

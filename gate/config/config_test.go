@@ -49,6 +49,24 @@ func TestEnvironmentOverrides(t *testing.T) {
 	}
 }
 
+// mqtt.url takes the nodes of a clustered broker separated by commas, in
+// the file and in the environment alike; one URL stays one URL.
+func TestBrokerList(t *testing.T) {
+	nodes := "tcp://10.0.0.1:1883, tcp://10.0.0.2:1883,tcp://10.0.0.3:1883"
+	c, err := Load("", []string{"PARKING_MQTT_URL=" + nodes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MQTT.URL != nodes {
+		t.Fatalf("mqtt.url %q, want %q", c.MQTT.URL, nodes)
+	}
+	p := filepath.Join(t.TempDir(), "g.yaml")
+	os.WriteFile(p, []byte("mqtt:\n  url: ssl://mqtt.example:8883\n"), 0o600)
+	if c, err := Load(p, nil); err != nil || c.MQTT.URL != "ssl://mqtt.example:8883" {
+		t.Fatalf("one URL: %q, %v", c.MQTT.URL, err)
+	}
+}
+
 func TestBadConfigIsReportedClearly(t *testing.T) {
 	for _, tc := range []struct{ yaml, want string }{
 		{"gate:\n  role: middle\n", "gate.role"},
@@ -68,6 +86,9 @@ func TestBadConfigIsReportedClearly(t *testing.T) {
 		{"hardware:\n  loop_pull: sideways\n", "hardware.loop_pull"},
 		{"hardware:\n  relay_active_low: maybe\n", "hardware.relay_active_low"},
 		{"hardware:\n  noise_limit: 10ms\n", "hardware.noise_limit"},
+		{"mqtt:\n  url: mqtt.example:1883\n", "mqtt.url"},
+		{"mqtt:\n  url: tcp://a:1883,,tcp://b:1883\n", "mqtt.url"},
+		{"mqtt:\n  url: tcp://a:1883,http://b:1883\n", "mqtt.url"},
 	} {
 		p := filepath.Join(t.TempDir(), "g.yaml")
 		os.WriteFile(p, []byte(tc.yaml), 0o600)

@@ -26,6 +26,7 @@ import (
 	"net"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -82,7 +83,10 @@ type Spec struct {
 
 // Config configures a fleet.
 type Config struct {
-	// URL is the broker, tcp://host:port.
+	// URL is the broker, tcp://host:port, or the nodes of a clustered
+	// broker separated by commas, as gated's mqtt.url. Gate i starts with
+	// node i (mod the count), so the fleet spreads over the nodes; a gate
+	// that loses its node starts its next attempt with the next one.
 	URL string
 	// Site names the topic root.
 	Site string
@@ -105,14 +109,15 @@ type Config struct {
 
 // Fleet is a set of gates; create it with New and run it with Serve.
 type Fleet struct {
-	cfg    Config
-	topics syncmsg.Topics
-	gates  []*Gate
-	byID   map[string]*Gate
-	log    *slog.Logger
-	ready  chan struct{} // closed once every gate made its first connect attempt
-	out    [publishers]chan outMsg
-	drops  atomic.Int64
+	cfg     Config
+	topics  syncmsg.Topics
+	brokers []string // cfg.URL's list
+	gates   []*Gate
+	byID    map[string]*Gate
+	log     *slog.Logger
+	ready   chan struct{} // closed once every gate made its first connect attempt
+	out     [publishers]chan outMsg
+	drops   atomic.Int64
 }
 
 // New checks cfg and prepares the gates; nothing connects before Serve.
@@ -121,8 +126,12 @@ func New(cfg Config) (*Fleet, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fleet: %w", err)
 	}
-	if cfg.URL == "" {
-		return nil, errors.New("fleet: no broker URL")
+	var brokers []string
+	for _, u := range strings.Split(cfg.URL, ",") {
+		if u = strings.TrimSpace(u); u == "" {
+			return nil, fmt.Errorf("fleet: broker URL %q: want tcp://host:port, several separated by commas", cfg.URL)
+		}
+		brokers = append(brokers, u)
 	}
 	if cfg.Software == "" {
 		cfg.Software = "fleet"
@@ -136,7 +145,7 @@ func New(cfg Config) (*Fleet, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	f := &Fleet{cfg: cfg, topics: t, byID: map[string]*Gate{}, log: cfg.Log, ready: make(chan struct{})}
+	f := &Fleet{cfg: cfg, topics: t, brokers: brokers, byID: map[string]*Gate{}, log: cfg.Log, ready: make(chan struct{})}
 	for i := range f.out {
 		f.out[i] = make(chan outMsg, outQueue)
 	}
@@ -241,6 +250,7 @@ type Gate struct {
 	mu     sync.Mutex
 	client paho.Client
 	conn   net.Conn // the socket, to cut it without a DISCONNECT (Kill)
+	broker string   // the URL the socket was dialled to
 	killed bool
 
 	session      int64 // counts this gate's connections
@@ -279,7 +289,11 @@ func (g *Gate) ID() string { return g.spec.ID }
 func (g *Gate) Role() string { return g.spec.Role }
 
 func (g *Gate) start() {
-	o := paho.NewClientOptions().AddBroker(g.f.cfg.URL).SetClientID(g.spec.ID).
+	o := paho.NewClientOptions()
+	for i := range g.f.brokers {
+		o.AddBroker(g.f.brokers[(g.idx+i)%len(g.f.brokers)])
+	}
+	o.SetClientID(g.spec.ID).
 		SetCleanSession(true).SetProtocolVersion(4).SetKeepAlive(g.f.cfg.KeepAlive).
 		SetConnectTimeout(opTimeout).SetAutoReconnect(true).SetConnectRetry(true).
 		SetConnectRetryInterval(time.Second).SetMaxReconnectInterval(5 * time.Second).
@@ -297,7 +311,7 @@ func (g *Gate) start() {
 		c, err := net.DialTimeout("tcp", u.Host, opTimeout)
 		if err == nil {
 			g.mu.Lock()
-			g.conn = c
+			g.conn, g.broker = c, u.String()
 			g.mu.Unlock()
 		}
 		return c, err
@@ -312,6 +326,13 @@ func (g *Gate) start() {
 		g.mu.Lock()
 		g.session++
 		g.setWill(o)
+		// The node just lost goes last: it may be dead.
+		for i, u := range o.Servers {
+			if u.String() == g.broker && len(o.Servers) > 1 {
+				o.Servers = append(append(o.Servers[i+1:len(o.Servers):len(o.Servers)], o.Servers[:i]...), u)
+				break
+			}
+		}
 		g.mu.Unlock()
 	})
 	o.SetConnectionLostHandler(func(paho.Client, error) {
@@ -694,6 +715,7 @@ type State struct {
 	Acked     int64 // events acknowledged
 	DupAcks   int64 // acknowledgements of ids no longer in flight
 	Session   int64
+	Broker    string // the URL of the node of its current (or last) connection
 }
 
 // State returns the gate's state now.
@@ -702,7 +724,7 @@ func (g *Gate) State() State {
 	defer g.mu.Unlock()
 	return State{Connected: g.connected && !g.killed, HasCache: g.hasCache, Version: g.version, Entries: len(g.entries),
 		Awaiting: g.awaiting, Snapshots: g.snapshots, Unacked: len(g.inflight), Acked: g.acked.Load(),
-		DupAcks: g.dupAcks.Load(), Session: g.session}
+		DupAcks: g.dupAcks.Load(), Session: g.session, Broker: g.broker}
 }
 
 // Entry returns the cached entry of a reservation.

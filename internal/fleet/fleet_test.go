@@ -199,3 +199,50 @@ func TestFleetAgainstCentral(t *testing.T) {
 		t.Errorf("%d gates online after one was killed, want %d", n, fleetSize-1)
 	}
 }
+
+// Given the nodes of a clustered broker, the fleet spreads over them (gate
+// i starts with node i) and a gate whose node dies reconnects to another
+// one. Two separate brokers stand in for the nodes: what is checked is
+// where each gate connects, not what a cluster shares.
+func TestFleetFailsOverToAnotherNode(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	log := slog.New(slog.DiscardHandler)
+	node := func() (string, context.CancelFunc, chan error) {
+		br, err := broker.New(broker.Config{Site: "fleet", Listen: "127.0.0.1:0", AllowAnonymous: true,
+			CentralUser: "centrald", CentralPassword: "central-pw"}, broker.StaticCredentials{}, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nctx, stop := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- br.Serve(nctx) }()
+		return "tcp://" + br.Addr(), stop, done
+	}
+	a, stopA, doneA := node()
+	b, stopB, doneB := node()
+	defer func() { stopB(); <-doneB }()
+	var specs []fleet.Spec
+	for i := range 4 {
+		specs = append(specs, fleet.Spec{ID: fmt.Sprintf("lane-%d", i), Role: syncmsg.RoleEntry})
+	}
+	f, err := fleet.New(fleet.Config{URL: a + ", " + b, Site: "fleet", Gates: specs, KeepAlive: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- f.Serve(ctx) }()
+	defer func() { cancel(); <-served }()
+	for i, g := range f.Gates() {
+		want := []string{a, b}[i%2]
+		waitFor(t, g.ID()+" connected to node "+want, func() bool { s := g.State(); return s.Connected && s.Broker == want })
+	}
+	stopA()
+	<-doneA
+	for _, g := range f.Gates() {
+		waitFor(t, g.ID()+" connected to the node that lived", func() bool { s := g.State(); return s.Connected && s.Broker == b })
+	}
+	if _, err := fleet.New(fleet.Config{URL: a + ",,", Site: "fleet", Gates: specs}); err == nil {
+		t.Error("a broker list with an empty entry was taken")
+	}
+}

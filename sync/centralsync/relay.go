@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/parkgate/parkgate/central/store"
 	"github.com/parkgate/parkgate/clock"
+	"github.com/parkgate/parkgate/internal/mqtturl"
 	"github.com/parkgate/parkgate/sync/syncmsg"
 )
 
@@ -97,8 +99,8 @@ type EventApplier interface {
 type Config struct {
 	// Site names the topic root parking/{Site}/ (syncmsg.ValidID).
 	Site string
-	// URL is the broker, as paho takes it: tcp://host:1883,
-	// ssl://host:8883, ws://…
+	// URL is the broker, tcp://host:1883 or ssl://host:8883, or the nodes
+	// of a clustered broker separated by commas (mqtturl.Split).
 	URL string
 	// Username and Password are centrald's MQTT credentials ("" for
 	// none).
@@ -158,6 +160,8 @@ type Relay struct {
 	cfg       Config
 	topics    syncmsg.Topics
 	topicsErr error
+	brokers   []string // cfg.URL's list
+	next      int      // index in brokers of the one to try first (connectLoop's)
 	st        store.Store
 	svc       EventApplier
 	clk       clock.Clock
@@ -221,8 +225,12 @@ func New(cfg Config, st store.Store, svc EventApplier, clk clock.Clock, log *slo
 		cfg.ClientID = "centrald-" + cfg.Site + "-" + strings.ToLower(rand.Text()[:8])
 	}
 	topics, err := syncmsg.NewTopics(cfg.Site)
+	brokers, berr := mqtturl.Split(cfg.URL)
+	if err == nil && berr != nil {
+		err = fmt.Errorf("broker URL: %w", berr)
+	}
 	return &Relay{
-		cfg: cfg, topics: topics, topicsErr: err, st: st, svc: svc, clk: clk,
+		cfg: cfg, topics: topics, topicsErr: err, brokers: brokers, st: st, svc: svc, clk: clk,
 		log:      log.With("component", "sync"),
 		wake:     make(chan struct{}, 1),
 		presence: newQueue("presence"),
@@ -254,7 +262,7 @@ func (r *Relay) Serve(ctx context.Context) error {
 	if r.topicsErr != nil {
 		return fmt.Errorf("centralsync: %w", r.topicsErr)
 	}
-	if r.cfg.URL == "" {
+	if len(r.brokers) == 0 {
 		return errors.New("centralsync: no broker URL")
 	}
 	r.mu.Lock()
@@ -400,9 +408,32 @@ func (r *Relay) connection(ctx context.Context) (up bool, err error) {
 	session := r.nextSession()
 	lead := r.cfg.Leader(ctx)
 	lost := make(chan error, 1)
-	opts := mqtt.NewClientOptions().
-		AddBroker(r.cfg.URL).
-		SetClientID(r.cfg.ClientID).
+	opts := mqtt.NewClientOptions()
+	// paho tries the brokers in this order, each for up to
+	// connectTimeout; the list starts after the node the last connection
+	// reached (or tried last), so that when a node of a cluster dies the
+	// next attempt goes straight to another one.
+	for _, u := range mqtturl.From(r.brokers, r.next) {
+		opts.AddBroker(u)
+	}
+	var tried atomic.Pointer[string] // the broker of paho's latest attempt
+	opts.SetConnectionAttemptHandler(func(u *url.URL, tc *tls.Config) *tls.Config {
+		v := u.String()
+		tried.Store(&v)
+		return tc
+	})
+	broker := func() string {
+		if u := tried.Load(); u != nil {
+			return *u
+		}
+		return r.cfg.URL
+	}
+	defer func() {
+		if i := mqtturl.Index(r.brokers, broker()); i >= 0 {
+			r.next = i + 1
+		}
+	}()
+	opts.SetClientID(r.cfg.ClientID).
 		SetUsername(r.cfg.Username).
 		SetPassword(r.cfg.Password).
 		SetTLSConfig(r.cfg.TLS).
@@ -465,7 +496,7 @@ func (r *Relay) connection(ctx context.Context) (up bool, err error) {
 	if lead {
 		role = "leader"
 	}
-	r.log.Info("connected to the MQTT broker", "broker", r.cfg.URL, "session", session, "role", role)
+	r.log.Info("connected to the MQTT broker", "broker", broker(), "session", session, "role", role)
 	for {
 		t := r.clk.NewTimer(r.cfg.Poll)
 		select {

@@ -22,6 +22,7 @@ type conn struct {
 	s       *Sync
 	cl      paho.Client
 	session int64
+	broker  string // the URL of the node this connection reached
 	gate    string
 	log     *slog.Logger
 
@@ -65,8 +66,8 @@ type birthKey struct {
 	faults  string // the faults' kinds, errors and since, to compare
 }
 
-func newConn(s *Sync, cl paho.Client, session int64) *conn {
-	return &conn{s: s, cl: cl, session: session, gate: s.cfg.GateID, log: s.log.With("session", session),
+func newConn(s *Sync, cl paho.Client, session int64, broker string) *conn {
+	return &conn{s: s, cl: cl, session: session, broker: broker, gate: s.cfg.GateID, log: s.log.With("session", session),
 		asm: &syncmsg.Assembler{Now: s.clk.Now}, inflight: map[string]*batch{}}
 }
 
@@ -85,7 +86,7 @@ func (c *conn) run(ctx context.Context, in <-chan inbound, lost <-chan error) er
 		return err
 	}
 	c.s.connected.Store(true)
-	c.log.Info("connected to the broker", "url", c.s.cfg.URL, "client", c.s.clientID)
+	c.log.Info("connected to the broker", "url", c.broker, "client", c.s.clientID)
 	if err := c.request(ctx, syncmsg.ReasonStart); err != nil {
 		return err
 	}

@@ -29,6 +29,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/url"
 	"sync/atomic"
 	"time"
 
@@ -37,6 +38,7 @@ import (
 	"github.com/parkgate/parkgate/clock"
 	"github.com/parkgate/parkgate/gate/lane"
 	"github.com/parkgate/parkgate/gate/localdb"
+	"github.com/parkgate/parkgate/internal/mqtturl"
 	"github.com/parkgate/parkgate/internal/version"
 	"github.com/parkgate/parkgate/sync/syncmsg"
 )
@@ -125,8 +127,8 @@ type Config struct {
 	// Role is the lane's role, syncmsg.RoleEntry or RoleExit, for the
 	// birth.
 	Role string
-	// URL is the broker, tcp://host:port (paho's schemes: tcp, ssl, ws,
-	// wss, mqtt, mqtts).
+	// URL is the broker, tcp://host:port or ssl://host:port, or the
+	// nodes of a clustered broker separated by commas (mqtturl.Split).
 	URL string
 	// Username and Password log the gate in; both empty for an anonymous
 	// broker (labs).
@@ -234,6 +236,7 @@ type Sync struct {
 	log      *slog.Logger
 	changed  func() <-chan struct{}
 	cfgErr   error
+	brokers  []string // cfg.URL's list
 
 	served    atomic.Bool
 	kick      chan struct{}
@@ -247,6 +250,7 @@ type Sync struct {
 	// Owned by Serve's goroutine; they outlive a connection.
 	seen         seenIDs         // command ids answered already
 	centralBirth int64           // session of central's latest birth
+	next         int             // index in brokers of the one to try first
 	unsendable   map[string]bool // event ids refused by the codec, logged once
 	requests     int64           // sync request counter, for request ids
 }
@@ -282,6 +286,9 @@ func New(cfg Config, d Deps) *Sync {
 	}
 	s.topics, s.cfgErr = syncmsg.NewTopics(cfg.Site)
 	if s.cfgErr == nil {
+		s.brokers, s.cfgErr = mqtturl.Split(cfg.URL)
+	}
+	if s.cfgErr == nil {
 		s.cfgErr = s.check()
 	}
 	if s.cfgErr != nil {
@@ -316,7 +323,7 @@ func (s *Sync) check() error {
 		return fmt.Errorf("gate id: %w", syncmsg.ValidID(s.cfg.GateID))
 	case s.cfg.Role != syncmsg.RoleEntry && s.cfg.Role != syncmsg.RoleExit:
 		return fmt.Errorf("role %q: want entry or exit", s.cfg.Role)
-	case s.cfg.URL == "":
+	case len(s.brokers) == 0:
 		return errors.New("no broker URL")
 	case s.cfg.Keepalive < time.Second:
 		// paho counts in whole seconds: less would turn keepalive off.
@@ -401,7 +408,7 @@ func (s *Sync) Serve(ctx context.Context) error {
 				wait = jitter(backoff)
 			}
 			failures, lastErr, downSince = 0, "", now
-			s.log.Warn("mqtt connection lost; reconnecting", "url", s.cfg.URL, "err", err, "in", wait)
+			s.log.Warn("mqtt connection lost; reconnecting", "url", s.cfg.URL, "err", err, "in", wait, "next", mqtturl.From(s.brokers, s.next)[0])
 		} else {
 			// The backoff spaces the starts of the attempts: an attempt
 			// that hung until connectTimeout has used up its share of the
@@ -464,9 +471,30 @@ func (s *Sync) connection(ctx context.Context) (connected bool, err error) {
 	}
 	in := make(chan inbound, inboxSize)
 	lost := make(chan error, 1)
-	opts := paho.NewClientOptions().
-		AddBroker(s.cfg.URL).
-		SetClientID(s.clientID).
+	opts := paho.NewClientOptions()
+	// paho tries the brokers in this order, each for up to
+	// connectTimeout, and takes the first that accepts. The list starts
+	// after the node this gate last used or failed on (From), so that a
+	// gate whose node died goes straight to another one.
+	for _, u := range mqtturl.From(s.brokers, s.next) {
+		opts.AddBroker(u)
+	}
+	var tried atomic.Pointer[string] // the broker of paho's latest attempt
+	opts.SetConnectionAttemptHandler(func(u *url.URL, tc *tls.Config) *tls.Config {
+		v := u.String()
+		tried.Store(&v)
+		return tc
+	})
+	defer func() {
+		// The next connection starts with the node after the one this one
+		// reached (or tried last, when none answered).
+		if u := tried.Load(); u != nil {
+			if i := mqtturl.Index(s.brokers, *u); i >= 0 {
+				s.next = i + 1
+			}
+		}
+	}()
+	opts.SetClientID(s.clientID).
 		SetUsername(s.cfg.Username).
 		SetPassword(s.cfg.Password).
 		SetTLSConfig(s.cfg.TLS).
@@ -508,7 +536,11 @@ func (s *Sync) connection(ctx context.Context) (connected bool, err error) {
 	if err := tok.Error(); err != nil {
 		return false, err
 	}
-	c := newConn(s, cl, session)
+	broker := s.cfg.URL
+	if u := tried.Load(); u != nil {
+		broker = *u
+	}
+	c := newConn(s, cl, session, broker)
 	err = c.run(ctx, in, lost)
 	s.connected.Store(false)
 	if ctx.Err() != nil {

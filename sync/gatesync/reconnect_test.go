@@ -156,3 +156,66 @@ func TestReconnectsWithin5sPastASilentListener(t *testing.T) {
 		t.Errorf("connected %s after the broker was back, want within %s", took, within)
 	}
 }
+
+// has reports whether a client with this id is connected to the broker.
+func (b *mochiBroker) has(id string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.srv == nil {
+		return false
+	}
+	c, ok := b.srv.Clients.Get(id)
+	return ok && !c.Closed()
+}
+
+// A gate given the nodes of a clustered broker (mqtt.url with commas)
+// connects to the first, and when that node dies goes straight to the next
+// one: the dead node's port now accepts TCP and never answers, as a node
+// that hangs does, and the gate is on the other node within less than the
+// time one attempt on the dead node would cost (connectTimeout). The next
+// loss brings it back to the first node.
+func TestFailsOverToTheNextNode(t *testing.T) {
+	a, b := startMochi(t), startMochi(t)
+	cfg := testConfig(uniqueSite(t), a.url()+","+b.url())
+	cfg.RetryMax = DefaultRetryMax
+	g := startGate(t, cfg)
+	id := g.sync.clientID
+	eventually(t, "the gate on the first node", func() bool { return a.has(id) && g.sync.connected.Load() })
+	if b.has(id) {
+		t.Fatal("the gate is connected to both nodes")
+	}
+
+	addr := a.addr
+	a.stop()
+	lost := time.Now()
+	// The dead node's port answers TCP and nothing else.
+	var silent net.Listener
+	eventually(t, "a silent listener on the dead node's port", func() bool {
+		ln, err := net.Listen("tcp", addr)
+		if err == nil {
+			silent = ln
+		}
+		return err == nil
+	})
+	defer silent.Close()
+	go func() {
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	eventually(t, "the gate on the second node", func() bool { return b.has(id) && g.sync.connected.Load() })
+	if took := time.Since(lost); took >= connectTimeout {
+		t.Errorf("on the second node %s after the first died, want less than one attempt's %s: it tried the dead node first", took, connectTimeout)
+	}
+
+	silent.Close()
+	a = &mochiBroker{t: t, addr: addr}
+	a.start()
+	t.Cleanup(a.stop)
+	b.stop()
+	eventually(t, "the gate back on the first node", func() bool { return a.has(id) && g.sync.connected.Load() })
+}
