@@ -80,14 +80,20 @@ const (
 	// used.
 	maxInflight = 65535
 	// maxPending is the per-client queue of messages waiting to be
-	// written to the socket: 3× the 10,000-message burst. It is allocated
-	// when a connection opens (8 bytes a slot, 256 KiB), hence maxConns.
-	// It rarely fills: mochi writes to a client's socket under the lock
-	// it also takes to number that client's next message, so a
-	// subscriber whose socket is full holds up whoever publishes to it
-	// (until the subscriber reads, or its keepalive deadline, 1.5 × its
-	// keepalive, closes it) rather than queueing more here.
-	maxPending = 32768
+	// written to the socket. mochi allocates it when a connection opens
+	// (8 bytes a slot) and the garbage collector scans it at every cycle,
+	// so it is most of a connection's cost: at 32,768 slots, 1,000 gates
+	// held 256 MiB of queues (centrald ~300 KiB a gate, 540 MiB after a
+	// restart); at 4,096, ~155 KiB a gate and 200 MiB; 8,192 costs 32 KiB more. The largest burst
+	// to one client is centrald's own at a restart: every gate's retained
+	// status plus its birth, 2 a gate, so 8,192 slots hold it for
+	// maxConns gates even if centrald read none of it meanwhile (it reads
+	// all along); a resync is a few snapshot parts, not a message per
+	// reservation. A message dropped on a full queue is logged
+	// (OnPublishDropped): a gate resends an event until central acks it
+	// and a gate that missed a change resyncs, but a lost birth leaves its
+	// gate shown offline until its next one.
+	maxPending = 2 * maxConns
 	// maxPacket bounds an incoming packet: a snapshot part is 256 KiB of
 	// gzip, ~342 KiB as base64 in its JSON, so 1 MiB leaves room for
 	// parts up to ~700 KiB while refusing absurd packets.

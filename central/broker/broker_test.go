@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -26,6 +27,8 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 	pahopackets "github.com/eclipse/paho.mqtt.golang/packets"
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 const (
@@ -712,5 +715,28 @@ func TestClientIDMismatchHasItsOwnReason(t *testing.T) {
 	}
 	if l := logs.String(); !strings.Contains(l, "want_client=gate-a") {
 		t.Errorf("the mismatch's log does not name the client id to use:\n%s", l)
+	}
+}
+
+// TestDroppedMessagesAreLogged: mochi drops a message for a client whose
+// write queue is full; the broker says so (once a second, with the
+// count), since the queue is sized for bursts and a drop means a client
+// that does not read.
+func TestDroppedMessagesAreLogged(t *testing.T) {
+	var buf bytes.Buffer
+	h := newHook(newRules("test"), nil, "central", "pw", false, 1, slog.New(slog.NewTextHandler(&buf, nil)))
+	cl := &mqtt.Client{ID: "entry-1"}
+	for range 3 {
+		h.OnPublishDropped(cl, packets.Packet{TopicName: "parking/test/changes"})
+	}
+	out := buf.String()
+	if strings.Count(out, "write queue is full") != 1 || !strings.Contains(out, "client=entry-1") || !strings.Contains(out, "dropped_total=1") {
+		t.Fatalf("log: %s", out)
+	}
+	if h.dropped.Load() != 3 {
+		t.Fatalf("counted %d drops, want 3", h.dropped.Load())
+	}
+	if !h.Provides(mqtt.OnPublishDropped) {
+		t.Fatal("the hook does not ask mochi for dropped messages")
 	}
 }

@@ -5,6 +5,9 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -29,6 +32,11 @@ type hook struct {
 	// decoy is a hash checked for unknown gates, so that a refusal takes
 	// as long as for a gate with a current (SHA-256) hash.
 	decoy []byte
+	// dropped counts messages mochi dropped because a client's write
+	// queue (maxPending) was full; dropLogged is when that was last said.
+	dropped    atomic.Int64
+	dropMu     sync.Mutex
+	dropLogged time.Time
 }
 
 func newHook(r rules, creds Credentials, centralUser, centralPassword string, anonymous bool, checks int, log *slog.Logger) *hook {
@@ -51,7 +59,22 @@ func (h *hook) ID() string { return "parkgate-auth" }
 
 // Provides tells mochi which events the hook handles.
 func (h *hook) Provides(b byte) bool {
-	return bytes.Contains([]byte{mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish}, []byte{b})
+	return bytes.Contains([]byte{mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnPublishDropped}, []byte{b})
+}
+
+// OnPublishDropped says, at most once a second, that messages were dropped
+// for a client whose write queue was full: the sync repairs the loss (a
+// gate resends an event until central acks it; a gate that missed a
+// change resyncs), but a full queue means a client that does not read, or
+// a burst larger than maxPending, and an operator should know.
+func (h *hook) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {
+	n := h.dropped.Add(1)
+	h.dropMu.Lock()
+	defer h.dropMu.Unlock()
+	if now := time.Now(); now.Sub(h.dropLogged) >= time.Second {
+		h.dropLogged = now
+		h.log.Warn("mqtt: a client's write queue is full; messages to it are dropped", "client", cl.ID, "topic", pk.TopicName, "dropped_total", n, "queue", maxPending)
+	}
 }
 
 // roleOf maps an authenticated connection to its rights. The username was

@@ -17,8 +17,8 @@ const (
 	// connection slot, and its write buffer, forever.
 	connectTimeout = 10 * time.Second
 	// maxConns caps open connections. mochi allocates the pending-writes
-	// buffer (maxPending pointers, 256 KiB) when a connection opens,
-	// before it authenticates; the cap bounds that to 1 GiB. A site has
+	// buffer (maxPending pointers, 64 KiB) when a connection opens,
+	// before it authenticates; the cap bounds that to 256 MiB. A site has
 	// tens of gates, but one central serves up to a thousand (the fleet
 	// benchmark in docs/benchmarks.md), and a reconnect storm briefly
 	// holds old and new sockets: 512, the former cap, refused gate 512
