@@ -266,6 +266,9 @@ func (s *Store) List(ctx context.Context, f store.Filter) ([]reservation.Reserva
 	if !f.CreatedBefore.IsZero() {
 		add(`created_at < ?`, sqlitedb.Micros(f.CreatedBefore))
 	}
+	if f.CarID != "" {
+		add(`car_id = ?`, f.CarID)
+	}
 	q := `SELECT ` + resCols + ` FROM reservations`
 	if len(where) > 0 {
 		q += ` WHERE ` + strings.Join(where, ` AND `)

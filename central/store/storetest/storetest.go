@@ -56,6 +56,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"LatestRefunds", testLatestRefunds},
 		{"OperatorActionsInLog", testOperatorActionsInLog},
 		{"Operators", testOperators},
+		{"Retention", testRetention},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
