@@ -45,6 +45,10 @@ commands:
   operator add NAME
                 create operator account NAME for the console at /console/
                 and print its password (again: a new password)
+  prune [--dry-run]
+                erase now the personal data of reservations finished longer
+                ago than retention.personal_data (the server does so hourly);
+                --dry-run only prints what it would erase
   version       print the version
 `
 
@@ -54,6 +58,7 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 	fs.Usage = func() { fmt.Fprint(stderr, usage) }
 	cfgPath := fs.String("config", "", "YAML configuration file")
 	role := fs.String("role", "", "gate add: the gate's role, entry or exit")
+	dryRun := fs.Bool("dry-run", false, "prune: print what would be erased, change nothing")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
@@ -78,6 +83,10 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 			fs.Usage()
 			return exitUsage
 		}
+	}
+	if cmd != "prune" && *dryRun {
+		fs.Usage()
+		return exitUsage
 	}
 	if cmd == "version" {
 		fmt.Fprintln(stdout, version.Version)
@@ -122,6 +131,12 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 			return exitUsage
 		}
 		return addOperator(cfg, rest[1], stdout, stderr)
+	case "prune":
+		if err := daemon.Prune(context.Background(), cfg, time.Now(), *dryRun, stdout); err != nil {
+			fmt.Fprintln(stderr, "centrald prune:", err)
+			return exitFailure
+		}
+		return exitOK
 	default:
 		fmt.Fprintf(stderr, "centrald: unknown command %q\n", cmd)
 		fs.Usage()
