@@ -193,7 +193,7 @@ func (b *runner) historySection(ctx context.Context) (*HistoryReport, error) {
 	if n <= 0 {
 		n = DefaultHistoryN
 	}
-	d := max(b.p.MixedDuration/3, time.Second)
+	d := max(b.p.MixedDuration*2/3, time.Second)
 	rep := &HistoryReport{N: n, Spots: HistorySpots, Duration: d}
 	run, err := b.historyRun(ctx, "sqlite", n, d)
 	if err != nil {
