@@ -42,6 +42,8 @@ const (
 	HistoryRatioTarget = 2.0
 	// HistoryFuture is the share of the history still to come.
 	HistoryFuture = 0.02
+	// historyRounds: measurements of each database, alternating.
+	historyRounds = 2
 )
 
 // historyRates are the fixed rates of each route, in requests per second:
@@ -131,9 +133,10 @@ func (h *HistoryReport) markdown(b *bytes.Buffer, _ *Report) {
 	p("The real bin/centrald on an empty database (%s spots) and on one holding %s reservations over ten years "+
 		"(internal/bench LoadHistory, through the store's transactions: %.0f %% finished — left, a fifth of them early "+
 		"with a refund, expired, no-show, cancelled — with their payments and refunds, %.0f %% still to come), then "+
-		"`centrald prune` (retention.personal_data, 90 days). Each route at a fixed rate for %s after a warm-up; "+
-		"target p99 on the history ≤ %.0f× p99 on the empty database.",
-		thousands(h.Spots), thousands(h.N), 100*(1-HistoryFuture), 100*HistoryFuture, dur(h.Duration), HistoryRatioTarget)
+		"`centrald prune` (retention.personal_data, 90 days). Each route at a fixed rate for %s after a warm-up, on a "+
+		"fresh centrald per round; %d rounds alternate between the databases and each keeps its lower p99 per route "+
+		"(and its quicker start). Target: p99 on the history ≤ %.0f× p99 on the empty database.",
+		thousands(h.Spots), thousands(h.N), 100*(1-HistoryFuture), 100*HistoryFuture, dur(h.Duration), historyRounds, HistoryRatioTarget)
 	p("")
 	p("| store | route | rate | empty p50 | empty p99 | history p50 | history p99 | ratio p99 | target ≤ %.0f× | errors |", HistoryRatioTarget)
 	p("|---|---|--:|--:|--:|--:|--:|--:|---|--:|")
@@ -291,7 +294,8 @@ func (b *runner) newHistoryDB(ctx context.Context, driver, name string, schemas 
 	return db, st.SetSpots(ctx, ids, time.Now().Add(-11*365*24*time.Hour))
 }
 
-// historyRun measures one store: the empty database, then the loaded one.
+// historyRun measures one store: it makes the empty database and the
+// loaded one (then prunes it), and measures them in alternating rounds.
 func (b *runner) historyRun(ctx context.Context, driver string, n int, d time.Duration) (run HistoryRun, err error) {
 	run.Store = driver
 	schemas := &pgSchemas{base: b.o.Postgres}
@@ -305,14 +309,7 @@ func (b *runner) historyRun(ctx context.Context, driver string, n int, d time.Du
 	if run.SizeEmpty, err = empty.size(ctx); err != nil {
 		return run, err
 	}
-	emptyRoutes, err := b.historyMeasure(ctx, empty, d, &run.StartEmpty, &run.ListEmpty)
-	if err != nil {
-		return run, fmt.Errorf("empty database: %w", err)
-	}
-	if driver == "postgres" {
-		_ = schemas.drop(empty.schema)
-	}
-	os.RemoveAll(empty.dir)
+	defer os.RemoveAll(empty.dir)
 	if ctx.Err() != nil {
 		return run, nil
 	}
@@ -372,11 +369,41 @@ func (b *runner) historyRun(ctx context.Context, driver string, n int, d time.Du
 	if run.SizeFull, err = full.size(ctx); err != nil {
 		return run, err
 	}
-	fullRoutes, err := b.historyMeasure(ctx, full, d, &run.StartFull, &run.ListFull)
-	if err != nil {
-		return run, fmt.Errorf("loaded database: %w", err)
+	// Rounds alternate between the two databases, and each keeps its
+	// lower p99 per route (and its quicker start): on a shared machine a
+	// stall caused by something else should not decide the ratio.
+	var emptyRoutes, fullRoutes []Summary
+	for round := 1; round <= historyRounds && ctx.Err() == nil; round++ {
+		for _, x := range []struct {
+			db            *historyDB
+			name          string
+			routes        *[]Summary
+			start, listed *time.Duration
+		}{{empty, "empty", &emptyRoutes, &run.StartEmpty, &run.ListEmpty}, {full, "history", &fullRoutes, &run.StartFull, &run.ListFull}} {
+			b.progress("k: %s: round %d of %d, %s database", driver, round, historyRounds, x.name)
+			var start, listed time.Duration
+			got, err := b.historyMeasure(ctx, x.db, d, &start, &listed)
+			if err != nil {
+				return run, fmt.Errorf("%s database: %w", x.name, err)
+			}
+			if *x.start == 0 || start < *x.start {
+				*x.start = start
+			}
+			if *x.listed == 0 || listed < *x.listed {
+				*x.listed = listed
+			}
+			if *x.routes == nil {
+				*x.routes = got
+				continue
+			}
+			for i := range got {
+				if i < len(*x.routes) && got[i].Latency.P99 < (*x.routes)[i].Latency.P99 {
+					(*x.routes)[i] = got[i]
+				}
+			}
+		}
 	}
-	for i := range fullRoutes {
+	for i := range min(len(emptyRoutes), len(fullRoutes)) {
 		run.Routes = append(run.Routes, HistoryRoute{Route: fullRoutes[i].Label, Empty: emptyRoutes[i], Full: fullRoutes[i]})
 	}
 	return run, nil

@@ -267,7 +267,9 @@ func (s *Store) List(ctx context.Context, f store.Filter) ([]reservation.Reserva
 		add(`created_at < ?`, sqlitedb.Micros(f.CreatedBefore))
 	}
 	if f.CarID != "" {
-		add(`car_id = ?`, f.CarID)
+		// car_id <> '' lets SQLite use the partial index reservations_car,
+		// which it cannot prove from car_id = ?.
+		add(`car_id = ? AND car_id <> ''`, f.CarID)
 	}
 	q := `SELECT ` + resCols + ` FROM reservations`
 	if len(where) > 0 {
