@@ -507,7 +507,9 @@ func (b *runner) historyMeasure(ctx context.Context, db *historyDB, d time.Durat
 				return nil
 			}
 		case routeReserve:
-			ok = OK(201)
+			// 409: a random hour another reservation of this run already
+			// took on that spot (one in a thousand), a right answer.
+			ok = OK(201, 409)
 			targeter = func(t *vegeta.Target) error {
 				*t = vegeta.Target{}
 				reserveTarget(t, base, strconv.Itoa(1+rand.IntN(HistorySpots)), hours.next())
