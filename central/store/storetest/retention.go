@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -210,5 +212,64 @@ func sameErasure(t *testing.T, what string, got, want store.Erasure) {
 	if got.Reservations != want.Reservations || got.Attempts != want.Attempts || got.Changes != want.Changes ||
 		got.GateEvents != want.GateEvents {
 		t.Errorf("%s = %+v\nwant %+v", what, got, want)
+	}
+}
+
+// testRetentionConcurrent: erasures running at once (several instances of
+// centrald on one database) erase each row once: their counts add up to
+// what was due, and nothing is left.
+func testRetentionConcurrent(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	setSpots(t, s, "1")
+	day := 24 * time.Hour
+	const n = 120
+	write(t, s, func(tx store.Tx) error {
+		for i := range n {
+			ended := base.Add(-100*day - time.Duration(i)*time.Hour)
+			r := res(fmt.Sprintf("c%03d", i), "1", 0, 1)
+			r.From, r.Until, r.CreatedAt = ended.Add(-time.Hour), ended, ended.Add(-2*time.Hour)
+			r.State, r.CarID, r.EndedAt = reservation.Left, "CC1", ended
+			if err := tx.Insert(r); err != nil {
+				return err
+			}
+			if err := tx.Log(store.Change{At: ended, Kind: store.KindLeft, SpotID: "1", ReservationID: r.ID, Actor: "system", Reservation: &r}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		total store.Erasure
+		errs  []error
+	)
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				e, err := s.ErasePersonalData(ctx, base.Add(-90*day), 7)
+				mu.Lock()
+				total.Add(e)
+				if err != nil {
+					errs = append(errs, err)
+				}
+				mu.Unlock()
+				if err != nil || e.Zero() {
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		t.Fatalf("concurrent erasures: %v", errs)
+	}
+	if total.Reservations != n || total.Changes != n {
+		t.Errorf("concurrent erasures counted %d reservations and %d changes, want %d each (each row once)", total.Reservations, total.Changes, n)
+	}
+	if left, err := s.PersonalData(ctx, base.Add(-90*day)); err != nil || !left.Zero() || left.Changes != 0 {
+		t.Errorf("left after concurrent erasures: %+v, %v", left, err)
 	}
 }
