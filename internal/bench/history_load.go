@@ -34,7 +34,8 @@ type HistoryLoad struct {
 	// Batch reservations go in one transaction; Writers transactions run
 	// at once (PostgreSQL takes several; SQLite has one writer anyway).
 	Batch, Writers int
-	// Progress, if set, is called after every batch with the count done.
+	// Progress, if set, is called after every batch with the count done;
+	// calls never overlap.
 	Progress func(done int)
 }
 
@@ -87,7 +88,7 @@ func LoadHistory(ctx context.Context, st store.Store, h HistoryLoad) (HistoryLoa
 		mu    sync.Mutex
 		total = HistoryLoaded{ByState: map[reservation.State]int{}}
 		next  atomic.Int64
-		done  atomic.Int64
+		done  int // under mu
 		wg    sync.WaitGroup
 		first error
 		once  sync.Once
@@ -128,11 +129,11 @@ func LoadHistory(ctx context.Context, st store.Store, h HistoryLoad) (HistoryLoa
 				for s, n := range part.ByState {
 					total.ByState[s] += n
 				}
-				mu.Unlock()
-				n := done.Add(int64(to - from))
+				done += to - from
 				if h.Progress != nil {
-					h.Progress(int(n))
+					h.Progress(done)
 				}
+				mu.Unlock()
 			}
 		}()
 	}
