@@ -12,6 +12,55 @@ import (
 	"github.com/parkgate/parkgate/central/store/sqlitestore"
 )
 
+// seedDue writes, into the database centrald will use in dir, spots 1-5
+// and one reservation of plate that finished 100 days ago.
+func seedDue(t *testing.T, db, id, plate string) {
+	t.Helper()
+	ctx := context.Background()
+	st, err := sqlitestore.Open(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	now := time.Now()
+	if err := st.SetSpots(ctx, []string{"1", "2", "3", "4", "5"}, now.Add(-400*24*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	ended := now.Add(-100 * 24 * time.Hour)
+	r := reservation.Reservation{ID: id, SpotID: "1", State: reservation.Left, Source: reservation.SourceDriver,
+		From: ended.Add(-2 * time.Hour), Until: ended.Add(time.Hour), CreatedAt: ended.Add(-3 * time.Hour),
+		CarID: plate, Amount: 500, Currency: "eur", EndedAt: ended, LeftAt: ended}
+	if err := st.Write(ctx, func(tx store.Tx) error {
+		if err := tx.Insert(r); err != nil {
+			return err
+		}
+		return tx.Log(store.Change{At: ended, Kind: store.KindLeft, SpotID: "1", ReservationID: id, Actor: "system", Reservation: &r})
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The running server erases what is due by itself, from its start, and
+// says so in its log with counts, never the plate.
+func TestProcessRetentionRunsAtStart(t *testing.T) {
+	dir := t.TempDir()
+	seedDue(t, filepath.Join(dir, "centrald.db"), "due-1", "RS456TART")
+	p := start(t, dir)
+	waitFor(t, "the retention's log line", 30*time.Second, func() bool {
+		return strings.Contains(p.logText(), `"msg":"personal data erased"`)
+	})
+	if !strings.Contains(p.logText(), `"reservations":1`) {
+		t.Errorf("log line without the count:\n%s", p.logText())
+	}
+	if strings.Contains(p.logText(), "RS456TART") {
+		t.Errorf("the log holds the plate:\n%s", p.logText())
+	}
+	got := p.must(200, "GET", "/reservations/due-1", adminToken, "")
+	if got["carId"] != nil || got["status"] != "left" || got["amount"] != float64(500) {
+		t.Errorf("after erasure: %v; want no carId, the rest kept", got)
+	}
+}
+
 // centrald prune --dry-run says what is due and changes nothing; centrald
 // prune then erases it; a reservation not due keeps its plate.
 func TestPruneCommand(t *testing.T) {
