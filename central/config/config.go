@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/parkgate/parkgate/central/retention"
 	"github.com/parkgate/parkgate/internal/configload"
 	"github.com/parkgate/parkgate/internal/mqtturl"
 	"github.com/parkgate/parkgate/sync/syncmsg"
@@ -32,7 +33,22 @@ type Config struct {
 	Tickets      Tickets      `mapstructure:"tickets"`
 	Reservations Reservations `mapstructure:"reservations"`
 	Enroll       Enroll       `mapstructure:"enroll"`
+	Retention    Retention    `mapstructure:"retention"`
 	Log          Log          `mapstructure:"log"`
+}
+
+// Retention says how long personal data is kept.
+type Retention struct {
+	// PersonalData is how long a finished reservation keeps its personal
+	// data (retention.ParseKeep: "90d", "2160h" or "off").
+	PersonalData string `mapstructure:"personal_data"`
+}
+
+// PersonalDataKeep is retention.personal_data as a duration; 0 means off
+// (validated at load).
+func (c *Config) PersonalDataKeep() time.Duration {
+	d, _ := retention.ParseKeep(c.Retention.PersonalData)
+	return d
 }
 
 // HTTP is the API listener.
@@ -212,6 +228,7 @@ var defaults = map[string]any{
 	"reservations.max_advance":      "8760h",
 	"reservations.sweep_interval":   "5s",
 	"reservations.overstay_grace":   "15m",
+	"retention.personal_data":       "90d",
 	"log.level":                     "info",
 	"log.format":                    "auto",
 }
@@ -373,6 +390,9 @@ func (c *Config) Validate() error {
 		if d.v < d.lo || d.v > d.hi {
 			bad("%s %s: want %s to %s", d.key, d.v, d.lo, d.hi)
 		}
+	}
+	if _, err := retention.ParseKeep(c.Retention.PersonalData); err != nil {
+		bad("%v", err)
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("invalid configuration:\n  %w", joinIndented(errs))

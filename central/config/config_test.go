@@ -44,7 +44,7 @@ func TestExampleFileIsTheDefaults(t *testing.T) {
 	file.MQTT.TLS.Listen = ""
 	if file.Site != def.Site || file.HTTP != def.HTTP || file.DB != def.DB || !reflect.DeepEqual(file.MQTT, def.MQTT) || file.Enroll != def.Enroll ||
 		file.Payment != def.Payment || file.Auth != def.Auth || file.Tickets != def.Tickets ||
-		file.Reservations != def.Reservations || file.Log != def.Log || file.Spots.Count != def.Spots.Count ||
+		file.Reservations != def.Reservations || file.Retention != def.Retention || file.Log != def.Log || file.Spots.Count != def.Spots.Count ||
 		len(file.Spots.IDs) != 0 {
 		t.Fatalf("configs/centrald.yaml differs from the defaults:\nfile %+v\ndef  %+v", file, def)
 	}
@@ -110,6 +110,9 @@ func TestBadConfigIsReportedClearly(t *testing.T) {
 		{"payment:\n  fake:\n    state_file: ''\n", "payment.fake.state_file"},
 		{"reservations:\n  overstay_grace: 48h\n", "overstay_grace"},
 		{"auth:\n  admin_token: short\n", "admin_token"},
+		{"retention:\n  personal_data: 0\n", "retention.personal_data"},
+		{"retention:\n  personal_data: 1d\n", "retention.personal_data"},
+		{"retention:\n  personal_data: never\n", "retention.personal_data"},
 		{"site: Big Site\n", "site"},
 		{"log:\n  level: loud\n", ""}, // checked by logging, not here
 		{": [\n", "reading"},
@@ -135,6 +138,20 @@ func TestBadConfigIsReportedClearly(t *testing.T) {
 	}
 	if _, err := Load("/nonexistent/c.yaml", nil); err == nil {
 		t.Error("missing file accepted")
+	}
+}
+
+// retention.personal_data: 90 days by default, days or a duration, or off.
+func TestRetentionKey(t *testing.T) {
+	def, _ := Load("", nil)
+	if def.PersonalDataKeep() != 90*24*time.Hour {
+		t.Fatalf("default retention %s, want 90 days", def.PersonalDataKeep())
+	}
+	for v, want := range map[string]time.Duration{"30d": 30 * 24 * time.Hour, "4000h": 4000 * time.Hour, "off": 0, "OFF": 0} {
+		c, err := Load("", []string{"PARKING_RETENTION_PERSONAL_DATA=" + v})
+		if err != nil || c.PersonalDataKeep() != want {
+			t.Errorf("%s: %s, %v; want %s", v, c.PersonalDataKeep(), err, want)
+		}
 	}
 }
 

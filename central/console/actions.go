@@ -501,16 +501,14 @@ func (c *Console) lookup(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if plate, err := booking.NormaliseCarID(q); err == nil && plate != "" && len(found) == 0 {
-		all, err := st.List(ctx, store.Filter{})
+		// By the plate's index: reading every reservation to compare
+		// plates took seconds with years of history.
+		all, err := st.List(ctx, store.Filter{CarID: plate})
 		if err != nil {
 			api.Fail(c.log, w, r, err)
 			return
 		}
-		for _, x := range all {
-			if x.CarID == plate {
-				found = append(found, x)
-			}
-		}
+		found = append(found, all...)
 		slices.SortFunc(found, func(a, b reservation.Reservation) int { return b.From.Compare(a.From) })
 		found = found[:min(len(found), maxFound)]
 	}

@@ -29,6 +29,7 @@ import (
 	"github.com/parkgate/parkgate/central/payment"
 	"github.com/parkgate/parkgate/central/payment/fakepay"
 	"github.com/parkgate/parkgate/central/payment/stripepay"
+	"github.com/parkgate/parkgate/central/retention"
 	"github.com/parkgate/parkgate/central/store"
 	"github.com/parkgate/parkgate/central/store/pgstore"
 	"github.com/parkgate/parkgate/central/store/sqlitestore"
@@ -162,6 +163,10 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 		service.Named{Name: "reconciler", Service: &booking.Reconciler{Service: svc, Interval: reconcileInterval(cfg.Payment.Timeout)}},
 		service.Named{Name: "watchdog", Service: sdnotify.Watchdog{Interval: sdnotify.WatchdogInterval(), Healthy: st.Ping}},
 	)
+	if keep := cfg.PersonalDataKeep(); keep > 0 {
+		services = append(services, service.Named{Name: "retention",
+			Service: &retention.Service{Store: st, Clock: opt.Clock, Keep: keep, Log: log}})
+	}
 	return service.Run(ctx, log, services...)
 }
 

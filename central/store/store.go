@@ -106,6 +106,9 @@ type Store interface {
 	// Operator returns one operator account (ErrNotFound if unknown).
 	Operator(ctx context.Context, name string) (Operator, error)
 
+	// Eraser erases personal data past its retention.
+	Eraser
+
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error
 	// Close releases the database.
@@ -201,6 +204,7 @@ type Filter struct {
 	UntilAfter    time.Time // reservedUntil > UntilAfter
 	FromBefore    time.Time // reservedFrom < FromBefore
 	CreatedBefore time.Time // reservationCreatedAt < CreatedBefore
+	CarID         string    // the plate, normalised as stored
 	Limit         int
 }
 

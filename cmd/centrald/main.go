@@ -53,11 +53,15 @@ commands:
   operator add NAME
                 create operator account NAME for the console at /console/
                 and print its password (again: a new password)
+  prune [--dry-run]
+                erase now the personal data of reservations finished longer
+                ago than retention.personal_data (the server does so hourly);
+                --dry-run only prints what it would erase
   version       print the version
 `
 
 // knownCommands are the commands in usage.
-var knownCommands = map[string]bool{"check-config": true, "pubkey": true, "gate": true, "operator": true, "version": true}
+var knownCommands = map[string]bool{"check-config": true, "pubkey": true, "gate": true, "operator": true, "prune": true, "version": true}
 
 func run(args, environ []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("centrald", flag.ContinueOnError)
@@ -68,6 +72,7 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 	fs.Usage = func() {}
 	cfgPath := fs.String("config", "", "YAML configuration file")
 	role := fs.String("role", "", "gate add, gate enroll: the gate's role, entry or exit")
+	dryRun := fs.Bool("dry-run", false, "prune: print what would be erased, change nothing")
 	parse := func(args []string) (code int, ok bool) {
 		switch err := fs.Parse(args); {
 		case errors.Is(err, flag.ErrHelp):
@@ -109,6 +114,10 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 			fmt.Fprint(stderr, usage)
 			return exitUsage
 		}
+	}
+	if cmd != "prune" && *dryRun {
+		fs.Usage()
+		return exitUsage
 	}
 	if cmd == "version" {
 		fmt.Fprintln(stdout, version.Version)
@@ -156,6 +165,16 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 			return exitUsage
 		}
 		return addOperator(cfg, rest[1], stdout, stderr)
+	case "prune":
+		if err := daemon.Prune(context.Background(), cfg, time.Now(), *dryRun, stdout); err != nil {
+			fmt.Fprintln(stderr, "centrald prune:", err)
+			return exitFailure
+		}
+		return exitOK
+	default:
+		fmt.Fprintf(stderr, "centrald: unknown command %q\n", cmd)
+		fmt.Fprint(stderr, usage)
+		return exitUsage
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

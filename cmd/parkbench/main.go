@@ -4,7 +4,7 @@
 //
 // Usage:
 //
-//	parkbench -centrald bin/centrald -gated bin/gated [-only centrald|gated|sync|scale|console|fleet] [-fleet-gates N] [-fleet-mqtt URL]
+//	parkbench -centrald bin/centrald -gated bin/gated [-only centrald|gated|sync|scale|console|fleet|history] [-history-n N] [-fleet-gates N] [-fleet-mqtt URL]
 //	          [-gated-arm64 PATH] [-qemu PATH] [-postgres DSN] [-haproxy PATH]
 //	          [-haproxy-config FILE] [-out docs/benchmarks.md] [-quick] [-strict] [-tmpdir DIR]
 //
@@ -13,7 +13,10 @@
 // MQTT, needs both) or scale (section h, centrald scaled out on
 // PostgreSQL behind HAProxy, needs -centrald) or console (section i, the
 // mixed traffic with 50 operator consoles on GET /admin/events, needs
-// -centrald); by default all five run.
+// -centrald) or history (section k, centrald on a million reservations of
+// history against an empty database, on SQLite and, with -postgres, on
+// PostgreSQL; -history-n sets the size, for CI-sized runs); by default all
+// run.
 // Section f runs the linux/arm64 gated (by default linux-arm64/gated next
 // to -gated) under qemu-aarch64 (by default from PATH), and is skipped with
 // a note when either is missing; -gated-arm64 "" or -qemu "" skips it.
@@ -63,7 +66,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	centrald := fs.String("centrald", "", "path of the centrald binary to measure (required unless -only gated)")
 	gated := fs.String("gated", "", "path of the gated binary to measure (required unless -only centrald or scale)")
-	only := fs.String("only", "", "run one part only: centrald, gated, sync, scale, console or fleet (default: all)")
+	only := fs.String("only", "", "run one part only: centrald, gated, sync, scale, console, fleet or history (default: all)")
+	historyN := fs.Int("history-n", bench.DefaultHistoryN, "the number of reservations of the history section's database")
 	fleetGates := fs.Int("fleet-gates", bench.DefaultPlan().FleetGates, "the number of simulated gates of the fleet section")
 	fleetMQTT := fs.String("fleet-mqtt", "", `an external broker (tcp://host:port) the fleet section also runs on (default: $`+mqttEnv+`; "": skip)`)
 	arm64 := fs.String("gated-arm64", auto, `the linux/arm64 gated to run under qemu; "auto": linux-arm64/gated next to -gated; "": skip`)
@@ -81,9 +85,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	needCentrald := *only != bench.PartGated
 	needGated := *only == "" || *only == bench.PartGated || *only == bench.PartSync
 	needScale := *only == "" || *only == bench.PartScale
+	needHistory := *only == "" || *only == bench.PartHistory
 	needFleet := *only == "" || *only == bench.PartFleet
 	switch {
-	case *only != "" && *only != bench.PartCentrald && *only != bench.PartGated && *only != bench.PartSync && *only != bench.PartScale && *only != bench.PartConsole && *only != bench.PartFleet,
+	case *only != "" && *only != bench.PartCentrald && *only != bench.PartGated && *only != bench.PartSync && *only != bench.PartScale && *only != bench.PartConsole && *only != bench.PartFleet && *only != bench.PartHistory,
+		*historyN < 1,
 		needCentrald && *centrald == "", needGated && *gated == "", fs.NArg() > 0:
 		fmt.Fprintln(stderr, usage)
 		return exitUsage
@@ -93,7 +99,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		plan = plan.Scaled(0.2)
 	}
 	plan.FleetGates = max(*fleetGates, 1)
-	o := bench.Options{Only: *only, Centrald: *centrald, Gated: *gated, TempDir: *tmp, Plan: plan, Progress: stderr}
+	o := bench.Options{Only: *only, Centrald: *centrald, Gated: *gated, TempDir: *tmp, Plan: plan, Progress: stderr, HistoryN: *historyN}
 	if needGated {
 		o.GatedArm64, o.Qemu = arm64Paths(*gated, *arm64, *qemu, exec.LookPath)
 	}
@@ -104,6 +110,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		o.Postgres = postgresDSN(fs, *postgres, os.Getenv)
 		o.HAProxy = haproxyPath(*haproxy, exec.LookPath, fileExists)
 		o.HAProxyConfig = *haproxyConfig
+	}
+	if needHistory {
+		o.Postgres = postgresDSN(fs, *postgres, os.Getenv)
 	}
 	rep, err := bench.Run(ctx, o)
 	if err != nil {
@@ -143,7 +152,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 // usage is printed on bad flags.
-const usage = "usage: parkbench -centrald PATH -gated PATH [-only centrald|gated|sync|scale|console|fleet] [-fleet-gates N] [-fleet-mqtt URL] [-gated-arm64 PATH] [-qemu PATH]" +
+const usage = "usage: parkbench -centrald PATH -gated PATH [-only centrald|gated|sync|scale|console|fleet|history] [-history-n N] [-fleet-gates N] [-fleet-mqtt URL] [-gated-arm64 PATH] [-qemu PATH]" +
 	" [-postgres DSN] [-haproxy PATH] [-haproxy-config FILE] [-out FILE] [-quick] [-strict] [-tmpdir DIR]"
 
 // auto is the default of -gated-arm64, -qemu and -haproxy: look for them.

@@ -42,6 +42,12 @@
 //     Plan.Consoles clients on GET /admin/events (target: p99 with them
 //     ≤ 1.5 × without, and every change reaching every console).
 //
+// Section k (history.go) measures centrald on ten years of history
+// (LoadHistory: a million reservations over 10,000 spots) against an empty
+// database, on SQLite and PostgreSQL (target: every p99 ≤ 2× the empty
+// database's), with the database's size, centrald's start and `centrald
+// prune`.
+//
 // Section h:
 //
 //   - h: the contended pattern of c through HAProxy, with the shipped
@@ -195,6 +201,7 @@ const (
 	PartScale    = "scale"    // section h: centrald instances on PostgreSQL behind HAProxy
 	PartConsole  = "console"  // section i: mixed traffic with operator consoles on /admin/events
 	PartFleet    = "fleet"    // section j: a fleet of simulated gates on one centrald
+	PartHistory  = "history"  // section k: ten years of history against an empty database
 )
 
 // Options configure Run.
@@ -232,6 +239,9 @@ type Options struct {
 	// TempDir is where the temporary data directories go; empty means
 	// os.TempDir(). Its disk is the one whose fsync the writes pay for.
 	TempDir string
+	// HistoryN is the number of reservations of section k's history;
+	// 0 means DefaultHistoryN.
+	HistoryN int
 	// Plan is what to run; the zero Plan means DefaultPlan().
 	Plan Plan
 	// Progress receives a line as every run starts and ends; nil
@@ -260,8 +270,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	runScale := o.Only == "" || o.Only == PartScale
 	runConsole := o.Only == "" || o.Only == PartConsole
 	runFleet := o.Only == "" || o.Only == PartFleet
-	if o.Only != "" && o.Only != PartCentrald && o.Only != PartGated && o.Only != PartSync && o.Only != PartScale && o.Only != PartConsole && o.Only != PartFleet {
-		return nil, fmt.Errorf("only %q: want %s, %s, %s, %s, %s or %s", o.Only, PartCentrald, PartGated, PartSync, PartScale, PartConsole, PartFleet)
+	runHistory := o.Only == "" || o.Only == PartHistory
+	if o.Only != "" && o.Only != PartCentrald && o.Only != PartGated && o.Only != PartSync && o.Only != PartScale && o.Only != PartConsole && o.Only != PartFleet && o.Only != PartHistory {
+		return nil, fmt.Errorf("only %q: want %s, %s, %s, %s, %s, %s or %s", o.Only, PartCentrald, PartGated, PartSync, PartScale, PartConsole, PartFleet, PartHistory)
 	}
 	// Absolute, because the daemons run in their data directories.
 	abs := func(name, path string) (string, error) {
@@ -278,7 +289,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return bin, nil
 	}
 	var err error
-	if runCentrald || runSync || runScale || runConsole || runFleet {
+	if runCentrald || runSync || runScale || runConsole || runFleet || runHistory {
 		if o.Centrald, err = abs("centrald", o.Centrald); err != nil {
 			return nil, err
 		}
@@ -298,7 +309,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	rep := &Report{Date: time.Now().UTC(), Plan: o.Plan, RawMethod: RawMethod, Centrald: runCentrald}
 	b.progress("machine: CPU, versions, fsync probe in %s", parent)
 	var centraldBin, gatedBin string
-	if runCentrald || runSync || runScale || runConsole || runFleet {
+	if runCentrald || runSync || runScale || runConsole || runFleet || runHistory {
 		centraldBin = o.Centrald
 	}
 	if runGated || runSync {
@@ -351,6 +362,13 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			return nil, fmt.Errorf("fleet: %w", err)
 		}
 		rep.Fleet = f
+	}
+	if runHistory {
+		h, err := b.historySection(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("history: %w", err)
+		}
+		rep.History = h
 	}
 	return rep, ctx.Err()
 }

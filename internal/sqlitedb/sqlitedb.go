@@ -82,8 +82,11 @@ func Open(ctx context.Context, p string, migrations fs.FS, opt Options) (*DB, er
 		return nil, err
 	}
 	f.Close()
+	// secure_delete: deleted and overwritten content is zeroed, not left
+	// in free space, so that erased personal data (plates, by retention or
+	// a gate's pruning) is gone from the file too.
 	w, err := sql.Open("sqlite", dsn(p, "_txlock=immediate",
-		busyTimeout, "foreign_keys(1)", "journal_mode(WAL)", "synchronous(FULL)"))
+		busyTimeout, "foreign_keys(1)", "journal_mode(WAL)", "synchronous(FULL)", "secure_delete(1)"))
 	if err != nil {
 		return nil, err
 	}

@@ -515,6 +515,9 @@ func (s *Store) List(ctx context.Context, f store.Filter) ([]reservation.Reserva
 	if !f.CreatedBefore.IsZero() {
 		add(`r.created_at < ?`, ts(f.CreatedBefore))
 	}
+	if f.CarID != "" {
+		add(`r.car_id = ?`, f.CarID)
+	}
 	q := `SELECT ` + prefixed("r.", resCols) + ` FROM reservations r JOIN spots sp ON sp.id = r.spot_id`
 	if len(where) > 0 {
 		q += ` WHERE ` + strings.Join(where, ` AND `)

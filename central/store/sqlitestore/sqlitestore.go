@@ -266,6 +266,11 @@ func (s *Store) List(ctx context.Context, f store.Filter) ([]reservation.Reserva
 	if !f.CreatedBefore.IsZero() {
 		add(`created_at < ?`, sqlitedb.Micros(f.CreatedBefore))
 	}
+	if f.CarID != "" {
+		// car_id <> '' lets SQLite use the partial index reservations_car,
+		// which it cannot prove from car_id = ?.
+		add(`car_id = ? AND car_id <> ''`, f.CarID)
+	}
 	q := `SELECT ` + resCols + ` FROM reservations`
 	if len(where) > 0 {
 		q += ` WHERE ` + strings.Join(where, ` AND `)

@@ -61,6 +61,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"OperatorActionsInLog", testOperatorActionsInLog},
 		{"Operators", testOperators},
 		{"Enrollment", testEnrollment},
+		{"Retention", testRetention},
+		{"RetentionConcurrent", testRetentionConcurrent},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
