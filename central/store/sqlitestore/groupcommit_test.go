@@ -123,7 +123,7 @@ func TestGroupCommitViolationFailsOnlyItsRequest(t *testing.T) {
 		}
 		panic("boom")
 	})
-	run("same-window", reserve("ok4", "2", 3)) // the refused request's window: free again
+	run("same-window", reserve("ok4", "2", 3))      // the refused request's window: free again
 	run("clash-in-batch", reserve("clash", "2", 1)) // ok1's window, taken earlier in this batch
 	waitUntil(t, "8 requests waiting", func() bool { return s.gc.waiting() == 8 })
 	close(release)
