@@ -4,7 +4,7 @@
 //
 // Usage:
 //
-//	parkbench -centrald bin/centrald -gated bin/gated [-only centrald|gated|sync|scale|console|fleet] [-fleet-gates N] [-fleet-mqtt URL]
+//	parkbench -centrald bin/centrald -gated bin/gated [-only centrald|gated|sync|scale|console|fleet|groupcommit] [-fleet-gates N] [-fleet-mqtt URL]
 //	          [-gated-arm64 PATH] [-qemu PATH] [-postgres DSN] [-haproxy PATH]
 //	          [-haproxy-config FILE] [-out docs/benchmarks.md] [-quick] [-strict] [-tmpdir DIR]
 //
@@ -13,7 +13,11 @@
 // MQTT, needs both) or scale (section h, centrald scaled out on
 // PostgreSQL behind HAProxy, needs -centrald) or console (section i, the
 // mixed traffic with 50 operator consoles on GET /admin/events, needs
-// -centrald); by default all five run.
+// -centrald), fleet (section j) or groupcommit (section k: contended
+// reservations with group commit against the in-process rate with one
+// transaction per request, and GET /parkings/{id} against a trivial Go JSON
+// server that parkbench starts as a child of itself; needs -centrald); by
+// default all run.
 // Section f runs the linux/arm64 gated (by default linux-arm64/gated next
 // to -gated) under qemu-aarch64 (by default from PATH), and is skipped with
 // a note when either is missing; -gated-arm64 "" or -qemu "" skips it.
@@ -52,6 +56,8 @@ const (
 )
 
 func main() {
+	// parkbench started again by itself as section k's trivial server.
+	bench.ServeTrivialIfAsked()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
@@ -63,7 +69,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	centrald := fs.String("centrald", "", "path of the centrald binary to measure (required unless -only gated)")
 	gated := fs.String("gated", "", "path of the gated binary to measure (required unless -only centrald or scale)")
-	only := fs.String("only", "", "run one part only: centrald, gated, sync, scale, console or fleet (default: all)")
+	only := fs.String("only", "", "run one part only: centrald, gated, sync, scale, console, fleet or groupcommit (default: all)")
 	fleetGates := fs.Int("fleet-gates", bench.DefaultPlan().FleetGates, "the number of simulated gates of the fleet section")
 	fleetMQTT := fs.String("fleet-mqtt", "", `an external broker (tcp://host:port) the fleet section also runs on (default: $`+mqttEnv+`; "": skip)`)
 	arm64 := fs.String("gated-arm64", auto, `the linux/arm64 gated to run under qemu; "auto": linux-arm64/gated next to -gated; "": skip`)
@@ -83,7 +89,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	needScale := *only == "" || *only == bench.PartScale
 	needFleet := *only == "" || *only == bench.PartFleet
 	switch {
-	case *only != "" && *only != bench.PartCentrald && *only != bench.PartGated && *only != bench.PartSync && *only != bench.PartScale && *only != bench.PartConsole && *only != bench.PartFleet,
+	case *only != "" && *only != bench.PartCentrald && *only != bench.PartGated && *only != bench.PartSync && *only != bench.PartScale && *only != bench.PartConsole && *only != bench.PartFleet && *only != bench.PartGroupCommit,
 		needCentrald && *centrald == "", needGated && *gated == "", fs.NArg() > 0:
 		fmt.Fprintln(stderr, usage)
 		return exitUsage
@@ -143,7 +149,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 // usage is printed on bad flags.
-const usage = "usage: parkbench -centrald PATH -gated PATH [-only centrald|gated|sync|scale|console|fleet] [-fleet-gates N] [-fleet-mqtt URL] [-gated-arm64 PATH] [-qemu PATH]" +
+const usage = "usage: parkbench -centrald PATH -gated PATH [-only centrald|gated|sync|scale|console|fleet|groupcommit] [-fleet-gates N] [-fleet-mqtt URL] [-gated-arm64 PATH] [-qemu PATH]" +
 	" [-postgres DSN] [-haproxy PATH] [-haproxy-config FILE] [-out FILE] [-quick] [-strict] [-tmpdir DIR]"
 
 // auto is the default of -gated-arm64, -qemu and -haproxy: look for them.

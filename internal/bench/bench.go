@@ -128,6 +128,13 @@ type Plan struct {
 	// propagation to all of them.
 	FleetGates        int
 	FleetPropagations int
+
+	// Group commit and point reads (section k): rounds of the contended
+	// pattern at each concurrency (ContendedDuration each) and of GET
+	// /parkings/{id} against a trivial server (ReadDuration each).
+	GroupCommitRounds        int
+	GroupCommitConcurrencies []int
+	ReadDuration             time.Duration
 }
 
 // DefaultPlan is what `make bench` runs: about two minutes on two cores
@@ -167,6 +174,10 @@ func DefaultPlan() Plan {
 		Consoles:          50,
 		FleetGates:        1000,
 		FleetPropagations: 20,
+
+		GroupCommitRounds:        3,
+		GroupCommitConcurrencies: []int{16, 64},
+		ReadDuration:             5 * time.Second,
 	}
 }
 
@@ -184,6 +195,7 @@ func (p Plan) Scaled(f float64) Plan {
 	p.EmulatedDuration = s(p.EmulatedDuration)
 	p.SyncScanDuration = s(p.SyncScanDuration)
 	p.ScaleDuration = s(p.ScaleDuration)
+	p.ReadDuration = s(p.ReadDuration)
 	return p
 }
 
@@ -195,6 +207,9 @@ const (
 	PartScale    = "scale"    // section h: centrald instances on PostgreSQL behind HAProxy
 	PartConsole  = "console"  // section i: mixed traffic with operator consoles on /admin/events
 	PartFleet    = "fleet"    // section j: a fleet of simulated gates on one centrald
+	// PartGroupCommit is section k: group commit against one transaction
+	// per request, and point reads against a trivial Go JSON server.
+	PartGroupCommit = "groupcommit"
 )
 
 // Options configure Run.
@@ -260,8 +275,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	runScale := o.Only == "" || o.Only == PartScale
 	runConsole := o.Only == "" || o.Only == PartConsole
 	runFleet := o.Only == "" || o.Only == PartFleet
-	if o.Only != "" && o.Only != PartCentrald && o.Only != PartGated && o.Only != PartSync && o.Only != PartScale && o.Only != PartConsole && o.Only != PartFleet {
-		return nil, fmt.Errorf("only %q: want %s, %s, %s, %s, %s or %s", o.Only, PartCentrald, PartGated, PartSync, PartScale, PartConsole, PartFleet)
+	runGroupCommit := o.Only == "" || o.Only == PartGroupCommit
+	if o.Only != "" && o.Only != PartCentrald && o.Only != PartGated && o.Only != PartSync && o.Only != PartScale && o.Only != PartConsole && o.Only != PartFleet && o.Only != PartGroupCommit {
+		return nil, fmt.Errorf("only %q: want %s, %s, %s, %s, %s, %s or %s", o.Only, PartCentrald, PartGated, PartSync, PartScale, PartConsole, PartFleet, PartGroupCommit)
 	}
 	// Absolute, because the daemons run in their data directories.
 	abs := func(name, path string) (string, error) {
@@ -278,7 +294,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return bin, nil
 	}
 	var err error
-	if runCentrald || runSync || runScale || runConsole || runFleet {
+	if runCentrald || runSync || runScale || runConsole || runFleet || runGroupCommit {
 		if o.Centrald, err = abs("centrald", o.Centrald); err != nil {
 			return nil, err
 		}
@@ -298,7 +314,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	rep := &Report{Date: time.Now().UTC(), Plan: o.Plan, RawMethod: RawMethod, Centrald: runCentrald}
 	b.progress("machine: CPU, versions, fsync probe in %s", parent)
 	var centraldBin, gatedBin string
-	if runCentrald || runSync || runScale || runConsole || runFleet {
+	if runCentrald || runSync || runScale || runConsole || runFleet || runGroupCommit {
 		centraldBin = o.Centrald
 	}
 	if runGated || runSync {
@@ -351,6 +367,13 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			return nil, fmt.Errorf("fleet: %w", err)
 		}
 		rep.Fleet = f
+	}
+	if runGroupCommit {
+		g, err := b.groupCommitSection(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("group commit: %w", err)
+		}
+		rep.GroupCommit = g
 	}
 	return rep, ctx.Err()
 }
@@ -491,7 +514,9 @@ func (b *runner) raw(ctx context.Context, n int) (s Summary, err error) {
 		return s, err
 	}
 	defer os.RemoveAll(dir)
-	st, err := sqlitestore.Open(ctx, dir+"/raw.db")
+	// One transaction and one fsync per request: the rate the HTTP
+	// figures are held against (centrald itself has group commit on).
+	st, err := sqlitestore.Open(ctx, dir+"/raw.db", sqlitestore.WithGroupCommit(false))
 	if err != nil {
 		return s, err
 	}

@@ -39,6 +39,8 @@ type Report struct {
 	Console *ConsoleReport
 	// Fleet holds section j, nil when it did not run.
 	Fleet *FleetReport
+	// GroupCommit holds section k, nil when it did not run.
+	GroupCommit *GroupCommitReport
 }
 
 // TargetResult is one target and how the run fared against it.
@@ -76,6 +78,9 @@ func (r *Report) Targets() []TargetResult {
 	}
 	if r.Console != nil {
 		out = append(out, r.Console.targets()...)
+	}
+	if r.GroupCommit != nil {
+		out = append(out, r.GroupCommit.targets()...)
 	}
 	return out
 }
@@ -269,6 +274,9 @@ func (r *Report) Markdown() []byte {
 	}
 	if f := r.Fleet; f != nil {
 		f.markdown(&b, r)
+	}
+	if g := r.GroupCommit; g != nil {
+		g.markdown(&b, r)
 	}
 
 	p("## Notes")
