@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"reflect"
 	"strconv"
@@ -125,6 +126,14 @@ func New(svc *booking.Service, opt Options) *Handler {
 	})
 	route("GET /readyz", h.readyz)
 	route("GET /metrics", metrics.ServeHTTP)
+	// Go's profiler, for the operator who must find where centrald's time
+	// goes under their load; behind the admin token, because a profile
+	// shows the code's internals and costs CPU while it runs.
+	route("GET /debug/pprof/profile", h.admin(pprof.Profile), "seconds")
+	route("GET /debug/pprof/trace", h.admin(pprof.Trace), "seconds")
+	for _, name := range []string{"heap", "allocs", "goroutine", "mutex", "block"} {
+		route("GET /debug/pprof/"+name, h.admin(pprof.Handler(name).ServeHTTP), "debug", "gc", "seconds")
+	}
 	for _, rt := range opt.Routes {
 		route(rt.Pattern, rt.Handler, rt.Params...)
 	}

@@ -317,6 +317,13 @@ func (s *Store) answer(items []*batchItem, err error) {
 			it.res.err = err
 		}
 		logged = logged || (it.ok && it.logged && err == nil)
+	}
+	if logged {
+		// Before anyone is answered: a client that reads right after its
+		// answer must find the sequence moved.
+		s.logSeq.Add(1)
+	}
+	for _, it := range items {
 		it.req.done <- it.res
 	}
 	if logged {

@@ -50,6 +50,8 @@ type Store struct {
 	// transactions committed (each an fsync): their ratio is the mean
 	// batch size.
 	writes, commits atomic.Int64
+	// logSeq counts commits that logged changes (store.LogSequencer).
+	logSeq atomic.Uint64
 }
 
 // CommitStats returns how many Writes reached the writer and how many
@@ -70,7 +72,12 @@ func WithGroupCommit(on bool) Option { return func(o *options) { o.groupCommit =
 var (
 	_ store.Store          = (*Store)(nil)
 	_ store.ChangeNotifier = (*Store)(nil)
+	_ store.LogSequencer   = (*Store)(nil)
 )
+
+// LogSeq counts the commits that appended to the change log since Open; it
+// is raised before such a commit's Write returns.
+func (s *Store) LogSeq() uint64 { return s.logSeq.Load() }
 
 // Open opens (creating it and its directory if needed) the database at path
 // and brings its schema up to date. The path must not contain '?', which the
@@ -127,6 +134,7 @@ func (s *Store) Write(ctx context.Context, fn func(tx store.Tx) error) error {
 	if err == nil {
 		s.commits.Add(1)
 		if t.logged {
+			s.logSeq.Add(1)
 			s.signal()
 		}
 	}
