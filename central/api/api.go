@@ -162,8 +162,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		code := strconv.Itoa(rec.status)
 		h.dur.WithLabelValues(route, r.Method, code).Observe(time.Since(start).Seconds())
-		// Paths and status only: never headers (tokens) or bodies.
-		h.log.Debug("http", "method", r.Method, "route", route, "status", rec.status, "dur", time.Since(start))
+		// Paths and status only: never headers (tokens) or bodies. Asked
+		// first, because building the arguments costs allocations on every
+		// request even when debug logging is off.
+		if h.log.Enabled(r.Context(), slog.LevelDebug) {
+			h.log.Debug("http", "method", r.Method, "route", route, "status", rec.status, "dur", time.Since(start))
+		}
 	}()
 	if pattern == "" {
 		h.unmatched(rec, r)
