@@ -159,6 +159,11 @@ func (s *Store) commitLoop() {
 				break
 			}
 			s.runBatch(reqs)
+			// The writer is free between batches: prepare what the
+			// batch ran unprepared (wstmt.go).
+			if s.wst.anyNoted() {
+				s.wst.prepareNoted()
+			}
 		}
 	}
 }
@@ -244,13 +249,14 @@ func (s *Store) runOne(sqlTx *sql.Tx, it *batchItem) error {
 	// it the other requests of the batch. The request was still waiting
 	// when its turn came, and a fn is short.
 	ctx := context.WithoutCancel(it.req.ctx)
-	if _, err := sqlTx.ExecContext(ctx, `SAVEPOINT w`); err != nil {
+	q := wtx{tx: sqlTx, st: s.wst}
+	if _, err := q.ExecContext(ctx, `SAVEPOINT w`); err != nil {
 		return fmt.Errorf("savepoint: %w", err)
 	}
-	t := &tx{ctx: ctx, q: sqlTx}
+	t := &tx{ctx: ctx, q: wtx{tx: sqlTx, st: s.wst}}
 	it.res = call(it.req.fn, t)
 	if it.res.err == nil && !it.res.panicked {
-		if _, err := sqlTx.ExecContext(ctx, `RELEASE w`); err != nil {
+		if _, err := q.ExecContext(ctx, `RELEASE w`); err != nil {
 			return fmt.Errorf("release savepoint: %w", err)
 		}
 		it.ok, it.logged = true, t.logged
@@ -259,10 +265,10 @@ func (s *Store) runOne(sqlTx *sql.Tx, it *batchItem) error {
 	// Undo this fn's changes only. If SQLite has already rolled back the
 	// whole transaction (some I/O errors do), the savepoint is gone and
 	// so is the batch.
-	if _, err := sqlTx.ExecContext(ctx, `ROLLBACK TO w`); err != nil {
+	if _, err := q.ExecContext(ctx, `ROLLBACK TO w`); err != nil {
 		return fmt.Errorf("rollback to savepoint: %w", err)
 	}
-	if _, err := sqlTx.ExecContext(ctx, `RELEASE w`); err != nil {
+	if _, err := q.ExecContext(ctx, `RELEASE w`); err != nil {
 		return fmt.Errorf("release savepoint: %w", err)
 	}
 	return nil
@@ -278,7 +284,7 @@ func (s *Store) runAlone(it *batchItem) {
 	var t *tx
 	var res writeRes
 	err := s.db.Write(context.WithoutCancel(it.req.ctx), func(sqlTx *sql.Tx) error {
-		t = &tx{ctx: context.WithoutCancel(it.req.ctx), q: sqlTx}
+		t = &tx{ctx: context.WithoutCancel(it.req.ctx), q: wtx{tx: sqlTx, st: s.wst}}
 		res = call(it.req.fn, t)
 		if res.panicked {
 			return errors.New("panicked")

@@ -46,6 +46,8 @@ type Store struct {
 	// gc is the group committer (groupcommit.go); nil when every Write
 	// has a transaction of its own.
 	gc *committer
+	// wst: the writer's prepared statements (wstmt.go).
+	wst *wstmts
 	// writes counts Write calls that reached the writer, commits the
 	// transactions committed (each an fsync): their ratio is the mean
 	// batch size.
@@ -95,7 +97,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sqlitestore: %w", err)
 	}
-	s := &Store{db: db}
+	s := &Store{db: db, wst: newWstmts(db.W)}
 	if o.groupCommit {
 		s.startCommitter()
 	}
@@ -111,6 +113,7 @@ func (s *Store) Close() error {
 	if s.gc != nil {
 		s.stopCommitter()
 	}
+	s.wst.close()
 	return s.db.Close()
 }
 
@@ -128,9 +131,14 @@ func (s *Store) Write(ctx context.Context, fn func(tx store.Tx) error) error {
 	s.writes.Add(1)
 	var t *tx
 	err := s.db.Write(ctx, func(sqlTx *sql.Tx) error {
-		t = &tx{ctx: ctx, q: sqlTx}
+		t = &tx{ctx: ctx, q: wtx{tx: sqlTx, st: s.wst}}
 		return fn(t)
 	})
+	if s.wst.anyNoted() {
+		// Prepared once the writer is free: in the background, so that
+		// this Write's caller is not kept waiting for it (wstmt.go).
+		go s.wst.prepareNoted()
+	}
 	if err == nil {
 		s.commits.Add(1)
 		if t.logged {
