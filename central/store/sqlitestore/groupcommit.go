@@ -37,9 +37,11 @@ import (
 //     one bad moment fails no more than it must (store.Store allows a fn to
 //     run more than once; its effects are all in the transaction).
 //
-// A request that fails is answered after the batch ends too: its refusal
-// may rest on what an earlier fn of the batch wrote, which is only true
-// once that commits.
+// A request that fails is answered after the batch ends too when an earlier
+// fn of the batch had changed something: its refusal may rest on that
+// write, which is only true once it commits. A request that fails before
+// any fn of the batch changed anything read only committed data, and is
+// answered at once.
 //
 // Payment provider calls never happen inside Write (booking splits pay into
 // a transaction before the call and one after), so no batch waits on the
@@ -170,17 +172,18 @@ func (s *Store) commitLoop() {
 
 // batchItem is a request of the batch with its outcome so far.
 type batchItem struct {
-	req    *writeReq
-	res    writeRes
-	ok     bool // fn succeeded and its changes are in the shared transaction
-	logged bool
+	req      *writeReq
+	res      writeRes
+	ok       bool // fn succeeded and its changes are in the shared transaction
+	logged   bool
+	answered bool // told its outcome already (runBatch)
 }
 
 // runBatch runs first and whatever arrives while the batch is open in one
 // transaction, commits it and answers every request.
 func (s *Store) runBatch(reqs []*writeReq) {
-	s.writes.Add(int64(len(reqs)))
 	items := make([]*batchItem, 0, len(reqs))
+	defer func() { s.writes.Add(int64(len(items))) }()
 	for _, r := range reqs {
 		items = append(items, &batchItem{req: r})
 	}
@@ -192,9 +195,20 @@ func (s *Store) runBatch(reqs []*writeReq) {
 		return
 	}
 	broken := error(nil)
+	dirty := false // a request of this batch has changes not yet committed
 	for i := 0; i < len(items) && broken == nil; i++ {
 		it := items[i]
 		broken = s.runOne(sqlTx, it)
+		if broken == nil && !dirty && (it.res.err != nil || it.res.panicked) {
+			// Failed, and everything it read was committed already (no
+			// request before it in this batch changed anything): its
+			// answer rests on nothing this batch may still lose, and it
+			// changed nothing to wait for. Answered now, not after the
+			// fsync, so that a refusal costs no more than it did alone.
+			it.req.done <- it.res
+			it.answered = true
+		}
+		dirty = dirty || it.ok
 		// Take in whoever is waiting now, without waiting for anyone.
 		if i == len(items)-1 {
 			for _, r := range s.gc.take(maxBatch - len(items)) {
@@ -228,7 +242,7 @@ func (s *Store) runBatch(reqs []*writeReq) {
 	// may have rested on a write that is now undone); only a panic keeps
 	// its answer.
 	for _, it := range items {
-		if !it.res.panicked {
+		if !it.res.panicked && !it.answered {
 			it.ok, it.logged, it.res = false, false, writeRes{}
 			s.runAlone(it)
 		}
@@ -330,7 +344,9 @@ func (s *Store) answer(items []*batchItem, err error) {
 		s.logSeq.Add(1)
 	}
 	for _, it := range items {
-		it.req.done <- it.res
+		if !it.answered {
+			it.req.done <- it.res
+		}
 	}
 	if logged {
 		s.signal()

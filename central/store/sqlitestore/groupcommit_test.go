@@ -101,12 +101,14 @@ func TestGroupCommitViolationFailsOnlyItsRequest(t *testing.T) {
 			return tx.Log(store.Change{At: t0, Kind: store.KindCreated, SpotID: spot, ReservationID: id, Actor: "driver", Reservation: &r})
 		}
 	}
-	writes0, commits0 := s.CommitStats()
+	_, commits0 := s.CommitStats()
+	started := make(chan struct{})
 	run("first", func(tx store.Tx) error {
+		close(started)
 		<-release
 		return reserve("first", "2", 0)(tx)
 	})
-	waitUntil(t, "the first request running", func() bool { w, _ := s.CommitStats(); return w == writes0+1 })
+	<-started
 	run("ok1", reserve("ok1", "2", 1))
 	run("double", reserve("double", "1", 0)) // overlaps "held"
 	run("ok2", reserve("ok2", "2", 2))
@@ -182,10 +184,10 @@ func TestGroupCommitCancelledWhileWaiting(t *testing.T) {
 	if err := s.SetSpots(ctx, []string{"1"}, t0); err != nil {
 		t.Fatal(err)
 	}
-	release := make(chan struct{})
+	release, started := make(chan struct{}), make(chan struct{})
 	first := make(chan error, 1)
-	go func() { first <- s.Write(ctx, func(tx store.Tx) error { <-release; return nil }) }()
-	waitUntil(t, "the first request running", func() bool { w, _ := s.CommitStats(); return w >= 2 }) // SetSpots, then first
+	go func() { first <- s.Write(ctx, func(tx store.Tx) error { close(started); <-release; return nil }) }()
+	<-started
 	cctx, cancel := context.WithCancel(ctx)
 	second := make(chan error, 1)
 	go func() {
@@ -217,5 +219,77 @@ func TestGroupCommitClosed(t *testing.T) {
 	s.Close()
 	if err := s.Write(context.Background(), func(store.Tx) error { return nil }); !errors.Is(err, errClosed) {
 		t.Fatalf("write after close: %v", err)
+	}
+}
+
+// A request refused before anything in its batch changed anything read
+// only committed data: it is answered at once, without waiting for the
+// batch's commit; one refused after another request's change waits for it.
+func TestGroupCommitCleanRefusalAnsweredAtOnce(t *testing.T) {
+	ctx := context.Background()
+	s := openTemp(t, filepath.Join(t.TempDir(), "central.db"))
+	if err := s.SetSpots(ctx, []string{"1"}, t0); err != nil {
+		t.Fatal(err)
+	}
+	held := reservation.Reservation{ID: "held", SpotID: "1", State: reservation.Paid, Source: reservation.SourceDriver,
+		From: t0, Until: t0.Add(time.Hour)}
+	if err := s.Write(ctx, func(tx store.Tx) error { return tx.Insert(held) }); err != nil {
+		t.Fatal(err)
+	}
+	insert := func(id string, h int) func(tx store.Tx) error {
+		return func(tx store.Tx) error {
+			return tx.Insert(reservation.Reservation{ID: id, SpotID: "1", State: reservation.Reserved, Source: reservation.SourceDriver,
+				From: t0.Add(time.Duration(h) * time.Hour), Until: t0.Add(time.Duration(h+1) * time.Hour)})
+		}
+	}
+	// Hold the committer with a first request that changes nothing and
+	// fails, so that the next three queue and join its batch, in order.
+	hold, started := make(chan struct{}), make(chan struct{})
+	holding := make(chan error, 1)
+	go func() {
+		holding <- s.Write(ctx, func(tx store.Tx) error { close(started); <-hold; return errWrongState })
+	}()
+	<-started
+	release := make(chan struct{})
+	refused, winner, late := make(chan error, 1), make(chan error, 1), make(chan error, 1)
+	go func() { refused <- s.Write(ctx, insert("refused", 0)) }() // overlaps "held", committed
+	waitUntil(t, "the refused request waiting", func() bool { return s.gc.waiting() == 1 })
+	go func() {
+		winner <- s.Write(ctx, func(tx store.Tx) error {
+			if err := insert("winner", 1)(tx); err != nil {
+				return err
+			}
+			<-release // keeps the batch open until the test has seen the refusal
+			return nil
+		})
+	}()
+	waitUntil(t, "the winner waiting", func() bool { return s.gc.waiting() == 2 })
+	go func() { late <- s.Write(ctx, insert("late", 1)) }() // overlaps the winner, not yet committed
+	waitUntil(t, "the late request waiting", func() bool { return s.gc.waiting() == 3 })
+	close(hold)
+	// Both failures come while the winner still holds the batch open;
+	// without early answers they would only come once it is released.
+	var once sync.Once
+	defer once.Do(func() { close(release) }) // on failure too: Close waits for the batch
+	for name, ch := range map[string]chan error{"holding": holding, "refused": refused} {
+		want := store.ErrOverlap
+		if name == "holding" {
+			want = errWrongState
+		}
+		select {
+		case err := <-ch:
+			if !errors.Is(err, want) {
+				t.Fatalf("%s request: %v", name, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the %s request, refused on committed data, waited for the rest of its batch", name)
+		}
+	}
+	once.Do(func() { close(release) })
+	if err := <-winner; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-late; !errors.Is(err, store.ErrOverlap) {
+		t.Fatalf("late request: %v", err)
 	}
 }
