@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"reflect"
 	"strconv"
@@ -90,8 +91,20 @@ func New(svc *booking.Service, opt Options) *Handler {
 		metrics = promhttp.HandlerFor(opt.Registry, promhttp.HandlerOpts{})
 	}
 	// Every route with the query parameters it takes (none unless listed).
+	// Every route is wrapped so that the mux, which routes each request
+	// once, tells ServeHTTP which route it chose (for the metrics) and
+	// refuses the query parameters the route does not take before it runs.
 	route := func(pattern string, fn http.HandlerFunc, params ...string) {
-		h.mux.HandleFunc(pattern, fn)
+		h.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+			if rec, ok := w.(*statusRecorder); ok {
+				rec.route = pattern
+			}
+			if err := checkQuery(r.URL, params); err != nil {
+				h.fail(w, r, err)
+				return
+			}
+			fn(w, r)
+		})
 		h.params[pattern] = params
 	}
 	route("GET /parkings", h.listSpots)
@@ -125,6 +138,14 @@ func New(svc *booking.Service, opt Options) *Handler {
 	})
 	route("GET /readyz", h.readyz)
 	route("GET /metrics", metrics.ServeHTTP)
+	// Go's profiler, for the operator who must find where centrald's time
+	// goes under their load; behind the admin token, because a profile
+	// shows the code's internals and costs CPU while it runs.
+	route("GET /debug/pprof/profile", h.admin(pprof.Profile), "seconds")
+	route("GET /debug/pprof/trace", h.admin(pprof.Trace), "seconds")
+	for _, name := range []string{"heap", "allocs", "goroutine", "mutex", "block"} {
+		route("GET /debug/pprof/"+name, h.admin(pprof.Handler(name).ServeHTTP), "debug", "gc", "seconds")
+	}
 	for _, rt := range opt.Routes {
 		route(rt.Pattern, rt.Handler, rt.Params...)
 	}
@@ -135,58 +156,78 @@ func New(svc *booking.Service, opt Options) *Handler {
 func (h *Handler) SetReady(ok bool) { h.ready.Store(ok) }
 
 // ServeHTTP routes, recovers from panics, logs and measures every request.
+// The mux routes once: a route's wrapper (New) names itself on the
+// recorder; a request no route took is one the mux answers itself (404,
+// 405, a redirect to a cleaned path), and the recorder holds that answer
+// back so that unmatched can give it in the API's error shape.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	_, pattern := h.mux.Handler(r)
 	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 	defer func() {
 		if p := recover(); p != nil {
 			// A bug must cost one request, never the daemon.
-			h.log.Error("panic in handler", "route", pattern, "panic", p)
+			h.log.Error("panic in handler", "route", rec.route, "panic", p)
+			if rec.route == "" {
+				rec.route = "unmatched" // let the error through
+			}
 			if !rec.wrote {
 				writeError(rec, http.StatusInternalServerError, "internal", "internal error")
 			}
 		}
-		route := pattern
+		route := rec.route
 		if route == "" {
 			route = "unmatched"
 		}
 		code := strconv.Itoa(rec.status)
 		h.dur.WithLabelValues(route, r.Method, code).Observe(time.Since(start).Seconds())
-		// Paths and status only: never headers (tokens) or bodies.
-		h.log.Debug("http", "method", r.Method, "route", route, "status", rec.status, "dur", time.Since(start))
+		// Paths and status only: never headers (tokens) or bodies. Asked
+		// first, because building the arguments costs allocations on every
+		// request even when debug logging is off.
+		if h.log.Enabled(r.Context(), slog.LevelDebug) {
+			h.log.Debug("http", "method", r.Method, "route", route, "status", rec.status, "dur", time.Since(start))
+		}
 	}()
-	if pattern == "" {
-		h.unmatched(rec, r)
-		return
-	}
-	if err := checkQuery(r.URL, h.params[pattern]); err != nil {
-		h.fail(rec, r, err)
-		return
-	}
 	h.mux.ServeHTTP(rec, r)
+	if rec.route == "" {
+		h.unmatched(rec, r)
+	}
 }
 
 // unmatched answers 404 and 405 in the API's error shape instead of the
-// mux's plain text.
-func (h *Handler) unmatched(w http.ResponseWriter, r *http.Request) {
-	probe := &statusRecorder{ResponseWriter: discard{header: http.Header{}}, status: http.StatusOK}
-	h.mux.ServeHTTP(probe, r)
-	if probe.status == http.StatusMethodNotAllowed {
-		w.Header().Set("Allow", probe.Header().Get("Allow"))
-		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed here; allowed: "+probe.Header().Get("Allow"))
+// mux's plain text, which the recorder held back (held is its status).
+func (h *Handler) unmatched(rec *statusRecorder, r *http.Request) {
+	held := rec.heldStatus
+	rec.route = "unmatched" // from here on, writes go through
+	hdr := rec.Header()
+	allow := hdr.Get("Allow")
+	// What the mux's answer set: not ours to send.
+	hdr.Del("Content-Type")
+	hdr.Del("X-Content-Type-Options")
+	hdr.Del("Location")
+	if held == http.StatusMethodNotAllowed {
+		writeError(rec, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed here; allowed: "+allow)
 		return
 	}
-	writeError(w, http.StatusNotFound, "not_found", "no such endpoint; see docs/api.md")
+	hdr.Del("Allow")
+	writeError(rec, http.StatusNotFound, "not_found", "no such endpoint; see docs/api.md")
 }
 
 type statusRecorder struct {
 	http.ResponseWriter
 	status int
 	wrote  bool
+	// route is the pattern of the route that took the request, set by
+	// its wrapper; while it is empty, whatever the mux writes is its own
+	// answer to an unmatched request, held back (heldStatus).
+	route      string
+	heldStatus int
 }
 
 func (s *statusRecorder) WriteHeader(code int) {
+	if s.route == "" {
+		s.heldStatus = code
+		return
+	}
 	if !s.wrote {
 		s.status, s.wrote = code, true
 	}
@@ -198,15 +239,12 @@ func (s *statusRecorder) WriteHeader(code int) {
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.route == "" {
+		return len(b), nil // the mux's own answer, held back
+	}
 	s.wrote = true
 	return s.ResponseWriter.Write(b)
 }
-
-type discard struct{ header http.Header }
-
-func (d discard) Header() http.Header         { return d.header }
-func (d discard) Write(b []byte) (int, error) { return len(b), nil }
-func (d discard) WriteHeader(int)             {}
 
 // fail writes err as the API's error shape with the status its kind has.
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) { Fail(h.log, w, r, err) }

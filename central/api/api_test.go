@@ -85,7 +85,7 @@ func (s *server) do(method, path, token, body string, hdr ...string) resp {
 	}
 	defer res.Body.Close()
 	b, _ := io.ReadAll(res.Body)
-	if ct := res.Header.Get("Content-Type"); res.StatusCode != 200 || !strings.HasPrefix(path, "/metrics") {
+	if ct := res.Header.Get("Content-Type"); res.StatusCode != 200 || !strings.HasPrefix(path, "/metrics") && !strings.HasPrefix(path, "/debug/pprof/") {
 		if !strings.HasPrefix(ct, "application/json") {
 			s.t.Fatalf("%s %s: content type %q", method, path, ct)
 		}
@@ -327,6 +327,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"GET", "/parkings/nope", "", ``, 404, "unknown_spot"},
 		{"GET", "/nowhere", "", ``, 404, "not_found"},
 		{"DELETE", "/parkings", "", ``, 405, "method_not_allowed"},
+		{"GET", "/parkings/../parkings", "", ``, 404, "not_found"}, // the mux would redirect: not an endpoint
 		{"GET", "/reservations/" + res.ReservationID, "", ``, 401, "missing_token"},
 		{"DELETE", "/reservations/" + res.ReservationID, "bad", ``, 401, "invalid_token"},
 	} {
@@ -496,5 +497,23 @@ func TestHealthReadyMetrics(t *testing.T) {
 	res.Body.Close()
 	if !strings.Contains(string(b), `parkgate_http_request_duration_seconds_count{code="200",method="GET",route="GET /parkings"} 1`) {
 		t.Fatalf("metrics lack the request: %s", b)
+	}
+}
+
+// A request no route takes is answered once, in the API's error shape: a
+// 405 names the methods allowed, and nothing of the mux's own plain-text
+// answer gets through.
+func TestUnmatchedAnsweredInTheAPIShape(t *testing.T) {
+	s := newServer(t, clocktest.New(t0), []string{"1"})
+	req, _ := http.NewRequest("DELETE", s.srv.URL+"/parkings", nil)
+	res, err := s.srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	if res.StatusCode != 405 || !strings.Contains(res.Header.Get("Allow"), "GET") ||
+		res.Header.Get("Content-Type") != "application/json" || strings.Contains(string(b), "Method Not Allowed") {
+		t.Fatalf("DELETE /parkings: %d Allow %q Content-Type %q %s", res.StatusCode, res.Header.Get("Allow"), res.Header.Get("Content-Type"), b)
 	}
 }

@@ -241,6 +241,13 @@ func TestEveryRouteRefusesUnknownQuery(t *testing.T) {
 		"GET /healthz":                          "/healthz",
 		"GET /readyz":                           "/readyz",
 		"GET /metrics":                          "/metrics",
+		"GET /debug/pprof/profile":              "/debug/pprof/profile",
+		"GET /debug/pprof/trace":                "/debug/pprof/trace",
+		"GET /debug/pprof/heap":                 "/debug/pprof/heap",
+		"GET /debug/pprof/allocs":               "/debug/pprof/allocs",
+		"GET /debug/pprof/goroutine":            "/debug/pprof/goroutine",
+		"GET /debug/pprof/mutex":                "/debug/pprof/mutex",
+		"GET /debug/pprof/block":                "/debug/pprof/block",
 	}
 	for _, p := range api.RoutePatterns() {
 		path, ok := paths[p]
@@ -320,4 +327,19 @@ func (s *server) payments(id string) int {
 	var p struct{ Attempts []map[string]any }
 	s.do("GET", "/admin/reservations/"+id+"/payments", admin, "").decode(s.t, &p)
 	return len(p.Attempts)
+}
+
+// Go's profiler answers the admin token only: a profile shows the code's
+// internals and costs CPU while it runs.
+func TestProfilerNeedsAdminToken(t *testing.T) {
+	s := newServer(t, clocktest.New(t0), []string{"1"})
+	for _, tok := range []string{"", "not-the-admin-token"} {
+		if r := s.do("GET", "/debug/pprof/goroutine?debug=1", tok, ""); r.Status != 401 && r.Status != 403 {
+			t.Errorf("token %q: %d %.200s, want 401 or 403", tok, r.Status, r.Body)
+		}
+	}
+	r := s.do("GET", "/debug/pprof/goroutine?debug=1", admin, "")
+	if r.Status != 200 || !strings.Contains(string(r.Body), "goroutine") {
+		t.Errorf("with the admin token: %d %.200s", r.Status, r.Body)
+	}
 }

@@ -21,11 +21,26 @@ import (
 // right with several centrald instances on one database too. Every change
 // carries the whole reservation after it, so replaying an entry twice, or
 // one the initial load already saw, is harmless.
+//
+// Asking the log "anything new?" is itself a query, and GET /parkings/{id}
+// is the busiest request of all: under load that query, made under the
+// board's lock, was most of what a point read cost and made reads queue
+// behind each other. A store that counts its logged commits
+// (store.LogSequencer: SQLite, where every writer that matters is this
+// process) lets a read skip it while the count has not moved since the
+// last sync and that sync is less than maxStale old; the count moves
+// before a write is answered, so a client always reads its own write.
+// maxStale bounds how late a write by another process on the same file
+// (an operator's command) shows. Stores without the count (PostgreSQL,
+// where other instances write) are asked on every read, as before.
 type board struct {
 	store store.Store
+	seq   store.LogSequencer // nil: ask the log on every read
 
-	mu        sync.Mutex
+	mu        sync.RWMutex
 	loaded    bool
+	syncedSeq uint64    // seq read before the last sync
+	syncedAt  time.Time // when it ran
 	version   int64
 	spots     []string
 	active    map[string]bool
@@ -36,9 +51,32 @@ type board struct {
 // changesPerRead bounds one read of the log while catching up.
 const changesPerRead = 1000
 
+// maxStale: with a LogSequencer, the log is read at least this often all
+// the same, for writes by other processes.
+const maxStale = time.Second
+
+func newBoard(st store.Store) *board {
+	b := &board{store: st}
+	b.seq, _ = st.(store.LogSequencer)
+	return b
+}
+
+// fresh reports whether the board, as last synced, is still up to date
+// without asking the log. It must be called with b.mu held (read or
+// write).
+func (b *board) fresh(now time.Time) bool {
+	return b.seq != nil && b.loaded && b.seq.LogSeq() == b.syncedSeq && now.Sub(b.syncedAt) < maxStale
+}
+
 // sync brings the board up to the log's latest version. It must be called
 // with b.mu held.
 func (b *board) sync(ctx context.Context, now time.Time) error {
+	// Read before the log: a commit landing while it is read moves the
+	// count past this value, so the next read syncs again.
+	var seq uint64
+	if b.seq != nil {
+		seq = b.seq.LogSeq()
+	}
 	if !b.loaded {
 		if err := b.load(ctx, now); err != nil {
 			return err
@@ -71,6 +109,7 @@ func (b *board) sync(ctx context.Context, now time.Time) error {
 	if now.After(b.nextPrune) {
 		b.prune(now)
 	}
+	b.syncedSeq, b.syncedAt = seq, now
 	return nil
 }
 
@@ -143,11 +182,26 @@ func (b *board) prune(now time.Time) {
 // views returns the view of each spot in ids (all active spots if ids is
 // nil); ok is false if one of ids is not an active spot.
 func (b *board) views(ctx context.Context, now time.Time, ids ...string) ([]SpotView, bool, error) {
+	// The common case, nothing logged since the last sync: readers share
+	// the lock and never touch the database.
+	b.mu.RLock()
+	if b.fresh(now) {
+		defer b.mu.RUnlock()
+		return b.viewsLocked(now, ids)
+	}
+	b.mu.RUnlock()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if err := b.sync(ctx, now); err != nil {
-		return nil, false, err
+	if !b.fresh(now) { // another reader may have synced meanwhile
+		if err := b.sync(ctx, now); err != nil {
+			return nil, false, err
+		}
 	}
+	return b.viewsLocked(now, ids)
+}
+
+// viewsLocked computes the views; b.mu must be held (read or write).
+func (b *board) viewsLocked(now time.Time, ids []string) ([]SpotView, bool, error) {
 	if ids == nil {
 		ids = b.spots
 	}

@@ -131,7 +131,7 @@ func New(st store.Store, pay payment.Provider, tickets TicketIssuer, clk clock.C
 	if m == nil {
 		m = NewMetrics(nil)
 	}
-	return &Service{store: st, pay: pay, tickets: tickets, clock: clk, cfg: cfg, log: log, metrics: m, board: &board{store: st}, refundDue: make(chan struct{}, 1), chargeDue: make(chan struct{}, 1)}
+	return &Service{store: st, pay: pay, tickets: tickets, clock: clk, cfg: cfg, log: log, metrics: m, board: newBoard(st), refundDue: make(chan struct{}, 1), chargeDue: make(chan struct{}, 1)}
 }
 
 // Store returns the service's store, for read-only views.

@@ -60,6 +60,10 @@ type HTTP struct {
 type DB struct {
 	Driver string `mapstructure:"driver"`
 	DSN    string `mapstructure:"dsn"`
+	// GroupCommit (SQLite only): concurrent writes share one transaction
+	// and one fsync, each request still failing alone and answered only
+	// once its changes are on disk. Off, every write has its own fsync.
+	GroupCommit bool `mapstructure:"group_commit"`
 }
 
 // Spots are the site's parking spots.
@@ -187,6 +191,7 @@ var defaults = map[string]any{
 	"http.addr":                     "127.0.0.1:8080",
 	"db.driver":                     "sqlite",
 	"db.dsn":                        "centrald.db",
+	"db.group_commit":               true,
 	"spots.count":                   10,
 	"spots.ids":                     []string{},
 	"mqtt.embedded":                 true,

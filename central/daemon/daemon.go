@@ -56,7 +56,7 @@ type Options struct {
 func OpenStore(ctx context.Context, cfg config.Config) (store.Store, error) {
 	switch cfg.DB.Driver {
 	case "sqlite":
-		return sqlitestore.Open(ctx, cfg.DB.DSN)
+		return sqlitestore.Open(ctx, cfg.DB.DSN, sqlitestore.WithGroupCommit(cfg.DB.GroupCommit))
 	case "postgres":
 		return pgstore.Open(ctx, cfg.DB.DSN)
 	}
@@ -90,6 +90,18 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if cs, ok := st.(interface{ CommitStats() (int64, int64) }); ok {
+		// How well group commit batches: writes ÷ commits is the mean
+		// number of requests sharing one fsync.
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "parkgate_store_writes_total",
+			Help: "Write transactions requested of the SQLite store (each a request's changes).",
+		}, func() float64 { w, _ := cs.CommitStats(); return float64(w) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "parkgate_store_commits_total",
+				Help: "Transactions the SQLite store committed, each with one fsync; with group commit one holds many writes.",
+			}, func() float64 { _, c := cs.CommitStats(); return float64(c) }))
+	}
 	svc := booking.New(st, pay, booking.Tickets{Signer: signer}, opt.Clock, bookingConfig(cfg), log, booking.NewMetrics(reg))
 	sp, err := startSync(ctx, cfg, st, svc, opt.Clock, log)
 	if err != nil {

@@ -127,6 +127,17 @@ type ChangeNotifier interface {
 	NotifyChanges(ctx context.Context, fn func()) error
 }
 
+// LogSequencer is what a store may offer besides Store when the writers
+// that matter are in this process (SQLite): a number that grows with every
+// commit that appended to the change log, before that commit's Write
+// returns. A reader that finds it unchanged since it last read the log
+// knows that nothing was logged meanwhile, by this process, without asking
+// the database; a write answered to a client is always counted already.
+// Writes by another process on the same database are not counted.
+type LogSequencer interface {
+	LogSeq() uint64
+}
+
 // Tx is what a write transaction may do. Reservations read through a Tx are
 // locked until the transaction ends.
 type Tx interface {

@@ -4,7 +4,7 @@
 //
 // Usage:
 //
-//	parkbench -centrald bin/centrald -gated bin/gated [-only centrald|gated|sync|scale|console|fleet|history] [-history-n N] [-fleet-gates N] [-fleet-mqtt URL]
+//	parkbench -centrald bin/centrald -gated bin/gated [-only centrald|gated|sync|scale|console|fleet|history|groupcommit] [-history-n N] [-fleet-gates N] [-fleet-mqtt URL]
 //	          [-gated-arm64 PATH] [-qemu PATH] [-postgres DSN] [-haproxy PATH]
 //	          [-haproxy-config FILE] [-out docs/benchmarks.md] [-quick] [-strict] [-tmpdir DIR]
 //
@@ -13,10 +13,13 @@
 // MQTT, needs both) or scale (section h, centrald scaled out on
 // PostgreSQL behind HAProxy, needs -centrald) or console (section i, the
 // mixed traffic with 50 operator consoles on GET /admin/events, needs
-// -centrald) or history (section k, centrald on a million reservations of
-// history against an empty database, on SQLite and, with -postgres, on
-// PostgreSQL; -history-n sets the size, for CI-sized runs); by default all
-// run.
+// -centrald), fleet (section j), history (section k, centrald on a million
+// reservations of history against an empty database, on SQLite and, with
+// -postgres, on PostgreSQL; -history-n sets the size, for CI-sized runs) or
+// groupcommit (section l: contended reservations with group commit against
+// the in-process rate with one transaction per request, and GET
+// /parkings/{id} against a trivial Go JSON server that parkbench starts as
+// a child of itself; needs -centrald); by default all run.
 // Section f runs the linux/arm64 gated (by default linux-arm64/gated next
 // to -gated) under qemu-aarch64 (by default from PATH), and is skipped with
 // a note when either is missing; -gated-arm64 "" or -qemu "" skips it.
@@ -55,6 +58,8 @@ const (
 )
 
 func main() {
+	// parkbench started again by itself as section l's trivial server.
+	bench.ServeTrivialIfAsked()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
@@ -66,7 +71,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	centrald := fs.String("centrald", "", "path of the centrald binary to measure (required unless -only gated)")
 	gated := fs.String("gated", "", "path of the gated binary to measure (required unless -only centrald or scale)")
-	only := fs.String("only", "", "run one part only: centrald, gated, sync, scale, console, fleet or history (default: all)")
+	only := fs.String("only", "", "run one part only: centrald, gated, sync, scale, console, fleet, history or groupcommit (default: all)")
 	historyN := fs.Int("history-n", bench.DefaultHistoryN, "the number of reservations of the history section's database")
 	fleetGates := fs.Int("fleet-gates", bench.DefaultPlan().FleetGates, "the number of simulated gates of the fleet section")
 	fleetMQTT := fs.String("fleet-mqtt", "", `an external broker (tcp://host:port) the fleet section also runs on (default: $`+mqttEnv+`; "": skip)`)
@@ -88,7 +93,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	needHistory := *only == "" || *only == bench.PartHistory
 	needFleet := *only == "" || *only == bench.PartFleet
 	switch {
-	case *only != "" && *only != bench.PartCentrald && *only != bench.PartGated && *only != bench.PartSync && *only != bench.PartScale && *only != bench.PartConsole && *only != bench.PartFleet && *only != bench.PartHistory,
+	case *only != "" && *only != bench.PartCentrald && *only != bench.PartGated && *only != bench.PartSync && *only != bench.PartScale && *only != bench.PartConsole && *only != bench.PartFleet && *only != bench.PartHistory && *only != bench.PartGroupCommit,
 		*historyN < 1,
 		needCentrald && *centrald == "", needGated && *gated == "", fs.NArg() > 0:
 		fmt.Fprintln(stderr, usage)
@@ -152,7 +157,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 // usage is printed on bad flags.
-const usage = "usage: parkbench -centrald PATH -gated PATH [-only centrald|gated|sync|scale|console|fleet|history] [-history-n N] [-fleet-gates N] [-fleet-mqtt URL] [-gated-arm64 PATH] [-qemu PATH]" +
+const usage = "usage: parkbench -centrald PATH -gated PATH [-only centrald|gated|sync|scale|console|fleet|history|groupcommit] [-history-n N] [-fleet-gates N] [-fleet-mqtt URL] [-gated-arm64 PATH] [-qemu PATH]" +
 	" [-postgres DSN] [-haproxy PATH] [-haproxy-config FILE] [-out FILE] [-quick] [-strict] [-tmpdir DIR]"
 
 // auto is the default of -gated-arm64, -qemu and -haproxy: look for them.

@@ -134,6 +134,13 @@ type Plan struct {
 	// propagation to all of them.
 	FleetGates        int
 	FleetPropagations int
+
+	// Group commit and point reads (section k): rounds of the contended
+	// pattern at each concurrency (ContendedDuration each) and of GET
+	// /parkings/{id} against a trivial server (ReadDuration each).
+	GroupCommitRounds        int
+	GroupCommitConcurrencies []int
+	ReadDuration             time.Duration
 }
 
 // DefaultPlan is what `make bench` runs: about two minutes on two cores
@@ -173,6 +180,10 @@ func DefaultPlan() Plan {
 		Consoles:          50,
 		FleetGates:        1000,
 		FleetPropagations: 20,
+
+		GroupCommitRounds:        3,
+		GroupCommitConcurrencies: []int{16, 64},
+		ReadDuration:             5 * time.Second,
 	}
 }
 
@@ -190,6 +201,7 @@ func (p Plan) Scaled(f float64) Plan {
 	p.EmulatedDuration = s(p.EmulatedDuration)
 	p.SyncScanDuration = s(p.SyncScanDuration)
 	p.ScaleDuration = s(p.ScaleDuration)
+	p.ReadDuration = s(p.ReadDuration)
 	return p
 }
 
@@ -202,6 +214,9 @@ const (
 	PartConsole  = "console"  // section i: mixed traffic with operator consoles on /admin/events
 	PartFleet    = "fleet"    // section j: a fleet of simulated gates on one centrald
 	PartHistory  = "history"  // section k: ten years of history against an empty database
+	// PartGroupCommit is section l: group commit against one transaction
+	// per request, and point reads against a trivial Go JSON server.
+	PartGroupCommit = "groupcommit"
 )
 
 // Options configure Run.
@@ -271,8 +286,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	runConsole := o.Only == "" || o.Only == PartConsole
 	runFleet := o.Only == "" || o.Only == PartFleet
 	runHistory := o.Only == "" || o.Only == PartHistory
-	if o.Only != "" && o.Only != PartCentrald && o.Only != PartGated && o.Only != PartSync && o.Only != PartScale && o.Only != PartConsole && o.Only != PartFleet && o.Only != PartHistory {
-		return nil, fmt.Errorf("only %q: want %s, %s, %s, %s, %s, %s or %s", o.Only, PartCentrald, PartGated, PartSync, PartScale, PartConsole, PartFleet, PartHistory)
+	runGroupCommit := o.Only == "" || o.Only == PartGroupCommit
+	if o.Only != "" && o.Only != PartCentrald && o.Only != PartGated && o.Only != PartSync && o.Only != PartScale && o.Only != PartConsole && o.Only != PartFleet && o.Only != PartHistory && o.Only != PartGroupCommit {
+		return nil, fmt.Errorf("only %q: want %s, %s, %s, %s, %s, %s, %s or %s", o.Only, PartCentrald, PartGated, PartSync, PartScale, PartConsole, PartFleet, PartHistory, PartGroupCommit)
 	}
 	// Absolute, because the daemons run in their data directories.
 	abs := func(name, path string) (string, error) {
@@ -289,7 +305,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return bin, nil
 	}
 	var err error
-	if runCentrald || runSync || runScale || runConsole || runFleet || runHistory {
+	if runCentrald || runSync || runScale || runConsole || runFleet || runHistory || runGroupCommit {
 		if o.Centrald, err = abs("centrald", o.Centrald); err != nil {
 			return nil, err
 		}
@@ -309,7 +325,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	rep := &Report{Date: time.Now().UTC(), Plan: o.Plan, RawMethod: RawMethod, Centrald: runCentrald}
 	b.progress("machine: CPU, versions, fsync probe in %s", parent)
 	var centraldBin, gatedBin string
-	if runCentrald || runSync || runScale || runConsole || runFleet || runHistory {
+	if runCentrald || runSync || runScale || runConsole || runFleet || runHistory || runGroupCommit {
 		centraldBin = o.Centrald
 	}
 	if runGated || runSync {
@@ -369,6 +385,13 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			return nil, fmt.Errorf("history: %w", err)
 		}
 		rep.History = h
+	}
+	if runGroupCommit {
+		g, err := b.groupCommitSection(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("group commit: %w", err)
+		}
+		rep.GroupCommit = g
 	}
 	return rep, ctx.Err()
 }
@@ -509,7 +532,9 @@ func (b *runner) raw(ctx context.Context, n int) (s Summary, err error) {
 		return s, err
 	}
 	defer os.RemoveAll(dir)
-	st, err := sqlitestore.Open(ctx, dir+"/raw.db")
+	// One transaction and one fsync per request: the rate the HTTP
+	// figures are held against (centrald itself has group commit on).
+	st, err := sqlitestore.Open(ctx, dir+"/raw.db", sqlitestore.WithGroupCommit(false))
 	if err != nil {
 		return s, err
 	}

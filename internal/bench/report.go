@@ -41,6 +41,8 @@ type Report struct {
 	Fleet *FleetReport
 	// History holds section k, nil when it did not run.
 	History *HistoryReport
+	// GroupCommit holds section l, nil when it did not run.
+	GroupCommit *GroupCommitReport
 }
 
 // TargetResult is one target and how the run fared against it.
@@ -81,6 +83,9 @@ func (r *Report) Targets() []TargetResult {
 	}
 	if r.History != nil {
 		out = append(out, r.History.targets()...)
+	}
+	if r.GroupCommit != nil {
+		out = append(out, r.GroupCommit.targets()...)
 	}
 	return out
 }
@@ -171,7 +176,7 @@ func (r *Report) Markdown() []byte {
 	p("")
 	p("This builds bin/centrald, bin/gated and bin/linux-arm64/gated (`make build build-arm64`) and runs " +
 		"`go run ./cmd/parkbench -centrald bin/centrald -gated bin/gated -out docs/benchmarks.md`; " +
-		"`-only centrald`, `-only gated`, `-only sync`, `-only scale` or `-only console` runs one part (sections a–d, e–f, g, h or i), and the arm64 binary is looked for " +
+		"`-only centrald`, `-only gated`, `-only sync`, `-only scale`, `-only console`, `-only fleet` or `-only groupcommit` runs one part (sections a–d, e–f, g, h, i, j or k), and the arm64 binary is looked for " +
 		"next to gated in linux-arm64/ (`-gated-arm64` to change, `-qemu` for the emulator). Section h needs a PostgreSQL on this machine " +
 		"(`-postgres DSN`, by default `$PARKING_TEST_POSTGRES_DSN`) and haproxy (`-haproxy`, `-haproxy-config`), and is skipped with a note without them.")
 	if r.Centrald {
@@ -251,7 +256,8 @@ func (r *Report) Markdown() []byte {
 		p("## d. The same writes in-process")
 		p("")
 		p("The same pattern at the same concurrencies in the same run, without HTTP: goroutines calling %s "+
-			"directly on a `sqlitestore.Store` (a fresh database file in the same directory, the same %d spots and rules). This is the "+
+			"directly on a `sqlitestore.Store` with one transaction and one fsync per request (group commit off; centrald has it on) "+
+			"(a fresh database file in the same directory, the same %d spots and rules). This is the "+
 			"\"raw\" figure because the HTTP handler calls exactly that method, so the ratio isolates what HTTP, "+
 			"JSON and the process boundary cost; a bare `st.Write` with `Live`, `Insert` and `Log` would also skip "+
 			"the window checks, the id and token generation and the change-log snapshot that no HTTP request can "+
@@ -277,6 +283,9 @@ func (r *Report) Markdown() []byte {
 	}
 	if h := r.History; h != nil {
 		h.markdown(&b, r)
+	}
+	if g := r.GroupCommit; g != nil {
+		g.markdown(&b, r)
 	}
 
 	p("## Notes")

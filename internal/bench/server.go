@@ -45,8 +45,8 @@ const MaxAdvanceHours = 5 * 366 * 24
 // directory under parent (os.TempDir() if empty), on a free 127.0.0.1
 // port, and waits until GET /readyz answers 200. On any failure it leaves
 // nothing behind.
-func StartCentrald(ctx context.Context, bin, parent string, spots int) (*Centrald, error) {
-	return onFreePorts(ctx, func() (*Centrald, error) { return startOnce(ctx, bin, parent, spots) })
+func StartCentrald(ctx context.Context, bin, parent string, spots int, extraEnv ...string) (*Centrald, error) {
+	return onFreePorts(ctx, func() (*Centrald, error) { return startOnce(ctx, bin, parent, spots, extraEnv) })
 }
 
 // onFreePorts runs start, which starts a child on ports freePort probed,
@@ -75,7 +75,7 @@ func portTaken(err error) bool {
 	return strings.Contains(s, "address already in use") || strings.Contains(s, "annot bind")
 }
 
-func startOnce(ctx context.Context, bin, parent string, spots int) (c *Centrald, err error) {
+func startOnce(ctx context.Context, bin, parent string, spots int, extraEnv []string) (c *Centrald, err error) {
 	dir, err := os.MkdirTemp(parent, "parkbench-centrald-")
 	if err != nil {
 		return nil, err
@@ -112,7 +112,7 @@ func startOnce(ctx context.Context, bin, parent string, spots int) (c *Centrald,
 		"PARKING_MQTT_LISTEN="+net.JoinHostPort("127.0.0.1", strconv.Itoa(mqttPort)),
 	)
 	cmd := exec.Command(bin)
-	cmd.Env = env
+	cmd.Env = append(env, extraEnv...) // later entries win
 	cmd.Dir = dir
 	p, err := startChild("centrald", cmd)
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 	"io/fs"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"modernc.org/sqlite"
@@ -41,17 +42,53 @@ type Store struct {
 	// process, so this is the whole story.
 	mu        sync.Mutex
 	listeners map[chan struct{}]struct{}
+
+	// gc is the group committer (groupcommit.go); nil when every Write
+	// has a transaction of its own.
+	gc *committer
+	// wst: the writer's prepared statements (wstmt.go).
+	wst *wstmts
+	// writes counts Write calls that reached the writer, commits the
+	// transactions committed (each an fsync): their ratio is the mean
+	// batch size.
+	writes, commits atomic.Int64
+	// logSeq counts commits that logged changes (store.LogSequencer).
+	logSeq atomic.Uint64
 }
+
+// CommitStats returns how many Writes reached the writer and how many
+// transactions committed since Open. Without group commit they differ by
+// the Writes that failed; with it, commits may be far fewer.
+func (s *Store) CommitStats() (writes, commits int64) { return s.writes.Load(), s.commits.Load() }
+
+// Option tunes Open.
+type Option func(*options)
+
+type options struct{ groupCommit bool }
+
+// WithGroupCommit turns group commit on (the default) or off. Off, every
+// Write is one transaction with an fsync of its own; on, concurrent Writes
+// share one transaction and one fsync, each failing alone (groupcommit.go).
+func WithGroupCommit(on bool) Option { return func(o *options) { o.groupCommit = on } }
 
 var (
 	_ store.Store          = (*Store)(nil)
 	_ store.ChangeNotifier = (*Store)(nil)
+	_ store.LogSequencer   = (*Store)(nil)
 )
+
+// LogSeq counts the commits that appended to the change log since Open; it
+// is raised before such a commit's Write returns.
+func (s *Store) LogSeq() uint64 { return s.logSeq.Load() }
 
 // Open opens (creating it and its directory if needed) the database at path
 // and brings its schema up to date. The path must not contain '?', which the
 // driver reads as the start of its parameters.
-func Open(ctx context.Context, path string) (*Store, error) {
+func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
+	o := options{groupCommit: true}
+	for _, opt := range opts {
+		opt(&o)
+	}
 	migs, err := fs.Sub(migrations, "migrations")
 	if err != nil {
 		return nil, err
@@ -60,26 +97,54 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sqlitestore: %w", err)
 	}
-	return &Store{db: db}, nil
+	s := &Store{db: db, wst: newWstmts(db.W)}
+	if o.groupCommit {
+		s.startCommitter()
+	}
+	return s, nil
 }
 
 // Ping checks the writer and the readers.
 func (s *Store) Ping(ctx context.Context) error { return s.db.Ping(ctx) }
 
-// Close closes the database; the WAL is checkpointed on the way out.
-func (s *Store) Close() error { return s.db.Close() }
+// Close closes the database; the WAL is checkpointed on the way out. A
+// batch being committed finishes first; later Writes fail.
+func (s *Store) Close() error {
+	if s.gc != nil {
+		s.stopCommitter()
+	}
+	s.wst.close()
+	return s.db.Close()
+}
 
-// Write runs fn in one IMMEDIATE transaction on the writer. fn runs once:
-// with a single writer there is no serialisation failure to retry. fn must
-// not call Write itself, which would wait forever for the one connection.
+// Write runs fn in an IMMEDIATE transaction on the writer and returns once
+// fn's changes are on disk (or fn failed, changing nothing). With group
+// commit (the default) that transaction may hold other Writes' fns too, each
+// behind a savepoint of its own, so one's failure undoes only its changes.
+// fn normally runs once; it runs again, alone, only if the shared
+// transaction fails for a reason outside it (groupcommit.go). fn must not
+// call Write itself, which would wait forever for the one writer.
 func (s *Store) Write(ctx context.Context, fn func(tx store.Tx) error) error {
+	if s.gc != nil {
+		return s.groupWrite(ctx, fn)
+	}
+	s.writes.Add(1)
 	var t *tx
 	err := s.db.Write(ctx, func(sqlTx *sql.Tx) error {
-		t = &tx{ctx: ctx, q: sqlTx}
+		t = &tx{ctx: ctx, q: wtx{tx: sqlTx, st: s.wst}}
 		return fn(t)
 	})
-	if err == nil && t.logged {
-		s.signal()
+	if s.wst.anyNoted() {
+		// Prepared once the writer is free: in the background, so that
+		// this Write's caller is not kept waiting for it (wstmt.go).
+		go s.wst.prepareNoted()
+	}
+	if err == nil {
+		s.commits.Add(1)
+		if t.logged {
+			s.logSeq.Add(1)
+			s.signal()
+		}
 	}
 	return err
 }

@@ -19,7 +19,7 @@ import (
 // so nothing else changes the database until it ends.
 type tx struct {
 	ctx context.Context
-	q   *sql.Tx
+	q   wtx
 	// logged: the transaction appended to the change log (Write then
 	// notifies, once it has committed).
 	logged bool
