@@ -52,7 +52,7 @@ func TestDocsDescribeWhatExists(t *testing.T) {
 	root := filepath.Join("..", "..")
 	files, _ := filepath.Glob(filepath.Join(root, "docs", "*.md"))
 	files = append(files, filepath.Join(root, "README.md"))
-	promises := []string{"not built", "not yet built", "is coming", "are coming", "coming soon", "(coming", "planned",
+	promises := []string{"not built", "not yet built", "is coming", "are coming", "coming soon", "(coming", "is planned", "are planned", "planned for", "(planned",
 		"in a future", "in the future", "future version", "later version", "todo", "not supported yet", "not implemented yet", "tbd"}
 	for _, f := range files {
 		b, err := os.ReadFile(f)
