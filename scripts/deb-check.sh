@@ -184,6 +184,42 @@ grep -qx 'site: debcheck' /etc/parkgate/centrald.yaml || fail "the edit to centr
 ls /etc/systemd/system/multi-user.target.wants/gated.service >/dev/null || fail "the upgrade disabled gated"
 ok "upgraded $V1 → $V2: binaries new; edited configs, data and enablement kept"
 
+echo "== a lane from the packages: centrald gate enroll, gated enroll, online at central"
+# What the README's install path does, with nothing copied by hand: the
+# packaged centrald (TLS broker with its own CA) issues a code, gated
+# enroll writes the lane's config from it, and the lane comes online over
+# TLS. Free ports instead of the packaged ones, so that nothing else on the
+# machine is disturbed; gated in sim mode (no GPIO here).
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+P_HTTP=$(free_port) P_MQTT=$(free_port) P_TLS=$(free_port) P_GATE=$(free_port)
+ADMIN=deb-check-admin-token
+LANE_PIDS=()
+stop_lane() { local p; for p in "${LANE_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; for p in "${LANE_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done; LANE_PIDS=(); }
+trap 'stop_lane; cleanup' EXIT
+(cd / && PARKING_HTTP_ADDR=127.0.0.1:$P_HTTP PARKING_MQTT_LISTEN=127.0.0.1:$P_MQTT PARKING_MQTT_TLS_LISTEN=127.0.0.1:$P_TLS \
+	PARKING_AUTH_ADMIN_TOKEN=$ADMIN exec runuser -u parkgate -- centrald --config /etc/parkgate/centrald.yaml) >"$WORK/centrald.log" 2>&1 &
+LANE_PIDS+=($!)
+for _ in $(seq 1 100); do curl -fsS --max-time 2 "http://127.0.0.1:$P_HTTP/healthz" >/dev/null 2>&1 && break; sleep 0.2; done
+curl -fsS --max-time 2 "http://127.0.0.1:$P_HTTP/healthz" >/dev/null 2>&1 || { cat "$WORK/centrald.log"; fail "the packaged centrald did not answer"; }
+CODE=$(as_parkgate centrald --config /etc/parkgate/centrald.yaml gate enroll lane-1 --role entry | tail -n 1) || fail "centrald gate enroll"
+gated enroll --central "http://127.0.0.1:$P_HTTP" --code "$CODE" --hardware sim >"$WORK/enroll.log" 2>&1 ||
+	{ cat "$WORK/enroll.log"; fail "gated enroll"; }
+MODE=$(stat -c '%a %U' /etc/parkgate/gated.yaml)
+case "$MODE" in "600 parkgate" | "640 root") ;; *) fail "gated.yaml after enroll: $MODE (gated's user must read it, nobody else)" ;; esac
+grep -q "ssl://127.0.0.1:$P_TLS" /etc/parkgate/gated.yaml || fail "gated.yaml does not point at the TLS broker"
+if gated enroll --central "http://127.0.0.1:$P_HTTP" --code "$CODE" >"$WORK/enroll2.log" 2>&1; then fail "the same code enrolled twice"; fi
+(cd / && PARKING_HTTP_ADDR=127.0.0.1:$P_GATE exec runuser -u parkgate -- gated --config /etc/parkgate/gated.yaml) >"$WORK/gated.log" 2>&1 &
+LANE_PIDS+=($!)
+online=""
+for _ in $(seq 1 150); do
+	if curl -fsS --max-time 2 -H "Authorization: Bearer $ADMIN" "http://127.0.0.1:$P_HTTP/gates" 2>/dev/null | grep -q '"id":"lane-1"[^}]*"online":true'; then online=1; break; fi
+	sleep 0.2
+done
+[ -n "$online" ] || { cat "$WORK/gated.log" "$WORK/centrald.log"; curl -sS -H "Authorization: Bearer $ADMIN" "http://127.0.0.1:$P_HTTP/gates"; fail "lane-1 not online at central within 30 s"; }
+stop_lane
+trap cleanup EXIT
+ok "lane-1 enrolled with one code and online at central over TLS; the code refused a second time"
+
 echo "== remove"
 dpkg --remove "${PKGS[@]}" >"$WORK/remove.log" 2>&1 || { cat "$WORK/remove.log"; fail "dpkg --remove"; }
 for f in /usr/bin/centrald /usr/bin/gated /usr/bin/parkctl /usr/lib/systemd/system/gated.service /usr/lib/sysusers.d/parkgate-gated.conf; do
