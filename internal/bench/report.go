@@ -293,8 +293,16 @@ func (r *Report) Markdown() []byte {
 		p("")
 		p("%s", para)
 	}
+	if r.Fleet != nil || r.History != nil || r.GroupCommit != nil {
+		p("")
+		p("%s", scalingNote)
+	}
 	return b.Bytes()
 }
+
+// scalingNote points from the measured sections of growth to where their
+// investigations are written down, which a run cannot regenerate.
+const scalingNote = "What bent on the way to the figures of sections j, k and l, and the CPU profiles behind them, are in docs/scaling.md (\"The envelope\", \"Gates per central\", \"Ten years of history\", \"Group commit on SQLite\")."
 
 // Notes are the paragraphs of the notes, derived from the figures: one on
 // the mixed traffic and the list, one on the contended writes, those of
