@@ -19,6 +19,7 @@ import (
 	"github.com/parkgate/parkgate/central/console"
 	"github.com/parkgate/parkgate/central/daemon"
 	"github.com/parkgate/parkgate/central/enroll"
+	"github.com/parkgate/parkgate/internal/cmdline"
 	"github.com/parkgate/parkgate/internal/logging"
 	"github.com/parkgate/parkgate/internal/version"
 	"github.com/parkgate/parkgate/ticket"
@@ -66,57 +67,23 @@ var knownCommands = map[string]bool{"check-config": true, "pubkey": true, "gate"
 func run(args, environ []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("centrald", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	// The flag package prints its error before calling Usage; parse
-	// below prints the usage itself, to stdout for --help (asked for:
-	// exit 0, like parkctl) and to stderr after a mistake (exit 2).
+	// The flag package prints its error before calling Usage;
+	// cmdline.Parse prints the usage itself, to stdout for --help (asked
+	// for: exit 0, like parkctl) and to stderr after a mistake (exit 2).
 	fs.Usage = func() {}
 	cfgPath := fs.String("config", "", "YAML configuration file")
 	role := fs.String("role", "", "gate add, gate enroll: the gate's role, entry or exit")
 	dryRun := fs.Bool("dry-run", false, "prune: print what would be erased, change nothing")
-	parse := func(args []string) (code int, ok bool) {
-		switch err := fs.Parse(args); {
-		case errors.Is(err, flag.ErrHelp):
-			fmt.Fprint(stdout, usage)
-			return exitOK, false
-		case err != nil:
-			fmt.Fprint(stderr, usage)
-			return exitUsage, false
-		}
-		return 0, true
-	}
-	if code, ok := parse(args); !ok {
+	cmd, rest, code, ok := cmdline.Parse(fs, args, "centrald", usage, knownCommands, stdout, stderr)
+	if !ok {
 		return code
 	}
-	cmd := ""
-	var rest []string
-	if fs.NArg() > 0 {
-		cmd = fs.Arg(0)
-		// Flags may also follow the command and its arguments:
-		// centrald gate add entry-1 --config x.
-		more := fs.Args()[1:]
-		for len(more) > 0 {
-			if code, ok := parse(more); !ok {
-				return code
-			}
-			if fs.NArg() == 0 {
-				break
-			}
-			rest = append(rest, fs.Arg(0))
-			more = fs.Args()[1:]
-		}
-		if !knownCommands[cmd] {
-			// Said before the configuration is read: a typo is a typo
-			// whatever the config holds.
-			fmt.Fprintf(stderr, "centrald: unknown command %q\n%s", cmd, usage)
-			return exitUsage
-		}
-		if cmd != "gate" && cmd != "operator" && len(rest) > 0 || cmd != "gate" && *role != "" {
-			fmt.Fprint(stderr, usage)
-			return exitUsage
-		}
+	if cmd != "" && (cmd != "gate" && cmd != "operator" && len(rest) > 0 || cmd != "gate" && *role != "") {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
 	}
 	if cmd != "prune" && *dryRun {
-		fs.Usage()
+		fmt.Fprint(stderr, usage)
 		return exitUsage
 	}
 	if cmd == "version" {

@@ -48,3 +48,13 @@ func TestConfigTypoNamesFileAndKey(t *testing.T) {
 		t.Errorf("exit %d, stderr %q; want exit 2 and %q", code, stderr.String(), want)
 	}
 }
+
+// TestDryRunOnlyWithPrune: --dry-run with another command is a usage
+// error that shows the usage (it used to exit 2 saying nothing).
+func TestDryRunOnlyWithPrune(t *testing.T) {
+	var stdout, stderr strings.Builder
+	if code := run([]string{"--dry-run", "version"}, nil, &stdout, &stderr); code != exitUsage ||
+		!strings.HasPrefix(stderr.String(), "usage: centrald ") || stdout.Len() != 0 {
+		t.Fatalf("exit %d, stdout %q, stderr %q; want 2 and the usage on stderr", code, stdout.String(), stderr.String())
+	}
+}

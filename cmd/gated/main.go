@@ -17,6 +17,7 @@ import (
 	"github.com/parkgate/parkgate/gate/daemon"
 	"github.com/parkgate/parkgate/gate/enroll"
 	"github.com/parkgate/parkgate/gate/localdb"
+	"github.com/parkgate/parkgate/internal/cmdline"
 	"github.com/parkgate/parkgate/internal/logging"
 	"github.com/parkgate/parkgate/internal/version"
 )
@@ -55,68 +56,33 @@ var knownCommands = map[string]bool{"import": true, "enroll": true, "check-confi
 func run(args, environ []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("gated", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	// The flag package prints its error before calling Usage; parse
-	// below prints the usage itself, to stdout for --help (asked for:
-	// exit 0, like parkctl) and to stderr after a mistake (exit 2).
+	// The flag package prints its error before calling Usage;
+	// cmdline.Parse prints the usage itself, to stdout for --help (asked
+	// for: exit 0, like parkctl) and to stderr after a mistake (exit 2).
 	fs.Usage = func() {}
 	cfgPath := fs.String("config", "", "YAML configuration file")
 	central := fs.String("central", "", "enroll: centrald's HTTP API URL")
-	code := fs.String("code", "", "enroll: the one-time enrollment code")
+	enrollCode := fs.String("code", "", "enroll: the one-time enrollment code")
 	hardware := fs.String("hardware", "", "enroll: hardware.mode to write (sim or rpi; default sim)")
-	parse := func(args []string) (code int, ok bool) {
-		switch err := fs.Parse(args); {
-		case errors.Is(err, flag.ErrHelp):
-			fmt.Fprint(stdout, usage)
-			return exitOK, false
-		case err != nil:
-			fmt.Fprint(stderr, usage)
-			return exitUsage, false
-		}
-		return 0, true
-	}
-	if code, ok := parse(args); !ok {
+	cmd, rest, code, ok := cmdline.Parse(fs, args, "gated", usage, knownCommands, stdout, stderr)
+	if !ok {
 		return code
-	}
-	var cmd string
-	var rest []string
-	if fs.NArg() > 0 {
-		cmd = fs.Arg(0)
-		// Flags may also follow the command's arguments.
-		rest = fs.Args()[1:]
-		var pos []string
-		for len(rest) > 0 {
-			if code, ok := parse(rest); !ok {
-				return code
-			}
-			if fs.NArg() == 0 {
-				break
-			}
-			pos = append(pos, fs.Arg(0))
-			rest = fs.Args()[1:]
-		}
-		rest = pos
-		if !knownCommands[cmd] {
-			// Said before the configuration is read: a typo is a typo
-			// whatever the config holds.
-			fmt.Fprintf(stderr, "gated: unknown command %q\n%s", cmd, usage)
-			return exitUsage
-		}
 	}
 	if cmd == "version" {
 		fmt.Fprintln(stdout, version.Version)
 		return exitOK
 	}
-	if (*central != "" || *code != "" || *hardware != "") && cmd != "enroll" {
+	if (*central != "" || *enrollCode != "" || *hardware != "") && cmd != "enroll" {
 		fmt.Fprintln(stderr, "gated: --central, --code and --hardware go with the enroll command")
 		return exitUsage
 	}
 	if cmd == "enroll" {
 		// Before loading any configuration: enroll writes it.
-		if len(rest) != 0 || *central == "" || *code == "" {
+		if len(rest) != 0 || *central == "" || *enrollCode == "" {
 			fmt.Fprintln(stderr, "usage: gated enroll --central URL --code CODE [--config PATH] [--hardware sim|rpi]")
 			return exitUsage
 		}
-		return enrollLane(*central, *code, *cfgPath, *hardware, stdout, stderr)
+		return enrollLane(*central, *enrollCode, *cfgPath, *hardware, stdout, stderr)
 	}
 	cfg, err := config.Load(*cfgPath, environ)
 	if err != nil {
