@@ -74,9 +74,6 @@ import (
 	"time"
 
 	"github.com/parkgate/parkgate/central/booking"
-	"github.com/parkgate/parkgate/central/payment/fakepay"
-	"github.com/parkgate/parkgate/central/store/sqlitestore"
-	"github.com/parkgate/parkgate/clock"
 )
 
 // Plan is what the benchmark runs: rates, concurrencies and durations.
@@ -526,40 +523,10 @@ const RawMethod = "booking.Service.Reserve"
 // bare st.Write with Live+Insert+Log would also leave out the window
 // checks, the id and token generation and the change snapshot, which the
 // HTTP path cannot skip.
-func (b *runner) raw(ctx context.Context, n int) (s Summary, err error) {
-	dir, err := os.MkdirTemp(b.parent, "raw-")
-	if err != nil {
-		return s, err
-	}
-	defer os.RemoveAll(dir)
+func (b *runner) raw(ctx context.Context, n int) (Summary, error) {
 	// One transaction and one fsync per request: the rate the HTTP
 	// figures are held against (centrald itself has group commit on).
-	st, err := sqlitestore.Open(ctx, dir+"/raw.db", sqlitestore.WithGroupCommit(false))
-	if err != nil {
-		return s, err
-	}
-	defer func() { err = errors.Join(err, st.Close()) }()
-	ids := make([]string, b.p.Spots)
-	for i := range ids {
-		ids[i] = strconv.Itoa(i + 1)
-	}
-	if err := st.SetSpots(ctx, ids, time.Now()); err != nil {
-		return s, err
-	}
-	cfg := booking.DefaultConfig()
-	cfg.MaxAdvance = MaxAdvanceHours * time.Hour
-	svc := booking.New(st, &fakepay.Provider{}, nil, clock.Real{}, cfg, nil, nil)
-	gen := newContention(time.Now(), b.p.Spots)
-	op := func(ctx context.Context) (int, string) {
-		spot, w := gen.next()
-		_, err := svc.Reserve(ctx, spot, w)
-		return statusOf(err)
-	}
-	ok := OK(201, 409)
-	samples, from := runLoop(ctx, n, b.p.Warmup, b.p.ContendedDuration, op)
-	s = Summarize("concurrency "+strconv.Itoa(n), samples, from, ok)
-	s.Workers = n
-	return s, ctx.Err()
+	return b.rawWith(ctx, n, false, "concurrency "+strconv.Itoa(n))
 }
 
 // statusOf maps what Reserve returned to the status the API would answer.

@@ -196,7 +196,7 @@ func (b *runner) groupCommitSection(ctx context.Context) (*GroupCommitReport, er
 			for _, on := range []bool{true, false} {
 				env := "PARKING_DB_GROUP_COMMIT=" + strconv.FormatBool(on)
 				err := b.withCentraldEnv(ctx, []string{env}, func(c *Centrald) error {
-					b.progress("k: %s: contended POST /reserve over HTTP, %s, for %s", label, env, b.p.ContendedDuration)
+					b.progress("l: %s: contended POST /reserve over HTTP, %s, for %s", label, env, b.p.ContendedDuration)
 					samples, from := runHTTP(ctx, httpRun{targeter: contendedTargeter(c.URL, newContention(time.Now(), b.p.Spots)),
 						workers: n, warmup: b.p.Warmup, dur: b.p.ContendedDuration, ok: okW})
 					s := Summarize("HTTP, "+env, samples, from, okW)
@@ -216,8 +216,12 @@ func (b *runner) groupCommitSection(ctx context.Context) (*GroupCommitReport, er
 				}
 			}
 			for _, on := range []bool{false, true} {
-				b.progress("k: %s: in-process %s, group commit %v, for %s", label, RawMethod, on, b.p.ContendedDuration)
-				s, err := b.rawWith(ctx, n, on)
+				b.progress("l: %s: in-process %s, group commit %v, for %s", label, RawMethod, on, b.p.ContendedDuration)
+				what := "in-process, one transaction per request"
+				if on {
+					what = "in-process, group commit"
+				}
+				s, err := b.rawWith(ctx, n, on, what)
 				if err != nil {
 					return nil, err
 				}
@@ -231,7 +235,7 @@ func (b *runner) groupCommitSection(ctx context.Context) (*GroupCommitReport, er
 			if err := b.pointReads(ctx, self, n, &g); err != nil {
 				return nil, err
 			}
-			b.progress("k: %s: HTTP ÷ raw %.2f, reads ÷ trivial %.2f", label, g.WriteRatio(), g.ReadRatio())
+			b.progress("l: %s: HTTP ÷ raw %.2f, reads ÷ trivial %.2f", label, g.WriteRatio(), g.ReadRatio())
 			rep.Rounds = append(rep.Rounds, g)
 			if ctx.Err() != nil {
 				return rep, ctx.Err()
@@ -256,14 +260,14 @@ func (b *runner) pointReads(ctx context.Context, self string, n int, g *GroupCom
 	if err != nil {
 		return err
 	}
-	b.progress("k: GET /parkings/{id} on the trivial server, concurrency %d for %s", n, b.p.ReadDuration)
+	b.progress("l: GET /parkings/{id} on the trivial server, concurrency %d for %s", n, b.p.ReadDuration)
 	g.Trivial = run(t.url)
 	b.done(g.Trivial)
 	if err := t.proc.stop(); err != nil {
 		return err
 	}
 	return b.withCentrald(ctx, func(c *Centrald) error {
-		b.progress("k: GET /parkings/{id} on centrald, concurrency %d for %s", n, b.p.ReadDuration)
+		b.progress("l: GET /parkings/{id} on centrald, concurrency %d for %s", n, b.p.ReadDuration)
 		g.Reads = run(c.URL)
 		b.done(g.Reads)
 		return nil
@@ -278,8 +282,9 @@ func spotTargeter(base string, spots int) vegeta.Targeter {
 	}
 }
 
-// rawWith is raw (section d) on a store with group commit on or off.
-func (b *runner) rawWith(ctx context.Context, n int, groupCommit bool) (s Summary, err error) {
+// rawWith is raw (section d) on a store with group commit on or off; its
+// summary is labelled label.
+func (b *runner) rawWith(ctx context.Context, n int, groupCommit bool, label string) (s Summary, err error) {
 	dir, err := os.MkdirTemp(b.parent, "raw-")
 	if err != nil {
 		return s, err
@@ -308,10 +313,6 @@ func (b *runner) rawWith(ctx context.Context, n int, groupCommit bool) (s Summar
 	}
 	ok := OK(201, 409)
 	samples, from := runLoop(ctx, n, b.p.Warmup, b.p.ContendedDuration, op)
-	label := "in-process, one transaction per request"
-	if groupCommit {
-		label = "in-process, group commit"
-	}
 	s = Summarize(label, samples, from, ok)
 	s.Workers = n
 	return s, ctx.Err()
