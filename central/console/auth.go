@@ -8,7 +8,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"regexp"
 	"strings"
@@ -26,15 +25,6 @@ const (
 	sessionCookie = "parkgate_session"
 	csrfHeader    = "X-CSRF-Token"
 	csrfField     = "csrf"
-)
-
-// Login throttle: after freeAttempts failures in a row for one name, or
-// from one address, each further attempt waits lockout, doubling up to
-// maxLockout; a success clears the name's count.
-const (
-	freeAttempts = 5
-	lockout      = 30 * time.Second
-	maxLockout   = 15 * time.Minute
 )
 
 var operatorName = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
@@ -148,80 +138,6 @@ func (s *sessions) close(id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.m, sha256.Sum256([]byte(id)))
-}
-
-// throttle counts failed logins by name and by client address.
-type throttle struct {
-	clk clock.Clock
-	mu  sync.Mutex
-	m   map[string]*failures
-}
-
-type failures struct {
-	n     int
-	until time.Time // no attempt before this
-}
-
-func newThrottle(clk clock.Clock) *throttle {
-	return &throttle{clk: clk, m: map[string]*failures{}}
-}
-
-// wait returns how long the keys must still wait (0: try now).
-func (t *throttle) wait(keys ...string) time.Duration {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	now := t.clk.Now()
-	var d time.Duration
-	for _, k := range keys {
-		if f := t.m[k]; f != nil && f.until.After(now) {
-			d = max(d, f.until.Sub(now))
-		}
-	}
-	return d
-}
-
-// maxThrottled bounds the failures kept: past it, those no longer
-// waiting are forgotten (guessing many names must not grow memory).
-const maxThrottled = 10000
-
-func (t *throttle) fail(keys ...string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	now := t.clk.Now()
-	if len(t.m) >= maxThrottled {
-		for k, f := range t.m {
-			if !f.until.After(now) {
-				delete(t.m, k)
-			}
-		}
-	}
-	for _, k := range keys {
-		f := t.m[k]
-		if f == nil {
-			f = &failures{}
-			t.m[k] = f
-		}
-		f.n++
-		if over := f.n - freeAttempts; over >= 0 {
-			d := lockout << min(over, 10)
-			f.until = now.Add(min(d, maxLockout))
-		}
-	}
-}
-
-func (t *throttle) succeed(key string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	delete(t.m, key)
-}
-
-// clientAddr is the address a login comes from, for the throttle.
-func clientAddr(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }
 
 // caller is who an authorised request comes from.

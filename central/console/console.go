@@ -19,6 +19,7 @@ import (
 	"github.com/parkgate/parkgate/central/booking"
 	"github.com/parkgate/parkgate/central/broker"
 	"github.com/parkgate/parkgate/clock"
+	"github.com/parkgate/parkgate/internal/throttle"
 )
 
 //go:embed web/*.html web/static/*
@@ -52,7 +53,7 @@ type Console struct {
 	log       *slog.Logger
 	hub       *hub
 	sessions  *sessions
-	throttle  *throttle
+	throttle  *throttle.Throttle
 	pages     *template.Template
 	static    http.Handler
 	dummyHash []byte
@@ -89,7 +90,7 @@ func New(svc *booking.Service, cfg Config) (*Console, error) {
 		cfg: cfg, svc: svc, clk: cfg.Clock, log: cfg.Log,
 		hub:       newHub(svc.Store(), cfg.Clock, cfg.Poll, cfg.Log),
 		sessions:  newSessions(cfg.Clock, cfg.IdleTimeout),
-		throttle:  newThrottle(cfg.Clock),
+		throttle:  throttle.New(cfg.Clock),
 		pages:     pages,
 		static:    http.StripPrefix("/console/static/", http.FileServerFS(static)),
 		dummyHash: dummy,

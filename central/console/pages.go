@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"strconv"
 	"time"
+
+	"github.com/parkgate/parkgate/internal/throttle"
 )
 
 // page renders one template; pages are never cached (they hold the CSRF
@@ -49,8 +51,8 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name, pw := r.PostForm.Get("name"), r.PostForm.Get("password")
-	keys := []string{"name:" + name, "addr:" + clientAddr(r)}
-	if d := c.throttle.wait(keys...); d > 0 {
+	keys := []string{"name:" + name, "addr:" + throttle.ClientAddr(r)}
+	if d := c.throttle.Wait(keys...); d > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int(d.Seconds()+0.999)))
 		c.page(w, http.StatusTooManyRequests, "login.html", loginData{Site: c.cfg.Site, Name: name,
 			Error: "Too many failed sign-ins. Try again in " + d.Round(time.Second).String() + "."})
@@ -66,12 +68,12 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if !ok {
-		c.throttle.fail(keys...)
-		c.log.Warn("console: failed sign-in", "operator", name, "addr", clientAddr(r))
+		c.throttle.Fail(keys...)
+		c.log.Warn("console: failed sign-in", "operator", name, "addr", throttle.ClientAddr(r))
 		c.page(w, http.StatusUnauthorized, "login.html", loginData{Site: c.cfg.Site, Name: name, Error: "Wrong name or password."})
 		return
 	}
-	c.throttle.succeed(keys[0])
+	c.throttle.Succeed(keys[0])
 	id, _ := c.sessions.open(name)
 	setSession(w, r, id)
 	c.log.Info("console: signed in", "operator", name)

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
-	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -16,6 +15,7 @@ import (
 	"github.com/parkgate/parkgate/central/store"
 	"github.com/parkgate/parkgate/clock"
 	"github.com/parkgate/parkgate/internal/enrollment"
+	"github.com/parkgate/parkgate/internal/throttle"
 )
 
 // Broker is what enrolled gates are told about the MQTT broker (the
@@ -47,19 +47,13 @@ type Handler struct {
 	Log        *slog.Logger
 
 	once     sync.Once
-	throttle *throttle
+	throttle *throttle.Throttle
 }
 
-// Throttle: after freeFailures refused requests from one address, each
-// further request from it waits lockout, doubling up to maxLockout. A code
-// cannot be guessed (96 random bits), so this only keeps a broken or
-// hostile client from hammering the database and the log.
-const (
-	freeFailures = 5
-	lockout      = 30 * time.Second
-	maxLockout   = 15 * time.Minute
-	maxBody      = 4 << 10
-)
+// Refused requests are throttled by client address (internal/throttle's
+// limits). A code cannot be guessed (96 random bits), so this only keeps a
+// broken or hostile client from hammering the database and the log.
+const maxBody = 4 << 10
 
 func (h *Handler) init() {
 	h.once.Do(func() {
@@ -69,7 +63,7 @@ func (h *Handler) init() {
 		if h.Log == nil {
 			h.Log = slog.New(slog.DiscardHandler)
 		}
-		h.throttle = &throttle{clk: h.Clock, m: map[string]*failures{}}
+		h.throttle = throttle.New(h.Clock)
 	})
 }
 
@@ -98,8 +92,8 @@ func (h *Handler) key(w http.ResponseWriter) (ed25519.PrivateKey, bool) {
 // request's recipient and signed, or a refusal.
 func (h *Handler) ServeRedeem(w http.ResponseWriter, r *http.Request) {
 	h.init()
-	addr := clientAddr(r)
-	if d := h.throttle.wait(addr); d > 0 {
+	addr := throttle.ClientAddr(r)
+	if d := h.throttle.Wait(addr); d > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int(d.Seconds()+0.999)))
 		writeError(w, http.StatusTooManyRequests, enrollment.CodeThrottle,
 			"too many refused enrollment requests from this address; try again in "+d.Round(time.Second).String())
@@ -118,7 +112,7 @@ func (h *Handler) ServeRedeem(w http.ResponseWriter, r *http.Request) {
 		id, recipient, proof, err = enrollment.ParseRequest(req)
 	}
 	if err != nil {
-		h.throttle.fail(addr)
+		h.throttle.Fail(addr)
 		writeError(w, http.StatusBadRequest, "bad_request", "malformed enrollment request: want {\"code\", \"recipient\", \"proof\"} as gated enroll sends it")
 		return
 	}
@@ -144,7 +138,7 @@ func (h *Handler) ServeRedeem(w http.ResponseWriter, r *http.Request) {
 			writeError(w, status, code, "enrollment failed on central; see its log")
 			return
 		}
-		h.throttle.fail(addr)
+		h.throttle.Fail(addr)
 		h.Log.Warn("enrollment refused", "reason", code, "addr", addr)
 		writeError(w, status, code, err.Error())
 		return
@@ -160,7 +154,7 @@ func (h *Handler) ServeRedeem(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, "internal", "enrollment failed on central; see its log")
 		return
 	}
-	h.throttle.succeed(addr)
+	h.throttle.Succeed(addr)
 	// Never the password, nor the code.
 	h.Log.Info("gate enrolled", "gate", g.GateID, "role", g.Role, "addr", addr)
 	writeJSON(w, http.StatusOK, resp)
@@ -189,65 +183,4 @@ func writeError(w http.ResponseWriter, status int, code, msg string) {
 	}
 	e.Error.Code, e.Error.Message = code, msg
 	writeJSON(w, status, e)
-}
-
-func clientAddr(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
-}
-
-// throttle counts refused requests by client address.
-type throttle struct {
-	clk clock.Clock
-	mu  sync.Mutex
-	m   map[string]*failures
-}
-
-type failures struct {
-	n     int
-	until time.Time
-}
-
-// maxThrottled bounds the addresses remembered: past it, those no longer
-// waiting are forgotten.
-const maxThrottled = 10000
-
-func (t *throttle) wait(key string) time.Duration {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if f := t.m[key]; f != nil && f.until.After(t.clk.Now()) {
-		return f.until.Sub(t.clk.Now())
-	}
-	return 0
-}
-
-func (t *throttle) fail(key string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	now := t.clk.Now()
-	if len(t.m) >= maxThrottled {
-		for k, f := range t.m {
-			if !f.until.After(now) {
-				delete(t.m, k)
-			}
-		}
-	}
-	f := t.m[key]
-	if f == nil {
-		f = &failures{}
-		t.m[key] = f
-	}
-	f.n++
-	if over := f.n - freeFailures; over >= 0 {
-		f.until = now.Add(min(lockout<<min(over, 10), maxLockout))
-	}
-}
-
-func (t *throttle) succeed(key string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	delete(t.m, key)
 }
