@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/parkgate/parkgate/internal/atomicfile"
 )
 
 // FileSessions keeps the session counter in a small text file at path
@@ -48,31 +50,8 @@ func (f *fileSessions) NextSession(ctx context.Context, atLeast int64) (int64, e
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return 0, err
 	}
-	tmp, err := os.CreateTemp(dir, filepath.Base(f.path)+".tmp*")
-	if err != nil {
+	if err := atomicfile.Write(f.path, []byte(strconv.FormatInt(n, 10)+"\n"), 0o600); err != nil {
 		return 0, err
-	}
-	defer os.Remove(tmp.Name()) // after the rename, a no-op
-	if _, err := tmp.WriteString(strconv.FormatInt(n, 10) + "\n"); err != nil {
-		tmp.Close()
-		return 0, err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return 0, err
-	}
-	if err := tmp.Close(); err != nil {
-		return 0, err
-	}
-	if err := os.Rename(tmp.Name(), f.path); err != nil {
-		return 0, err
-	}
-	if d, err := os.Open(dir); err == nil {
-		err = d.Sync() // the rename itself is durable only once the directory is
-		d.Close()
-		if err != nil {
-			return 0, err
-		}
 	}
 	return n, nil
 }
