@@ -193,7 +193,7 @@ func (f *Fleet) Serve(ctx context.Context) error {
 			for {
 				select {
 				case m := <-q:
-					m.client.Publish(m.topic, 1, m.retained, m.payload)
+					m.client.Publish(m.topic, syncmsg.PublishQoS, m.retained, m.payload)
 				case <-pubCtx.Done():
 					return
 				}
@@ -364,7 +364,7 @@ func (g *Gate) publishLocked(topic string, retained bool, payload []byte) {
 func (g *Gate) setWill(o *paho.ClientOptions) {
 	will, err := syncmsg.EncodeGateStatus(syncmsg.GateStatus{Online: false, Session: g.session, GateID: g.spec.ID})
 	if err == nil {
-		o.SetBinaryWill(g.f.topics.GateStatus(g.spec.ID), will, 1, true)
+		o.SetBinaryWill(g.f.topics.GateStatus(g.spec.ID), will, syncmsg.PublishQoS, true)
 	}
 }
 
@@ -372,7 +372,8 @@ func (g *Gate) setWill(o *paho.ClientOptions) {
 // resync request, resend of the unacknowledged events.
 func (g *Gate) onConnect(c paho.Client) {
 	t := g.f.topics
-	tok := c.SubscribeMultiple(map[string]byte{t.GateInbox(g.spec.ID): 1, t.Changes(): 1, t.CentralStatus(): 1}, nil)
+	q := syncmsg.SubscribeQoS
+	tok := c.SubscribeMultiple(map[string]byte{t.GateInbox(g.spec.ID): q, t.Changes(): q, t.CentralStatus(): q}, nil)
 	if !tok.WaitTimeout(opTimeout) || tok.Error() != nil {
 		g.f.log.Warn("fleet: subscribe failed; dropping the connection", "gate", g.spec.ID, "err", tok.Error())
 		g.cut()

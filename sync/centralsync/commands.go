@@ -67,7 +67,7 @@ func (r *Relay) command(ctx context.Context, gateID, typ, reason string, ttl tim
 	}
 	// Never retained, and the gates' sessions are clean: a gate that is
 	// not connected now never sees this command.
-	tok := c.Publish(r.topics.Cmd(gateID), 1, false, payload)
+	tok := c.Publish(r.topics.Cmd(gateID), syncmsg.PublishQoS, false, payload)
 	select {
 	case <-tok.Done():
 		if err := tok.Error(); err != nil {

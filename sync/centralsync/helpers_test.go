@@ -46,10 +46,17 @@ type broker struct {
 
 func startBroker(t *testing.T, addr string) *broker {
 	t.Helper()
+	return startBrokerWith(t, addr, new(allowAll))
+}
+
+// startBrokerWith is startBroker with another authentication and ACL hook
+// than allowAll.
+func startBrokerWith(t *testing.T, addr string, hook mochi.Hook) *broker {
+	t.Helper()
 	caps := mochi.NewDefaultServerCapabilities()
 	caps.MaximumMessageExpiryInterval = 0
 	srv := mochi.New(&mochi.Options{Capabilities: caps, Logger: slog.New(slog.DiscardHandler)})
-	if err := srv.AddHook(new(allowAll), nil); err != nil {
+	if err := srv.AddHook(hook, nil); err != nil {
 		t.Fatal(err)
 	}
 	l := listeners.NewTCP(listeners.Config{ID: "t", Address: addr})

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -160,8 +159,8 @@ type Relay struct {
 	cfg       Config
 	topics    syncmsg.Topics
 	topicsErr error
-	brokers   []string // cfg.URL's list
-	next      int      // index in brokers of the one to try first (connectLoop's)
+	brokers   []string          // cfg.URL's list
+	rotation  *mqtturl.Rotation // the order of the brokers for the next attempt (connectLoop's)
 	st        store.Store
 	svc       EventApplier
 	clk       clock.Clock
@@ -230,7 +229,7 @@ func New(cfg Config, st store.Store, svc EventApplier, clk clock.Clock, log *slo
 		err = fmt.Errorf("broker URL: %w", berr)
 	}
 	return &Relay{
-		cfg: cfg, topics: topics, topicsErr: err, brokers: brokers, st: st, svc: svc, clk: clk,
+		cfg: cfg, topics: topics, topicsErr: err, brokers: brokers, rotation: mqtturl.NewRotation(brokers), st: st, svc: svc, clk: clk,
 		log:      log.With("component", "sync"),
 		wake:     make(chan struct{}, 1),
 		presence: newQueue("presence"),
@@ -413,26 +412,14 @@ func (r *Relay) connection(ctx context.Context) (up bool, err error) {
 	// connectTimeout; the list starts after the node the last connection
 	// reached (or tried last), so that when a node of a cluster dies the
 	// next attempt goes straight to another one.
-	for _, u := range mqtturl.From(r.brokers, r.next) {
-		opts.AddBroker(u)
-	}
-	var tried atomic.Pointer[string] // the broker of paho's latest attempt
-	opts.SetConnectionAttemptHandler(func(u *url.URL, tc *tls.Config) *tls.Config {
-		v := u.String()
-		tried.Store(&v)
-		return tc
-	})
+	r.rotation.Apply(opts)
 	broker := func() string {
-		if u := tried.Load(); u != nil {
-			return *u
+		if u := r.rotation.Tried(); u != "" {
+			return u
 		}
 		return r.cfg.URL
 	}
-	defer func() {
-		if i := mqtturl.Index(r.brokers, broker()); i >= 0 {
-			r.next = i + 1
-		}
-	}()
+	defer r.rotation.Done()
 	opts.SetClientID(r.cfg.ClientID).
 		SetUsername(r.cfg.Username).
 		SetPassword(r.cfg.Password).
@@ -457,7 +444,7 @@ func (r *Relay) connection(ctx context.Context) (up bool, err error) {
 		if err != nil {
 			return false, err
 		}
-		opts.SetBinaryWill(r.topics.CentralStatus(), will, 1, true)
+		opts.SetBinaryWill(r.topics.CentralStatus(), will, syncmsg.PublishQoS, true)
 	}
 	c := mqtt.NewClient(opts)
 	tok := c.Connect()
@@ -508,7 +495,7 @@ func (r *Relay) connection(ctx context.Context) (up bool, err error) {
 				// so that gates do not wait for a heartbeat that will
 				// not come.
 				if p, err := syncmsg.EncodeCentralStatus(syncmsg.CentralStatus{Online: false, Session: session}); err == nil {
-					c.Publish(r.topics.CentralStatus(), 1, true, p).WaitTimeout(time.Second)
+					c.Publish(r.topics.CentralStatus(), syncmsg.PublishQoS, true, p).WaitTimeout(time.Second)
 				}
 			}
 			c.Disconnect(250)
@@ -533,24 +520,40 @@ func (r *Relay) subscribe(ctx context.Context, c mqtt.Client) error {
 	if r.cfg.Shared {
 		events = "$share/" + SharedGroup + "/" + events
 	}
+	q := syncmsg.SubscribeQoS
 	filters := map[string]byte{
-		r.topics.AllGateStatus(): 1,
-		events:                   1,
-		r.topics.AllSync():       1,
-		r.topics.AllResults():    1,
+		r.topics.AllGateStatus(): q,
+		events:                   q,
+		r.topics.AllSync():       q,
+		r.topics.AllResults():    q,
 	}
 	tok := c.SubscribeMultiple(filters, r.onMessage)
 	if err := r.await(ctx, tok); err != nil {
-		return fmt.Errorf("subscribing: %w", err)
+		return fmt.Errorf("subscribing: %w%s", err, r.sharedHint())
 	}
 	if st, ok := tok.(*mqtt.SubscribeToken); ok {
 		for f, code := range st.Result() {
 			if code >= 0x80 {
-				return fmt.Errorf("subscribing: the broker refused %s (code %#x)", f, code)
+				hint := ""
+				if f == events && r.cfg.Shared {
+					hint = r.sharedHint()
+				}
+				return fmt.Errorf("subscribing: the broker refused %s (code %#x)%s", f, code, hint)
 			}
 		}
 	}
 	return nil
+}
+
+// sharedHint says, when the relay asked for a shared subscription, what a
+// broker without them does with it: NATS refuses it, RabbitMQ closes the
+// connection, and either way centrald would retry for ever without a word
+// on the cause.
+func (r *Relay) sharedHint() string {
+	if !r.cfg.Shared {
+		return ""
+	}
+	return "; the events subscription is shared ($share/" + SharedGroup + "/…), which a broker without shared subscriptions (NATS, RabbitMQ) refuses or answers by closing the connection: set mqtt.shared: false for such a broker"
 }
 
 func (r *Relay) publishBirth(ctx context.Context, c mqtt.Client, session int64) error {
@@ -562,7 +565,7 @@ func (r *Relay) publishBirth(ctx context.Context, c mqtt.Client, session int64) 
 	if err != nil {
 		return err
 	}
-	return r.await(ctx, c.Publish(r.topics.CentralStatus(), 1, true, p))
+	return r.await(ctx, c.Publish(r.topics.CentralStatus(), syncmsg.PublishQoS, true, p))
 }
 
 // publish sends a QoS 1 message on the current connection and waits for
@@ -573,7 +576,7 @@ func (r *Relay) publish(ctx context.Context, topic string, payload []byte) error
 	if c == nil {
 		return ErrNotConnected
 	}
-	return r.await(ctx, c.Publish(topic, 1, false, payload))
+	return r.await(ctx, c.Publish(topic, syncmsg.PublishQoS, false, payload))
 }
 
 // await waits for a paho token, at most publishTimeout.

@@ -9,10 +9,10 @@ import (
 )
 
 // onCommand executes a command at most once and answers it. The id is
-// remembered before anything is executed, so that a repeat (a QoS 1
-// redelivery, an operator's double click that central sent twice) is
-// refused even when the first execution failed half-way: an open that
-// might have happened must not happen twice.
+// remembered before anything is executed, so that a repeat (a broker
+// that delivered it twice, an operator's double click that central sent
+// twice) is refused even when the first execution failed half-way: an
+// open that might have happened must not happen twice.
 func (c *conn) onCommand(ctx context.Context, p []byte) error {
 	cmd, err := syncmsg.DecodeCommand(p)
 	if len(cmd.ID) > maxCommandID {

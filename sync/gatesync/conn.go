@@ -124,7 +124,8 @@ func (c *conn) run(ctx context.Context, in <-chan inbound, lost <-chan error) er
 
 func (c *conn) subscribe(ctx context.Context) error {
 	t := c.s.topics
-	filters := map[string]byte{t.GateInbox(c.gate): 1, t.Changes(): 1, t.CentralStatus(): 1}
+	q := syncmsg.SubscribeQoS
+	filters := map[string]byte{t.GateInbox(c.gate): q, t.Changes(): q, t.CentralStatus(): q}
 	tok := c.cl.SubscribeMultiple(filters, nil) // nil: the default handler, the loop's queue
 	// Part of connecting: a broker that accepted CONNECT but does not
 	// answer SUBSCRIBE is as good as none.
@@ -165,7 +166,7 @@ func (c *conn) waitWithin(ctx context.Context, tok paho.Token, what string, with
 // publish sends at QoS 1 and waits for the PUBACK. An error ends the
 // connection: the loop then reconnects, which resends whatever needs it.
 func (c *conn) publish(ctx context.Context, topic string, retained bool, payload []byte) error {
-	return c.wait(ctx, c.cl.Publish(topic, 1, retained, payload), "publish to "+topic)
+	return c.wait(ctx, c.cl.Publish(topic, syncmsg.PublishQoS, retained, payload), "publish to "+topic)
 }
 
 func (c *conn) handle(ctx context.Context, m inbound) error {
@@ -298,7 +299,7 @@ func (c *conn) goodbye() {
 	if err != nil {
 		return
 	}
-	if !c.cl.Publish(c.s.topics.GateStatus(c.gate), 1, true, payload).WaitTimeout(goodbyeTimeout) {
+	if !c.cl.Publish(c.s.topics.GateStatus(c.gate), syncmsg.PublishQoS, true, payload).WaitTimeout(goodbyeTimeout) {
 		c.log.Warn("offline status not acknowledged at shutdown; the will may tell central later")
 	}
 }

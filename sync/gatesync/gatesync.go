@@ -29,7 +29,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net/url"
 	"sync/atomic"
 	"time"
 
@@ -248,11 +247,11 @@ type Sync struct {
 	dropped atomic.Int64 // messages dropped because the loop was behind
 
 	// Owned by Serve's goroutine; they outlive a connection.
-	seen         seenIDs         // command ids answered already
-	centralBirth int64           // session of central's latest birth
-	next         int             // index in brokers of the one to try first
-	unsendable   map[string]bool // event ids refused by the codec, logged once
-	requests     int64           // sync request counter, for request ids
+	seen         seenIDs           // command ids answered already
+	centralBirth int64             // session of central's latest birth
+	rotation     *mqtturl.Rotation // the order of the brokers for the next attempt
+	unsendable   map[string]bool   // event ids refused by the codec, logged once
+	requests     int64             // sync request counter, for request ids
 }
 
 // New returns a sync; it checks cfg and deps, and Serve reports what is
@@ -287,6 +286,7 @@ func New(cfg Config, d Deps) *Sync {
 	s.topics, s.cfgErr = syncmsg.NewTopics(cfg.Site)
 	if s.cfgErr == nil {
 		s.brokers, s.cfgErr = mqtturl.Split(cfg.URL)
+		s.rotation = mqtturl.NewRotation(s.brokers)
 	}
 	if s.cfgErr == nil {
 		s.cfgErr = s.check()
@@ -408,7 +408,7 @@ func (s *Sync) Serve(ctx context.Context) error {
 				wait = jitter(backoff)
 			}
 			failures, lastErr, downSince = 0, "", now
-			s.log.Warn("mqtt connection lost; reconnecting", "url", s.cfg.URL, "err", err, "in", wait, "next", mqtturl.From(s.brokers, s.next)[0])
+			s.log.Warn("mqtt connection lost; reconnecting", "url", s.cfg.URL, "err", err, "in", wait, "next", s.rotation.Next())
 		} else {
 			// The backoff spaces the starts of the attempts: an attempt
 			// that hung until connectTimeout has used up its share of the
@@ -474,26 +474,10 @@ func (s *Sync) connection(ctx context.Context) (connected bool, err error) {
 	opts := paho.NewClientOptions()
 	// paho tries the brokers in this order, each for up to
 	// connectTimeout, and takes the first that accepts. The list starts
-	// after the node this gate last used or failed on (From), so that a
-	// gate whose node died goes straight to another one.
-	for _, u := range mqtturl.From(s.brokers, s.next) {
-		opts.AddBroker(u)
-	}
-	var tried atomic.Pointer[string] // the broker of paho's latest attempt
-	opts.SetConnectionAttemptHandler(func(u *url.URL, tc *tls.Config) *tls.Config {
-		v := u.String()
-		tried.Store(&v)
-		return tc
-	})
-	defer func() {
-		// The next connection starts with the node after the one this one
-		// reached (or tried last, when none answered).
-		if u := tried.Load(); u != nil {
-			if i := mqtturl.Index(s.brokers, *u); i >= 0 {
-				s.next = i + 1
-			}
-		}
-	}()
+	// after the node this gate last used or failed on, so that a gate
+	// whose node died goes straight to another one.
+	s.rotation.Apply(opts)
+	defer s.rotation.Done()
 	opts.SetClientID(s.clientID).
 		SetUsername(s.cfg.Username).
 		SetPassword(s.cfg.Password).
@@ -508,7 +492,7 @@ func (s *Sync) connection(ctx context.Context) (connected bool, err error) {
 		SetConnectTimeout(connectTimeout).
 		SetWriteTimeout(opTimeout).
 		SetOrderMatters(true). // in order, in paho's router goroutine: the handler must not block
-		SetBinaryWill(s.topics.GateStatus(s.cfg.GateID), will, 1, true).
+		SetBinaryWill(s.topics.GateStatus(s.cfg.GateID), will, syncmsg.PublishQoS, true).
 		SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) {
 			select {
 			case in <- inbound{m.Topic(), m.Payload(), m.Retained()}:
@@ -537,8 +521,8 @@ func (s *Sync) connection(ctx context.Context) (connected bool, err error) {
 		return false, err
 	}
 	broker := s.cfg.URL
-	if u := tried.Load(); u != nil {
-		broker = *u
+	if u := s.rotation.Tried(); u != "" {
+		broker = u
 	}
 	c := newConn(s, cl, session, broker)
 	err = c.run(ctx, in, lost)

@@ -28,3 +28,20 @@ const (
 	// after it.
 	CommandTTL = 10 * time.Second
 )
+
+// The protocol's MQTT quality of service. Every publish is QoS 1: the
+// PUBACK tells the sender the broker has the message, and only then does
+// it go on (forget a version, count an event as sent). Every subscription
+// is QoS 0, so the broker hands messages to a subscriber without keeping
+// any state for it beyond the connection: with clean sessions a broker
+// redelivers nothing after a disconnect anyway, and what a subscriber can
+// miss the protocol repairs (a change by the version gap, a snapshot part
+// by its timeout, an event by its resend, a birth by the next one). A QoS 1
+// subscription would tie a client to state that a clustered broker keeps
+// on one node or behind a leader (a durable queue on RabbitMQ, a
+// JetStream consumer on NATS): after that node's crash the client could
+// not subscribe anywhere until the node or a new leader came back.
+const (
+	PublishQoS   byte = 1
+	SubscribeQoS byte = 0
+)
