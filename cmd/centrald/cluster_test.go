@@ -263,6 +263,12 @@ func rabbitCluster(t *testing.T, bin string, env []string, site string, gates ..
 	if out, err := users.CombinedOutput(); err != nil {
 		t.Fatalf("configs/rabbitmq/parkgate-users.sh: %v\n%s", err, out)
 	}
+	// RabbitMQ's default user (guest/guest, every topic) would let anyone
+	// on the machine read every plate and publish as any gate: the
+	// script deletes it.
+	if err := probeNode(nodes[0], "guest-probe", "guest", "guest"); err == nil || !strings.Contains(err.Error(), "connect:") {
+		t.Errorf("guest/guest on a node after parkgate-users.sh: %v, want the login refused", err)
+	}
 	return nodes
 }
 

@@ -13,6 +13,7 @@
 # PARKGATE_MQTT_CENTRALD_PASSWORD, and PARKGATE_MQTT_<GATE>_PASSWORD for each
 # gate (the id upper-cased, "-" as "_"; e.g. PARKGATE_MQTT_ENTRY_1_PASSWORD).
 # Run it again to add a gate or change a password: nothing needs a restart.
+# It also deletes RabbitMQ's default "guest" user.
 set -eu
 
 if [ $# -lt 2 ]; then
@@ -40,21 +41,34 @@ user() {
 }
 password() {
 	var=PARKGATE_MQTT_$(printf '%s' "$1" | tr 'a-z-' 'A-Z_')_PASSWORD
-	eval "pw=\${$var:-}"
-	if [ -z "$pw" ]; then
+	eval "value=\${$var:-}"
+	if [ -z "$value" ]; then
 		echo "$0: $var is not set" >&2
 		exit 2
 	fi
-	printf '%s' "$pw"
+	printf '%s' "$value"
 }
 
-user centrald "$(password centrald)"
+# RabbitMQ creates "guest" (password "guest", every permission, every
+# topic) on a new cluster; from this machine it could read every plate and
+# publish as any gate. parkgate does not use it.
+if ctl list_users | cut -f1 | grep -qx guest; then
+	ctl delete_user guest
+	echo "guest: deleted"
+fi
+
+# Each password is read into a variable first: a failure inside "$(...)"
+# given straight as an argument would not stop the script (set -e does not
+# see it), and the user would get an empty password.
+pw=$(password centrald)
+user centrald "$pw"
 ctl set_topic_permissions -p / centrald amq.topic "^parking\\.$site\\..*" "^parking\\.$site\\..*"
 for gate in "$@"; do
 	case $gate in
 	*[!A-Za-z0-9_-]* | "") echo "$0: gate id $gate: letters, digits, - and _ only" >&2; exit 2 ;;
 	esac
-	user "$gate" "$(password "$gate")"
+	pw=$(password "$gate")
+	user "$gate" "$pw"
 	# {username} is the connection's user, so each gate writes only its own
 	# status, events, resync requests and command results, and reads only
 	# its own inbox and what central sends to every gate.
