@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -292,4 +293,197 @@ func TestGroupCommitCleanRefusalAnsweredAtOnce(t *testing.T) {
 	if err := <-late; !errors.Is(err, store.ErrOverlap) {
 		t.Fatalf("late request: %v", err)
 	}
+}
+
+// overlapCheck refuses a window that overlaps a live reservation of spot
+// 1, as booking's check does, and notes that it ran.
+func overlapCheck(ran *int, w reservation.Window) func(r store.Reader) error {
+	return func(r store.Reader) error {
+		*ran++
+		a, err := r.Availability("1", w)
+		if err != nil {
+			return err
+		}
+		if a.BlockerID != "" {
+			return fmt.Errorf("held by %s: %w", a.BlockerID, store.ErrOverlap)
+		}
+		return nil
+	}
+}
+
+// insertOn returns a write inserting a reservation of spot 1 for w, and
+// notes that it ran.
+func insertOn(ran *int, id string, w reservation.Window) func(tx store.Tx) error {
+	return func(tx store.Tx) error {
+		*ran++
+		return tx.Insert(reservation.Reservation{ID: id, SpotID: "1", State: reservation.Reserved,
+			Source: reservation.SourceDriver, From: w.From, Until: w.Until})
+	}
+}
+
+// A write that committed data already refuses is answered by its
+// pre-check on a reader: while the committer is busy with a batch that
+// waits, without joining any batch, and without being counted as a write.
+func TestPrecheckRefusalSkipsTheWriter(t *testing.T) {
+	ctx := context.Background()
+	s := openTemp(t, filepath.Join(t.TempDir(), "central.db"))
+	if err := s.SetSpots(ctx, []string{"1", "2"}, t0); err != nil {
+		t.Fatal(err)
+	}
+	held := reservation.Window{From: t0, Until: t0.Add(2 * time.Hour)}
+	var ignored int
+	if err := s.Write(ctx, insertOn(&ignored, "held", held)); err != nil {
+		t.Fatal(err)
+	}
+	writes0, commits0 := s.CommitStats()
+	// Another request holds the committer in its batch.
+	release, started := make(chan struct{}), make(chan struct{})
+	holding := make(chan error, 1)
+	go func() {
+		holding <- s.Write(ctx, func(tx store.Tx) error {
+			close(started)
+			<-release
+			return tx.Insert(reservation.Reservation{ID: "other", SpotID: "2", State: reservation.Reserved,
+				Source: reservation.SourceDriver, From: t0, Until: t0.Add(time.Hour)})
+		})
+	}()
+	<-started
+	var once sync.Once
+	defer once.Do(func() { close(release) }) // on failure too: Close waits for the batch
+
+	var checked, wrote int
+	refused := make(chan error, 1)
+	late := reservation.Window{From: t0.Add(time.Hour), Until: t0.Add(3 * time.Hour)}
+	go func() {
+		refused <- s.WritePrechecked(ctx, overlapCheck(&checked, late), insertOn(&wrote, "late", late))
+	}()
+	select {
+	case err := <-refused:
+		if !errors.Is(err, store.ErrOverlap) || !strings.Contains(err.Error(), "held by held") {
+			t.Fatalf("refused request: %v, want the check's overlap with held", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a request refused on committed data waited for the writer's batch")
+	}
+	if checked != 1 || wrote != 0 {
+		t.Errorf("check ran %d times, the write %d times; want 1 and 0", checked, wrote)
+	}
+	if got := s.PrecheckRefusals(); got != 1 {
+		t.Errorf("%d pre-check refusals counted, want 1", got)
+	}
+	once.Do(func() { close(release) })
+	if err := <-holding; err != nil {
+		t.Fatal(err)
+	}
+	if writes, commits := s.CommitStats(); writes != writes0+1 || commits != commits0+1 {
+		t.Errorf("the refusal reached the writer: %d writes and %d commits since, want 1 and 1 (the other request)",
+			writes-writes0, commits-commits0)
+	}
+	if _, err := s.Get(ctx, "late"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("the refused request wrote: %v", err)
+	}
+}
+
+// A write whose pre-check passes because the reservation in its way is not
+// committed yet (it is earlier in the batch being run) still gets its
+// refusal, from its own write in the batch.
+func TestPrecheckPassedRefusedInTheBatch(t *testing.T) {
+	ctx := context.Background()
+	s := openTemp(t, filepath.Join(t.TempDir(), "central.db"))
+	if err := s.SetSpots(ctx, []string{"1"}, t0); err != nil {
+		t.Fatal(err)
+	}
+	w := reservation.Window{From: t0, Until: t0.Add(2 * time.Hour)}
+	release, started := make(chan struct{}), make(chan struct{})
+	var winnerRan int
+	winner := make(chan error, 1)
+	go func() {
+		winner <- s.Write(ctx, func(tx store.Tx) error {
+			if err := insertOn(&winnerRan, "winner", w)(tx); err != nil {
+				return err
+			}
+			close(started)
+			<-release // written, not committed
+			return nil
+		})
+	}()
+	<-started
+	var checked, wrote int
+	loser := make(chan error, 1)
+	go func() { loser <- s.WritePrechecked(ctx, overlapCheck(&checked, w), insertOn(&wrote, "loser", w)) }()
+	waitUntil(t, "the loser waiting for the committer", func() bool { return s.gc.waiting() == 1 })
+	close(release)
+	if err := <-winner; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-loser; !errors.Is(err, store.ErrOverlap) {
+		t.Fatalf("loser: %v, want an overlap", err)
+	}
+	if checked != 1 || wrote != 1 || s.PrecheckRefusals() != 0 {
+		t.Errorf("check ran %d times, the write %d, pre-check refusals %d; want 1, 1, 0", checked, wrote, s.PrecheckRefusals())
+	}
+	if _, err := s.Get(ctx, "loser"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("the loser wrote: %v", err)
+	}
+}
+
+// Without group commit nothing queues behind a batch: WritePrechecked is
+// Write, one transaction per request, and the check does not run.
+func TestPrecheckOnlyWithGroupCommit(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "central.db"), WithGroupCommit(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.SetSpots(ctx, []string{"1"}, t0); err != nil {
+		t.Fatal(err)
+	}
+	w := reservation.Window{From: t0, Until: t0.Add(time.Hour)}
+	var ignored, checked, wrote int
+	if err := s.Write(ctx, insertOn(&ignored, "held", w)); err != nil {
+		t.Fatal(err)
+	}
+	writes0, _ := s.CommitStats()
+	if err := s.WritePrechecked(ctx, overlapCheck(&checked, w), insertOn(&wrote, "late", w)); !errors.Is(err, store.ErrOverlap) {
+		t.Fatalf("late: %v", err)
+	}
+	if writes, _ := s.CommitStats(); checked != 0 || wrote != 1 || writes != writes0+1 || s.PrecheckRefusals() != 0 {
+		t.Errorf("check ran %d times, the write %d, %d writes, %d pre-check refusals; want 0, 1, 1, 0", checked, wrote, writes-writes0, s.PrecheckRefusals())
+	}
+}
+
+// A pre-check that cannot read decides nothing: the write goes to the
+// writer as it would without one.
+func TestPrecheckUnreadableGoesToTheWriter(t *testing.T) {
+	ctx := context.Background()
+	s := openTemp(t, filepath.Join(t.TempDir(), "central.db"))
+	if err := s.SetSpots(ctx, []string{"1"}, t0); err != nil {
+		t.Fatal(err)
+	}
+	w := reservation.Window{From: t0, Until: t0.Add(time.Hour)}
+	var wrote int
+	refuseAnyway := func(r store.Reader) error {
+		if _, err := r.Availability("1", w); err == nil {
+			t.Error("read on a closed read pool")
+		}
+		return errWrongState // would be the answer if the read counted
+	}
+	s.db.R.Close() // every read fails from now on
+	if err := s.WritePrechecked(ctx, refuseAnyway, insertOn(&wrote, "new", w)); err != nil {
+		t.Fatalf("write after a failed pre-check: %v", err)
+	}
+	if wrote != 1 || s.PrecheckRefusals() != 0 {
+		t.Errorf("the write ran %d times, %d pre-check refusals; want 1 and 0", wrote, s.PrecheckRefusals())
+	}
+}
+
+// The pre-check's reader of committed data reads what Tx.Availability
+// reads.
+func TestPrecheckReaderContract(t *testing.T) {
+	ctx := context.Background()
+	s := openTemp(t, filepath.Join(t.TempDir(), "central.db"))
+	storetest.Availability(t, s, func(spotID string, w reservation.Window) (store.Availability, error) {
+		return (&committed{ctx: ctx, s: s}).Availability(spotID, w)
+	})
 }
