@@ -24,7 +24,7 @@ import (
 	"github.com/parkgate/parkgate/clock"
 )
 
-// Section l: group commit and point reads.
+// Section k: group commit and point reads.
 //
 // Writes: the contended reservations of c over HTTP on a centrald with
 // group commit (its default) against the in-process rate of d with one
@@ -54,9 +54,7 @@ type GroupCommitRound struct {
 	// Writes and Commits are centrald's parkgate_store_writes_total and
 	// parkgate_store_commits_total after the HTTP run (warm-up and setup
 	// included): Writes ÷ Commits is the mean number sharing an fsync.
-	// Prechecked is parkgate_store_precheck_refusals_total: the refusals
-	// answered on committed data, which never reached the writer.
-	Writes, Commits, Prechecked float64
+	Writes, Commits float64
 	// Reads: GET /parkings/{id} on centrald; Trivial: the same on the
 	// trivial server.
 	Reads, Trivial Summary
@@ -147,25 +145,21 @@ func (g *GroupCommitReport) markdown(b *bytes.Buffer, r *Report) {
 		"fresh centrald with group commit (its default) and on one with `PARKING_DB_GROUP_COMMIT=false`, and the same "+
 		"pattern in-process through `%s` on a fresh SQLite store with one transaction and one fsync per request (the "+
 		"figure of d) and with group commit. **HTTP ÷ raw** is the first over the third. Batch is centrald's "+
-		"`parkgate_store_writes_total ÷ parkgate_store_commits_total` after its run: how many of the requests that reached "+
-		"the writer shared an fsync on average; read side is the share of its requests refused on committed data before "+
-		"the writer (`parkgate_store_precheck_refusals_total`; docs/scaling.md). Then `GET /parkings/{id}` (random spots of %d, none reserved) on a fresh centrald and on a trivial Go "+
+		"`parkgate_store_writes_total ÷ parkgate_store_commits_total` after its run: how many requests shared an fsync on "+
+		"average. Then `GET /parkings/{id}` (random spots of %d, none reserved) on a fresh centrald and on a trivial Go "+
 		"JSON server (a child process: net/http and encoding/json answering the same route with the same body, nothing "+
 		"else) from the same closed-loop generator at the same concurrency, %s each.",
 		dur(r.Plan.ContendedDuration), RawMethod, r.Plan.Spots, dur(r.Plan.ReadDuration))
 	p("")
-	p("| round | concurrency | HTTP, group commit | HTTP, one tx per request | in-process, one tx per request (raw) | in-process, group commit | batch | read side | HTTP ÷ raw | GET /parkings/{id} | trivial server | reads ÷ trivial | p99 reads / trivial |")
-	p("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|")
+	p("| round | concurrency | HTTP, group commit | HTTP, one tx per request | in-process, one tx per request (raw) | in-process, group commit | batch | HTTP ÷ raw | GET /parkings/{id} | trivial server | reads ÷ trivial | p99 reads / trivial |")
+	p("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|")
 	for _, g := range g.Rounds {
-		batch, read := "–", "–"
+		batch := "–"
 		if g.Commits > 0 {
 			batch = fmt.Sprintf("%.1f", g.Writes/g.Commits)
 		}
-		if n := g.Writes + g.Prechecked; n > 0 {
-			read = fmt.Sprintf("%.0f %%", 100*g.Prechecked/n)
-		}
-		p("| %d | %d | %.0f req/s | %.0f req/s | %.0f req/s | %.0f req/s | %s | %s | **%.2f** | %.0f req/s | %.0f req/s | **%.2f** | %s / %s |",
-			g.Round, g.Concurrency, g.HTTP.Throughput, g.HTTPOff.Throughput, g.Raw.Throughput, g.RawGC.Throughput, batch, read,
+		p("| %d | %d | %.0f req/s | %.0f req/s | %.0f req/s | %.0f req/s | %s | **%.2f** | %.0f req/s | %.0f req/s | **%.2f** | %s / %s |",
+			g.Round, g.Concurrency, g.HTTP.Throughput, g.HTTPOff.Throughput, g.Raw.Throughput, g.RawGC.Throughput, batch,
 			g.WriteRatio(), g.Reads.Throughput, g.Trivial.Throughput, g.ReadRatio(), ms(g.Reads.Latency.P99), ms(g.Trivial.Latency.P99))
 	}
 	p("")
@@ -212,7 +206,6 @@ func (b *runner) groupCommitSection(ctx context.Context) (*GroupCommitReport, er
 						g.HTTP = s
 						g.Writes, _ = scrapeCounter(ctx, c.URL, "parkgate_store_writes_total")
 						g.Commits, _ = scrapeCounter(ctx, c.URL, "parkgate_store_commits_total")
-						g.Prechecked, _ = scrapeCounter(ctx, c.URL, "parkgate_store_precheck_refusals_total")
 					} else {
 						g.HTTPOff = s
 					}
