@@ -174,13 +174,7 @@ func (s *Service) Reserve(ctx context.Context, spotID string, w reservation.Wind
 	}
 	r.Source = reservation.SourceDriver
 	r.State = reservation.Reserved
-	// Under contention most reservations are refused. Where a store's
-	// writes queue behind each other (store.Prechecker), committed data
-	// answers those without the queue; insert checks again in the
-	// transaction, which may still refuse.
-	err = store.WritePrechecked(ctx, s.store,
-		func(rd store.Reader) error { return checkFree(rd, r) },
-		func(tx store.Tx) error { return s.insert(tx, r, "driver", "") })
+	err = s.store.Write(ctx, func(tx store.Tx) error { return s.insert(tx, r, "driver", "") })
 	s.metrics.reserve(err)
 	if err != nil {
 		return Issued{}, err
@@ -287,9 +281,7 @@ func (s *Service) insert(tx store.Tx, r reservation.Reservation, actor, note str
 }
 
 // checkFree refuses r if, in what rd reads, its spot is unknown or retired
-// or its window overlaps a live reservation of the spot: inside the write
-// transaction (insert), and first on committed data as Reserve's pre-check,
-// which must refuse exactly as insert would on the same data.
+// or its window overlaps a live reservation of the spot.
 func checkFree(rd store.Reader, r reservation.Reservation) error {
 	a, err := rd.Availability(r.SpotID, r.Window())
 	if err != nil {

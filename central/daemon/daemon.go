@@ -102,14 +102,6 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 				Help: "Transactions the SQLite store committed, each with one fsync; with group commit one holds many writes.",
 			}, func() float64 { _, c := cs.CommitStats(); return float64(c) }))
 	}
-	if pc, ok := st.(interface{ PrecheckRefusals() int64 }); ok {
-		// The refusals answered on committed data, which the two counters
-		// above never see.
-		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "parkgate_store_precheck_refusals_total",
-			Help: "Writes the SQLite store refused on committed data by their pre-check, without reaching the writer (group commit).",
-		}, func() float64 { return float64(pc.PrecheckRefusals()) }))
-	}
 	svc := booking.New(st, pay, booking.Tickets{Signer: signer}, opt.Clock, bookingConfig(cfg), log, booking.NewMetrics(reg))
 	sp, err := startSync(ctx, cfg, st, svc, opt.Clock, log)
 	if err != nil {

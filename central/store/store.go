@@ -138,37 +138,8 @@ type LogSequencer interface {
 	LogSeq() uint64
 }
 
-// Prechecker is what a store may offer besides Store when a Write can wait
-// behind other writes before its turn (SQLite with group commit: one
-// writer, each batch ending with an fsync): a write that the committed data
-// already refuses is answered from a read of it, without joining that
-// queue.
-type Prechecker interface {
-	// WritePrechecked runs check on a Reader of committed data. If check
-	// refuses (returns an error), that is the answer: fn never runs and
-	// nothing is written. Otherwise it is Write(ctx, fn). check must read
-	// only what fn reads again inside its transaction and refuse exactly
-	// as fn would on the same data, so that it only answers sooner what fn
-	// would answer: a write that check lets through may still be refused
-	// by fn, on what was committed meanwhile or is not committed yet. If
-	// the committed data cannot be read, check's answer is ignored and the
-	// write goes to fn. A store whose writes do not queue may skip check.
-	WritePrechecked(ctx context.Context, check func(r Reader) error, fn func(tx Tx) error) error
-}
-
-// WritePrechecked is st's WritePrechecked if it offers one (Prechecker),
-// else st.Write(ctx, fn), without check: fn checks the same inside its
-// transaction.
-func WritePrechecked(ctx context.Context, st Store, check func(r Reader) error, fn func(tx Tx) error) error {
-	if p, ok := st.(Prechecker); ok {
-		return p.WritePrechecked(ctx, check, fn)
-	}
-	return st.Write(ctx, fn)
-}
-
 // Reader is what the check of a new reservation reads: inside the write
-// transaction (every Tx is one), or on committed data for a Prechecker's
-// check.
+// transaction, every Tx is one.
 type Reader interface {
 	// Availability reads, as one commit left them, what decides whether
 	// a reservation of spotID for w may be placed.

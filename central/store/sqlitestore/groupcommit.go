@@ -7,9 +7,7 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/parkgate/parkgate/central/reservation"
 	"github.com/parkgate/parkgate/central/store"
-	"github.com/parkgate/parkgate/internal/sqlitedb"
 )
 
 // Group commit.
@@ -48,23 +46,6 @@ import (
 // Payment provider calls never happen inside Write (booking splits pay into
 // a transaction before the call and one after), so no batch waits on the
 // network.
-//
-// Pre-checks. Under contention most writes are refusals (a window someone
-// else holds), and each used to wait for its turn behind the batch in
-// progress, fsync included, then take a turn on the one writer to find
-// that out and roll back its savepoint. A write through WritePrechecked
-// (store.Prechecker) first runs its check on committed data, on the read
-// pool beside the writer: if that refuses it, that is its answer, and it
-// never joins a batch. Each read is one statement, which sees one commit
-// (WAL), made after every write answered before the request arrived (a
-// write is answered only once it has committed): the refusal is true at
-// that instant. What a batch in progress wrote is not committed, and no
-// answer may rest on it yet. What the check lets through goes to the
-// committer as before, where fn checks again, inside the transaction, on
-// everything committed and everything before it in the batch: the
-// pre-check lets through whatever committed data does not refuse, and
-// answers sooner only what fn would answer on committed data alone. A
-// refusal answered by its pre-check is not counted in writes.
 
 // maxBatch bounds a batch, so that the first request of a long run of
 // arrivals is not kept waiting for the commit indefinitely.
@@ -164,40 +145,6 @@ func (s *Store) groupWrite(ctx context.Context, fn func(tx store.Tx) error) erro
 		panic(res.panicVal)
 	}
 	return res.err
-}
-
-// WritePrechecked is Write after check on committed data; see
-// store.Prechecker and "Pre-checks" above. Without group commit every Write
-// waits only for the writer's connection, one transaction each, and check
-// is not run: fn checks the same inside its transaction.
-func (s *Store) WritePrechecked(ctx context.Context, check func(r store.Reader) error, fn func(tx store.Tx) error) error {
-	if s.gc == nil {
-		return s.Write(ctx, fn)
-	}
-	rd := &committed{ctx: ctx, s: s}
-	// A check that could not read has decided nothing, whatever it
-	// returned.
-	if err := check(rd); err != nil && rd.err == nil {
-		s.precheckRefusals.Add(1)
-		return err
-	}
-	return s.groupWrite(ctx, fn)
-}
-
-// committed is a store.Reader on the read pool: committed data only. Each
-// of its reads is one statement, which sees one commit.
-type committed struct {
-	ctx context.Context
-	s   *Store
-	err error // the first read that failed
-}
-
-func (c *committed) Availability(spotID string, w reservation.Window) (store.Availability, error) {
-	a, err := scanAvailability(c.s.db.QueryRow(c.ctx, availabilityQuery, spotID, sqlitedb.Micros(w.From), sqlitedb.Micros(w.Until)))
-	if err != nil && c.err == nil {
-		c.err = err
-	}
-	return a, err
 }
 
 func (s *Store) commitLoop() {

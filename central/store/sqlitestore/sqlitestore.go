@@ -52,9 +52,6 @@ type Store struct {
 	// transactions committed (each an fsync): their ratio is the mean
 	// batch size.
 	writes, commits atomic.Int64
-	// precheckRefusals counts the writes that their pre-check refused on
-	// committed data, which never reached the writer (groupcommit.go).
-	precheckRefusals atomic.Int64
 	// logSeq counts commits that logged changes (store.LogSequencer).
 	logSeq atomic.Uint64
 }
@@ -63,12 +60,6 @@ type Store struct {
 // transactions committed since Open. Without group commit they differ by
 // the Writes that failed; with it, commits may be far fewer.
 func (s *Store) CommitStats() (writes, commits int64) { return s.writes.Load(), s.commits.Load() }
-
-// PrecheckRefusals returns how many writes since Open were refused by
-// their pre-check on committed data, without reaching the writer (so not
-// counted by CommitStats): with group commit, the refusals that queued for
-// no batch.
-func (s *Store) PrecheckRefusals() int64 { return s.precheckRefusals.Load() }
 
 // Option tunes Open.
 type Option func(*options)
@@ -84,7 +75,6 @@ var (
 	_ store.Store          = (*Store)(nil)
 	_ store.ChangeNotifier = (*Store)(nil)
 	_ store.LogSequencer   = (*Store)(nil)
-	_ store.Prechecker     = (*Store)(nil)
 )
 
 // LogSeq counts the commits that appended to the change log since Open; it
