@@ -36,14 +36,13 @@ func (t *tx) Spot(id string) (bool, error) {
 	return active, err
 }
 
-// availabilityQuery reads store.Availability in one statement, so that a
-// read outside any transaction (a pre-check on the read pool,
-// groupcommit.go) sees one commit, and the writer's check is one statement
-// too. Live windows of a spot never overlap (the guard triggers), so
-// ordered by end they are ordered by start, and the first live reservation
-// ending after the window starts is the only one that can be the first to
-// overlap it: one step down reservations_live, however long the spot's
-// history or its list of future reservations. No row: no such spot.
+// availabilityQuery reads store.Availability in one statement: the
+// writer's check of a new reservation is one read, not two. Live windows
+// of a spot never overlap (the guard triggers), so ordered by end they are
+// ordered by start, and the first live reservation ending after the window
+// starts is the only one that can be the first to overlap it: one step
+// down reservations_live, however long the spot's history or its list of
+// future reservations. No row: no such spot.
 const availabilityQuery = `SELECT s.active, coalesce(r.id, ''), r.reserved_from, r.reserved_until
 	FROM spots s LEFT JOIN reservations r ON r.id = (
 		SELECT l.id FROM reservations l

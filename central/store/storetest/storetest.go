@@ -412,9 +412,9 @@ func testAvailability(t *testing.T, s store.Store) {
 }
 
 // Availability checks a store.Reader's Availability, read through read, on
-// data it writes to s (a new, empty store): a store that offers another
-// Reader (store.Prechecker) runs its reader through this too, so that it
-// reads what Tx.Availability reads.
+// data it writes to s (a new, empty store); testAvailability runs it on
+// Tx.Availability. Exported so that any other Reader a store offers can be
+// held to the same cases.
 func Availability(t *testing.T, s store.Store, read func(spotID string, w reservation.Window) (store.Availability, error)) {
 	setSpots(t, s, "1", "2", "3")
 	left := res("left", "1", 4, 6)
