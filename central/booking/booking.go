@@ -263,19 +263,8 @@ func itemErr(i int, err error) error {
 // window is free. The database enforces the same rule; checking first gives
 // the client a message naming the reservation in the way.
 func (s *Service) insert(tx store.Tx, r reservation.Reservation, actor, note string) error {
-	ok, err := tx.Spot(r.SpotID)
-	if err != nil {
+	if err := checkFree(tx, r); err != nil {
 		return err
-	}
-	if !ok {
-		return unknownSpot(r.SpotID)
-	}
-	live, err := tx.Live(r.SpotID, r.Window())
-	if err != nil {
-		return err
-	}
-	if len(live) > 0 {
-		return overlapErr(r.SpotID, live[0])
 	}
 	if err := tx.Insert(r); err != nil {
 		if errors.Is(err, store.ErrOverlap) {
@@ -291,7 +280,23 @@ func (s *Service) insert(tx store.Tx, r reservation.Reservation, actor, note str
 	return tx.Log(c)
 }
 
-func overlapErr(spot string, other reservation.Reservation) error {
+// checkFree refuses r if, in what rd reads, its spot is unknown or retired
+// or its window overlaps a live reservation of the spot.
+func checkFree(rd store.Reader, r reservation.Reservation) error {
+	a, err := rd.Availability(r.SpotID, r.Window())
+	if err != nil {
+		return err
+	}
+	if !a.Active {
+		return unknownSpot(r.SpotID)
+	}
+	if a.BlockerID != "" {
+		return overlapErr(r.SpotID, a.Blocker)
+	}
+	return nil
+}
+
+func overlapErr(spot string, other reservation.Window) error {
 	return newErr(Conflict, "overlap", "spot %s is already reserved from %s to %s",
 		spot, other.From.Format(time.RFC3339), other.Until.Format(time.RFC3339))
 }

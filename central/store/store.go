@@ -138,9 +138,31 @@ type LogSequencer interface {
 	LogSeq() uint64
 }
 
+// Reader is what the check of a new reservation reads: inside the write
+// transaction, every Tx is one.
+type Reader interface {
+	// Availability reads, as one commit left them, what decides whether
+	// a reservation of spotID for w may be placed.
+	Availability(spotID string, w reservation.Window) (Availability, error)
+}
+
+// Availability is what decides whether a window of a spot may be
+// reserved.
+type Availability struct {
+	// Active: the spot exists and is not retired.
+	Active bool
+	// BlockerID is the live reservation of the spot whose window overlaps
+	// the one asked for and starts first, Blocker its window; "" if none
+	// overlaps (whether or not the spot is active).
+	BlockerID string
+	Blocker   reservation.Window
+}
+
 // Tx is what a write transaction may do. Reservations read through a Tx are
 // locked until the transaction ends.
 type Tx interface {
+	// Reader's Availability reads inside the transaction.
+	Reader
 	// Spot reports whether the spot exists and is active.
 	Spot(id string) (bool, error)
 	// Get returns a reservation, locked for this transaction.

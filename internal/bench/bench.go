@@ -132,7 +132,7 @@ type Plan struct {
 	FleetGates        int
 	FleetPropagations int
 
-	// Group commit and point reads (section k): rounds of the contended
+	// Group commit and point reads (section l): rounds of the contended
 	// pattern at each concurrency (ContendedDuration each) and of GET
 	// /parkings/{id} against a trivial server (ReadDuration each).
 	GroupCommitRounds        int

@@ -24,7 +24,7 @@ import (
 	"github.com/parkgate/parkgate/clock"
 )
 
-// Section k: group commit and point reads.
+// Section l: group commit and point reads.
 //
 // Writes: the contended reservations of c over HTTP on a centrald with
 // group commit (its default) against the in-process rate of d with one

@@ -91,6 +91,28 @@ func (t *tx) Get(id string) (reservation.Reservation, error) {
 	return r, err
 }
 
+// Availability reads the spot and its first live reservation in the way
+// in one statement, which sees one commit (READ COMMITTED gives each
+// statement its own snapshot). Like Live it takes no lock: the spot lock
+// and the overlap constraint guard the write that follows.
+func (t *tx) Availability(spotID string, w reservation.Window) (store.Availability, error) {
+	var (
+		a           store.Availability
+		from, until pgtype.Timestamptz
+	)
+	err := t.note(t.q.QueryRow(t.ctx, `SELECT s.active, coalesce(r.id, ''), r.reserved_from, r.reserved_until
+		FROM spots s LEFT JOIN LATERAL (
+			SELECT id, reserved_from, reserved_until FROM reservations
+			WHERE spot_id = s.id AND state IN ('reserved', 'paid', 'taken') AND reserved_until > $2 AND reserved_from < $3
+			ORDER BY reserved_from, id LIMIT 1) r ON true
+		WHERE s.id = $1`, spotID, ts(w.From), ts(w.Until)).Scan(&a.Active, &a.BlockerID, &from, &until))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.Availability{}, nil
+	}
+	a.Blocker = reservation.Window{From: fromTS(from), Until: fromTS(until)}
+	return a, err
+}
+
 // Live reads without locking: it is advice for the caller's error message,
 // and Insert and Update are refused by the overlap constraint anyway.
 func (t *tx) Live(spotID string, w reservation.Window) ([]reservation.Reservation, error) {

@@ -183,7 +183,9 @@ type batchItem struct {
 // transaction, commits it and answers every request.
 func (s *Store) runBatch(reqs []*writeReq) {
 	items := make([]*batchItem, 0, len(reqs))
-	defer func() { s.writes.Add(int64(len(items))) }()
+	// Counted as they join, before any of them is answered, so that a
+	// client reading the counters after its answer finds itself counted.
+	s.writes.Add(int64(len(reqs)))
 	for _, r := range reqs {
 		items = append(items, &batchItem{req: r})
 	}
@@ -211,7 +213,9 @@ func (s *Store) runBatch(reqs []*writeReq) {
 		dirty = dirty || it.ok
 		// Take in whoever is waiting now, without waiting for anyone.
 		if i == len(items)-1 {
-			for _, r := range s.gc.take(maxBatch - len(items)) {
+			more := s.gc.take(maxBatch - len(items))
+			s.writes.Add(int64(len(more)))
+			for _, r := range more {
 				items = append(items, &batchItem{req: r})
 			}
 		}

@@ -36,6 +36,38 @@ func (t *tx) Spot(id string) (bool, error) {
 	return active, err
 }
 
+// availabilityQuery reads store.Availability in one statement: the
+// writer's check of a new reservation is one read, not two. Live windows
+// of a spot never overlap (the guard triggers), so ordered by end they are
+// ordered by start, and the first live reservation ending after the window
+// starts is the only one that can be the first to overlap it: one step
+// down reservations_live, however long the spot's history or its list of
+// future reservations. No row: no such spot.
+const availabilityQuery = `SELECT s.active, coalesce(r.id, ''), r.reserved_from, r.reserved_until
+	FROM spots s LEFT JOIN reservations r ON r.id = (
+		SELECT l.id FROM reservations l
+		WHERE l.spot_id = s.id AND l.state IN ('reserved', 'paid', 'taken') AND l.reserved_until > ?2
+		ORDER BY l.reserved_until LIMIT 1) AND r.reserved_from < ?3
+	WHERE s.id = ?1`
+
+// scanAvailability reads availabilityQuery's row.
+func scanAvailability(row *sql.Row) (store.Availability, error) {
+	var (
+		a           store.Availability
+		from, until sql.NullInt64
+	)
+	err := row.Scan(&a.Active, &a.BlockerID, &from, &until)
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.Availability{}, nil
+	}
+	a.Blocker = reservation.Window{From: sqlitedb.FromMicros(from), Until: sqlitedb.FromMicros(until)}
+	return a, err
+}
+
+func (t *tx) Availability(spotID string, w reservation.Window) (store.Availability, error) {
+	return scanAvailability(t.q.QueryRowContext(t.ctx, availabilityQuery, spotID, sqlitedb.Micros(w.From), sqlitedb.Micros(w.Until)))
+}
+
 func (t *tx) Get(id string) (reservation.Reservation, error) {
 	return getOne(t.q.QueryRowContext(t.ctx, `SELECT `+resCols+` FROM reservations WHERE id = ?`, id), id)
 }

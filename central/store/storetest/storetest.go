@@ -40,6 +40,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Spots", testSpots},
 		{"RoundTrip", testRoundTrip},
 		{"Overlap", testOverlap},
+		{"Availability", testAvailability},
 		{"FinalStatesFreeWindow", testFinalStates},
 		{"Errors", testErrors},
 		{"Rollback", testRollback},
@@ -397,6 +398,73 @@ func testOverlap(t *testing.T, s store.Store) {
 		}
 		return nil
 	})
+}
+
+// testAvailability checks Tx.Availability.
+func testAvailability(t *testing.T, s store.Store) {
+	Availability(t, s, func(spotID string, w reservation.Window) (a store.Availability, err error) {
+		err = s.Write(context.Background(), func(tx store.Tx) error {
+			a, err = tx.Availability(spotID, w)
+			return err
+		})
+		return a, err
+	})
+}
+
+// Availability checks a store.Reader's Availability, read through read, on
+// data it writes to s (a new, empty store); testAvailability runs it on
+// Tx.Availability. Exported so that any other Reader a store offers can be
+// held to the same cases.
+func Availability(t *testing.T, s store.Store, read func(spotID string, w reservation.Window) (store.Availability, error)) {
+	setSpots(t, s, "1", "2", "3")
+	left := res("left", "1", 4, 6)
+	left.State, left.LeftAt = reservation.Left, at(5)
+	cancelled := res("cancelled", "1", 8, 10)
+	cancelled.State = reservation.Cancelled
+	paid := res("paid", "1", 12, 14)
+	paid.State, paid.PaidAt = reservation.Paid, at(0)
+	// Spot 1: live 10-12 (reserved), 12-14 (paid), 20-22 (reserved);
+	// final ones over 4-6 and 8-10. Spot 2: live 10-12, then retired.
+	insert(t, s, res("a", "1", 10, 12), paid, res("late", "1", 20, 22), left, cancelled, res("b", "2", 10, 12))
+	setSpots(t, s, "1", "3")
+	w := func(from, until float64) reservation.Window {
+		return reservation.Window{From: at(from), Until: at(until)}
+	}
+	for _, c := range []struct {
+		name         string
+		spot         string
+		win          reservation.Window
+		active       bool
+		blocker      string
+		blockerStart float64
+	}{
+		{"free spot", "3", w(10, 12), true, "", 0},
+		{"unknown spot", "9", w(10, 12), false, "", 0},
+		{"retired spot, free window", "2", w(30, 32), false, "", 0},
+		{"retired spot, its live reservation", "2", w(11, 13), false, "b", 10},
+		{"before everything", "1", w(0, 4), true, "", 0},
+		{"over final ones only", "1", w(4, 10), true, "", 0},
+		{"touching the start", "1", w(9, 10), true, "", 0},
+		{"inside one", "1", w(10.5, 11), true, "a", 10},
+		{"over two: the earlier", "1", w(11, 13), true, "a", 10},
+		{"over three: the earliest", "1", w(8, 23), true, "a", 10},
+		{"touching the end", "1", w(14, 15), true, "", 0},
+		{"between", "1", w(14, 20), true, "", 0},
+		{"after the gap", "1", w(15, 21), true, "late", 20},
+		{"after everything", "1", w(22, 30), true, "", 0},
+	} {
+		a, err := read(c.spot, c.win)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		want := store.Availability{Active: c.active, BlockerID: c.blocker}
+		if c.blocker != "" {
+			want.Blocker = reservation.Window{From: at(c.blockerStart), Until: at(c.blockerStart + 2)}
+		}
+		if a.Active != want.Active || a.BlockerID != want.BlockerID || !a.Blocker.From.Equal(want.Blocker.From) || !a.Blocker.Until.Equal(want.Blocker.Until) {
+			t.Errorf("%s: Availability(%s, %v) = %+v, want %+v", c.name, c.spot, c.win, a, want)
+		}
+	}
 }
 
 func testFinalStates(t *testing.T, s store.Store) {
