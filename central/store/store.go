@@ -86,6 +86,10 @@ type Store interface {
 	// PaymentExceptions lists up to limit payment exceptions, newest
 	// first.
 	PaymentExceptions(ctx context.Context, limit int) ([]PaymentException, error)
+	// PaymentException returns one payment exception by id (ErrNotFound
+	// if unknown), through its key: its cost does not grow with the
+	// exceptions of past years.
+	PaymentException(ctx context.Context, id string) (PaymentException, error)
 	// LatestRefunds lists up to limit refunds, of every reservation, the
 	// most recently recorded or settled first (by FinishedAt, else
 	// CreatedAt): what the operator console's live feed follows.
@@ -97,6 +101,9 @@ type Store interface {
 	Gate(ctx context.Context, id string) (Gate, error)
 	// GateEvents returns the stored gate events matching f, newest first.
 	GateEvents(ctx context.Context, f EventFilter) ([]GateEvent, error)
+	// GateEvent returns one stored gate event by its EventID (ErrNotFound
+	// if unknown), whatever its outcome, through its key.
+	GateEvent(ctx context.Context, eventID string) (GateEvent, error)
 
 	// Write runs fn in one write transaction and commits if fn returns nil.
 	// Implementations may call fn more than once (to retry a serialisation

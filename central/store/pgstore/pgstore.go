@@ -594,16 +594,27 @@ const paymentExceptionCols = `id, kind, reservation_id, amount, currency, provid
 func (s *Store) PaymentExceptions(ctx context.Context, limit int) ([]store.PaymentException, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+paymentExceptionCols+` FROM payment_exceptions
 		ORDER BY created_at DESC, id LIMIT $1`, noLimit(limit))
-	return collect(err, rows, func(row pgx.Row) (store.PaymentException, error) {
-		var (
-			e            store.PaymentException
-			at, resolved pgtype.Timestamptz
-		)
-		err := row.Scan(&e.ID, &e.Kind, &e.ReservationID, &e.Amount, &e.Currency, &e.ProviderRef, &e.Reason, &at,
-			&resolved, &e.ResolvedBy, &e.Resolution)
-		e.CreatedAt, e.ResolvedAt = fromTS(at), fromTS(resolved)
-		return e, err
-	})
+	return collect(err, rows, scanPaymentException)
+}
+
+// PaymentException returns one payment exception by its key.
+func (s *Store) PaymentException(ctx context.Context, id string) (store.PaymentException, error) {
+	e, err := scanPaymentException(s.pool.QueryRow(ctx, `SELECT `+paymentExceptionCols+` FROM payment_exceptions WHERE id = $1`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return e, fmt.Errorf("payment exception %s: %w", id, store.ErrNotFound)
+	}
+	return e, err
+}
+
+func scanPaymentException(row pgx.Row) (store.PaymentException, error) {
+	var (
+		e            store.PaymentException
+		at, resolved pgtype.Timestamptz
+	)
+	err := row.Scan(&e.ID, &e.Kind, &e.ReservationID, &e.Amount, &e.Currency, &e.ProviderRef, &e.Reason, &at,
+		&resolved, &e.ResolvedBy, &e.Resolution)
+	e.CreatedAt, e.ResolvedAt = fromTS(at), fromTS(resolved)
+	return e, err
 }
 
 // LatestRefunds lists refunds, the latest recorded or settled first.
@@ -647,6 +658,15 @@ func (s *Store) GateEvents(ctx context.Context, f store.EventFilter) ([]store.Ga
 		WHERE ($1 = '' OR gate_id = $1) AND ($2 = '' OR outcome = $2)
 		ORDER BY received_at DESC, gate_id, seq DESC LIMIT $3`, f.GateID, f.Outcome, noLimit(f.Limit))
 	return collect(err, rows, scanGateEvent)
+}
+
+// GateEvent returns one stored gate event by its key.
+func (s *Store) GateEvent(ctx context.Context, eventID string) (store.GateEvent, error) {
+	e, err := scanGateEvent(s.pool.QueryRow(ctx, `SELECT `+gateEventReadCols+` FROM gate_events WHERE event_id = $1`, eventID))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return e, fmt.Errorf("gate event %s: %w", eventID, store.ErrNotFound)
+	}
+	return e, err
 }
 
 // noLimit turns "no limit" (<= 0) into LIMIT NULL, which PostgreSQL reads

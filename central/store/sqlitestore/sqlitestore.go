@@ -436,16 +436,27 @@ func (s *Store) PaymentExceptions(ctx context.Context, limit int) ([]store.Payme
 	if err != nil {
 		return nil, err
 	}
-	return sqlitedb.Collect(rows, func(sc sqlitedb.Scanner) (store.PaymentException, error) {
-		var (
-			e            store.PaymentException
-			at, resolved sql.NullInt64
-		)
-		err := sc.Scan(&e.ID, &e.Kind, &e.ReservationID, &e.Amount, &e.Currency, &e.ProviderRef, &e.Reason, &at,
-			&resolved, &e.ResolvedBy, &e.Resolution)
-		e.CreatedAt, e.ResolvedAt = sqlitedb.FromMicros(at), sqlitedb.FromMicros(resolved)
-		return e, err
-	})
+	return sqlitedb.Collect(rows, scanPaymentException)
+}
+
+// PaymentException returns one payment exception by its key.
+func (s *Store) PaymentException(ctx context.Context, id string) (store.PaymentException, error) {
+	e, err := scanPaymentException(s.db.QueryRow(ctx, `SELECT `+paymentExceptionCols+` FROM payment_exceptions WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return e, fmt.Errorf("payment exception %s: %w", id, store.ErrNotFound)
+	}
+	return e, err
+}
+
+func scanPaymentException(sc sqlitedb.Scanner) (store.PaymentException, error) {
+	var (
+		e            store.PaymentException
+		at, resolved sql.NullInt64
+	)
+	err := sc.Scan(&e.ID, &e.Kind, &e.ReservationID, &e.Amount, &e.Currency, &e.ProviderRef, &e.Reason, &at,
+		&resolved, &e.ResolvedBy, &e.Resolution)
+	e.CreatedAt, e.ResolvedAt = sqlitedb.FromMicros(at), sqlitedb.FromMicros(resolved)
+	return e, err
 }
 
 // Error mapping. RAISE(ABORT) in the guard triggers arrives as
@@ -607,6 +618,15 @@ func (s *Store) GateEvents(ctx context.Context, f store.EventFilter) ([]store.Ga
 		return nil, err
 	}
 	return sqlitedb.Collect(rows, scanGateEvent)
+}
+
+// GateEvent returns one stored gate event by its key.
+func (s *Store) GateEvent(ctx context.Context, eventID string) (store.GateEvent, error) {
+	e, err := scanGateEvent(s.db.QueryRow(ctx, `SELECT `+gateEventReadCols+` FROM gate_events WHERE event_id = ?`, eventID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return e, fmt.Errorf("gate event %s: %w", eventID, store.ErrNotFound)
+	}
+	return e, err
 }
 
 // Gate returns one gate.

@@ -46,6 +46,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ChangeLog", testChangeLog},
 		{"ChangeLogCommitOrder", testChangeLogCommitOrder},
 		{"List", testList},
+		{"Lookups", testLookups},
 		{"Current", testCurrent},
 		{"PaymentAttempts", testPaymentAttempts},
 		{"Refunds", testRefunds},
