@@ -487,7 +487,20 @@ func (s *Store) Current(ctx context.Context, spotID string, now time.Time) ([]re
 }
 
 // List returns the reservations matching f, by spot position then window.
+// The order names the spot's id rather than the reservation's (the same,
+// through the join), so that PostgreSQL can walk spots_position and each
+// spot's reservations in reservations_spot_order or
+// reservations_spot_state, sorting only a spot's own rows, and stop at the
+// limit; its statistics let it find the rows of a rare state through
+// their own index instead.
 func (s *Store) List(ctx context.Context, f store.Filter) ([]reservation.Reservation, error) {
+	q, args := listQuery(f)
+	rows, err := s.pool.Query(ctx, q, args...)
+	return collect(err, rows, scanRes)
+}
+
+// listQuery is List's query for f, and its arguments.
+func listQuery(f store.Filter) (string, []any) {
 	var (
 		where []string
 		args  []any
@@ -500,11 +513,21 @@ func (s *Store) List(ctx context.Context, f store.Filter) ([]reservation.Reserva
 		add(`r.spot_id = ?`, f.SpotID)
 	}
 	if len(f.States) > 0 {
-		st := make([]string, len(f.States))
-		for i, x := range f.States {
-			st[i] = string(x)
+		// The states are written out, as quoted constants, so that even a
+		// prepared statement's generic plan tells a rare state from the
+		// bulk of the history. A state that is not one of them matches no
+		// row (the column's CHECK allows no other), so it is left out.
+		var lits []string
+		for _, x := range f.States {
+			if x.Valid() {
+				lits = append(lits, `'`+string(x)+`'`)
+			}
 		}
-		add(`r.state = ANY(?)`, st)
+		if len(lits) == 0 {
+			where = append(where, `false`)
+		} else {
+			where = append(where, `r.state IN (`+strings.Join(lits, ", ")+`)`)
+		}
 	}
 	if !f.UntilAfter.IsZero() {
 		add(`r.reserved_until > ?`, ts(f.UntilAfter))
@@ -522,13 +545,12 @@ func (s *Store) List(ctx context.Context, f store.Filter) ([]reservation.Reserva
 	if len(where) > 0 {
 		q += ` WHERE ` + strings.Join(where, ` AND `)
 	}
-	q += ` ORDER BY sp.position, r.spot_id, r.reserved_from, r.id`
+	q += ` ORDER BY sp.position, sp.id, r.reserved_from, r.id`
 	if f.Limit > 0 {
 		args = append(args, f.Limit)
 		q += ` LIMIT $` + strconv.Itoa(len(args))
 	}
-	rows, err := s.pool.Query(ctx, q, args...)
-	return collect(err, rows, scanRes)
+	return q, args
 }
 
 // RelayPosition returns the relay's recorded position in the log.
@@ -617,10 +639,13 @@ func scanPaymentException(row pgx.Row) (store.PaymentException, error) {
 	return e, err
 }
 
+// latestRefundsQuery reads refunds_activity, declared in this order.
+const latestRefundsQuery = `SELECT ` + refundCols + ` FROM refunds
+	ORDER BY coalesce(finished_at, created_at) DESC, reservation_id, number LIMIT $1`
+
 // LatestRefunds lists refunds, the latest recorded or settled first.
 func (s *Store) LatestRefunds(ctx context.Context, limit int) ([]store.Refund, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+refundCols+` FROM refunds
-		ORDER BY coalesce(finished_at, created_at) DESC, reservation_id, number LIMIT $1`, noLimit(limit))
+	rows, err := s.pool.Query(ctx, latestRefundsQuery, noLimit(limit))
 	return collect(err, rows, scanRefund)
 }
 
@@ -652,12 +677,43 @@ func (s *Store) Gate(ctx context.Context, id string) (store.Gate, error) {
 	return g, err
 }
 
-// GateEvents returns stored gate events, newest first.
+// GateEvents returns stored gate events, newest first. The query names
+// only the filters given (a bound "empty or equal" test hides from a
+// generic plan which index fits) and writes the exception outcome out, so
+// that the partial indexes of exceptions match; each filter has an index
+// in the list's order (migration 017).
 func (s *Store) GateEvents(ctx context.Context, f store.EventFilter) ([]store.GateEvent, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+gateEventReadCols+` FROM gate_events
-		WHERE ($1 = '' OR gate_id = $1) AND ($2 = '' OR outcome = $2)
-		ORDER BY received_at DESC, gate_id, seq DESC LIMIT $3`, f.GateID, f.Outcome, noLimit(f.Limit))
+	q, args := gateEventsQuery(f)
+	rows, err := s.pool.Query(ctx, q, args...)
 	return collect(err, rows, scanGateEvent)
+}
+
+// gateEventsQuery is GateEvents' query for f, and its arguments.
+func gateEventsQuery(f store.EventFilter) (string, []any) {
+	var (
+		where []string
+		args  []any
+	)
+	if f.GateID != "" {
+		args = append(args, f.GateID)
+		where = append(where, `gate_id = $`+strconv.Itoa(len(args)))
+	}
+	if f.Outcome == store.EventException {
+		where = append(where, `outcome = 'exception'`)
+	} else if f.Outcome != "" {
+		args = append(args, f.Outcome)
+		where = append(where, `outcome = $`+strconv.Itoa(len(args)))
+	}
+	q := `SELECT ` + gateEventReadCols + ` FROM gate_events`
+	if len(where) > 0 {
+		q += ` WHERE ` + strings.Join(where, ` AND `)
+	}
+	q += ` ORDER BY received_at DESC, gate_id, seq DESC`
+	if f.Limit > 0 {
+		args = append(args, f.Limit)
+		q += ` LIMIT $` + strconv.Itoa(len(args))
+	}
+	return q, args
 }
 
 // GateEvent returns one stored gate event by its key.
