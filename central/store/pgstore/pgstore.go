@@ -490,9 +490,9 @@ func (s *Store) Current(ctx context.Context, spotID string, now time.Time) ([]re
 // The order names the spot's id rather than the reservation's (the same,
 // through the join), so that PostgreSQL can walk spots_position and each
 // spot's reservations in reservations_spot_order or
-// reservations_spot_state, sorting only a spot's own rows, and stop at the
+// reservations_state_spot, sorting only a spot's own rows, and stop at the
 // limit; its statistics let it find the rows of a rare state through
-// their own index instead.
+// reservations_state_spot alone instead.
 func (s *Store) List(ctx context.Context, f store.Filter) ([]reservation.Reservation, error) {
 	q, args := listQuery(f)
 	rows, err := s.pool.Query(ctx, q, args...)

@@ -65,6 +65,7 @@ func TestOperatorListsUseIndexes(t *testing.T) {
 		{Limit: 50, SpotID: "7"},
 		{Limit: 50, States: []reservation.State{reservation.Left}},
 		{Limit: 50, SpotID: "7", States: []reservation.State{reservation.Taken}},
+		{Limit: 50, States: []reservation.State{reservation.Taken}},
 	} {
 		q, args := listQuery(f)
 		steps := plan(t, s, q, args...)
@@ -74,11 +75,18 @@ func TestOperatorListsUseIndexes(t *testing.T) {
 			t.Errorf("%s does not walk the spots in order: %q", what, steps)
 		}
 	}
+	// A state few reservations are in looks into each spot's entries of
+	// it, not into its history.
+	q, args := listQuery(store.Filter{Limit: 50, States: []reservation.State{reservation.Taken}})
+	if steps := plan(t, s, q, args...); !strings.Contains(strings.Join(steps, "\n"), "reservations_state_spot (state=? AND spot_id=?)") {
+		t.Errorf("List(taken) reads more than the spots' taken reservations: %q", steps)
+	}
 	// Several states: a spot's reservations of each are read from the
 	// index and sorted by window within that spot only.
-	f := store.Filter{Limit: 50, States: []reservation.State{reservation.NoShow, reservation.Cancelled}}
-	q, args := listQuery(f)
-	walksInOrder(t, "List(no_show, cancelled)", plan(t, s, q, args...), true)
+	for _, states := range [][]reservation.State{{reservation.NoShow, reservation.Cancelled}, reservation.LiveStates} {
+		q, args := listQuery(store.Filter{Limit: 50, States: states})
+		walksInOrder(t, fmt.Sprintf("List(%v)", states), plan(t, s, q, args...), true)
+	}
 
 	for _, f := range []store.EventFilter{
 		{Limit: 50},

@@ -308,11 +308,12 @@ func (s *Store) Current(ctx context.Context, spotID string, now time.Time) ([]re
 //
 // A page (f.Limit) filtered at most by spot and states walks the spots in
 // their order (spots_position) and each spot's reservations in theirs
-// (reservations_spot_order, or reservations_spot_state for states), and
+// (reservations_spot_order, or reservations_state_spot for states), and
 // stops at the limit: the first page costs the same after years of
-// history. Without a limit every match is read anyway, and the other
-// filters have indexes of their own (states and window end or creation,
-// plate), so those queries find their rows first and sort only them.
+// history. Without
+// a limit every match is read anyway, and the other filters have indexes
+// of their own (states and window end or creation, plate), so those
+// queries find their rows first and sort only them.
 func (s *Store) List(ctx context.Context, f store.Filter) ([]reservation.Reservation, error) {
 	q, args := listQuery(f)
 	rows, err := s.db.Query(ctx, q, args...)
@@ -367,7 +368,7 @@ func listQuery(f store.Filter) (string, []any) {
 		// the order, or fail loudly rather than sort years of history.
 		idx := `reservations_spot_order`
 		if len(f.States) > 0 {
-			idx = `reservations_spot_state`
+			idx = `reservations_state_spot`
 		}
 		q = `SELECT ` + cols + ` FROM spots sp CROSS JOIN reservations r INDEXED BY ` + idx + ` ON r.spot_id = sp.id`
 		order = ` ORDER BY sp.position, sp.id, r.reserved_from, r.id`

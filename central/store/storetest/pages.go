@@ -80,6 +80,8 @@ func testListPages(t *testing.T, s store.Store) {
 		{States: []reservation.State{reservation.Cancelled, reservation.Paid, reservation.Expired}},
 		{SpotID: "b", States: []reservation.State{reservation.Expired}},
 		{SpotID: "a", States: []reservation.State{reservation.Left, reservation.Reserved}},
+		{States: []reservation.State{"parked"}}, // no such state: nothing
+		{States: []reservation.State{"parked", reservation.Taken}},
 	}
 	for _, f := range filters {
 		var want []string
