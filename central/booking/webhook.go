@@ -232,14 +232,9 @@ func (s *Service) ResolvePaymentException(ctx context.Context, id string, c Call
 	if err != nil {
 		return store.PaymentException{}, err
 	}
-	es, err := s.store.PaymentExceptions(ctx, 0)
-	if err != nil {
-		return store.PaymentException{}, err
+	e, err := s.store.PaymentException(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.PaymentException{}, newErr(NotFound, "unknown_exception", "there is no payment exception %q", truncate(id, 40))
 	}
-	for _, e := range es {
-		if e.ID == id {
-			return e, nil
-		}
-	}
-	return store.PaymentException{}, newErr(NotFound, "unknown_exception", "there is no payment exception %q", truncate(id, 40))
+	return e, err
 }

@@ -58,7 +58,12 @@ type Store interface {
 	Get(ctx context.Context, id string) (reservation.Reservation, error)
 	// ByTokenHash returns the reservation whose token hashes to h.
 	ByTokenHash(ctx context.Context, h []byte) (reservation.Reservation, error)
-	// List returns the reservations matching f, ordered by spot then window.
+	// List returns the reservations matching f, ordered by spot (its
+	// position in SetSpots, then its id: a retired spot keeps its last
+	// position) then window start, then id. With f.Limit the first Limit
+	// of that order are read through indexes in that order, so that the
+	// cost of a page filtered at most by spot and states does not grow
+	// with years of history (it grows with the spots at most).
 	List(ctx context.Context, f Filter) ([]reservation.Reservation, error)
 
 	// Version returns the change log's latest version (0 when empty).
@@ -86,17 +91,29 @@ type Store interface {
 	// PaymentExceptions lists up to limit payment exceptions, newest
 	// first.
 	PaymentExceptions(ctx context.Context, limit int) ([]PaymentException, error)
+	// PaymentException returns one payment exception by id (ErrNotFound
+	// if unknown), through its key: its cost does not grow with the
+	// exceptions of past years.
+	PaymentException(ctx context.Context, id string) (PaymentException, error)
 	// LatestRefunds lists up to limit refunds, of every reservation, the
 	// most recently recorded or settled first (by FinishedAt, else
-	// CreatedAt): what the operator console's live feed follows.
+	// CreatedAt; then by reservation and number): what the operator
+	// console's live feed follows, read through an index in that order.
 	LatestRefunds(ctx context.Context, limit int) ([]Refund, error)
 
 	// Gates lists every known gate with its presence, by id.
 	Gates(ctx context.Context) ([]Gate, error)
 	// Gate returns one gate (ErrNotFound if unknown).
 	Gate(ctx context.Context, id string) (Gate, error)
-	// GateEvents returns the stored gate events matching f, newest first.
+	// GateEvents returns the stored gate events matching f, newest first
+	// (by ReceivedAt, then GateID, then Seq descending). With a limit, all
+	// events, a gate's, exceptions and a gate's exceptions are read
+	// through an index in that order, so that a page does not cost more
+	// after years of events.
 	GateEvents(ctx context.Context, f EventFilter) ([]GateEvent, error)
+	// GateEvent returns one stored gate event by its EventID (ErrNotFound
+	// if unknown), whatever its outcome, through its key.
+	GateEvent(ctx context.Context, eventID string) (GateEvent, error)
 
 	// Write runs fn in one write transaction and commits if fn returns nil.
 	// Implementations may call fn more than once (to retry a serialisation

@@ -487,7 +487,20 @@ func (s *Store) Current(ctx context.Context, spotID string, now time.Time) ([]re
 }
 
 // List returns the reservations matching f, by spot position then window.
+// The order names the spot's id rather than the reservation's (the same,
+// through the join), so that PostgreSQL can walk spots_position and each
+// spot's reservations in reservations_spot_order or
+// reservations_state_spot, sorting only a spot's own rows, and stop at the
+// limit; its statistics let it find the rows of a rare state through
+// reservations_state_spot alone instead.
 func (s *Store) List(ctx context.Context, f store.Filter) ([]reservation.Reservation, error) {
+	q, args := listQuery(f)
+	rows, err := s.pool.Query(ctx, q, args...)
+	return collect(err, rows, scanRes)
+}
+
+// listQuery is List's query for f, and its arguments.
+func listQuery(f store.Filter) (string, []any) {
 	var (
 		where []string
 		args  []any
@@ -500,11 +513,21 @@ func (s *Store) List(ctx context.Context, f store.Filter) ([]reservation.Reserva
 		add(`r.spot_id = ?`, f.SpotID)
 	}
 	if len(f.States) > 0 {
-		st := make([]string, len(f.States))
-		for i, x := range f.States {
-			st[i] = string(x)
+		// The states are written out, as quoted constants, so that even a
+		// prepared statement's generic plan tells a rare state from the
+		// bulk of the history. A state that is not one of them matches no
+		// row (the column's CHECK allows no other), so it is left out.
+		var lits []string
+		for _, x := range f.States {
+			if x.Valid() {
+				lits = append(lits, `'`+string(x)+`'`)
+			}
 		}
-		add(`r.state = ANY(?)`, st)
+		if len(lits) == 0 {
+			where = append(where, `false`)
+		} else {
+			where = append(where, `r.state IN (`+strings.Join(lits, ", ")+`)`)
+		}
 	}
 	if !f.UntilAfter.IsZero() {
 		add(`r.reserved_until > ?`, ts(f.UntilAfter))
@@ -522,13 +545,12 @@ func (s *Store) List(ctx context.Context, f store.Filter) ([]reservation.Reserva
 	if len(where) > 0 {
 		q += ` WHERE ` + strings.Join(where, ` AND `)
 	}
-	q += ` ORDER BY sp.position, r.spot_id, r.reserved_from, r.id`
+	q += ` ORDER BY sp.position, sp.id, r.reserved_from, r.id`
 	if f.Limit > 0 {
 		args = append(args, f.Limit)
 		q += ` LIMIT $` + strconv.Itoa(len(args))
 	}
-	rows, err := s.pool.Query(ctx, q, args...)
-	return collect(err, rows, scanRes)
+	return q, args
 }
 
 // RelayPosition returns the relay's recorded position in the log.
@@ -594,22 +616,36 @@ const paymentExceptionCols = `id, kind, reservation_id, amount, currency, provid
 func (s *Store) PaymentExceptions(ctx context.Context, limit int) ([]store.PaymentException, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+paymentExceptionCols+` FROM payment_exceptions
 		ORDER BY created_at DESC, id LIMIT $1`, noLimit(limit))
-	return collect(err, rows, func(row pgx.Row) (store.PaymentException, error) {
-		var (
-			e            store.PaymentException
-			at, resolved pgtype.Timestamptz
-		)
-		err := row.Scan(&e.ID, &e.Kind, &e.ReservationID, &e.Amount, &e.Currency, &e.ProviderRef, &e.Reason, &at,
-			&resolved, &e.ResolvedBy, &e.Resolution)
-		e.CreatedAt, e.ResolvedAt = fromTS(at), fromTS(resolved)
-		return e, err
-	})
+	return collect(err, rows, scanPaymentException)
 }
+
+// PaymentException returns one payment exception by its key.
+func (s *Store) PaymentException(ctx context.Context, id string) (store.PaymentException, error) {
+	e, err := scanPaymentException(s.pool.QueryRow(ctx, `SELECT `+paymentExceptionCols+` FROM payment_exceptions WHERE id = $1`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return e, fmt.Errorf("payment exception %s: %w", id, store.ErrNotFound)
+	}
+	return e, err
+}
+
+func scanPaymentException(row pgx.Row) (store.PaymentException, error) {
+	var (
+		e            store.PaymentException
+		at, resolved pgtype.Timestamptz
+	)
+	err := row.Scan(&e.ID, &e.Kind, &e.ReservationID, &e.Amount, &e.Currency, &e.ProviderRef, &e.Reason, &at,
+		&resolved, &e.ResolvedBy, &e.Resolution)
+	e.CreatedAt, e.ResolvedAt = fromTS(at), fromTS(resolved)
+	return e, err
+}
+
+// latestRefundsQuery reads refunds_activity, declared in this order.
+const latestRefundsQuery = `SELECT ` + refundCols + ` FROM refunds
+	ORDER BY coalesce(finished_at, created_at) DESC, reservation_id, number LIMIT $1`
 
 // LatestRefunds lists refunds, the latest recorded or settled first.
 func (s *Store) LatestRefunds(ctx context.Context, limit int) ([]store.Refund, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+refundCols+` FROM refunds
-		ORDER BY coalesce(finished_at, created_at) DESC, reservation_id, number LIMIT $1`, noLimit(limit))
+	rows, err := s.pool.Query(ctx, latestRefundsQuery, noLimit(limit))
 	return collect(err, rows, scanRefund)
 }
 
@@ -641,12 +677,52 @@ func (s *Store) Gate(ctx context.Context, id string) (store.Gate, error) {
 	return g, err
 }
 
-// GateEvents returns stored gate events, newest first.
+// GateEvents returns stored gate events, newest first. The query names
+// only the filters given (a bound "empty or equal" test hides from a
+// generic plan which index fits) and writes the exception outcome out, so
+// that the partial indexes of exceptions match; each filter has an index
+// in the list's order (migration 017).
 func (s *Store) GateEvents(ctx context.Context, f store.EventFilter) ([]store.GateEvent, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+gateEventReadCols+` FROM gate_events
-		WHERE ($1 = '' OR gate_id = $1) AND ($2 = '' OR outcome = $2)
-		ORDER BY received_at DESC, gate_id, seq DESC LIMIT $3`, f.GateID, f.Outcome, noLimit(f.Limit))
+	q, args := gateEventsQuery(f)
+	rows, err := s.pool.Query(ctx, q, args...)
 	return collect(err, rows, scanGateEvent)
+}
+
+// gateEventsQuery is GateEvents' query for f, and its arguments.
+func gateEventsQuery(f store.EventFilter) (string, []any) {
+	var (
+		where []string
+		args  []any
+	)
+	if f.GateID != "" {
+		args = append(args, f.GateID)
+		where = append(where, `gate_id = $`+strconv.Itoa(len(args)))
+	}
+	if f.Outcome == store.EventException {
+		where = append(where, `outcome = 'exception'`)
+	} else if f.Outcome != "" {
+		args = append(args, f.Outcome)
+		where = append(where, `outcome = $`+strconv.Itoa(len(args)))
+	}
+	q := `SELECT ` + gateEventReadCols + ` FROM gate_events`
+	if len(where) > 0 {
+		q += ` WHERE ` + strings.Join(where, ` AND `)
+	}
+	q += ` ORDER BY received_at DESC, gate_id, seq DESC`
+	if f.Limit > 0 {
+		args = append(args, f.Limit)
+		q += ` LIMIT $` + strconv.Itoa(len(args))
+	}
+	return q, args
+}
+
+// GateEvent returns one stored gate event by its key.
+func (s *Store) GateEvent(ctx context.Context, eventID string) (store.GateEvent, error) {
+	e, err := scanGateEvent(s.pool.QueryRow(ctx, `SELECT `+gateEventReadCols+` FROM gate_events WHERE event_id = $1`, eventID))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return e, fmt.Errorf("gate event %s: %w", eventID, store.ErrNotFound)
+	}
+	return e, err
 }
 
 // noLimit turns "no limit" (<= 0) into LIMIT NULL, which PostgreSQL reads

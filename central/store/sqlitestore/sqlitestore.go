@@ -305,14 +305,37 @@ func (s *Store) Current(ctx context.Context, spotID string, now time.Time) ([]re
 }
 
 // List returns the reservations matching f, by spot position then window.
+//
+// A page (f.Limit) filtered at most by spot and states walks the spots in
+// their order (spots_position) and each spot's reservations in theirs
+// (reservations_spot_order, or reservations_state_spot for states), and
+// stops at the limit: the first page costs the same after years of
+// history. Without
+// a limit every match is read anyway, and the other filters have indexes
+// of their own (states and window end or creation, plate), so those
+// queries find their rows first and sort only them.
 func (s *Store) List(ctx context.Context, f store.Filter) ([]reservation.Reservation, error) {
+	q, args := listQuery(f)
+	rows, err := s.db.Query(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	return sqlitedb.Collect(rows, scanRes)
+}
+
+// listQuery is List's query for f, and its arguments.
+func listQuery(f store.Filter) (string, []any) {
+	walk := f.Limit > 0 && f.UntilAfter.IsZero() && f.FromBefore.IsZero() && f.CreatedBefore.IsZero() && f.CarID == ""
 	var (
 		where []string
 		args  []any
 	)
 	add := func(cond string, a ...any) { where = append(where, cond); args = append(args, a...) }
 	if f.SpotID != "" {
-		add(`spot_id = ?`, f.SpotID)
+		add(`r.spot_id = ?`, f.SpotID)
+		if walk {
+			add(`sp.id = ?`, f.SpotID) // the spot by its key, not a walk of them all
+		}
 	}
 	if len(f.States) > 0 {
 		ph := strings.TrimSuffix(strings.Repeat("?, ", len(f.States)), ", ")
@@ -320,36 +343,54 @@ func (s *Store) List(ctx context.Context, f store.Filter) ([]reservation.Reserva
 		for i, st := range f.States {
 			a[i] = string(st)
 		}
-		add(`state IN (`+ph+`)`, a...)
+		add(`r.state IN (`+ph+`)`, a...)
 	}
 	if !f.UntilAfter.IsZero() {
-		add(`reserved_until > ?`, sqlitedb.Micros(f.UntilAfter))
+		add(`r.reserved_until > ?`, sqlitedb.Micros(f.UntilAfter))
 	}
 	if !f.FromBefore.IsZero() {
-		add(`reserved_from < ?`, sqlitedb.Micros(f.FromBefore))
+		add(`r.reserved_from < ?`, sqlitedb.Micros(f.FromBefore))
 	}
 	if !f.CreatedBefore.IsZero() {
-		add(`created_at < ?`, sqlitedb.Micros(f.CreatedBefore))
+		add(`r.created_at < ?`, sqlitedb.Micros(f.CreatedBefore))
 	}
 	if f.CarID != "" {
 		// car_id <> '' lets SQLite use the partial index reservations_car,
 		// which it cannot prove from car_id = ?.
-		add(`car_id = ? AND car_id <> ''`, f.CarID)
+		add(`r.car_id = ? AND r.car_id <> ''`, f.CarID)
 	}
-	q := `SELECT ` + resCols + ` FROM reservations`
+	cols := prefixed("r.", resCols)
+	q := `SELECT ` + cols + ` FROM reservations r`
+	order := ` ORDER BY (SELECT position FROM spots WHERE id = r.spot_id), r.spot_id, r.reserved_from, r.id`
+	if walk {
+		// CROSS JOIN keeps the spots as the outer loop; INDEXED BY makes
+		// SQLite, which keeps no statistics, take the index that yields
+		// the order, or fail loudly rather than sort years of history.
+		idx := `reservations_spot_order`
+		if len(f.States) > 0 {
+			idx = `reservations_state_spot`
+		}
+		q = `SELECT ` + cols + ` FROM spots sp CROSS JOIN reservations r INDEXED BY ` + idx + ` ON r.spot_id = sp.id`
+		order = ` ORDER BY sp.position, sp.id, r.reserved_from, r.id`
+	}
 	if len(where) > 0 {
 		q += ` WHERE ` + strings.Join(where, ` AND `)
 	}
-	q += ` ORDER BY (SELECT position FROM spots WHERE id = spot_id), spot_id, reserved_from, id`
+	q += order
 	if f.Limit > 0 {
 		q += ` LIMIT ?`
 		args = append(args, f.Limit)
 	}
-	rows, err := s.db.Query(ctx, q, args...)
-	if err != nil {
-		return nil, err
+	return q, args
+}
+
+// prefixed qualifies each column of a column list with p.
+func prefixed(p, cols string) string {
+	fields := strings.Split(cols, ",")
+	for i, f := range fields {
+		fields[i] = p + strings.TrimSpace(f)
 	}
-	return sqlitedb.Collect(rows, scanRes)
+	return strings.Join(fields, ", ")
 }
 
 // Version returns the latest change-log version.
@@ -436,16 +477,27 @@ func (s *Store) PaymentExceptions(ctx context.Context, limit int) ([]store.Payme
 	if err != nil {
 		return nil, err
 	}
-	return sqlitedb.Collect(rows, func(sc sqlitedb.Scanner) (store.PaymentException, error) {
-		var (
-			e            store.PaymentException
-			at, resolved sql.NullInt64
-		)
-		err := sc.Scan(&e.ID, &e.Kind, &e.ReservationID, &e.Amount, &e.Currency, &e.ProviderRef, &e.Reason, &at,
-			&resolved, &e.ResolvedBy, &e.Resolution)
-		e.CreatedAt, e.ResolvedAt = sqlitedb.FromMicros(at), sqlitedb.FromMicros(resolved)
-		return e, err
-	})
+	return sqlitedb.Collect(rows, scanPaymentException)
+}
+
+// PaymentException returns one payment exception by its key.
+func (s *Store) PaymentException(ctx context.Context, id string) (store.PaymentException, error) {
+	e, err := scanPaymentException(s.db.QueryRow(ctx, `SELECT `+paymentExceptionCols+` FROM payment_exceptions WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return e, fmt.Errorf("payment exception %s: %w", id, store.ErrNotFound)
+	}
+	return e, err
+}
+
+func scanPaymentException(sc sqlitedb.Scanner) (store.PaymentException, error) {
+	var (
+		e            store.PaymentException
+		at, resolved sql.NullInt64
+	)
+	err := sc.Scan(&e.ID, &e.Kind, &e.ReservationID, &e.Amount, &e.Currency, &e.ProviderRef, &e.Reason, &at,
+		&resolved, &e.ResolvedBy, &e.Resolution)
+	e.CreatedAt, e.ResolvedAt = sqlitedb.FromMicros(at), sqlitedb.FromMicros(resolved)
+	return e, err
 }
 
 // Error mapping. RAISE(ABORT) in the guard triggers arrives as
@@ -550,13 +602,17 @@ func scanRefund(sc sqlitedb.Scanner) (store.Refund, error) {
 	return r, err
 }
 
+// latestRefundsQuery reads refunds_activity, declared in this order:
+// without INDEXED BY, SQLite chose to sort every refund of the history.
+const latestRefundsQuery = `SELECT ` + refundCols + ` FROM refunds INDEXED BY refunds_activity
+	ORDER BY coalesce(finished_at, created_at) DESC, reservation_id, number LIMIT ?`
+
 // LatestRefunds lists refunds, the latest recorded or settled first.
 func (s *Store) LatestRefunds(ctx context.Context, limit int) ([]store.Refund, error) {
 	if limit <= 0 {
 		limit = -1
 	}
-	rows, err := s.db.Query(ctx, `SELECT `+refundCols+` FROM refunds
-		ORDER BY coalesce(finished_at, created_at) DESC, reservation_id, number LIMIT ?`, limit)
+	rows, err := s.db.Query(ctx, latestRefundsQuery, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -596,17 +652,64 @@ func (s *Store) Gates(ctx context.Context) ([]store.Gate, error) {
 
 // GateEvents returns stored gate events, newest first.
 func (s *Store) GateEvents(ctx context.Context, f store.EventFilter) ([]store.GateEvent, error) {
-	limit := f.Limit
-	if limit <= 0 {
-		limit = -1
-	}
-	rows, err := s.db.Query(ctx, `SELECT `+gateEventReadCols+` FROM gate_events
-		WHERE (?1 = '' OR gate_id = ?1) AND (?2 = '' OR outcome = ?2)
-		ORDER BY received_at DESC, gate_id, seq DESC LIMIT ?3`, f.GateID, f.Outcome, limit)
+	q, args := gateEventsQuery(f)
+	rows, err := s.db.Query(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}
 	return sqlitedb.Collect(rows, scanGateEvent)
+}
+
+// gateEventsQuery is GateEvents' query for f, and its arguments. Each
+// filter has an index that yields the order (migration 020), named with
+// INDEXED BY: SQLite keeps no statistics, and without it chose to sort
+// every event. The exception outcome is written out, not bound, because
+// SQLite uses a partial index only when the query's terms prove the
+// index's WHERE.
+func gateEventsQuery(f store.EventFilter) (string, []any) {
+	var (
+		where []string
+		args  []any
+	)
+	exception := f.Outcome == store.EventException
+	if f.GateID != "" {
+		where, args = append(where, `gate_id = ?`), append(args, f.GateID)
+	}
+	if exception {
+		where = append(where, `outcome = 'exception'`)
+	} else if f.Outcome != "" {
+		// No caller lists the other outcomes; they are read in the
+		// order of all events and filtered.
+		where, args = append(where, `outcome = ?`), append(args, f.Outcome)
+	}
+	idx := `gate_events_feed`
+	switch {
+	case f.GateID != "" && exception:
+		idx = `gate_events_gate_exceptions`
+	case f.GateID != "":
+		idx = `gate_events_gate`
+	case exception:
+		idx = `gate_events_exceptions`
+	}
+	q := `SELECT ` + gateEventReadCols + ` FROM gate_events INDEXED BY ` + idx
+	if len(where) > 0 {
+		q += ` WHERE ` + strings.Join(where, ` AND `)
+	}
+	q += ` ORDER BY received_at DESC, gate_id, seq DESC`
+	if f.Limit > 0 {
+		q += ` LIMIT ?`
+		args = append(args, f.Limit)
+	}
+	return q, args
+}
+
+// GateEvent returns one stored gate event by its key.
+func (s *Store) GateEvent(ctx context.Context, eventID string) (store.GateEvent, error) {
+	e, err := scanGateEvent(s.db.QueryRow(ctx, `SELECT `+gateEventReadCols+` FROM gate_events WHERE event_id = ?`, eventID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return e, fmt.Errorf("gate event %s: %w", eventID, store.ErrNotFound)
+	}
+	return e, err
 }
 
 // Gate returns one gate.
