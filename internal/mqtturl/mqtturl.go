@@ -51,11 +51,11 @@ func Split(s string) ([]string, error) {
 	return out, nil
 }
 
-// From returns urls in the order of a connection attempt that starts with
+// from returns urls in the order of a connection attempt that starts with
 // urls[start % len(urls)] and wraps around: a client that lost the node at
 // index i starts with i+1, so that a dead node costs the next attempt
 // nothing, and nodes keep the operator's order otherwise.
-func From(urls []string, start int) []string {
+func from(urls []string, start int) []string {
 	n := len(urls)
 	if n == 0 {
 		return nil
@@ -64,14 +64,4 @@ func From(urls []string, start int) []string {
 	out := make([]string, 0, n)
 	out = append(out, urls[start:]...)
 	return append(out, urls[:start]...)
-}
-
-// Index returns the position of u in urls, or -1.
-func Index(urls []string, u string) int {
-	for i, v := range urls {
-		if v == u {
-			return i
-		}
-	}
-	return -1
 }

@@ -39,14 +39,11 @@ func TestSplit(t *testing.T) {
 func TestFrom(t *testing.T) {
 	u := []string{"a", "b", "c"}
 	for start, want := range map[int][]string{0: {"a", "b", "c"}, 1: {"b", "c", "a"}, 2: {"c", "a", "b"}, 3: {"a", "b", "c"}, -1: {"c", "a", "b"}} {
-		if got := From(u, start); !slices.Equal(got, want) {
-			t.Errorf("From(%d) = %q, want %q", start, got, want)
+		if got := from(u, start); !slices.Equal(got, want) {
+			t.Errorf("from(%d) = %q, want %q", start, got, want)
 		}
 	}
-	if From(nil, 2) != nil {
-		t.Error("From(nil) is not empty")
-	}
-	if Index(u, "c") != 2 || Index(u, "x") != -1 {
-		t.Error("Index")
+	if from(nil, 2) != nil {
+		t.Error("from(nil) is not empty")
 	}
 }

@@ -3,6 +3,7 @@ package mqtturl
 import (
 	"crypto/tls"
 	"net/url"
+	"slices"
 	"sync/atomic"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -29,7 +30,7 @@ func NewRotation(urls []string) *Rotation { return &Rotation{urls: urls} }
 // Done after paho's Connect.
 func (r *Rotation) Apply(opts *paho.ClientOptions) {
 	r.tried.Store(nil)
-	for _, u := range From(r.urls, r.next) {
+	for _, u := range from(r.urls, r.next) {
 		opts.AddBroker(u)
 	}
 	opts.SetConnectionAttemptHandler(func(u *url.URL, tc *tls.Config) *tls.Config {
@@ -51,14 +52,14 @@ func (r *Rotation) Tried() string {
 // Done ends a connection (or a failed attempt): the next attempt starts
 // with the node after the one tried last.
 func (r *Rotation) Done() {
-	if i := Index(r.urls, r.Tried()); i >= 0 {
+	if i := slices.Index(r.urls, r.Tried()); i >= 0 {
 		r.next = i + 1
 	}
 }
 
 // Next returns the node the next attempt starts with, or "" without nodes.
 func (r *Rotation) Next() string {
-	if l := From(r.urls, r.next); len(l) > 0 {
+	if l := from(r.urls, r.next); len(l) > 0 {
 		return l[0]
 	}
 	return ""

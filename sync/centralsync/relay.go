@@ -535,7 +535,7 @@ func (r *Relay) subscribe(ctx context.Context, c mqtt.Client) error {
 		for f, code := range st.Result() {
 			if code >= 0x80 {
 				hint := ""
-				if f == events && r.cfg.Shared {
+				if f == events {
 					hint = r.sharedHint()
 				}
 				return fmt.Errorf("subscribing: the broker refused %s (code %#x)%s", f, code, hint)
