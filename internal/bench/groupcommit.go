@@ -29,14 +29,14 @@ import (
 // Writes: the contended reservations of c over HTTP on a centrald with
 // group commit (its default) against the in-process rate of d with one
 // transaction, and one fsync, per request (sqlitestore without group
-// commit), at each concurrency in the same round; besides them, for
-// scale, HTTP without group commit and in-process with it. Reads: GET
-// /parkings/{id} on a fresh centrald against a trivial Go JSON server (a
-// child process answering the same route with the same body through
-// net/http and encoding/json, nothing else), from the same generator at
-// the same concurrency, one right after the other. Every round runs it all
-// again, so that the spread shows what the shared machine does to the
-// ratios.
+// commit), at each concurrency in the same round, in alternating turns;
+// besides them, for scale, HTTP without group commit and in-process with
+// it, each alone. Reads: GET /parkings/{id} on a fresh centrald against a
+// trivial Go JSON server (a child process answering the same route with
+// the same body through net/http and encoding/json, nothing else), from
+// the same generator at the same concurrency, in alternating turns. Every
+// round runs it all again, so that the spread shows what the shared
+// machine does to the ratios.
 
 // Targets of section l.
 const (
@@ -58,6 +58,10 @@ type GroupCommitRound struct {
 	// Reads: GET /parkings/{id} on centrald; Trivial: the same on the
 	// trivial server.
 	Reads, Trivial Summary
+	// CPU per request (warm-up included) in the runs that share the two
+	// cores: centrald's and the load generator's (parkbench's own) in the
+	// HTTP run with group commit, and the in-process run's (raw).
+	HTTPServerCPU, HTTPClientCPU, RawCPU time.Duration
 }
 
 // WriteRatio is HTTP with group commit over the one-transaction-per-request
@@ -141,15 +145,19 @@ func (g *GroupCommitReport) markdown(b *bytes.Buffer, r *Report) {
 	p := func(format string, args ...any) { fmt.Fprintf(b, format+"\n", args...) }
 	p("## l. Group commit and point reads")
 	p("")
-	p("Per round and concurrency, one after the other: the contended reservations of c over HTTP (%s, closed loop) on a "+
-		"fresh centrald with group commit (its default) and on one with `PARKING_DB_GROUP_COMMIT=false`, and the same "+
-		"pattern in-process through `%s` on a fresh SQLite store with one transaction and one fsync per request (the "+
-		"figure of d) and with group commit. **HTTP ÷ raw** is the first over the third. Batch is centrald's "+
-		"`parkgate_store_writes_total ÷ parkgate_store_commits_total` after its run: how many requests shared an fsync on "+
-		"average. Then `GET /parkings/{id}` (random spots of %d, none reserved) on a fresh centrald and on a trivial Go "+
-		"JSON server (a child process: net/http and encoding/json answering the same route with the same body, nothing "+
-		"else) from the same closed-loop generator at the same concurrency, %s each.",
-		dur(r.Plan.ContendedDuration), RawMethod, r.Plan.Spots, dur(r.Plan.ReadDuration))
+	p("Per round and concurrency: the contended reservations of c over HTTP (closed loop, parkbench's own client) on a "+
+		"fresh centrald with group commit (its default), and the same pattern in-process through `%s` on a fresh SQLite "+
+		"store with one transaction and one fsync per request (the figure of d, **raw**), in %d alternating turns of %s "+
+		"each, both kept running between turns, so that the machine's drift falls on both. **HTTP ÷ raw** is the first "+
+		"over the second. For scale, each alone for %s: HTTP on a centrald with `PARKING_DB_GROUP_COMMIT=false`, and "+
+		"in-process with group commit. Batch is centrald's `parkgate_store_writes_total ÷ parkgate_store_commits_total` "+
+		"after its turns: how many requests shared an fsync on average. Then `GET /parkings/{id}` (random spots of %d, "+
+		"none reserved) on a fresh centrald and on a trivial Go JSON server (a child process: net/http and encoding/json "+
+		"answering the same route with the same body, nothing else) from the same closed-loop client at the same "+
+		"concurrency, in %d alternating turns of %s each.",
+		RawMethod, max(r.Plan.GroupCommitTurns, 1), dur(r.Plan.ContendedDuration/time.Duration(max(r.Plan.GroupCommitTurns, 1))),
+		dur(r.Plan.ContendedDuration), r.Plan.Spots,
+		max(r.Plan.GroupCommitTurns, 1), dur(r.Plan.ReadDuration/time.Duration(max(r.Plan.GroupCommitTurns, 1))))
 	p("")
 	p("| round | concurrency | HTTP, group commit | HTTP, one tx per request | in-process, one tx per request (raw) | in-process, group commit | batch | HTTP ÷ raw | GET /parkings/{id} | trivial server | reads ÷ trivial | p99 reads / trivial |")
 	p("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|")
@@ -161,6 +169,17 @@ func (g *GroupCommitReport) markdown(b *bytes.Buffer, r *Report) {
 		p("| %d | %d | %.0f req/s | %.0f req/s | %.0f req/s | %.0f req/s | %s | **%.2f** | %.0f req/s | %.0f req/s | **%.2f** | %s / %s |",
 			g.Round, g.Concurrency, g.HTTP.Throughput, g.HTTPOff.Throughput, g.Raw.Throughput, g.RawGC.Throughput, batch,
 			g.WriteRatio(), g.Reads.Throughput, g.Trivial.Throughput, g.ReadRatio(), ms(g.Reads.Latency.P99), ms(g.Trivial.Latency.P99))
+	}
+	p("")
+	p("CPU time per contended reservation (warm-up included; user and system from `/proc`), in the runs above that share " +
+		"the two cores: centrald's and the load generator's (parkbench's own) in the HTTP run with group commit, and the " +
+		"in-process run's, one transaction per request.")
+	p("")
+	p("| round | concurrency | centrald (HTTP) | load generator | HTTP, both | in-process (raw) |")
+	p("|--:|--:|--:|--:|--:|--:|")
+	for _, g := range g.Rounds {
+		p("| %d | %d | %s | %s | %s | %s |", g.Round, g.Concurrency, us(g.HTTPServerCPU), us(g.HTTPClientCPU),
+			us(g.HTTPServerCPU+g.HTTPClientCPU), us(g.RawCPU))
 	}
 	p("")
 	for _, n := range g.concurrencies() {
@@ -188,49 +207,37 @@ func (b *runner) groupCommitSection(ctx context.Context) (*GroupCommitReport, er
 		return nil, err
 	}
 	rep := &GroupCommitReport{}
-	okW := OK(201, 409)
 	for round := 1; round <= max(b.p.GroupCommitRounds, 1); round++ {
 		for _, n := range b.p.GroupCommitConcurrencies {
 			g := GroupCommitRound{Round: round, Concurrency: n}
 			label := fmt.Sprintf("round %d, concurrency %d", round, n)
-			for _, on := range []bool{true, false} {
-				env := "PARKING_DB_GROUP_COMMIT=" + strconv.FormatBool(on)
-				err := b.withCentraldEnv(ctx, []string{env}, func(c *Centrald) error {
-					b.progress("l: %s: contended POST /reserve over HTTP, %s, for %s", label, env, b.p.ContendedDuration)
-					samples, from := runHTTP(ctx, httpRun{targeter: contendedTargeter(c.URL, newContention(time.Now(), b.p.Spots)),
-						workers: n, warmup: b.p.Warmup, dur: b.p.ContendedDuration, ok: okW})
-					s := Summarize("HTTP, "+env, samples, from, okW)
-					s.Workers = n
-					b.done(s)
-					if on {
-						g.HTTP = s
-						g.Writes, _ = scrapeCounter(ctx, c.URL, "parkgate_store_writes_total")
-						g.Commits, _ = scrapeCounter(ctx, c.URL, "parkgate_store_commits_total")
-					} else {
-						g.HTTPOff = s
-					}
-					return nil
-				})
-				if err != nil {
-					return nil, err
-				}
+			if err := b.pairedWrites(ctx, label, n, &g); err != nil {
+				return nil, err
 			}
-			for _, on := range []bool{false, true} {
-				b.progress("l: %s: in-process %s, group commit %v, for %s", label, RawMethod, on, b.p.ContendedDuration)
-				what := "in-process, one transaction per request"
-				if on {
-					what = "in-process, group commit"
-				}
-				s, err := b.rawWith(ctx, n, on, what)
-				if err != nil {
-					return nil, err
-				}
-				b.done(s)
-				if on {
-					g.RawGC = s
-				} else {
-					g.Raw = s
-				}
+			// For scale, each alone: HTTP without group commit, in
+			// process with it.
+			err := b.withCentraldEnv(ctx, []string{"PARKING_DB_GROUP_COMMIT=false"}, func(c *Centrald) error {
+				b.progress("l: %s: contended POST /reserve over HTTP, PARKING_DB_GROUP_COMMIT=false, for %s", label, b.p.ContendedDuration)
+				samples, from := runHTTP(ctx, httpRun{targeter: contendedTargeter(c.URL, newContention(time.Now(), b.p.Spots)),
+					workers: n, warmup: b.p.Warmup, dur: b.p.ContendedDuration, ok: okWrite})
+				g.HTTPOff = Summarize("HTTP, PARKING_DB_GROUP_COMMIT=false", samples, from, okWrite)
+				g.HTTPOff.Workers = n
+				b.done(g.HTTPOff)
+				return nil
+			})
+			if err != nil {
+				return nil, err
+			}
+			b.progress("l: %s: in-process %s, group commit true, for %s", label, RawMethod, b.p.ContendedDuration)
+			err = b.withInProcess(ctx, true, func(ip *inProcess) error {
+				samples, from := ip.run(ctx, n, b.p.Warmup, b.p.ContendedDuration)
+				g.RawGC = Summarize("in-process, group commit", samples, from, okWrite)
+				g.RawGC.Workers = n
+				b.done(g.RawGC)
+				return nil
+			})
+			if err != nil {
+				return nil, err
 			}
 			if err := b.pointReads(ctx, self, n, &g); err != nil {
 				return nil, err
@@ -245,33 +252,136 @@ func (b *runner) groupCommitSection(ctx context.Context) (*GroupCommitReport, er
 	return rep, nil
 }
 
+// okWrite: the answers of the contended pattern.
+var okWrite = OK(201, 409)
+
+// Turns. The two figures of a ratio are measured in turns, not one after
+// the other: a turn of the one, a turn of the other, GroupCommitTurns times
+// each, both kept running in between. On a shared machine whose speed
+// drifts by tens of percent within a minute, back-to-back runs of several
+// seconds each measured the drift as much as the difference; turns of a
+// second or two share it out between both figures.
+
+// turn is one turn's samples and the end of its warm-up.
+type turn struct {
+	samples []Sample
+	from    time.Time
+}
+
+// summarizeTurns is Summarize over the turns of one side: the requests of
+// every turn's measured window over the sum of those windows.
+func summarizeTurns(label string, turns []turn, ok func(int) bool) Summary {
+	var (
+		all     []Sample
+		elapsed time.Duration
+	)
+	for _, t := range turns {
+		elapsed += Summarize(label, t.samples, t.from, ok).Elapsed
+		for _, x := range t.samples {
+			if !x.Start.Before(t.from) {
+				all = append(all, x)
+			}
+		}
+	}
+	s := Summarize(label, all, time.Time{}, ok)
+	s.Elapsed, s.Throughput = elapsed, 0
+	if elapsed > 0 {
+		s.Throughput = float64(s.Requests) / elapsed.Seconds()
+	}
+	return s
+}
+
+// turnPlan splits a run of warmup+dur into turns: the first keeps the
+// whole warm-up, the others a quarter of it (the connections and caches
+// are warm by then, but a new turn opens new connections).
+func (b *runner) turnPlan(dur time.Duration) (n int, first, later, each time.Duration) {
+	n = max(b.p.GroupCommitTurns, 1)
+	return n, b.p.Warmup, b.p.Warmup / 4, dur / time.Duration(n)
+}
+
+// pairedWrites measures the contended pattern over HTTP on centrald with
+// group commit and in process with one transaction per request, in turns.
+func (b *runner) pairedWrites(ctx context.Context, label string, n int, g *GroupCommitRound) error {
+	return b.withCentraldEnv(ctx, []string{"PARKING_DB_GROUP_COMMIT=true"}, func(c *Centrald) error {
+		return b.withInProcess(ctx, false, func(ip *inProcess) error {
+			turns, first, later, each := b.turnPlan(b.p.ContendedDuration)
+			b.progress("l: %s: contended POST /reserve over HTTP with group commit and in-process %s with one transaction per request, in %d turns of %s each",
+				label, RawMethod, turns, each)
+			gen := newContention(time.Now(), b.p.Spots)
+			var (
+				httpTurns, rawTurns          []turn
+				httpN, rawN                  int
+				serverCPU, clientCPU, rawCPU time.Duration
+			)
+			for i := range turns {
+				warm := later
+				if i == 0 {
+					warm = first
+				}
+				server, client := startCPU(c.proc.pid()), startCPU(os.Getpid())
+				samples, from := runHTTP(ctx, httpRun{targeter: contendedTargeter(c.URL, gen), workers: n, warmup: warm, dur: each, ok: okWrite})
+				serverCPU += server.since()
+				clientCPU += client.since()
+				httpTurns, httpN = append(httpTurns, turn{samples, from}), httpN+len(samples)
+
+				self := startCPU(os.Getpid())
+				samples, from = ip.run(ctx, n, warm, each)
+				rawCPU += self.since()
+				rawTurns, rawN = append(rawTurns, turn{samples, from}), rawN+len(samples)
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+			}
+			g.HTTP = summarizeTurns("HTTP, group commit", httpTurns, okWrite)
+			g.Raw = summarizeTurns("in-process, one transaction per request", rawTurns, okWrite)
+			g.HTTP.Workers, g.Raw.Workers = n, n
+			g.HTTPServerCPU, g.HTTPClientCPU, g.RawCPU = perRequest(serverCPU, httpN), perRequest(clientCPU, httpN), perRequest(rawCPU, rawN)
+			b.done(g.HTTP)
+			b.done(g.Raw)
+			g.Writes, _ = scrapeCounter(ctx, c.URL, "parkgate_store_writes_total")
+			g.Commits, _ = scrapeCounter(ctx, c.URL, "parkgate_store_commits_total")
+			return nil
+		})
+	})
+}
+
 // pointReads measures GET /parkings/{id} on a fresh centrald and on the
-// trivial server, trivial first.
+// trivial server, in turns, the trivial server first.
 func (b *runner) pointReads(ctx context.Context, self string, n int, g *GroupCommitRound) error {
 	ok := OK(200)
-	run := func(base string) Summary {
-		samples, from := runHTTP(ctx, httpRun{targeter: spotTargeter(base, b.p.Spots), workers: n,
-			warmup: b.p.Warmup, dur: b.p.ReadDuration, ok: ok})
-		s := Summarize(fmt.Sprintf("GET /parkings/{id}, concurrency %d", n), samples, from, ok)
-		s.Workers = n
-		return s
-	}
 	t, err := startTrivial(ctx, self, b.parent)
 	if err != nil {
 		return err
 	}
-	b.progress("l: GET /parkings/{id} on the trivial server, concurrency %d for %s", n, b.p.ReadDuration)
-	g.Trivial = run(t.url)
-	b.done(g.Trivial)
-	if err := t.proc.stop(); err != nil {
-		return err
-	}
-	return b.withCentrald(ctx, func(c *Centrald) error {
-		b.progress("l: GET /parkings/{id} on centrald, concurrency %d for %s", n, b.p.ReadDuration)
-		g.Reads = run(c.URL)
+	defer t.proc.stop()
+	err = b.withCentrald(ctx, func(c *Centrald) error {
+		turns, first, later, each := b.turnPlan(b.p.ReadDuration)
+		b.progress("l: GET /parkings/{id} on the trivial server and on centrald, concurrency %d, in %d turns of %s each", n, turns, each)
+		var trivial, reads []turn
+		for i := range turns {
+			warm := later
+			if i == 0 {
+				warm = first
+			}
+			for _, side := range []struct {
+				base  string
+				turns *[]turn
+			}{{t.url, &trivial}, {c.URL, &reads}} {
+				samples, from := runHTTP(ctx, httpRun{targeter: spotTargeter(side.base, b.p.Spots), workers: n, warmup: warm, dur: each, ok: ok})
+				*side.turns = append(*side.turns, turn{samples, from})
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+		}
+		label := fmt.Sprintf("GET /parkings/{id}, concurrency %d", n)
+		g.Trivial, g.Reads = summarizeTurns(label+", trivial server", trivial, ok), summarizeTurns(label+", centrald", reads, ok)
+		g.Trivial.Workers, g.Reads.Workers = n, n
+		b.done(g.Trivial)
 		b.done(g.Reads)
 		return nil
 	})
+	return errors.Join(err, t.proc.stop())
 }
 
 // spotTargeter sends GET /parkings/{id} for random spots.
@@ -282,17 +392,25 @@ func spotTargeter(base string, spots int) vegeta.Targeter {
 	}
 }
 
-// rawWith is raw (section d) on a store with group commit on or off; its
-// summary is labelled label.
-func (b *runner) rawWith(ctx context.Context, n int, groupCommit bool, label string) (s Summary, err error) {
+// inProcess is the contended pattern through booking.Service.Reserve on a
+// fresh SQLite store of its own (section d's raw figure), kept open
+// between turns.
+type inProcess struct {
+	svc *booking.Service
+	gen *contention
+}
+
+// withInProcess opens an inProcess with group commit on or off, runs fn and
+// removes the store.
+func (b *runner) withInProcess(ctx context.Context, groupCommit bool, fn func(ip *inProcess) error) (err error) {
 	dir, err := os.MkdirTemp(b.parent, "raw-")
 	if err != nil {
-		return s, err
+		return err
 	}
 	defer os.RemoveAll(dir)
 	st, err := sqlitestore.Open(ctx, dir+"/raw.db", sqlitestore.WithGroupCommit(groupCommit))
 	if err != nil {
-		return s, err
+		return err
 	}
 	defer func() { err = errors.Join(err, st.Close()) }()
 	ids := make([]string, b.p.Spots)
@@ -300,22 +418,54 @@ func (b *runner) rawWith(ctx context.Context, n int, groupCommit bool, label str
 		ids[i] = strconv.Itoa(i + 1)
 	}
 	if err := st.SetSpots(ctx, ids, time.Now()); err != nil {
-		return s, err
+		return err
 	}
 	cfg := booking.DefaultConfig()
 	cfg.MaxAdvance = MaxAdvanceHours * time.Hour
-	svc := booking.New(st, &fakepay.Provider{}, nil, clock.Real{}, cfg, nil, nil)
-	gen := newContention(time.Now(), b.p.Spots)
-	op := func(ctx context.Context) (int, string) {
-		spot, w := gen.next()
-		_, err := svc.Reserve(ctx, spot, w)
-		return statusOf(err)
+	ip := &inProcess{svc: booking.New(st, &fakepay.Provider{}, nil, clock.Real{}, cfg, nil, nil), gen: newContention(time.Now(), b.p.Spots)}
+	if err := fn(ip); err != nil {
+		return err
 	}
-	ok := OK(201, 409)
-	samples, from := runLoop(ctx, n, b.p.Warmup, b.p.ContendedDuration, op)
-	s = Summarize(label, samples, from, ok)
-	s.Workers = n
-	return s, ctx.Err()
+	return ctx.Err()
+}
+
+// run is one closed-loop run of n workers.
+func (ip *inProcess) run(ctx context.Context, n int, warmup, dur time.Duration) ([]Sample, time.Time) {
+	return runLoop(ctx, n, warmup, dur, func(ctx context.Context) (int, string) {
+		spot, w := ip.gen.next()
+		_, err := ip.svc.Reserve(ctx, spot, w)
+		return statusOf(err)
+	})
+}
+
+// cpuMark is a process's CPU time (user and system) at a moment.
+type cpuMark struct {
+	pid   int
+	ticks int64
+	err   error
+}
+
+func startCPU(pid int) cpuMark {
+	t, err := cpuTicks(pid)
+	return cpuMark{pid: pid, ticks: t, err: err}
+}
+
+// since returns the CPU time the process spent since m; 0 if it cannot be
+// read (no /proc).
+func (m cpuMark) since() time.Duration {
+	t, err := cpuTicks(m.pid)
+	if m.err != nil || err != nil {
+		return 0
+	}
+	return time.Duration(t-m.ticks) * (time.Second / 100)
+}
+
+// perRequest divides a CPU time among n requests.
+func perRequest(cpu time.Duration, n int) time.Duration {
+	if n == 0 {
+		return 0
+	}
+	return cpu / time.Duration(n)
 }
 
 // withCentraldEnv is withCentrald with extra PARKING_* variables.
@@ -412,4 +562,13 @@ func startTrivial(ctx context.Context, self, dir string) (*trivialServer, error)
 		}
 		return t, nil
 	})
+}
+
+// us formats a CPU time per request in microseconds; "–" when it could not
+// be read.
+func us(d time.Duration) string {
+	if d <= 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f µs", float64(d)/float64(time.Microsecond))
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -40,26 +39,25 @@ type httpRun struct {
 	// ok says which statuses are correct answers; the bodies of the
 	// others are kept (cut short) to say what went wrong.
 	ok func(int) bool
+	// maxRequests bounds a closed loop in count (0: maxSamples).
+	maxRequests int
 }
 
-// runHTTP runs r with vegeta and returns every result as a Sample, and the
-// start of the measured window (the end of the warm-up). Results that
-// started during the warm-up are in the samples too; Summarize drops them.
+// runHTTP runs r and returns every result as a Sample, and the start of
+// the measured window (the end of the warm-up). Results that started
+// during the warm-up are in the samples too; Summarize drops them. A
+// closed loop runs on closedLoop's lean client, a fixed rate on vegeta.
 func runHTTP(ctx context.Context, r httpRun) ([]Sample, time.Time) {
-	conns := max(r.workers, 64)
+	if r.rate == 0 {
+		return closedLoop(ctx, r)
+	}
 	opts := []func(*vegeta.Attacker){
-		vegeta.Client(&http.Client{Timeout: 10 * time.Second, Transport: loopbackTransport(conns)}),
+		vegeta.Client(&http.Client{Timeout: 10 * time.Second, Transport: loopbackTransport(64)}),
 		vegeta.MaxBody(256),
-	}
-	var pacer vegeta.Pacer
-	if r.rate > 0 {
 		// Enough workers to keep the rate through a stall, but bounded.
-		opts = append(opts, vegeta.Workers(16), vegeta.MaxWorkers(1024))
-		pacer = vegeta.ConstantPacer{Freq: r.rate, Per: time.Second}
-	} else {
-		opts = append(opts, vegeta.Workers(uint64(r.workers)), vegeta.MaxWorkers(uint64(r.workers)))
-		pacer = vegeta.ConstantPacer{} // zero: as fast as the workers go
+		vegeta.Workers(16), vegeta.MaxWorkers(1024),
 	}
+	pacer := vegeta.ConstantPacer{Freq: r.rate, Per: time.Second}
 	atk := vegeta.NewAttacker(opts...)
 	began := time.Now()
 	results := atk.Attack(r.targeter, pacer, r.warmup+r.dur, "parkbench")
@@ -117,13 +115,18 @@ func runLoop(ctx context.Context, workers int, warmup, dur time.Duration, op fun
 	return all, began.Add(warmup)
 }
 
-// routeOf names the route of a request for the per-route figures.
+// routeOf names the route of a request for the per-route figures. It
+// runs once per request in the load generator, so it cuts the path out of
+// the URL by hand instead of parsing it.
 func routeOf(method, rawURL string) string {
-	u, err := url.Parse(rawURL)
+	_, p, err := splitURL(rawURL)
 	if err != nil {
 		return method + " ?"
 	}
-	switch p := u.Path; {
+	if i := strings.IndexAny(p, "?#"); i >= 0 {
+		p = p[:i]
+	}
+	switch {
 	case method == http.MethodGet && p == "/parkings":
 		return routeList
 	case method == http.MethodGet && strings.HasPrefix(p, "/parkings/"):

@@ -219,6 +219,8 @@ func TestRouteOf(t *testing.T) {
 		{"GET", "http://127.0.0.1:1/parkings/17", routeSpot},
 		{"POST", "http://127.0.0.1:1/reserve/parking/3", routeReserve},
 		{"GET", "http://127.0.0.1:1/healthz", "GET /healthz"},
+		{"GET", "http://127.0.0.1:1/parkings?state=free", routeList},
+		{"GET", "127.0.0.1:1/parkings", "GET ?"},
 	} {
 		if got := routeOf(c.method, c.url); got != c.want {
 			t.Errorf("routeOf(%s %s) = %q, want %q", c.method, c.url, got, c.want)

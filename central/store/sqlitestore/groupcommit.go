@@ -121,21 +121,9 @@ func (c *committer) waiting() int {
 
 // groupWrite is Write with group commit.
 func (s *Store) groupWrite(ctx context.Context, fn func(tx store.Tx) error) error {
-	if err := ctx.Err(); err != nil {
+	req, err := s.enqueue(ctx, fn)
+	if err != nil {
 		return err
-	}
-	req := &writeReq{ctx: ctx, fn: fn, done: make(chan writeRes, 1)}
-	c := s.gc
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		return errClosed
-	}
-	c.pending = append(c.pending, req)
-	c.mu.Unlock()
-	select {
-	case c.wake <- struct{}{}:
-	default: // a wake-up is pending already
 	}
 	// The request is always answered, after its batch ends, even if ctx
 	// ends meanwhile: until then nobody knows whether it committed. (The
@@ -145,6 +133,28 @@ func (s *Store) groupWrite(ctx context.Context, fn func(tx store.Tx) error) erro
 		panic(res.panicVal)
 	}
 	return res.err
+}
+
+// enqueue hands fn to the committer; its outcome comes on the request's
+// done channel.
+func (s *Store) enqueue(ctx context.Context, fn func(tx store.Tx) error) (*writeReq, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	req := &writeReq{ctx: ctx, fn: fn, done: make(chan writeRes, 1)}
+	c := s.gc
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, errClosed
+	}
+	c.pending = append(c.pending, req)
+	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default: // a wake-up is pending already
+	}
+	return req, nil
 }
 
 func (s *Store) commitLoop() {
@@ -197,20 +207,25 @@ func (s *Store) runBatch(reqs []*writeReq) {
 		return
 	}
 	broken := error(nil)
-	dirty := false // a request of this batch has changes not yet committed
+	var dirty batchFootprint // what the requests with changes not yet committed touched
 	for i := 0; i < len(items) && broken == nil; i++ {
 		it := items[i]
-		broken = s.runOne(sqlTx, it)
-		if broken == nil && !dirty && (it.res.err != nil || it.res.panicked) {
+		var fp footprint
+		broken = s.runOne(sqlTx, it, &fp)
+		failed := it.res.err != nil || it.res.panicked
+		if broken == nil && failed && (dirty.empty() || (!it.res.panicked && dirty.independent(&fp))) {
 			// Failed, and everything it read was committed already (no
-			// request before it in this batch changed anything): its
-			// answer rests on nothing this batch may still lose, and it
-			// changed nothing to wait for. Answered now, not after the
-			// fsync, so that a refusal costs no more than it did alone.
+			// request before it in this batch changed anything it
+			// touched): its answer rests on nothing this batch may still
+			// lose, and it changed nothing to wait for. Answered now, not
+			// after the fsync, so that a refusal costs no more than it
+			// did alone (footprint.go).
 			it.req.done <- it.res
 			it.answered = true
 		}
-		dirty = dirty || it.ok
+		if it.ok {
+			dirty.add(&fp)
+		}
 		// Take in whoever is waiting now, without waiting for anyone.
 		if i == len(items)-1 {
 			more := s.gc.take(maxBatch - len(items))
@@ -257,7 +272,7 @@ func (s *Store) runBatch(reqs []*writeReq) {
 // runOne runs its fn inside the open transaction between a savepoint and
 // its release. It returns an error only when the shared transaction can no
 // longer be used.
-func (s *Store) runOne(sqlTx *sql.Tx, it *batchItem) error {
+func (s *Store) runOne(sqlTx *sql.Tx, it *batchItem, fp *footprint) error {
 	if err := it.req.ctx.Err(); err != nil {
 		it.res.err = err
 		return nil
@@ -271,7 +286,7 @@ func (s *Store) runOne(sqlTx *sql.Tx, it *batchItem) error {
 	if _, err := q.ExecContext(ctx, `SAVEPOINT w`); err != nil {
 		return fmt.Errorf("savepoint: %w", err)
 	}
-	t := &tx{ctx: ctx, q: wtx{tx: sqlTx, st: s.wst}}
+	t := &tx{ctx: ctx, q: wtx{tx: sqlTx, st: s.wst, fp: fp}}
 	it.res = call(it.req.fn, t)
 	if it.res.err == nil && !it.res.panicked {
 		if _, err := q.ExecContext(ctx, `RELEASE w`); err != nil {

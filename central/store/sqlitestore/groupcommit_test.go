@@ -293,3 +293,127 @@ func TestGroupCommitCleanRefusalAnsweredAtOnce(t *testing.T) {
 		t.Fatalf("late request: %v", err)
 	}
 }
+
+// A refusal waits for its batch's commit only when it may rest on what an
+// earlier request of the batch wrote: a spot that request touched, or
+// anything at all when either of them ran a statement that is not about one
+// spot (footprint.go).
+func TestGroupCommitRefusalWaitsOnlyForWhatItRead(t *testing.T) {
+	insert := func(id, spot string, h int) func(tx store.Tx) error {
+		return func(tx store.Tx) error {
+			return tx.Insert(reservation.Reservation{ID: id, SpotID: spot, State: reservation.Reserved, Source: reservation.SourceDriver,
+				From: t0.Add(time.Duration(h) * time.Hour), Until: t0.Add(time.Duration(h+1) * time.Hour)})
+		}
+	}
+	// Checked as booking checks: the spot's availability, then the insert.
+	reserve := func(id, spot string, h int) func(tx store.Tx) error {
+		return func(tx store.Tx) error {
+			a, err := tx.Availability(spot, reservation.Window{From: t0.Add(time.Duration(h) * time.Hour), Until: t0.Add(time.Duration(h+1) * time.Hour)})
+			if err != nil {
+				return err
+			}
+			if a.BlockerID != "" {
+				return store.ErrOverlap
+			}
+			return insert(id, spot, h)(tx)
+		}
+	}
+	lookupThen := func(fn func(tx store.Tx) error) func(tx store.Tx) error {
+		return func(tx store.Tx) error {
+			if _, err := tx.Get("held"); err != nil {
+				return err
+			}
+			return fn(tx)
+		}
+	}
+	refuse := func(tx store.Tx) error { return errWrongState }
+	cases := []struct {
+		name  string
+		fns   []func(tx store.Tx) error
+		early []bool
+		errs  []error
+	}{
+		{"refused on another spot's committed reservation: at once",
+			[]func(store.Tx) error{reserve("w", "1", 0), reserve("r", "2", 0)}, []bool{false, true}, []error{nil, store.ErrOverlap}},
+		{"refused on the spot an earlier request reserved: after the commit",
+			[]func(store.Tx) error{reserve("w", "1", 0), reserve("r", "1", 0)}, []bool{false, false}, []error{nil, store.ErrOverlap}},
+		{"refused by the trigger on that spot: after the commit",
+			[]func(store.Tx) error{reserve("w", "1", 0), insert("r", "1", 0)}, []bool{false, false}, []error{nil, store.ErrOverlap}},
+		{"refused after a read that is not about one spot: after the commit",
+			[]func(store.Tx) error{reserve("w", "1", 0), lookupThen(refuse)}, []bool{false, false}, []error{nil, errWrongState}},
+		{"refused after a request that read beyond one spot: after the commit",
+			[]func(store.Tx) error{lookupThen(reserve("w", "3", 0)), reserve("r", "2", 0)}, []bool{false, false}, []error{nil, store.ErrOverlap}},
+		{"refused with nothing changed before it: at once",
+			[]func(store.Tx) error{lookupThen(refuse), reserve("r", "2", 0)}, []bool{true, true}, []error{errWrongState, store.ErrOverlap}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ctx := context.Background()
+			s := openTemp(t, filepath.Join(t.TempDir(), "central.db"))
+			if err := s.SetSpots(ctx, []string{"1", "2", "3"}, t0); err != nil {
+				t.Fatal(err)
+			}
+			held := reservation.Reservation{ID: "held", SpotID: "2", State: reservation.Paid, Source: reservation.SourceDriver,
+				From: t0, Until: t0.Add(time.Hour)}
+			if err := s.Write(ctx, func(tx store.Tx) error { return tx.Insert(held) }); err != nil {
+				t.Fatal(err)
+			}
+			// The first request holds the committer, so that the others
+			// queue and join one batch in order; the last keeps that batch
+			// open until the test has looked at who was answered.
+			hold, started := make(chan struct{}), make(chan struct{})
+			holding := make(chan error, 1)
+			go func() { holding <- s.Write(ctx, func(store.Tx) error { close(started); <-hold; return errWrongState }) }()
+			<-started
+			reqs := make([]*writeReq, len(c.fns))
+			for i, fn := range c.fns {
+				req, err := s.enqueue(ctx, fn)
+				if err != nil {
+					t.Fatal(err)
+				}
+				reqs[i] = req
+			}
+			release, last := make(chan struct{}), make(chan struct{})
+			lastDone := make(chan error, 1)
+			go func() {
+				lastDone <- s.Write(ctx, func(store.Tx) error { close(last); <-release; return nil })
+			}()
+			waitUntil(t, "the last request waiting", func() bool { return s.gc.waiting() == len(c.fns)+1 })
+			var once sync.Once
+			defer once.Do(func() { close(release) }) // Close waits for the batch
+			close(hold)
+			<-last
+			// The committer answers a request early before it runs the
+			// next one: by now every early answer is on its channel, and
+			// no other can come before the last request lets the batch
+			// commit.
+			got := make([]writeRes, len(c.fns))
+			answered := make([]bool, len(c.fns))
+			for i, req := range reqs {
+				select {
+				case got[i] = <-req.done:
+					answered[i] = true
+				default:
+				}
+				if answered[i] != c.early[i] {
+					t.Errorf("request %d: answered before its batch committed: %v, want %v", i, answered[i], c.early[i])
+				}
+			}
+			once.Do(func() { close(release) })
+			for i, req := range reqs {
+				if !answered[i] {
+					got[i] = <-req.done
+				}
+				if err := got[i].err; !errors.Is(err, c.errs[i]) || (c.errs[i] == nil && err != nil) {
+					t.Errorf("request %d: %v, want %v", i, err, c.errs[i])
+				}
+			}
+			if err := <-lastDone; err != nil {
+				t.Fatal(err)
+			}
+			if err := <-holding; !errors.Is(err, errWrongState) {
+				t.Fatalf("holding request: %v", err)
+			}
+		})
+	}
+}

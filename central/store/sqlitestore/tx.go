@@ -28,6 +28,7 @@ type tx struct {
 var _ store.Tx = (*tx)(nil)
 
 func (t *tx) Spot(id string) (bool, error) {
+	defer t.q.fp.keyed(id)()
 	var active bool
 	err := t.q.QueryRowContext(t.ctx, `SELECT active FROM spots WHERE id = ?`, id).Scan(&active)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -65,6 +66,7 @@ func scanAvailability(row *sql.Row) (store.Availability, error) {
 }
 
 func (t *tx) Availability(spotID string, w reservation.Window) (store.Availability, error) {
+	defer t.q.fp.keyed(spotID)()
 	return scanAvailability(t.q.QueryRowContext(t.ctx, availabilityQuery, spotID, sqlitedb.Micros(w.From), sqlitedb.Micros(w.Until)))
 }
 
@@ -73,6 +75,7 @@ func (t *tx) Get(id string) (reservation.Reservation, error) {
 }
 
 func (t *tx) Live(spotID string, w reservation.Window) ([]reservation.Reservation, error) {
+	defer t.q.fp.keyed(spotID)()
 	rows, err := t.q.QueryContext(t.ctx, `SELECT `+resCols+` FROM reservations
 		WHERE spot_id = ? AND state IN ('reserved', 'paid', 'taken') AND reserved_until > ? AND reserved_from < ?
 		ORDER BY reserved_from, id`, spotID, sqlitedb.Micros(w.From), sqlitedb.Micros(w.Until))
@@ -83,6 +86,7 @@ func (t *tx) Live(spotID string, w reservation.Window) ([]reservation.Reservatio
 }
 
 func (t *tx) Insert(r reservation.Reservation) error {
+	defer t.q.fp.keyed(r.SpotID)()
 	_, err := t.q.ExecContext(t.ctx, `INSERT INTO reservations (`+resCols+`)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, resArgs(r)...)
 	if err != nil {
@@ -131,6 +135,7 @@ func (t *tx) Log(c store.Change) error {
 		return fmt.Errorf("log %s: the change has no time", c.Kind)
 	}
 	t.logged = true
+	defer t.q.fp.keyed("")()
 	_, err := t.q.ExecContext(t.ctx, `INSERT INTO changes (at, kind, spot_id, reservation_id, actor, reservation, gate_id, note)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, sqlitedb.Micros(c.At), c.Kind, c.SpotID, c.ReservationID, c.Actor, snap, c.GateID, c.Note)
 	if err != nil {

@@ -99,13 +99,16 @@ func (w *wstmts) close() {
 	w.stmts = map[string]*sql.Stmt{}
 }
 
-// wtx is the writer's transaction with the statement cache in front.
+// wtx is the writer's transaction with the statement cache in front. In a
+// batch, fp records what each request's statements touch (footprint.go).
 type wtx struct {
 	tx *sql.Tx
 	st *wstmts
+	fp *footprint
 }
 
 func (w wtx) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	w.fp.statement()
 	if s := w.st.get(q); s != nil {
 		return w.tx.StmtContext(ctx, s).ExecContext(ctx, args...)
 	}
@@ -113,6 +116,7 @@ func (w wtx) ExecContext(ctx context.Context, q string, args ...any) (sql.Result
 }
 
 func (w wtx) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	w.fp.statement()
 	if s := w.st.get(q); s != nil {
 		return w.tx.StmtContext(ctx, s).QueryContext(ctx, args...)
 	}
@@ -120,6 +124,7 @@ func (w wtx) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows
 }
 
 func (w wtx) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
+	w.fp.statement()
 	if s := w.st.get(q); s != nil {
 		return w.tx.StmtContext(ctx, s).QueryRowContext(ctx, args...)
 	}
