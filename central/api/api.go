@@ -17,6 +17,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -72,6 +73,34 @@ type Handler struct {
 	params map[string][]string
 	ready  atomic.Bool
 	dur    *prometheus.HistogramVec
+	// observers caches dur's histograms by obsKey: looking one up by its
+	// label values hashes and checks them on every request.
+	observers sync.Map
+}
+
+// obsKey names one of dur's histograms.
+type obsKey struct {
+	route, method string
+	code          int
+}
+
+// observer returns dur's histogram for a request. The method is one of
+// HTTP's own or "other": a client choosing the method of a request no
+// route takes must not be able to grow the metrics (or this cache) without
+// bound.
+func (h *Handler) observer(route, method string, code int) prometheus.Observer {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+	default:
+		method = "other"
+	}
+	k := obsKey{route, method, code}
+	if o, ok := h.observers.Load(k); ok {
+		return o.(prometheus.Observer)
+	}
+	o, _ := h.observers.LoadOrStore(k, h.dur.WithLabelValues(route, method, strconv.Itoa(code)))
+	return o.(prometheus.Observer)
 }
 
 // New returns the handler. It answers /readyz with 503 until SetReady.
@@ -178,8 +207,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if route == "" {
 			route = "unmatched"
 		}
-		code := strconv.Itoa(rec.status)
-		h.dur.WithLabelValues(route, r.Method, code).Observe(time.Since(start).Seconds())
+		h.observer(route, r.Method, rec.status).Observe(time.Since(start).Seconds())
 		// Paths and status only: never headers (tokens) or bodies. Asked
 		// first, because building the arguments costs allocations on every
 		// request even when debug logging is off.

@@ -500,6 +500,35 @@ func TestHealthReadyMetrics(t *testing.T) {
 	}
 }
 
+// A client sending made-up methods cannot grow the metrics: every method
+// that is not HTTP's own is counted as "other".
+func TestMetricsBoundMethods(t *testing.T) {
+	s := newServer(t, clocktest.New(t0), []string{"1"})
+	for i := range 20 {
+		req, _ := http.NewRequest(fmt.Sprintf("X%d", i), s.srv.URL+"/parkings", nil)
+		res, err := s.srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusMethodNotAllowed {
+			t.Fatalf("method X%d: %d", i, res.StatusCode)
+		}
+	}
+	res, err := s.srv.Client().Get(s.srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if strings.Contains(string(b), `method="X`) {
+		t.Fatalf("a made-up method is a label value: %s", b)
+	}
+	if !strings.Contains(string(b), `parkgate_http_request_duration_seconds_count{code="405",method="other",route="unmatched"} 20`) {
+		t.Fatalf("the made-up methods are not counted as other: %s", b)
+	}
+}
+
 // A request no route takes is answered once, in the API's error shape: a
 // 405 names the methods allowed, and nothing of the mux's own plain-text
 // answer gets through.

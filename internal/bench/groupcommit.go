@@ -62,6 +62,9 @@ type GroupCommitRound struct {
 	// cores: centrald's and the load generator's (parkbench's own) in the
 	// HTTP run with group commit, and the in-process run's (raw).
 	HTTPServerCPU, HTTPClientCPU, RawCPU time.Duration
+	// The servers' CPU per point read: centrald's and the trivial
+	// server's, in their turns.
+	ReadsCPU, TrivialCPU time.Duration
 }
 
 // WriteRatio is HTTP with group commit over the one-transaction-per-request
@@ -148,7 +151,8 @@ func (g *GroupCommitReport) markdown(b *bytes.Buffer, r *Report) {
 	p("Per round and concurrency: the contended reservations of c over HTTP (closed loop, parkbench's own client) on a "+
 		"fresh centrald with group commit (its default), and the same pattern in-process through `%s` on a fresh SQLite "+
 		"store with one transaction and one fsync per request (the figure of d, **raw**), in %d alternating turns of %s "+
-		"each, both kept running between turns, so that the machine's drift falls on both. **HTTP ÷ raw** is the first "+
+		"each (one then the other, then the other way round), both kept running between turns and centrald left to "+
+		"settle after its start, so that the machine's drift falls on both. **HTTP ÷ raw** is the first "+
 		"over the second. For scale, each alone for %s: HTTP on a centrald with `PARKING_DB_GROUP_COMMIT=false`, and "+
 		"in-process with group commit. Batch is centrald's `parkgate_store_writes_total ÷ parkgate_store_commits_total` "+
 		"after its turns: how many requests shared an fsync on average. Then `GET /parkings/{id}` (random spots of %d, "+
@@ -175,11 +179,11 @@ func (g *GroupCommitReport) markdown(b *bytes.Buffer, r *Report) {
 		"the two cores: centrald's and the load generator's (parkbench's own) in the HTTP run with group commit, and the " +
 		"in-process run's, one transaction per request.")
 	p("")
-	p("| round | concurrency | centrald (HTTP) | load generator | HTTP, both | in-process (raw) |")
-	p("|--:|--:|--:|--:|--:|--:|")
+	p("| round | concurrency | centrald (HTTP) | load generator | HTTP, both | in-process (raw) | centrald per point read | trivial server per point read |")
+	p("|--:|--:|--:|--:|--:|--:|--:|--:|")
 	for _, g := range g.Rounds {
-		p("| %d | %d | %s | %s | %s | %s |", g.Round, g.Concurrency, us(g.HTTPServerCPU), us(g.HTTPClientCPU),
-			us(g.HTTPServerCPU+g.HTTPClientCPU), us(g.RawCPU))
+		p("| %d | %d | %s | %s | %s | %s | %s | %s |", g.Round, g.Concurrency, us(g.HTTPServerCPU), us(g.HTTPClientCPU),
+			us(g.HTTPServerCPU+g.HTTPClientCPU), us(g.RawCPU), us(g.ReadsCPU), us(g.TrivialCPU))
 	}
 	p("")
 	for _, n := range g.concurrencies() {
@@ -260,7 +264,39 @@ var okWrite = OK(201, 409)
 // each, both kept running in between. On a shared machine whose speed
 // drifts by tens of percent within a minute, back-to-back runs of several
 // seconds each measured the drift as much as the difference; turns of a
-// second or two share it out between both figures.
+// second or two share it out between both figures, and every other pair
+// runs in the other order (inOrder). A centrald just started is left to
+// settle first.
+
+// inOrder runs the i-th pair of turns: a then b, then b then a, and so
+// on, so that a drift during the run falls on both alike.
+func inOrder(i int, a, b func()) {
+	if i%2 == 1 {
+		a, b = b, a
+	}
+	a()
+	b()
+}
+
+// settle waits, at most within, until the process pid has used less than a
+// tenth of a core over a quarter of a second: a centrald just started is
+// still busy for a moment after it answers /readyz (its broker, its relay's
+// first snapshot), and that is not what a turn should measure.
+func settle(ctx context.Context, pid int, within time.Duration) {
+	const window = 250 * time.Millisecond
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		m := startCPU(pid)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(window):
+		}
+		if m.since() < window/10 {
+			return
+		}
+	}
+}
 
 // turn is one turn's samples and the end of its warm-up.
 type turn struct {
@@ -304,6 +340,7 @@ func (b *runner) turnPlan(dur time.Duration) (n int, first, later, each time.Dur
 func (b *runner) pairedWrites(ctx context.Context, label string, n int, g *GroupCommitRound) error {
 	return b.withCentraldEnv(ctx, []string{"PARKING_DB_GROUP_COMMIT=true"}, func(c *Centrald) error {
 		return b.withInProcess(ctx, false, func(ip *inProcess) error {
+			settle(ctx, c.proc.pid(), 10*time.Second)
 			turns, first, later, each := b.turnPlan(b.p.ContendedDuration)
 			b.progress("l: %s: contended POST /reserve over HTTP with group commit and in-process %s with one transaction per request, in %d turns of %s each",
 				label, RawMethod, turns, each)
@@ -318,16 +355,20 @@ func (b *runner) pairedWrites(ctx context.Context, label string, n int, g *Group
 				if i == 0 {
 					warm = first
 				}
-				server, client := startCPU(c.proc.pid()), startCPU(os.Getpid())
-				samples, from := runHTTP(ctx, httpRun{targeter: contendedTargeter(c.URL, gen), workers: n, warmup: warm, dur: each, ok: okWrite})
-				serverCPU += server.since()
-				clientCPU += client.since()
-				httpTurns, httpN = append(httpTurns, turn{samples, from}), httpN+len(samples)
-
-				self := startCPU(os.Getpid())
-				samples, from = ip.run(ctx, n, warm, each)
-				rawCPU += self.since()
-				rawTurns, rawN = append(rawTurns, turn{samples, from}), rawN+len(samples)
+				overHTTP := func() {
+					server, client := startCPU(c.proc.pid()), startCPU(os.Getpid())
+					samples, from := runHTTP(ctx, httpRun{targeter: contendedTargeter(c.URL, gen), workers: n, warmup: warm, dur: each, ok: okWrite})
+					serverCPU += server.since()
+					clientCPU += client.since()
+					httpTurns, httpN = append(httpTurns, turn{samples, from}), httpN+len(samples)
+				}
+				inProcess := func() {
+					self := startCPU(os.Getpid())
+					samples, from := ip.run(ctx, n, warm, each)
+					rawCPU += self.since()
+					rawTurns, rawN = append(rawTurns, turn{samples, from}), rawN+len(samples)
+				}
+				inOrder(i, overHTTP, inProcess)
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
@@ -355,21 +396,29 @@ func (b *runner) pointReads(ctx context.Context, self string, n int, g *GroupCom
 	}
 	defer t.proc.stop()
 	err = b.withCentrald(ctx, func(c *Centrald) error {
+		settle(ctx, c.proc.pid(), 10*time.Second)
 		turns, first, later, each := b.turnPlan(b.p.ReadDuration)
 		b.progress("l: GET /parkings/{id} on the trivial server and on centrald, concurrency %d, in %d turns of %s each", n, turns, each)
-		var trivial, reads []turn
+		var (
+			trivial, reads       []turn
+			trivialCPU, readsCPU time.Duration
+			trivialN, readsN     int
+		)
 		for i := range turns {
 			warm := later
 			if i == 0 {
 				warm = first
 			}
-			for _, side := range []struct {
-				base  string
-				turns *[]turn
-			}{{t.url, &trivial}, {c.URL, &reads}} {
-				samples, from := runHTTP(ctx, httpRun{targeter: spotTargeter(side.base, b.p.Spots), workers: n, warmup: warm, dur: each, ok: ok})
-				*side.turns = append(*side.turns, turn{samples, from})
+			run := func(base string, pid int, turns *[]turn, cpu *time.Duration, count *int) func() {
+				return func() {
+					m := startCPU(pid)
+					samples, from := runHTTP(ctx, httpRun{targeter: spotTargeter(base, b.p.Spots), workers: n, warmup: warm, dur: each, ok: ok})
+					*cpu += m.since()
+					*count += len(samples)
+					*turns = append(*turns, turn{samples, from})
+				}
 			}
+			inOrder(i, run(t.url, t.proc.pid(), &trivial, &trivialCPU, &trivialN), run(c.URL, c.proc.pid(), &reads, &readsCPU, &readsN))
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -377,6 +426,7 @@ func (b *runner) pointReads(ctx context.Context, self string, n int, g *GroupCom
 		label := fmt.Sprintf("GET /parkings/{id}, concurrency %d", n)
 		g.Trivial, g.Reads = summarizeTurns(label+", trivial server", trivial, ok), summarizeTurns(label+", centrald", reads, ok)
 		g.Trivial.Workers, g.Reads.Workers = n, n
+		g.TrivialCPU, g.ReadsCPU = perRequest(trivialCPU, trivialN), perRequest(readsCPU, readsN)
 		b.done(g.Trivial)
 		b.done(g.Reads)
 		return nil
