@@ -163,9 +163,12 @@ func (r *Report) Markdown() []byte {
 		p("| data directory | %s (%s) |", cell(m.DataDir), m.DataFS)
 	}
 	p("")
-	p("The load generators (for centrald [vegeta](https://github.com/tsenart/vegeta) as a library, for gated a closed " +
-		"loop of HTTP clients) run on the same machine and share its CPUs with the daemon under test, so every HTTP figure " +
-		"includes the client's cost. All traffic goes to 127.0.0.1.")
+	p("The load generators run on the same machine and share its CPUs with the daemon under test, so every HTTP figure " +
+		"includes the client's cost. For centrald: fixed-rate runs through [vegeta](https://github.com/tsenart/vegeta) as " +
+		"a library; closed loops through parkbench's own client (one keep-alive HTTP/1.1 connection per worker, the request " +
+		"written from its target and the answer's status line, headers and body read, nothing else), which spends about " +
+		"half of vegeta's CPU per request and so leaves more of the two cores to the server (section l gives its CPU per " +
+		"request). For gated: a closed loop of HTTP clients. All traffic goes to 127.0.0.1.")
 	p("")
 
 	p("## How to reproduce")
