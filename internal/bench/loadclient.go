@@ -55,6 +55,9 @@ func closedLoop(ctx context.Context, r httpRun) ([]Sample, time.Time) {
 		wg.Go(func() {
 			c := &loadConn{}
 			defer c.close()
+			// An interrupted run ends now, not when the request in flight
+			// is answered or times out.
+			defer context.AfterFunc(ctx, c.interrupt)()
 			var t vegeta.Target
 			for ctx.Err() == nil && count.Add(1) <= limit {
 				t0 := time.Now()
@@ -66,7 +69,7 @@ func closedLoop(ctx context.Context, r httpRun) ([]Sample, time.Time) {
 					per[i] = append(per[i], Sample{Start: t0, Err: "target: " + err.Error()})
 					return
 				}
-				code, body, err := c.do(&t)
+				code, body, err := c.do(ctx, &t)
 				s := Sample{Start: t0, Latency: time.Since(t0), Code: code, Route: routeOf(t.Method, t.URL)}
 				if err != nil {
 					s.Code, s.Err = 0, err.Error()
@@ -89,6 +92,7 @@ func closedLoop(ctx context.Context, r httpRun) ([]Sample, time.Time) {
 // again after an error or a "Connection: close".
 type loadConn struct {
 	host string
+	mu   sync.Mutex // guards conn against interrupt
 	conn net.Conn
 	r    *bufio.Reader
 	w    *bufio.Writer
@@ -96,15 +100,26 @@ type loadConn struct {
 }
 
 func (c *loadConn) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.conn != nil {
 		c.conn.Close()
 		c.conn = nil
 	}
 }
 
+// interrupt makes the request in flight, if any, fail at once.
+func (c *loadConn) interrupt() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.conn != nil {
+		c.conn.SetDeadline(time.Unix(1, 0))
+	}
+}
+
 // do sends t and reads its answer: the status and, cut to 256 bytes, the
 // body.
-func (c *loadConn) do(t *vegeta.Target) (int, []byte, error) {
+func (c *loadConn) do(ctx context.Context, t *vegeta.Target) (int, []byte, error) {
 	host, path, err := splitURL(t.URL)
 	if err != nil {
 		return 0, nil, err
@@ -117,6 +132,11 @@ func (c *loadConn) do(t *vegeta.Target) (int, []byte, error) {
 	}
 	if err := c.conn.SetDeadline(time.Now().Add(answerTimeout)); err != nil {
 		c.close()
+		return 0, nil, err
+	}
+	// interrupt runs once ctx has ended: either after the deadline above,
+	// which it then cuts short, or before, and then ctx has ended here.
+	if err := ctx.Err(); err != nil {
 		return 0, nil, err
 	}
 	code, keep, err := c.roundTrip(t, host, path)
@@ -138,7 +158,9 @@ func (c *loadConn) dial(host string) error {
 	if err != nil {
 		return err
 	}
+	c.mu.Lock()
 	c.host, c.conn = host, conn
+	c.mu.Unlock()
 	c.r, c.w = bufio.NewReaderSize(conn, 4096), bufio.NewWriterSize(conn, 4096)
 	return nil
 }

@@ -174,3 +174,40 @@ func TestSummarizeTurns(t *testing.T) {
 		t.Fatalf("errors %d codes %v", s.Errors, s.Codes)
 	}
 }
+
+// Interrupting parkbench ends a closed loop at once, even with every
+// worker waiting for an answer that does not come.
+func TestClosedLoopInterrupted(t *testing.T) {
+	arrived := make(chan struct{}, 4)
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		<-release
+	}))
+	defer srv.Close()
+	defer close(release)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		for range 4 {
+			<-arrived
+		}
+		cancel()
+	}()
+	targeter := func(tgt *vegeta.Target) error {
+		tgt.Method, tgt.URL = http.MethodGet, srv.URL+"/"
+		return nil
+	}
+	began := time.Now()
+	samples, _ := closedLoop(ctx, httpRun{targeter: targeter, workers: 4, dur: time.Hour, ok: OK(200)})
+	if took := time.Since(began); took >= answerTimeout/2 {
+		t.Fatalf("the loop ended %v after it began; an interrupt should end it at once", took)
+	}
+	if len(samples) != 4 {
+		t.Fatalf("%d samples, want the 4 requests in flight", len(samples))
+	}
+	for _, s := range samples {
+		if s.Code != 0 {
+			t.Fatalf("an interrupted request got %d", s.Code)
+		}
+	}
+}
