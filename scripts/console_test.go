@@ -20,6 +20,8 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/parkgate/parkgate/internal/browsertest"
+
+	"github.com/parkgate/parkgate/internal/syncbuf"
 )
 
 // The operator console in a real headless Chromium, against the demo as
@@ -368,7 +370,7 @@ func startGate(t *testing.T, bin, data, id, role string, mqttPort, httpPort int)
 		fmt.Sprintf("PARKING_HTTP_ADDR=127.0.0.1:%d", httpPort), "PARKING_DB_PATH="+filepath.Join(data, id+".db"),
 		"PARKING_TICKETS_PUBLIC_KEY="+key, "PARKING_HARDWARE_MODE=sim",
 		fmt.Sprintf("PARKING_MQTT_URL=tcp://127.0.0.1:%d", mqttPort), "PARKING_MQTT_PASSWORD="+pw)
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

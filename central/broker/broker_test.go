@@ -29,6 +29,8 @@ import (
 	pahopackets "github.com/eclipse/paho.mqtt.golang/packets"
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/parkgate/parkgate/internal/syncbuf"
 )
 
 const (
@@ -660,29 +662,11 @@ func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.
 	return certFile, keyFile, pool
 }
 
-// logBuffer collects the broker's log for assertions.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
 // A gate with the right password but another client id is refused with
 // CONNACK 5, as a wrong password is; the operator learns from central's
 // log which of the two it was, and which client id to use.
 func TestClientIDMismatchHasItsOwnReason(t *testing.T) {
-	var logs logBuffer
+	var logs syncbuf.Buffer
 	b, err := New(Config{Site: testSite, Listen: "127.0.0.1:0", CentralUser: centralUser, CentralPassword: centralPassword},
 		testCreds(), slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {

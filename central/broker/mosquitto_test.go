@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"bytes"
 	"fmt"
 	"net"
 	"net/url"
@@ -18,6 +17,8 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/parkgate/parkgate/internal/syncbuf"
 )
 
 // TestMosquittoWithShippedConfig runs the machine's Mosquitto with
@@ -252,7 +253,7 @@ func startMosquitto(t *testing.T) string {
 		chownTo(t, dir, "mosquitto", "nobody")
 	}
 
-	var out lockedBuffer
+	var out syncbuf.Buffer
 	cmd := exec.Command(bin, "-c", filepath.Join(dir, "mosquitto.conf"))
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -332,22 +333,4 @@ func chownTo(t *testing.T, dir string, names ...string) {
 		return
 	}
 	t.Skip("running as root and no mosquitto or nobody user to run Mosquitto as")
-}
-
-// lockedBuffer collects the process's output from its copying goroutines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

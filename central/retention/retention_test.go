@@ -1,12 +1,10 @@
 package retention
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,19 +12,9 @@ import (
 	"github.com/parkgate/parkgate/central/store"
 	"github.com/parkgate/parkgate/central/store/sqlitestore"
 	"github.com/parkgate/parkgate/clock/clocktest"
+
+	"github.com/parkgate/parkgate/internal/syncbuf"
 )
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // The service erases what is due when it starts and, as time passes, what
 // becomes due, in batches, and logs counts, never a plate.
@@ -59,7 +47,7 @@ func TestServiceErasesAsTimePasses(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	svc := &Service{Store: st, Clock: clk, Keep: 90 * day, Interval: time.Hour, Batch: 1,
 		Log: slog.New(slog.NewJSONHandler(&logs, nil))}
 	runCtx, cancel := context.WithCancel(ctx)

@@ -19,6 +19,8 @@ import (
 
 	"github.com/parkgate/parkgate/gate/config"
 	"github.com/parkgate/parkgate/gate/localdb"
+
+	"github.com/parkgate/parkgate/internal/syncbuf"
 )
 
 // These tests run gated as it runs on a lane — the shipped
@@ -32,7 +34,7 @@ type testGated struct {
 	api    string // http://host:port of the local API
 	camera string // http://host:port where POST /v1/anpr is served
 	dbPath string
-	logs   *lockedBuffer
+	logs   *syncbuf.Buffer
 	stop   func()
 }
 
@@ -57,7 +59,7 @@ func startGated(t *testing.T, env ...string) *testGated {
 func startGatedWith(t *testing.T, path string, env ...string) *testGated {
 	t.Helper()
 	dir := t.TempDir()
-	g := &testGated{t: t, dbPath: filepath.Join(dir, "gated.db"), logs: &lockedBuffer{}}
+	g := &testGated{t: t, dbPath: filepath.Join(dir, "gated.db"), logs: &syncbuf.Buffer{}}
 	now := time.Now()
 	ctx := context.Background()
 	db, err := localdb.Open(ctx, g.dbPath)
@@ -116,25 +118,6 @@ func startGatedWith(t *testing.T, path string, env ...string) *testGated {
 	}
 	t.Cleanup(g.stop)
 	return g
-}
-
-// lockedBuffer collects the log lines of a gated (written from its
-// goroutines, read by the test).
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // push is one request to gated.

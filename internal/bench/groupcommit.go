@@ -175,9 +175,9 @@ func (g *GroupCommitReport) markdown(b *bytes.Buffer, r *Report) {
 			g.WriteRatio(), g.Reads.Throughput, g.Trivial.Throughput, g.ReadRatio(), ms(g.Reads.Latency.P99), ms(g.Trivial.Latency.P99))
 	}
 	p("")
-	p("CPU time per contended reservation (warm-up included; user and system from `/proc`), in the runs above that share " +
-		"the two cores: centrald's and the load generator's (parkbench's own) in the HTTP run with group commit, and the " +
-		"in-process run's, one transaction per request.")
+	p("CPU time per request (warm-ups included; user and system from `/proc`) in the turns above, which share the two " +
+		"cores: per contended reservation, centrald's and the load generator's (parkbench's client) in the HTTP turns and " +
+		"the in-process turns', one transaction per request; per point read, centrald's and the trivial server's.")
 	p("")
 	p("| round | concurrency | centrald (HTTP) | load generator | HTTP, both | in-process (raw) | centrald per point read | trivial server per point read |")
 	p("|--:|--:|--:|--:|--:|--:|--:|--:|")

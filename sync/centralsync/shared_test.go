@@ -1,11 +1,9 @@
 package centralsync_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,26 +11,9 @@ import (
 
 	"github.com/parkgate/parkgate/clock"
 	"github.com/parkgate/parkgate/sync/centralsync"
+
+	"github.com/parkgate/parkgate/internal/syncbuf"
 )
-
-// lockedBuffer is a log destination the relay's goroutines and the test
-// share.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // noShared is allowAll but for shared subscriptions, which it refuses as
 // NATS does (mochi itself has no switch for it).
@@ -49,7 +30,7 @@ func (*noShared) OnACLCheck(_ *mochi.Client, topic string, _ bool) bool {
 func TestBrokerWithoutSharedSubscriptionsSaysWhatToSet(t *testing.T) {
 	b := startBrokerWith(t, "127.0.0.1:0", new(noShared))
 	e := newCentral(t)
-	logs := &lockedBuffer{}
+	logs := &syncbuf.Buffer{}
 	cfg := centralsync.Config{Site: e.site, URL: b.url(), Shared: true, Heartbeat: 300 * time.Millisecond, RetryMax: 200 * time.Millisecond}
 	relay := centralsync.New(cfg, e.st, e.svc, clock.Real{}, slog.New(slog.NewTextHandler(logs, nil)))
 	ctx, cancel := context.WithCancel(e.ctx)
