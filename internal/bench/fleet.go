@@ -228,10 +228,9 @@ func (b *runner) fleetRun(ctx context.Context, n int, external string) (run Flee
 	run.Connect = time.Since(start)
 	b.progress("  every gate online after %s", sec1(run.Connect))
 	run.RSSConnected, _, _ = memory(c.proc.pid())
-	t1, _ := cpuTicks(c.proc.pid())
+	idle := startCPU(c.proc.pid())
 	time.Sleep(run.IdleWindow)
-	t2, _ := cpuTicks(c.proc.pid())
-	run.CPUIdle = float64(t2-t1) / 100 / run.IdleWindow.Seconds()
+	run.CPUIdle = idle.since().Seconds() / run.IdleWindow.Seconds()
 
 	// Propagation.
 	var lat []time.Duration

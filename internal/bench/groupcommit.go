@@ -327,12 +327,17 @@ func summarizeTurns(label string, turns []turn, ok func(int) bool) Summary {
 	return s
 }
 
-// turnPlan splits a run of warmup+dur into turns: the first keeps the
-// whole warm-up, the others a quarter of it (the connections and caches
-// are warm by then, but a new turn opens new connections).
-func (b *runner) turnPlan(dur time.Duration) (n int, first, later, each time.Duration) {
+// turnPlan splits a run of warmup+dur into n turns of each: the first
+// keeps the whole warm-up, the others a quarter of it (the connections and
+// caches are warm by then, but a new turn opens new connections).
+func (b *runner) turnPlan(dur time.Duration) (n int, each time.Duration, warmup func(turn int) time.Duration) {
 	n = max(b.p.GroupCommitTurns, 1)
-	return n, b.p.Warmup, b.p.Warmup / 4, dur / time.Duration(n)
+	return n, dur / time.Duration(n), func(turn int) time.Duration {
+		if turn == 0 {
+			return b.p.Warmup
+		}
+		return b.p.Warmup / 4
+	}
 }
 
 // pairedWrites measures the contended pattern over HTTP on centrald with
@@ -341,7 +346,7 @@ func (b *runner) pairedWrites(ctx context.Context, label string, n int, g *Group
 	return b.withCentraldEnv(ctx, []string{"PARKING_DB_GROUP_COMMIT=true"}, func(c *Centrald) error {
 		return b.withInProcess(ctx, false, func(ip *inProcess) error {
 			settle(ctx, c.proc.pid(), 10*time.Second)
-			turns, first, later, each := b.turnPlan(b.p.ContendedDuration)
+			turns, each, warmup := b.turnPlan(b.p.ContendedDuration)
 			b.progress("l: %s: contended POST /reserve over HTTP with group commit and in-process %s with one transaction per request, in %d turns of %s each",
 				label, RawMethod, turns, each)
 			gen := newContention(time.Now(), b.p.Spots)
@@ -351,10 +356,7 @@ func (b *runner) pairedWrites(ctx context.Context, label string, n int, g *Group
 				serverCPU, clientCPU, rawCPU time.Duration
 			)
 			for i := range turns {
-				warm := later
-				if i == 0 {
-					warm = first
-				}
+				warm := warmup(i)
 				overHTTP := func() {
 					server, client := startCPU(c.proc.pid()), startCPU(os.Getpid())
 					samples, from := runHTTP(ctx, httpRun{targeter: contendedTargeter(c.URL, gen), workers: n, warmup: warm, dur: each, ok: okWrite})
@@ -397,7 +399,7 @@ func (b *runner) pointReads(ctx context.Context, self string, n int, g *GroupCom
 	defer t.proc.stop()
 	err = b.withCentrald(ctx, func(c *Centrald) error {
 		settle(ctx, c.proc.pid(), 10*time.Second)
-		turns, first, later, each := b.turnPlan(b.p.ReadDuration)
+		turns, each, warmup := b.turnPlan(b.p.ReadDuration)
 		b.progress("l: GET /parkings/{id} on the trivial server and on centrald, concurrency %d, in %d turns of %s each", n, turns, each)
 		var (
 			trivial, reads       []turn
@@ -405,10 +407,7 @@ func (b *runner) pointReads(ctx context.Context, self string, n int, g *GroupCom
 			trivialN, readsN     int
 		)
 		for i := range turns {
-			warm := later
-			if i == 0 {
-				warm = first
-			}
+			warm := warmup(i)
 			run := func(base string, pid int, turns *[]turn, cpu *time.Duration, count *int) func() {
 				return func() {
 					m := startCPU(pid)

@@ -88,6 +88,22 @@ func runHTTP(ctx context.Context, r httpRun) ([]Sample, time.Time) {
 // runLoop runs op in a closed loop of workers goroutines for warmup+dur
 // (and at most maxSamples times in all) and returns what each call took.
 func runLoop(ctx context.Context, workers int, warmup, dur time.Duration, op func(context.Context) (code int, err string)) ([]Sample, time.Time) {
+	return runWorkers(ctx, workers, warmup, dur, maxSamples, func() (func(time.Time) (Sample, bool), func()) {
+		return func(t0 time.Time) (Sample, bool) {
+			code, err := op(ctx)
+			return Sample{Start: t0, Latency: time.Since(t0), Code: code, Err: err}, true
+		}, nil
+	})
+}
+
+// runWorkers is the closed loop under runLoop and closedLoop: workers
+// goroutines, each calling the step that newWorker made for it, one step
+// after the other, until warmup+dur has passed, ctx has ended, limit steps
+// have started in all or the step says its worker stops. A step gets the
+// time it started and returns its sample; done, if not nil, runs when its
+// worker ends. It returns every sample and the end of the warm-up.
+func runWorkers(ctx context.Context, workers int, warmup, dur time.Duration, limit int,
+	newWorker func() (step func(t0 time.Time) (s Sample, goOn bool), done func())) ([]Sample, time.Time) {
 	began := time.Now()
 	deadline := began.Add(warmup + dur)
 	var (
@@ -97,13 +113,20 @@ func runLoop(ctx context.Context, workers int, warmup, dur time.Duration, op fun
 	)
 	for i := range workers {
 		wg.Go(func() {
-			for ctx.Err() == nil && count.Add(1) <= maxSamples {
+			step, done := newWorker()
+			if done != nil {
+				defer done()
+			}
+			for ctx.Err() == nil && count.Add(1) <= int64(limit) {
 				t0 := time.Now()
 				if !t0.Before(deadline) {
 					return
 				}
-				code, err := op(ctx)
-				per[i] = append(per[i], Sample{Start: t0, Latency: time.Since(t0), Code: code, Err: err})
+				s, goOn := step(t0)
+				per[i] = append(per[i], s)
+				if !goOn {
+					return
+				}
 			}
 		})
 	}

@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
@@ -40,52 +39,32 @@ const answerTimeout = 10 * time.Second
 // most maxSamples requests in all). It returns every request as a Sample
 // and the start of the measured window.
 func closedLoop(ctx context.Context, r httpRun) ([]Sample, time.Time) {
-	began := time.Now()
-	deadline := began.Add(r.warmup + r.dur)
-	var (
-		wg    sync.WaitGroup
-		count atomic.Int64
-		per   = make([][]Sample, r.workers)
-		limit = int64(maxSamples)
-	)
+	limit := maxSamples
 	if r.maxRequests > 0 {
-		limit = int64(min(r.maxRequests, maxSamples))
+		limit = min(r.maxRequests, maxSamples)
 	}
-	for i := range r.workers {
-		wg.Go(func() {
-			c := &loadConn{}
-			defer c.close()
-			// An interrupted run ends now, not when the request in flight
-			// is answered or times out.
-			defer context.AfterFunc(ctx, c.interrupt)()
-			var t vegeta.Target
-			for ctx.Err() == nil && count.Add(1) <= limit {
-				t0 := time.Now()
-				if !t0.Before(deadline) {
-					return
-				}
-				t = vegeta.Target{}
-				if err := r.targeter(&t); err != nil {
-					per[i] = append(per[i], Sample{Start: t0, Err: "target: " + err.Error()})
-					return
-				}
-				code, body, err := c.do(ctx, &t)
-				s := Sample{Start: t0, Latency: time.Since(t0), Code: code, Route: routeOf(t.Method, t.URL)}
-				if err != nil {
-					s.Code, s.Err = 0, err.Error()
-				} else if !r.ok(code) {
-					s.Err = strings.TrimSpace(http.StatusText(code) + " " + strings.TrimSpace(string(body)))
-				}
-				per[i] = append(per[i], s)
+	return runWorkers(ctx, r.workers, r.warmup, r.dur, limit, func() (func(time.Time) (Sample, bool), func()) {
+		c := &loadConn{}
+		// An interrupted run ends now, not when the request in flight is
+		// answered or times out.
+		stop := context.AfterFunc(ctx, c.interrupt)
+		var t vegeta.Target
+		step := func(t0 time.Time) (Sample, bool) {
+			t = vegeta.Target{}
+			if err := r.targeter(&t); err != nil {
+				return Sample{Start: t0, Err: "target: " + err.Error()}, false
 			}
-		})
-	}
-	wg.Wait()
-	var all []Sample
-	for _, s := range per {
-		all = append(all, s...)
-	}
-	return all, began.Add(r.warmup)
+			code, body, err := c.do(ctx, &t)
+			s := Sample{Start: t0, Latency: time.Since(t0), Code: code, Route: routeOf(t.Method, t.URL)}
+			if err != nil {
+				s.Code, s.Err = 0, err.Error()
+			} else if !r.ok(code) {
+				s.Err = strings.TrimSpace(http.StatusText(code) + " " + strings.TrimSpace(string(body)))
+			}
+			return s, true
+		}
+		return step, func() { stop(); c.close() }
+	})
 }
 
 // loadConn is one worker's keep-alive connection, opened on first use and
