@@ -238,27 +238,70 @@ func TestGuardWithoutStoreCode(t *testing.T) {
 }
 
 // TestRacingInstances: 64 clients on two instances book overlapping
-// windows of three spots at once. Every call either books or gets
-// ErrOverlap (never a deadlock or other internal error), no two live
-// reservations overlap, and each contested window has exactly one winner.
-// Run with and without the spot lock (the lock avoids the deadlocks of
-// inserts waiting on each other's rows, rare at this scale but each one
-// costs deadlock_timeout; the retries would make up for them), and with
-// bookings of two spots at once taken in cyclic orders, which would
-// deadlock whatever the locks and must be retried.
+// windows of three spots at once, with commits made slow (commit_delay, as
+// on a loaded disk) so that transactions stay in progress long enough to
+// collide. Whatever the mode, no two live reservations overlap, no window
+// has two winners, and every created reservation is logged once.
+//
+//   - "spot lock", as shipped: every call books or gets ErrOverlap, each
+//     contested window has exactly one winner, and no transaction is run
+//     twice: the spot lock leaves nothing to deadlock.
+//   - "two spots": bookings of two spots at once taken in cyclic orders,
+//     which collide whatever the locks; the retry takes its spots in id
+//     order, so none needs more than two runs.
+//   - "no spot lock": the overlap constraint alone still refuses every
+//     double booking. But inserts of overlapping windows then wait on each
+//     other's uncommitted rows and deadlock, and the retries can collide
+//     again (each check may meet another retry's row before the winner's),
+//     so some callers can get a deadlock error after maxWriteAttempts runs
+//     (seen under CI's load). That is why Insert and Update take the spot
+//     lock; this mode asserts only what the constraint gives.
 func TestRacingInstances(t *testing.T) {
 	for _, c := range []struct {
 		name       string
 		noSpotLock bool
 		twoSpots   bool
-	}{{"spot lock", false, false}, {"retries only", true, false}, {"two spots", false, true}} {
+	}{{"spot lock", false, false}, {"no spot lock", true, false}, {"two spots", false, true}} {
 		t.Run(c.name, func(t *testing.T) { testRacing(t, c.noSpotLock, c.twoSpots) })
 	}
+}
+
+// slowCommits returns dsn with commits delayed by commit_delay, and
+// deadlocks detected after 100ms rather than deadlock_timeout's default 1s
+// (so that the no-spot-lock mode's deadlocks cost seconds, not tens of
+// them). Only a superuser may change either; for another user it returns
+// dsn as is.
+func slowCommits(t *testing.T, dsn string) string {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var super string
+	if err := conn.QueryRow(ctx, `SELECT current_setting('is_superuser')`).Scan(&super); err != nil {
+		t.Fatal(err)
+	}
+	if super != "on" {
+		t.Logf("not a superuser: commits are not slowed, deadlock_timeout is the server's")
+		return dsn
+	}
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("commit_delay", "30000") // µs; applies when 5 other transactions are open
+	q.Set("deadlock_timeout", "100ms")
+	u.RawQuery = q.Encode()
+	return u.String()
 }
 
 func testRacing(t *testing.T, noSpotLock, twoSpots bool) {
 	ctx := context.Background()
 	dsn, _ := pgtest.Schema(t)
+	dsn = slowCommits(t, dsn)
 	a, b := open(t, dsn), open(t, dsn)
 	a.noSpotLock, b.noSpotLock = noSpotLock, noSpotLock
 	spots := []string{"1", "2", "3"}
@@ -280,6 +323,7 @@ func testRacing(t *testing.T, noSpotLock, twoSpots bool) {
 	var (
 		mu                 sync.Mutex
 		booked, overlapped int
+		gaveUp             int // deadlocked on every run (no spot lock only)
 		mostRuns           int // of one Write's fn
 	)
 	start := time.Now()
@@ -340,6 +384,8 @@ func testRacing(t *testing.T, noSpotLock, twoSpots bool) {
 					wins[k] = append(wins[k], rs[0].ID)
 				case errors.Is(err, store.ErrOverlap):
 					overlapped++
+				case noSpotLock && retryable(err) && runs == maxWriteAttempts:
+					gaveUp++
 				default:
 					t.Errorf("%s: %v", rs[0].ID, err)
 				}
@@ -353,8 +399,14 @@ func testRacing(t *testing.T, noSpotLock, twoSpots bool) {
 	if twoSpots {
 		perBooking = 2
 	}
-	if want := len(spots) * slots * rounds; len(wins) != want || booked != want*perBooking {
+	if want := len(spots) * slots * rounds; len(wins) != want && gaveUp == 0 || len(wins) > want || booked != len(wins)*perBooking {
 		t.Errorf("%d windows won, %d reservations booked: want %d windows", len(wins), booked, want)
+	}
+	switch {
+	case !noSpotLock && !twoSpots && mostRuns != 1:
+		t.Errorf("a transaction ran %d times under the spot lock, want once", mostRuns)
+	case twoSpots && mostRuns > 2:
+		t.Errorf("a transaction ran %d times, want at most twice (the retry takes its spots in order)", mostRuns)
 	}
 	for k, ids := range wins {
 		if len(ids) != 1 {
@@ -382,8 +434,8 @@ func testRacing(t *testing.T, noSpotLock, twoSpots bool) {
 	if created := len(cs) - len(spots); created != booked {
 		t.Errorf("%d created entries logged, %d booked", created, booked)
 	}
-	t.Logf("%d bookings won, %d refused, %d transactions retried (at most %d runs of one), in %v", len(wins), overlapped,
-		a.retries.Load()+b.retries.Load(), mostRuns, elapsed.Round(time.Millisecond))
+	t.Logf("%d bookings won, %d refused, %d gave up, %d transactions retried (at most %d runs of one), in %v", len(wins),
+		overlapped, gaveUp, a.retries.Load()+b.retries.Load(), mostRuns, elapsed.Round(time.Millisecond))
 }
 
 // TestChangeLogAcrossInstances hammers the change log from several

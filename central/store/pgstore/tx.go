@@ -125,6 +125,10 @@ func (t *tx) Live(spotID string, w reservation.Window) ([]reservation.Reservatio
 // reservation of one spot run one after the other: the second's overlap
 // check then finds the first's row committed (and refuses at once) instead
 // of in progress, where two inserts waiting on each other's rows deadlock.
+// Retries alone do not make up for it: a retry's check can meet another
+// retry's row before the winner's and deadlock again, and under slow
+// commits some callers then run out of attempts (TestRacingInstances, no
+// spot lock).
 // An unknown spot is not an error here: the insert's guard says so.
 //
 // Only the first spot lock of a transaction waits. A transaction that
