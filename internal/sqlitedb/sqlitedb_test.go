@@ -98,3 +98,60 @@ func TestTimes(t *testing.T) {
 		t.Fatalf("round trip %v", got)
 	}
 }
+
+// The writer's savepoint journal stays in memory: a transaction whose
+// savepoint changes far more than SQLite's 64 KiB spill threshold of
+// existing pages opens no temporary file (SQLite unlinks its temporary
+// files at once, so they show only among the process's descriptors, as
+// "… (deleted)").
+func TestWriterSavepointJournalInMemory(t *testing.T) {
+	if _, err := os.Stat("/proc/self/fd"); err != nil {
+		t.Skip("needs /proc/self/fd to see the process's open files")
+	}
+	ctx := context.Background()
+	db, err := Open(ctx, filepath.Join(t.TempDir(), "x.db"), fstest.MapFS{
+		"001_init.sql": {Data: []byte(`CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB NOT NULL) STRICT;`)},
+	}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	// 400 rows of 1 KiB: about 100 pages of 4 KiB, all committed.
+	err = db.Write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 400)
+			INSERT INTO t SELECT i, zeroblob(1024) FROM n`)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tempFiles := func() (names []string) {
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range ents {
+			if target, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && strings.HasSuffix(target, " (deleted)") {
+				names = append(names, target)
+			}
+		}
+		return names
+	}
+	before := len(tempFiles())
+	err = db.Write(ctx, func(tx *sql.Tx) error {
+		for _, q := range []string{`SAVEPOINT a`, `UPDATE t SET v = randomblob(1024)`, `SAVEPOINT b`,
+			`UPDATE t SET v = randomblob(1024) WHERE id % 2 = 0`} {
+			if _, err := tx.ExecContext(ctx, q); err != nil {
+				return err
+			}
+		}
+		if open := tempFiles(); len(open) > before {
+			t.Errorf("the savepoint journal went to a file: %v", open)
+		}
+		_, err := tx.ExecContext(ctx, `ROLLBACK TO b`)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
