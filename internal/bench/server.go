@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -148,12 +149,15 @@ type child struct {
 	exited  chan struct{}
 	exitErr error // set before exited is closed
 	log     *tail
+	// grace is how long stop waits after SIGTERM, and again after
+	// SIGQUIT; 0 means 10 s and 5 s.
+	grace time.Duration
 }
 
 // startChild starts cmd, whose Env, Dir and arguments are set; name is
 // what messages call it.
 func startChild(name string, cmd *exec.Cmd) (*child, error) {
-	log := &tail{max: 8 << 10}
+	log := &tail{max: 512 << 10} // room for a goroutine dump (stop)
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = sysProcAttr()
 	if err := cmd.Start(); err != nil {
@@ -217,6 +221,10 @@ func (c *child) stop() error {
 		return fmt.Errorf("%s had exited by itself (%v):\n%s", c.name, c.exitErr, c.log.String())
 	default:
 	}
+	term, quit := 10*time.Second, 5*time.Second
+	if c.grace > 0 {
+		term, quit = c.grace, c.grace
+	}
 	_ = c.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-c.exited:
@@ -228,11 +236,26 @@ func (c *child) stop() error {
 			return fmt.Errorf("%s stopped with %v:\n%s", c.name, c.exitErr, c.log.String())
 		}
 		return nil
-	case <-time.After(10 * time.Second):
+	case <-time.After(term):
 	}
-	_ = c.cmd.Process.Kill()
-	<-c.exited
-	return fmt.Errorf("%s did not stop within 10 s of SIGTERM and was killed", c.name)
+	// A Go daemon prints every goroutine's stack on SIGQUIT and exits:
+	// what it was waiting for goes into the error.
+	_ = c.cmd.Process.Signal(syscall.SIGQUIT)
+	select {
+	case <-c.exited:
+	case <-time.After(quit):
+		_ = c.cmd.Process.Kill()
+		<-c.exited
+	}
+	f, err := os.CreateTemp("", "parkbench-"+c.name+"-stacks-*.txt")
+	if err != nil {
+		return fmt.Errorf("%s did not stop within %s of SIGTERM (its stacks on SIGQUIT not kept: %v)", c.name, term, err)
+	}
+	_, err = f.Write(c.log.all())
+	if err = errors.Join(err, f.Close()); err != nil {
+		return fmt.Errorf("%s did not stop within %s of SIGTERM; its output, with its stacks on SIGQUIT, is in %s (incomplete: %v)", c.name, term, f.Name(), err)
+	}
+	return fmt.Errorf("%s did not stop within %s of SIGTERM; its output, with its stacks on SIGQUIT, is in %s", c.name, term, f.Name())
 }
 
 // baseEnv is the parent's environment without anything that would change
@@ -301,8 +324,17 @@ func (t *tail) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// String is the last 8 KiB, for messages.
 func (t *tail) String() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return strings.TrimSpace(string(t.b))
+	b := t.b[max(len(t.b)-8<<10, 0):]
+	return strings.TrimSpace(string(b))
+}
+
+// all is all of the tail.
+func (t *tail) all() []byte {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return slices.Clone(t.b)
 }
