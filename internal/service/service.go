@@ -9,8 +9,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync"
+	"time"
 )
+
+// slowStop is how long Run lets its services stop before it logs which of
+// them have not: a daemon that hangs on the way out (until systemd kills
+// it) then says what it was waiting for.
+var slowStop = 5 * time.Second
 
 // Service is a long-lived part of a daemon. Serve runs until ctx ends (then
 // it returns nil) or until it fails.
@@ -39,14 +47,24 @@ func Run(ctx context.Context, log *slog.Logger, services ...Named) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
-		wg    sync.WaitGroup
-		once  sync.Once
-		first error
+		wg      sync.WaitGroup
+		once    sync.Once
+		first   error
+		mu      sync.Mutex
+		running = map[string]int{} // by name: names need not be unique
 	)
 	for _, s := range services {
 		wg.Add(1)
+		running[s.Name]++
 		go func() {
 			defer wg.Done()
+			defer func() {
+				mu.Lock()
+				if running[s.Name]--; running[s.Name] == 0 {
+					delete(running, s.Name)
+				}
+				mu.Unlock()
+			}()
 			err := serve(ctx, s)
 			if err == nil && ctx.Err() == nil {
 				err = errors.New("stopped unexpectedly")
@@ -60,7 +78,24 @@ func Run(ctx context.Context, log *slog.Logger, services ...Named) error {
 			}
 		}()
 	}
-	wg.Wait()
+	stopped := make(chan struct{})
+	go func() { wg.Wait(); close(stopped) }()
+	select {
+	case <-stopped:
+		return first
+	case <-ctx.Done():
+	}
+	slow := time.NewTimer(slowStop)
+	defer slow.Stop()
+	select {
+	case <-stopped:
+	case <-slow.C:
+		mu.Lock()
+		names := slices.Sorted(maps.Keys(running))
+		mu.Unlock()
+		log.Warn("services still stopping", "after", slowStop, "services", names)
+		<-stopped
+	}
 	return first
 }
 
