@@ -53,9 +53,13 @@ func Run(ctx context.Context, log *slog.Logger, services ...Named) error {
 		mu      sync.Mutex
 		running = map[string]int{} // by name: names need not be unique
 	)
+	// Every service is counted before any starts: one that returns at
+	// once takes itself off while the others are being started.
+	for _, s := range services {
+		running[s.Name]++
+	}
 	for _, s := range services {
 		wg.Add(1)
-		running[s.Name]++
 		go func() {
 			defer wg.Done()
 			defer func() {
