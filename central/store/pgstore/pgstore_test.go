@@ -287,15 +287,8 @@ func slowCommits(t *testing.T, dsn string) string {
 		t.Logf("not a superuser: commits are not slowed, deadlock_timeout is the server's")
 		return dsn
 	}
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("commit_delay", "30000") // µs; applies when 5 other transactions are open
-	q.Set("deadlock_timeout", "100ms")
-	u.RawQuery = q.Encode()
-	return u.String()
+	// commit_delay in µs; it applies when 5 other transactions are open.
+	return pgtest.WithSettings(t, dsn, "commit_delay", "30000", "deadlock_timeout", "100ms")
 }
 
 func testRacing(t *testing.T, noSpotLock, twoSpots bool) {

@@ -65,12 +65,24 @@ func Schema(t testing.TB) (dsn, schema string) {
 // WithSearchPath returns dsn with its search_path set to path.
 func WithSearchPath(t testing.TB, dsn, path string) string {
 	t.Helper()
+	return WithSettings(t, dsn, "search_path", path)
+}
+
+// WithSettings returns dsn with the given run-time settings (name, value,
+// name, value, …), which pgx sends when it connects.
+func WithSettings(t testing.TB, dsn string, nameValues ...string) string {
+	t.Helper()
 	u, err := url.Parse(dsn)
 	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
 		t.Fatalf("%s must be a postgres:// URL (got %q: %v)", EnvDSN, dsn, err)
 	}
+	if len(nameValues)%2 != 0 {
+		t.Fatalf("WithSettings: %q is not pairs of name and value", nameValues)
+	}
 	q := u.Query()
-	q.Set("search_path", path)
+	for i := 0; i < len(nameValues); i += 2 {
+		q.Set(nameValues[i], nameValues[i+1])
+	}
 	u.RawQuery = q.Encode()
 	return u.String()
 }
