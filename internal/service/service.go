@@ -9,8 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
-	"slices"
 	"sync"
 	"time"
 )
@@ -47,26 +45,19 @@ func Run(ctx context.Context, log *slog.Logger, services ...Named) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
-		wg      sync.WaitGroup
-		once    sync.Once
-		first   error
-		mu      sync.Mutex
-		running = map[string]int{} // by name: names need not be unique
+		wg    sync.WaitGroup
+		once  sync.Once
+		first error
+		mu    sync.Mutex
+		done  = make([]bool, len(services)) // by position: names need not be unique
 	)
-	// Every service is counted before any starts: one that returns at
-	// once takes itself off while the others are being started.
-	for _, s := range services {
-		running[s.Name]++
-	}
-	for _, s := range services {
+	for i, s := range services {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer func() {
 				mu.Lock()
-				if running[s.Name]--; running[s.Name] == 0 {
-					delete(running, s.Name)
-				}
+				done[i] = true
 				mu.Unlock()
 			}()
 			err := serve(ctx, s)
@@ -94,8 +85,13 @@ func Run(ctx context.Context, log *slog.Logger, services ...Named) error {
 	select {
 	case <-stopped:
 	case <-slow.C:
+		var names []string
 		mu.Lock()
-		names := slices.Sorted(maps.Keys(running))
+		for i, s := range services {
+			if !done[i] {
+				names = append(names, s.Name)
+			}
+		}
 		mu.Unlock()
 		log.Warn("services still stopping", "after", slowStop, "services", names)
 		<-stopped
