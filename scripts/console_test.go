@@ -20,6 +20,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/parkgate/parkgate/internal/browsertest"
+	"github.com/parkgate/parkgate/internal/childproc"
 
 	"github.com/parkgate/parkgate/internal/syncbuf"
 )
@@ -372,6 +373,7 @@ func startGate(t *testing.T, bin, data, id, role string, mqttPort, httpPort int)
 		fmt.Sprintf("PARKING_MQTT_URL=tcp://127.0.0.1:%d", mqttPort), "PARKING_MQTT_PASSWORD="+pw)
 	var logs syncbuf.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
+	cmd.SysProcAttr = childproc.Attr()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

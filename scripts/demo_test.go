@@ -16,6 +16,7 @@ import (
 
 	_ "modernc.org/sqlite" // to read the running demo's gate passwords
 
+	"github.com/parkgate/parkgate/internal/childproc"
 	"github.com/parkgate/parkgate/internal/syncbuf"
 )
 
@@ -85,8 +86,8 @@ func startDemo(t *testing.T, bin, data string, ports []int) *demo {
 	)
 	d.cmd.Stdout, d.cmd.Stderr = &d.stdout, &d.stderr
 	// A group of its own, so that the test can stop the script and its
-	// daemons together.
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// daemons together (and the script dies with the test binary).
+	d.cmd.SysProcAttr = childproc.Attr()
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/parkgate/parkgate/internal/childproc"
 	"github.com/parkgate/parkgate/internal/syncbuf"
 )
 
@@ -256,6 +257,7 @@ func startMosquitto(t *testing.T) string {
 	var out syncbuf.Buffer
 	cmd := exec.Command(bin, "-c", filepath.Join(dir, "mosquitto.conf"))
 	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.SysProcAttr = childproc.Attr()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

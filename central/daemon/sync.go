@@ -36,8 +36,13 @@ type syncParts struct {
 // reaches the gates within about this long (docs/benchmarks.md).
 const relayPoll = 20 * time.Millisecond
 
+// brokerGrace is the longest the embedded broker waits, on shutdown, for
+// the relay to say goodbye through it.
+const brokerGrace = 3 * time.Second
+
 func startSync(ctx context.Context, cfg config.Config, st store.Store, svc *booking.Service, clk clock.Clock, log *slog.Logger) (syncParts, error) {
 	var p syncParts
+	var embedded *broker.Broker
 	url, user, pass := cfg.MQTT.URL, cfg.MQTT.Username, cfg.MQTT.Password
 	if cfg.MQTT.Embedded {
 		if cfg.DB.Driver == "postgres" {
@@ -74,9 +79,9 @@ func startSync(ctx context.Context, cfg config.Config, st store.Store, svc *book
 			scheme = "ssl://"
 		}
 		url = scheme + br.Addr()
-		p.services = append(p.services, service.Named{Name: "broker", Service: br})
+		embedded = br
 	}
-	if url == "" {
+	if url == "" { // (and so not embedded)
 		log.Warn("no MQTT broker configured (mqtt.embedded false, mqtt.url empty): gates will not sync")
 		return p, nil
 	}
@@ -93,7 +98,18 @@ func startSync(ctx context.Context, cfg config.Config, st store.Store, svc *book
 		p.services = append(p.services, service.Named{Name: "leader", Service: lock})
 	}
 	p.relay = centralsync.New(rc, st, svc, clk, log)
-	p.services = append(p.services, service.Named{Name: "sync", Service: p.relay})
+	relay := service.Service(p.relay)
+	if embedded != nil {
+		// The broker stops after the relay: the relay's last words, the
+		// retained "central offline" that gates act on at once, go
+		// through it, and a broker that closed the relay's connection
+		// mid-publish left it waiting for paho's write timeout.
+		var relayDone <-chan struct{}
+		relay, relayDone = service.Tracked(p.relay)
+		p.services = append(p.services, service.Named{Name: "broker",
+			Service: service.Outlive{Service: embedded, Until: relayDone, Grace: brokerGrace}})
+	}
+	p.services = append(p.services, service.Named{Name: "sync", Service: relay})
 	if n, ok := st.(store.ChangeNotifier); ok {
 		p.services = append(p.services, service.Named{Name: "change-wakeup", Service: &wakeOnChanges{notifier: n, relay: p.relay, clk: clk, log: log}})
 	}

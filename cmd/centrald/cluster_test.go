@@ -19,6 +19,8 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/parkgate/parkgate/internal/childproc"
 )
 
 // A clustered broker: three nodes of nats-server (MQTT and clustered
@@ -64,7 +66,7 @@ func (n *clusterNode) start(t *testing.T, cmd *exec.Cmd) {
 	n.cmd = cmd
 	w := writerFunc(func(b []byte) (int, error) { n.mu.Lock(); defer n.mu.Unlock(); return n.log.Write(b) })
 	n.cmd.Stdout, n.cmd.Stderr = w, w
-	n.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	n.cmd.SysProcAttr = childproc.Attr()
 	if err := n.cmd.Start(); err != nil {
 		t.Fatalf("%s: %v", n.name, err)
 	}

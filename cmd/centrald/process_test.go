@@ -20,6 +20,7 @@ import (
 	"github.com/parkgate/parkgate/central/broker"
 	"github.com/parkgate/parkgate/central/daemon"
 	"github.com/parkgate/parkgate/central/store/sqlitestore"
+	"github.com/parkgate/parkgate/internal/childproc"
 	"github.com/parkgate/parkgate/ticket"
 )
 
@@ -112,6 +113,7 @@ func launchCmd(t *testing.T, cmd *exec.Cmd) *proc {
 	stdout, _ := cmd.StdoutPipe()
 	p := &proc{t: t, cmd: cmd, done: make(chan struct{}), logs: &strings.Builder{}, mu: &sync.Mutex{}, addr: make(chan string, 1)}
 	cmd.Stderr = lockedWriter{p}
+	cmd.SysProcAttr = childproc.Attr()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/parkgate/parkgate/central/store/pgstore/pgtest"
+	"github.com/parkgate/parkgate/internal/childproc"
 )
 
 // Scale-out: several centrald processes on one PostgreSQL database
@@ -90,6 +91,7 @@ func loadBalancerWithStats(t *testing.T, ps []*proc) (base, stats string) {
 	var mu sync.Mutex
 	cmd.Stdout = writerFunc(func(b []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return out.Write(b) })
 	cmd.Stderr = cmd.Stdout
+	cmd.SysProcAttr = childproc.Attr()
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("haproxy: %v", err)
 	}

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/parkgate/parkgate/internal/childproc"
 )
 
 // Process-level tests: the real gated binary in simulator mode, tickets
@@ -96,6 +98,7 @@ func startCmd(t *testing.T, cmd *exec.Cmd) *proc {
 		defer p.mu.Unlock()
 		return p.logs.Write(b)
 	})
+	p.cmd.SysProcAttr = childproc.Attr()
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/parkgate/parkgate/internal/childproc"
 )
 
 // crashEnv names the database a re-executed test binary writes to until it
@@ -70,6 +72,7 @@ func TestRecordSurvivesSIGKILL(t *testing.T) {
 		cmd := exec.Command(exe, "-test.run=^TestCrashChild$", "-test.count=1")
 		cmd.Env = append(os.Environ(), crashEnv+"="+path)
 		cmd.Stderr = os.Stderr
+		cmd.SysProcAttr = childproc.Attr()
 		out, err := cmd.StdoutPipe()
 		if err != nil {
 			t.Fatal(err)

@@ -22,6 +22,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/parkgate/parkgate/internal/childproc"
 	"github.com/parkgate/parkgate/ticket"
 )
 
@@ -358,7 +359,7 @@ func importCache(ctx context.Context, gated, dir, db string, entries []cacheEntr
 	cmd := exec.CommandContext(ictx, gated, "import", file)
 	cmd.Env = append(baseEnv(os.Environ()), "PARKING_DB_PATH="+db, "PARKING_LOG_LEVEL=warn")
 	cmd.Dir = dir
-	cmd.SysProcAttr = sysProcAttr()
+	cmd.SysProcAttr = childproc.Attr()
 	t0 := time.Now()
 	out, err := cmd.CombinedOutput()
 	took := time.Since(t0)

@@ -18,6 +18,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/parkgate/parkgate/internal/childproc"
 )
 
 // Centrald is a centrald child process on a loopback port with a data
@@ -159,7 +161,7 @@ type child struct {
 func startChild(name string, cmd *exec.Cmd) (*child, error) {
 	log := &tail{max: 512 << 10} // room for a goroutine dump (stop)
 	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr = sysProcAttr()
+	cmd.SysProcAttr = childproc.Attr()
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}

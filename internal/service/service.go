@@ -109,3 +109,50 @@ func serve(ctx context.Context, s Named) (err error) {
 	}()
 	return s.Serve(ctx)
 }
+
+// Outlive runs Service past the end of its context until Until is closed
+// (the services that depend on it have returned) or Grace has passed,
+// whichever is first. Run cancels all its services at once; a part that
+// others talk through, such as an embedded MQTT broker, must not go away
+// under them while they say goodbye: a relay that announces "offline" to
+// the gates on its way out would otherwise write to a broker that is
+// already closing its connections, and wait for it.
+type Outlive struct {
+	Service
+	Until <-chan struct{}
+	Grace time.Duration
+}
+
+// Serve implements Service.
+func (o Outlive) Serve(ctx context.Context) error {
+	// Values (the logger) pass on; only the cancellation is held back.
+	inner, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- o.Service.Serve(inner) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	grace := time.NewTimer(o.Grace)
+	defer grace.Stop()
+	select {
+	case err := <-errc:
+		return err
+	case <-o.Until:
+	case <-grace.C:
+	}
+	cancel()
+	return <-errc
+}
+
+// Tracked wraps s so that the returned channel is closed when its Serve
+// has returned (for Outlive.Until). It is for a service served once.
+func Tracked(s Service) (Service, <-chan struct{}) {
+	done := make(chan struct{})
+	return Func(func(ctx context.Context) error {
+		defer close(done)
+		return s.Serve(ctx)
+	}), done
+}

@@ -493,8 +493,10 @@ func (r *Relay) connection(ctx context.Context) (up bool, err error) {
 			if lead {
 				// A clean disconnect sends no will: say it ourselves,
 				// so that gates do not wait for a heartbeat that will
-				// not come.
-				if p, err := syncmsg.EncodeCentralStatus(syncmsg.CentralStatus{Online: false, Session: session}); err == nil {
+				// not come. Only on a connection paho still holds open:
+				// Publish itself (not only the PUBACK) waits up to the
+				// write timeout for a connection that is going.
+				if p, err := syncmsg.EncodeCentralStatus(syncmsg.CentralStatus{Online: false, Session: session}); err == nil && c.IsConnectionOpen() {
 					c.Publish(r.topics.CentralStatus(), syncmsg.PublishQoS, true, p).WaitTimeout(time.Second)
 				}
 			}
