@@ -293,10 +293,12 @@ func (c *conn) birth(ctx context.Context, force bool) error {
 
 // goodbye publishes the offline status at shutdown: a clean disconnect
 // discards the will, and central should not wait for a keepalive to learn
-// that the gate has gone.
+// that the gate has gone. Only on a connection paho still holds open:
+// Publish itself, not only its PUBACK, waits up to opTimeout for a
+// connection that is going, and the gate would take that long to stop.
 func (c *conn) goodbye() {
 	payload, err := syncmsg.EncodeGateStatus(syncmsg.GateStatus{Online: false, Session: c.session, GateID: c.gate})
-	if err != nil {
+	if err != nil || !c.cl.IsConnectionOpen() {
 		return
 	}
 	if !c.cl.Publish(c.s.topics.GateStatus(c.gate), syncmsg.PublishQoS, true, payload).WaitTimeout(goodbyeTimeout) {
