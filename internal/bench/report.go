@@ -179,9 +179,9 @@ func (r *Report) Markdown() []byte {
 	p("")
 	p("This builds bin/centrald, bin/gated and bin/linux-arm64/gated (`make build build-arm64`) and runs " +
 		"`go run ./cmd/parkbench -centrald bin/centrald -gated bin/gated -out docs/benchmarks.md`; " +
-		"`-only centrald`, `-only gated`, `-only sync`, `-only scale`, `-only console`, `-only fleet` or `-only groupcommit` runs one part (sections a–d, e–f, g, h, i, j or k), and the arm64 binary is looked for " +
+		"`-only centrald`, `-only gated`, `-only sync`, `-only scale`, `-only console`, `-only fleet`, `-only history` or `-only groupcommit` runs one part (sections a–d, e–f, g, h, i, j, k or l), and the arm64 binary is looked for " +
 		"next to gated in linux-arm64/ (`-gated-arm64` to change, `-qemu` for the emulator). Section h needs a PostgreSQL on this machine " +
-		"(`-postgres DSN`, by default `$PARKING_TEST_POSTGRES_DSN`) and haproxy (`-haproxy`, `-haproxy-config`), and is skipped with a note without them.")
+		"(`-postgres DSN`, by default `$PARKING_TEST_POSTGRES_DSN`) and haproxy (`-haproxy`, `-haproxy-config`; Debian package haproxy), section f qemu-aarch64 (Debian package qemu-user); each is skipped with a note without them.")
 	if r.Centrald {
 		p("")
 		p("Every centrald scenario (and every concurrency of c) gets a fresh centrald: the real binary as a child process on a free "+
