@@ -90,9 +90,10 @@ func (o *fakeOut) last() set {
 
 // fakeIn is an input whose level the test sets.
 type fakeIn struct {
-	mu    sync.Mutex
-	level bool
-	ch    chan bool
+	mu      sync.Mutex
+	level   bool
+	ch      chan bool
+	watched bool // Changes was called: Serve has read the level at start
 }
 
 func newIn(level bool) *fakeIn { return &fakeIn{level: level, ch: make(chan bool, 100)} }
@@ -103,7 +104,18 @@ func (f *fakeIn) Active() bool {
 	return f.level
 }
 
-func (f *fakeIn) Changes() <-chan bool { return f.ch }
+func (f *fakeIn) Changes() <-chan bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.watched = true
+	return f.ch
+}
+
+func (f *fakeIn) isWatched() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.watched
+}
 
 func (f *fakeIn) set(v bool) {
 	f.mu.Lock()
@@ -174,6 +186,20 @@ func newRig(t *testing.T, cfg Config, w wiring) *rig {
 	// so that a test's first look at State sees the start.
 	wantOpen := (w.opened || w.closed) && !w.closedAtStart
 	r.waitStatus(func(s Status) bool { return s.Vehicle == w.vehicleAtStart && (s.Phase == StateOpen) == wantOpen })
+	// The status before Serve's first look is "closed, no vehicle" too, so
+	// for that wiring the wait above proves nothing: Serve subscribes to
+	// its inputs only after it has read them and published the start. A
+	// test that changed an input before that read lost the change (it
+	// was the level read at start), as TestExternalOpening once did in CI.
+	deadline := time.Now().Add(wait)
+	for _, in := range []*fakeIn{r.loop, r.opened, r.closed} {
+		for in != nil && !in.isWatched() {
+			if time.Now().After(deadline) {
+				t.Fatal("Serve never watched its inputs")
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
 	return r
 }
 
