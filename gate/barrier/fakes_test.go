@@ -184,22 +184,23 @@ func newRig(t *testing.T, cfg Config, w wiring) *rig {
 	}
 	// Then it reads the inputs and publishes what it found; wait for that,
 	// so that a test's first look at State sees the start.
-	wantOpen := (w.opened || w.closed) && !w.closedAtStart
-	r.waitStatus(func(s Status) bool { return s.Vehicle == w.vehicleAtStart && (s.Phase == StateOpen) == wantOpen })
 	// The status before Serve's first look is "closed, no vehicle" too, so
-	// for that wiring the wait above proves nothing: Serve subscribes to
+	// for that wiring the status alone proves nothing: Serve subscribes to
 	// its inputs only after it has read them and published the start. A
 	// test that changed an input before that read lost the change (it
 	// was the level read at start), as TestExternalOpening once did in CI.
-	deadline := time.Now().Add(wait)
-	for _, in := range []*fakeIn{r.loop, r.opened, r.closed} {
-		for in != nil && !in.isWatched() {
-			if time.Now().After(deadline) {
-				t.Fatal("Serve never watched its inputs")
+	watched := func() bool {
+		for _, in := range []*fakeIn{r.loop, r.opened, r.closed} {
+			if in != nil && !in.isWatched() {
+				return false
 			}
-			time.Sleep(time.Millisecond)
 		}
+		return true
 	}
+	wantOpen := (w.opened || w.closed) && !w.closedAtStart
+	r.waitStatus(func(s Status) bool {
+		return watched() && s.Vehicle == w.vehicleAtStart && (s.Phase == StateOpen) == wantOpen
+	})
 	return r
 }
 

@@ -1,6 +1,7 @@
 package childproc
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"os/exec"
@@ -79,10 +80,9 @@ func alive(pid int) bool {
 		return true
 	}
 	// pid (comm) S ...: the state follows the last ')'.
-	for i := len(b) - 1; i >= 0; i-- {
-		if b[i] == ')' {
-			return i+2 < len(b) && b[i+2] != 'Z'
-		}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return true
 	}
-	return true
+	return i+2 < len(b) && b[i+2] != 'Z'
 }
