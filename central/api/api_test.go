@@ -266,7 +266,7 @@ func TestAdminEndpoints(t *testing.T) {
 	// the camera read.
 	err := s.st.Write(context.Background(), func(tx store.Tx) error {
 		return tx.PutGateEvent(store.GateEvent{EventID: "ev-plate", GateID: "entry-1", Seq: 1, Kind: "decision", Role: "entry",
-			Time: t0, Source: "plate", Reason: "unknown_plate", Plate: "BXY123", Detail: "no reservation for BXY123",
+			Time: t0, Source: "plate", Reason: "unknown_plate", Plate: "BXY123", Detail: "no reservation for the plate read",
 			ReceivedAt: t0, Outcome: store.EventRecorded})
 	})
 	if err != nil {
@@ -274,7 +274,7 @@ func TestAdminEndpoints(t *testing.T) {
 	}
 	var evs []apijson.GateEvent
 	s.do("GET", "/admin/gate-events?gate=entry-1", admin, "").decode(t, &evs)
-	if len(evs) != 1 || evs[0].Plate != "BXY123" || evs[0].Detail != "no reservation for BXY123" || evs[0].Granted {
+	if len(evs) != 1 || evs[0].Plate != "BXY123" || evs[0].Detail != "no reservation for the plate read" || evs[0].Granted {
 		t.Fatalf("gate events %+v", evs)
 	}
 }

@@ -43,16 +43,16 @@ func Prune(ctx context.Context, cfg config.Config, now time.Time, dryRun bool, o
 // printErasure says what an erasure did (or would do) in a few lines.
 func printErasure(out io.Writer, verb string, before time.Time, e store.Erasure) {
 	day := func(t time.Time) string { return t.UTC().Format(time.RFC3339) }
-	fmt.Fprintf(out, "personal data of reservations finished, and of gate events received, before %s (retention.personal_data)\n", day(before))
+	fmt.Fprintf(out, "personal data of reservations finished, and of gate events received and notes logged, before %s (retention.personal_data)\n", day(before))
 	fmt.Fprintf(out, "%s: %d reservations (plate, token hash)", verb, e.Reservations)
 	if e.Reservations > 0 {
 		fmt.Fprintf(out, ", finished %s to %s", day(e.OldestEnded), day(e.NewestEnded))
 	}
 	fmt.Fprintf(out, "\n%s: %d payment attempts (plate, payment method, customer, idempotency records)\n", verb, e.Attempts)
-	fmt.Fprintf(out, "%s: %d change-log entries (plate)\n", verb, e.Changes)
-	fmt.Fprintf(out, "%s: %d gate events (plate)", verb, e.GateEvents)
+	fmt.Fprintf(out, "%s: %d change-log entries (plate, note)\n", verb, e.Changes)
+	fmt.Fprintf(out, "%s: %d gate events (plate, the gate's text, the resolution's note)", verb, e.GateEvents)
 	if e.GateEvents > 0 {
 		fmt.Fprintf(out, ", received %s to %s", day(e.OldestReceived), day(e.NewestReceived))
 	}
-	fmt.Fprintln(out)
+	fmt.Fprintf(out, "\n%s: %d notes of change-log entries of no reservation (gate openings, resolved gate exceptions)\n", verb, e.Notes)
 }

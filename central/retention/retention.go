@@ -137,7 +137,7 @@ func (s *Service) Serve(ctx context.Context) error {
 // Attrs are e's counts as log attributes: counts and times only, never
 // what was erased.
 func Attrs(e store.Erasure) []any {
-	a := []any{"reservations", e.Reservations, "paymentAttempts", e.Attempts, "changes", e.Changes, "gateEvents", e.GateEvents}
+	a := []any{"reservations", e.Reservations, "paymentAttempts", e.Attempts, "changes", e.Changes, "gateEvents", e.GateEvents, "notes", e.Notes}
 	if !e.OldestEnded.IsZero() {
 		a = append(a, "oldestEnded", e.OldestEnded.UTC().Format(time.RFC3339), "newestEnded", e.NewestEnded.UTC().Format(time.RFC3339))
 	}

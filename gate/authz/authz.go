@@ -385,7 +385,9 @@ func decidePlate(ctx context.Context, in *Input, d Decision) Decision {
 		return d.deny(ReasonCacheError, "reading the cache: %v", err)
 	}
 	if len(es) == 0 {
-		return d.deny(ReasonUnknownPlate, "no reservation for plate %s", plate)
+		// Not named here: the plate is in d.Plate, which central's
+		// retention erases; free text (Detail) would keep it.
+		return d.deny(ReasonUnknownPlate, "no reservation for the plate read")
 	}
 	// Judge every reservation of the plate and take the best outcome:
 	// a grant over a denial, then the most relevant reservation by time.

@@ -356,6 +356,11 @@ func TestDecide(t *testing.T) {
 			if strings.Contains(d.Detail, valid) {
 				t.Error("the detail holds the ticket")
 			}
+			// A plate goes in the decision's plate field, which central's
+			// retention erases; free text would keep it.
+			if n := plate.Normalize(tc.plate); n != "" && (strings.Contains(d.Detail, n) || strings.Contains(d.Detail, tc.plate)) {
+				t.Errorf("the detail names the plate read: %q", d.Detail)
+			}
 			if d.Role != tc.role || d.Source != tc.src || !d.Time.Equal(at(now)) || d.ClockTrusted == tc.untrusted {
 				t.Errorf("decision does not repeat its input: %+v", d)
 			}

@@ -11,15 +11,16 @@ import (
 	"github.com/parkgate/parkgate/central/store"
 )
 
-// The conditions below repeat the partial indexes of migration 013 word
-// for word, so that PostgreSQL uses them: a run reads only what is left to
+// The conditions below repeat the partial indexes of migrations 013 and
+// 018 word for word, so that PostgreSQL uses them: a run reads only what is left to
 // erase, however long the history.
 const (
 	personalRes = `state IN ('left', 'expired', 'no_show', 'cancelled') AND (car_id <> '' OR token_hash IS NOT NULL)
 		AND coalesce(ended_at, reserved_until) < $1`
 	personalAttempt = `(a.car_id <> '' OR a.payment_method <> '' OR a.customer_ref <> '' OR a.key_hash IS NOT NULL OR a.request_hash IS NOT NULL)`
-	personalChange  = `c.reservation IS NOT NULL AND (c.reservation::jsonb) ? 'carId'`
-	personalEvent   = `(plate <> '' OR car_id <> '') AND received_at < $1`
+	personalChange  = `(c.note <> '' OR (c.reservation IS NOT NULL AND (c.reservation::jsonb) ? 'carId'))`
+	personalEvent   = `(plate <> '' OR car_id <> '' OR detail <> '' OR resolution <> '') AND received_at < $1`
+	personalNote    = `reservation_id = '' AND note <> '' AND at < $1`
 )
 
 // PersonalData counts what ErasePersonalData would erase; see store.Eraser.
@@ -46,6 +47,10 @@ func (s *Store) PersonalData(ctx context.Context, before time.Time) (store.Erasu
 	}
 	err = s.pool.QueryRow(ctx, `SELECT count(*), min(received_at), max(received_at) FROM gate_events WHERE `+personalEvent, cut).
 		Scan(&e.GateEvents, &oldestEv, &newestEv)
+	if err != nil {
+		return e, err
+	}
+	err = s.pool.QueryRow(ctx, `SELECT count(*) FROM changes WHERE `+personalNote, cut).Scan(&e.Notes)
 	if err != nil {
 		return e, err
 	}
@@ -105,9 +110,10 @@ func (s *Store) ErasePersonalData(ctx context.Context, before time.Time, limit i
 				return fmt.Errorf("erase payment attempts: %w", err)
 			}
 			e.Attempts = int(tag.RowsAffected())
-			// The snapshot keeps everything but the plate: the log stays
-			// a record of what happened to the spot and the money.
-			tag, err = tx.Exec(ctx, `UPDATE changes c SET reservation = ((c.reservation::jsonb) - 'carId')::json
+			// The snapshot keeps everything but the plate, and the entry
+			// who acted: the log stays a record of what happened to the
+			// spot and the money. (NULL - 'carId' is NULL.)
+			tag, err = tx.Exec(ctx, `UPDATE changes c SET reservation = ((c.reservation::jsonb) - 'carId')::json, note = ''
 				WHERE c.reservation_id = ANY($1) AND `+personalChange, ids)
 			if err != nil {
 				return fmt.Errorf("erase change log: %w", err)
@@ -118,12 +124,20 @@ func (s *Store) ErasePersonalData(ctx context.Context, before time.Time, limit i
 		err = tx.QueryRow(ctx, `WITH batch AS (
 				SELECT event_id FROM gate_events WHERE `+personalEvent+` ORDER BY received_at LIMIT $2 FOR UPDATE SKIP LOCKED),
 			erased AS (
-				UPDATE gate_events g SET plate = '', car_id = '' FROM batch WHERE g.event_id = batch.event_id RETURNING g.received_at)
+				UPDATE gate_events g SET plate = '', car_id = '', detail = '', resolution = ''
+				FROM batch WHERE g.event_id = batch.event_id RETURNING g.received_at)
 			SELECT count(*), min(received_at), max(received_at) FROM erased`, cut, limit).Scan(&e.GateEvents, &oldest, &newest)
 		if err != nil {
 			return fmt.Errorf("erase gate events: %w", err)
 		}
 		e.OldestReceived, e.NewestReceived = fromTS(oldest), fromTS(newest)
+		tag, err := tx.Exec(ctx, `WITH batch AS (
+				SELECT version FROM changes WHERE `+personalNote+` ORDER BY at LIMIT $2 FOR UPDATE SKIP LOCKED)
+			UPDATE changes c SET note = '' FROM batch WHERE c.version = batch.version`, cut, limit)
+		if err != nil {
+			return fmt.Errorf("erase change-log notes: %w", err)
+		}
+		e.Notes = int(tag.RowsAffected())
 		return nil
 	})
 	return e, err

@@ -11,8 +11,8 @@ import (
 	"github.com/parkgate/parkgate/internal/sqlitedb"
 )
 
-// The conditions below repeat the partial indexes of migration 014 word
-// for word, so that SQLite may use them, and the queries name the index of
+// The conditions below repeat the partial indexes of migrations 014 and
+// 021 word for word, so that SQLite may use them, and the queries name the index of
 // the reservations: without statistics the planner picked the (state,
 // created_at) index and sorted every finished reservation, a second per
 // batch with a million of them. A run reads only what is left to erase,
@@ -24,8 +24,10 @@ const (
 	personalAttempt = `(car_id <> '' OR payment_method <> '' OR customer_ref <> '' OR key_hash IS NOT NULL OR request_hash IS NOT NULL)`
 	// reservation_id <> '' lets SQLite use changes_reservation (it cannot
 	// prove it from reservation_id IN (...)).
-	personalChange = `reservation_id <> '' AND reservation IS NOT NULL AND json_extract(reservation, '$.carId') IS NOT NULL`
-	personalEvent  = `(plate <> '' OR car_id <> '') AND received_at < ?`
+	personalChange = `reservation_id <> '' AND (note <> '' OR (reservation IS NOT NULL AND json_extract(reservation, '$.carId') IS NOT NULL))`
+	personalEvent  = `(plate <> '' OR car_id <> '' OR detail <> '' OR resolution <> '') AND received_at < ?`
+	personalNote   = `reservation_id = '' AND note <> '' AND at < ?`
+	notesIndex     = `changes INDEXED BY changes_notes`
 )
 
 // PersonalData counts what ErasePersonalData would erase; see store.Eraser.
@@ -53,6 +55,10 @@ func (s *Store) PersonalData(ctx context.Context, before time.Time) (store.Erasu
 	}
 	err = s.db.QueryRow(ctx, `SELECT count(*), min(received_at), max(received_at) FROM gate_events WHERE `+personalEvent, cut).
 		Scan(&e.GateEvents, &oldestEv, &newestEv)
+	if err != nil {
+		return e, err
+	}
+	err = s.db.QueryRow(ctx, `SELECT count(*) FROM `+notesIndex+` WHERE `+personalNote, cut).Scan(&e.Notes)
 	if err != nil {
 		return e, err
 	}
@@ -112,9 +118,10 @@ func (s *Store) ErasePersonalData(ctx context.Context, before time.Time, limit i
 				key_hash = NULL, request_hash = NULL WHERE `+personalAttempt+` AND reservation_id IN `+in, ids...); err != nil {
 				return fmt.Errorf("erase payment attempts: %w", err)
 			}
-			// The snapshot keeps everything but the plate: the log stays
-			// a record of what happened to the spot and the money.
-			if e.Changes, err = exec(ctx, tx, `UPDATE changes SET reservation = json_remove(reservation, '$.carId')
+			// The snapshot keeps everything but the plate, and the entry
+			// who acted: the log stays a record of what happened to the
+			// spot and the money. (json_remove of NULL is NULL.)
+			if e.Changes, err = exec(ctx, tx, `UPDATE changes SET reservation = json_remove(reservation, '$.carId'), note = ''
 				WHERE reservation_id IN `+in+` AND `+personalChange, ids...); err != nil {
 				return fmt.Errorf("erase change log: %w", err)
 			}
@@ -126,10 +133,14 @@ func (s *Store) ErasePersonalData(ctx context.Context, before time.Time, limit i
 			return err
 		}
 		if e.GateEvents > 0 {
-			if _, err := tx.ExecContext(ctx, `UPDATE gate_events SET plate = '', car_id = '' WHERE rowid IN (
+			if _, err := tx.ExecContext(ctx, `UPDATE gate_events SET plate = '', car_id = '', detail = '', resolution = '' WHERE rowid IN (
 				SELECT rowid FROM gate_events WHERE `+personalEvent+` ORDER BY received_at LIMIT ?)`, cut, limit); err != nil {
 				return fmt.Errorf("erase gate events: %w", err)
 			}
+		}
+		if e.Notes, err = exec(ctx, tx, `UPDATE changes SET note = '' WHERE version IN (
+			SELECT version FROM `+notesIndex+` WHERE `+personalNote+` ORDER BY at LIMIT ?)`, cut, limit); err != nil {
+			return fmt.Errorf("erase change-log notes: %w", err)
 		}
 		e.OldestReceived, e.NewestReceived = sqlitedb.FromMicros(oldest), sqlitedb.FromMicros(newest)
 		return nil

@@ -14,6 +14,7 @@ import (
 
 // Erased personal data is gone from the database file, not only from what
 // queries return: SQLite would otherwise leave the old cells in free space.
+// The plate is also in free text: a gate's detail, an operator's notes.
 func TestErasedPlateLeavesTheFile(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "central.db")
@@ -36,7 +37,15 @@ func TestErasedPlateLeavesTheFile(t *testing.T) {
 		}
 		if err := tx.PutGateEvent(store.GateEvent{EventID: "e1", GateID: "g", Seq: 1, Kind: "decision", Role: "entry",
 			Time: ended, Granted: true, ReservationID: "r1", CarID: plate, Plate: plate, ReceivedAt: ended,
-			Outcome: store.EventApplied}); err != nil {
+			Detail: "plate " + plate + " read", Outcome: store.EventApplied}); err != nil {
+			return err
+		}
+		if err := tx.Log(store.Change{At: ended, Kind: store.KindGateOpened, GateID: "g", Actor: "alice",
+			Note: "opened for " + plate}); err != nil {
+			return err
+		}
+		if err := tx.Log(store.Change{At: ended, Kind: store.KindCancelled, SpotID: "1", ReservationID: "r1", Actor: "alice",
+			Note: plate + " called"}); err != nil {
 			return err
 		}
 		return tx.Log(store.Change{At: ended, Kind: store.KindLeft, SpotID: "1", ReservationID: "r1", Actor: "system", Reservation: &r})
@@ -44,7 +53,7 @@ func TestErasedPlateLeavesTheFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e, err := s.ErasePersonalData(ctx, t0.Add(-90*24*time.Hour), 10); err != nil || e.Reservations != 1 || e.GateEvents != 1 {
+	if e, err := s.ErasePersonalData(ctx, t0.Add(-90*24*time.Hour), 10); err != nil || e.Reservations != 1 || e.GateEvents != 1 || e.Notes != 1 || e.Changes != 2 {
 		t.Fatalf("ErasePersonalData = %+v, %v", e, err)
 	}
 	if err := s.Close(); err != nil {

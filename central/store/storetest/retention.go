@@ -15,10 +15,13 @@ import (
 
 // testRetention: personal data of reservations finished before the cut (a
 // plate, a token hash, a payment method, a customer, idempotency records,
-// the plate in the change log and in gate events) is counted by
-// PersonalData without being touched, then erased in bounded batches by
-// ErasePersonalData, the longest finished first; money records, counts and
-// everything newer than the cut stay as they were.
+// the plate and the operators' notes in the change log), and the plate and
+// free text of gate events received before it (the gate's detail, the
+// operator's resolution) and the notes of change-log entries of no
+// reservation logged before it, is counted by PersonalData without being
+// touched, then erased in bounded batches by ErasePersonalData, the
+// longest finished first; money records, counts, who acted, central's own
+// notes and everything newer than the cut stay as they were.
 func testRetention(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	setSpots(t, s, "1", "2")
@@ -57,6 +60,12 @@ func testRetention(t *testing.T, s store.Store) {
 				ReservationID: r.ID, Actor: "system", Reservation: &final}); err != nil {
 				return err
 			}
+			// An operator's free text, with no snapshot: it names the
+			// car all the same.
+			if err := tx.Log(store.Change{At: r.CreatedAt.Add(2 * time.Minute), Kind: store.KindCancelled, SpotID: r.SpotID,
+				ReservationID: r.ID, Actor: "alice", Note: "the driver of " + plate + " called"}); err != nil {
+				return err
+			}
 			if err := tx.PutAttempt(store.PaymentAttempt{ReservationID: r.ID, Number: 1, KeyHash: []byte("key-" + r.ID),
 				RequestHash: []byte("req-" + r.ID), ProviderKey: "parkgate-" + r.ID + "-1", Outcome: store.AttemptSucceeded,
 				ProviderRef: "pi_" + r.ID, Amount: 250, Currency: "eur", CarID: plate, PaymentMethod: "pm_card_visa",
@@ -73,7 +82,26 @@ func testRetention(t *testing.T, s store.Store) {
 			if err := tx.PutGateEvent(store.GateEvent{EventID: "ev" + string(rune('a'+i)), GateID: "entry-1", Seq: int64(i + 1),
 				Kind: "decision", Role: "entry", Time: received, Source: "plate", Granted: i != 1, Reason: "ticket",
 				ReservationID: "old", SpotID: "1", CarID: plate, Plate: plate, ReceivedAt: received,
+				Detail: "no reservation for plate " + plate, Note: "central's note",
 				Outcome: store.EventException}); err != nil {
+				return err
+			}
+			if err := tx.ResolveGateEvent("ev"+string(rune('a'+i)), "alice", "waved "+plate+" through", received.Add(time.Hour)); err != nil {
+				return err
+			}
+		}
+		// A gate's free text alone (another vendor's gate may put the
+		// plate there), received after the others.
+		if err := tx.PutGateEvent(store.GateEvent{EventID: "evd", GateID: "entry-1", Seq: 4, Kind: "fault", Role: "entry",
+			Time: now.Add(-91 * day), Reason: "loop", Detail: "loop stuck under " + plate, ReceivedAt: now.Add(-91 * day),
+			Outcome: store.EventRecorded}); err != nil {
+			return err
+		}
+		// Notes of no reservation: an operator opening a gate, long ago
+		// and lately.
+		for _, at := range []time.Time{now.Add(-100 * day), now.Add(-5 * day)} {
+			if err := tx.Log(store.Change{At: at, Kind: store.KindGateOpened, GateID: "entry-1", Actor: "alice",
+				Note: "let " + plate + " out, ticket lost"}); err != nil {
 				return err
 			}
 		}
@@ -82,8 +110,8 @@ func testRetention(t *testing.T, s store.Store) {
 	versionBefore := lastVersion(t, s)
 
 	// The dry run counts and changes nothing.
-	want := store.Erasure{Reservations: 2, OldestEnded: older.Until, NewestEnded: old.EndedAt, Attempts: 2, Changes: 4,
-		GateEvents: 2, OldestReceived: now.Add(-120 * day), NewestReceived: now.Add(-95 * day)}
+	want := store.Erasure{Reservations: 2, OldestEnded: older.Until, NewestEnded: old.EndedAt, Attempts: 2, Changes: 6,
+		GateEvents: 3, OldestReceived: now.Add(-120 * day), NewestReceived: now.Add(-91 * day), Notes: 1}
 	got, err := s.PersonalData(ctx, cut)
 	if err != nil {
 		t.Fatalf("PersonalData: %v", err)
@@ -102,15 +130,20 @@ func testRetention(t *testing.T, s store.Store) {
 		t.Fatalf("ErasePersonalData: %v", err)
 	}
 	sameErasure(t, "first batch", first, store.Erasure{Reservations: 1, OldestEnded: older.Until, NewestEnded: older.Until,
-		Attempts: 1, Changes: 2, GateEvents: 1, OldestReceived: now.Add(-120 * day), NewestReceived: now.Add(-120 * day)})
+		Attempts: 1, Changes: 3, GateEvents: 1, OldestReceived: now.Add(-120 * day), NewestReceived: now.Add(-120 * day), Notes: 1})
 	second, err := s.ErasePersonalData(ctx, cut, 1)
 	if err != nil {
 		t.Fatalf("ErasePersonalData: %v", err)
 	}
 	sameErasure(t, "second batch", second, store.Erasure{Reservations: 1, OldestEnded: old.EndedAt, NewestEnded: old.EndedAt,
-		Attempts: 1, Changes: 2, GateEvents: 1, OldestReceived: now.Add(-95 * day), NewestReceived: now.Add(-95 * day)})
+		Attempts: 1, Changes: 3, GateEvents: 1, OldestReceived: now.Add(-95 * day), NewestReceived: now.Add(-95 * day)})
+	third, err := s.ErasePersonalData(ctx, cut, 100)
+	if err != nil {
+		t.Fatalf("ErasePersonalData: %v", err)
+	}
+	sameErasure(t, "third batch", third, store.Erasure{GateEvents: 1, OldestReceived: now.Add(-91 * day), NewestReceived: now.Add(-91 * day)})
 	if rest, err := s.ErasePersonalData(ctx, cut, 100); err != nil || !rest.Zero() {
-		t.Fatalf("third batch = %+v, %v; want nothing left", rest, err)
+		t.Fatalf("fourth batch = %+v, %v; want nothing left", rest, err)
 	}
 	if left, err := s.PersonalData(ctx, cut); err != nil || left != (store.Erasure{}) {
 		t.Fatalf("PersonalData after = %+v, %v; want nothing", left, err)
@@ -151,6 +184,17 @@ func testRetention(t *testing.T, s store.Store) {
 	}
 	for _, c := range allChanges(t, s) {
 		erased := c.ReservationID == "old" || c.ReservationID == "older"
+		if c.ReservationID == "" && c.Kind == store.KindGateOpened {
+			if due := c.At.Before(cut); due && c.Note != "" || !due && c.Note == "" || c.Actor != "alice" || c.GateID != "entry-1" {
+				t.Errorf("gate opening %d at %v after erasure: %+v", c.Version, c.At, c)
+			}
+			continue
+		}
+		if c.Kind == store.KindCancelled {
+			if erased && c.Note != "" || !erased && c.Note == "" || c.Actor != "alice" {
+				t.Errorf("change %d of %s after erasure: note %q, actor %q", c.Version, c.ReservationID, c.Note, c.Actor)
+			}
+		}
 		if c.Reservation == nil {
 			continue
 		}
@@ -168,16 +212,27 @@ func testRetention(t *testing.T, s store.Store) {
 		t.Errorf("erasure moved the change log from %d to %d: it rewrites entries, it adds none", versionBefore, v)
 	}
 	events, err := s.GateEvents(ctx, store.EventFilter{})
-	if err != nil || len(events) != 3 {
+	if err != nil || len(events) != 4 {
 		t.Fatalf("GateEvents = %+v, %v", events, err)
 	}
 	for _, e := range events {
 		due := e.ReceivedAt.Before(cut)
-		if due && (e.Plate != "" || e.CarID != "") || !due && e.Plate != plate {
-			t.Errorf("event %s received %v: plate %q carId %q", e.EventID, e.ReceivedAt, e.Plate, e.CarID)
+		if due && (e.Plate != "" || e.CarID != "" || e.Detail != "" || e.Resolution != "") {
+			t.Errorf("event %s received %v kept personal data or free text: plate %q carId %q detail %q resolution %q",
+				e.EventID, e.ReceivedAt, e.Plate, e.CarID, e.Detail, e.Resolution)
 		}
-		if e.Outcome != store.EventException || e.ReservationID != "old" {
-			t.Errorf("event %s lost more than the plate: %+v", e.EventID, e)
+		if e.EventID == "evd" {
+			if e.Reason != "loop" || e.Outcome != store.EventRecorded {
+				t.Errorf("event evd lost more than its free text: %+v", e)
+			}
+			continue
+		}
+		if !due && (e.Plate != plate || e.Detail == "" || e.Resolution == "") {
+			t.Errorf("event %s (not due) was erased: %+v", e.EventID, e)
+		}
+		if e.Outcome != store.EventException || e.ReservationID != "old" || e.Note != "central's note" || e.ResolvedBy != "alice" ||
+			e.ResolvedAt.IsZero() {
+			t.Errorf("event %s lost more than the plate and free text: %+v", e.EventID, e)
 		}
 	}
 
@@ -210,7 +265,7 @@ func sameErasure(t *testing.T, what string, got, want store.Erasure) {
 		}
 	}
 	if got.Reservations != want.Reservations || got.Attempts != want.Attempts || got.Changes != want.Changes ||
-		got.GateEvents != want.GateEvents {
+		got.GateEvents != want.GateEvents || got.Notes != want.Notes {
 		t.Errorf("%s = %+v\nwant %+v", what, got, want)
 	}
 }
