@@ -61,6 +61,15 @@ if [ ${#taken[@]} -gt 0 ]; then
 	refuse "the demo needs ports $HTTP_PORT, $MQTT_PORT, $ENTRY_PORT and $EXIT_PORT free; nothing was started or changed (is another 'make run' up?)"
 fi
 
+# The daemons die with this script even when it is killed outright (kill
+# -9 runs no trap, and they would hold the demo's ports until found by
+# hand): Linux's parent-death signal, set by util-linux's setpriv where
+# there is one.
+tied=()
+if command -v setpriv >/dev/null 2>&1 && setpriv --pdeathsig KILL true 2>/dev/null; then
+	tied=(setpriv --pdeathsig KILL --)
+fi
+
 pids=()
 cleanup() {
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -84,7 +93,7 @@ done
 # The console's demo operator: a new password each run, shown below.
 OPERATOR_PW=$("$BIN/centrald" --config configs/demo.yaml operator add demo | tail -n 1)
 
-"$BIN/centrald" --config configs/demo.yaml >"$DATA/centrald.out" 2>"$DATA/centrald.log" &
+${tied[@]+"${tied[@]}"} "$BIN/centrald" --config configs/demo.yaml >"$DATA/centrald.out" 2>"$DATA/centrald.log" &
 pids+=($!)
 for _ in $(seq 1 100); do
 	curl -fsS -o /dev/null "$API/readyz" 2>/dev/null && break
@@ -99,7 +108,7 @@ start_gate() { # id role port
 		PARKING_GATE_ID="$1" PARKING_GATE_ROLE="$2" PARKING_HTTP_ADDR="127.0.0.1:$3" \
 		PARKING_DB_PATH="$DATA/$1.db" PARKING_TICKETS_PUBLIC_KEY="$KEY" PARKING_HARDWARE_MODE=sim \
 		PARKING_MQTT_URL="tcp://127.0.0.1:$MQTT_PORT" PARKING_MQTT_PASSWORD="${PW[$1]}" \
-		"$BIN/gated" >"$DATA/$1.out" 2>"$DATA/$1.log" &
+		${tied[@]+"${tied[@]}"} "$BIN/gated" >"$DATA/$1.out" 2>"$DATA/$1.log" &
 	pids+=($!)
 }
 start_gate entry-1 entry "$ENTRY_PORT"

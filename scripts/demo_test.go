@@ -234,3 +234,58 @@ func TestSecondDemoRefusesBeforeTouchingTheFirst(t *testing.T) {
 		t.Errorf("GET /parkings on the first demo: %d", resp.StatusCode)
 	}
 }
+
+// TestDemoDaemonsDieWithTheScript: a demo killed outright (kill -9 of the
+// script, which runs no trap) leaves no daemon behind holding its ports.
+func TestDemoDaemonsDieWithTheScript(t *testing.T) {
+	needTools(t)
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		t.Skip("the demo ties its daemons to itself with util-linux's setpriv, which is not installed")
+	}
+	bin := buildBinaries(t)
+	ports := freePorts(t, 4)
+	api := fmt.Sprintf("http://127.0.0.1:%d", ports[0])
+	d := startDemo(t, bin, filepath.Join(t.TempDir(), "demo"), ports)
+	waitReady(t, d, api)
+
+	script := d.cmd.Process.Pid
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", script, script))
+	if err != nil {
+		t.Fatal(err)
+	}
+	daemons := strings.Fields(string(raw))
+	if len(daemons) != 3 {
+		t.Fatalf("the script's children: %q, want centrald and two gates", daemons)
+	}
+	if err := d.cmd.Process.Signal(syscall.SIGKILL); err != nil { // the script alone, not its group
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for _, pid := range daemons {
+		for running(pid) {
+			if time.Now().After(deadline) {
+				t.Fatalf("daemon %s still runs 10 s after its script was killed", pid)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	for _, p := range ports[:1] {
+		if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", p), time.Second); err == nil {
+			c.Close()
+			t.Errorf("port %d still answers after the demo was killed", p)
+		}
+	}
+}
+
+// running reports whether pid is a process that has not exited (a zombie
+// waiting for its new parent to reap it has).
+func running(pid string) bool {
+	stat, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return false
+	}
+	// The state follows the command name, which is in parentheses and may
+	// hold anything.
+	rest := stat[bytes.LastIndexByte(stat, ')')+1:]
+	return len(bytes.TrimSpace(rest)) > 0 && bytes.TrimSpace(rest)[0] != 'Z'
+}
