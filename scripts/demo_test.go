@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -253,39 +254,31 @@ func TestDemoDaemonsDieWithTheScript(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	daemons := strings.Fields(string(raw))
+	var daemons []int
+	for _, f := range strings.Fields(string(raw)) {
+		pid, err := strconv.Atoi(f)
+		if err != nil {
+			t.Fatalf("the script's children: %q", raw)
+		}
+		daemons = append(daemons, pid)
+	}
 	if len(daemons) != 3 {
-		t.Fatalf("the script's children: %q, want centrald and two gates", daemons)
+		t.Fatalf("the script's children: %v, want centrald and two gates", daemons)
 	}
 	if err := d.cmd.Process.Signal(syscall.SIGKILL); err != nil { // the script alone, not its group
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for _, pid := range daemons {
-		for running(pid) {
+		for childproc.Running(pid) {
 			if time.Now().After(deadline) {
-				t.Fatalf("daemon %s still runs 10 s after its script was killed", pid)
+				t.Fatalf("daemon %d still runs 10 s after its script was killed", pid)
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	for _, p := range ports[:1] {
-		if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", p), time.Second); err == nil {
-			c.Close()
-			t.Errorf("port %d still answers after the demo was killed", p)
-		}
+	if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", ports[0]), time.Second); err == nil {
+		c.Close()
+		t.Errorf("the API's port %d still answers after the demo was killed", ports[0])
 	}
-}
-
-// running reports whether pid is a process that has not exited (a zombie
-// waiting for its new parent to reap it has).
-func running(pid string) bool {
-	stat, err := os.ReadFile("/proc/" + pid + "/stat")
-	if err != nil {
-		return false
-	}
-	// The state follows the command name, which is in parentheses and may
-	// hold anything.
-	rest := stat[bytes.LastIndexByte(stat, ')')+1:]
-	return len(bytes.TrimSpace(rest)) > 0 && bytes.TrimSpace(rest)[0] != 'Z'
 }

@@ -1,8 +1,6 @@
 package childproc
 
 import (
-	"bytes"
-	"errors"
 	"os"
 	"os/exec"
 	"runtime"
@@ -47,7 +45,7 @@ func TestChildDiesWithItsParent(t *testing.T) {
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()
 	deadline := time.Now().Add(10 * time.Second)
-	for alive(pid) {
+	for Running(pid) {
 		if time.Now().After(deadline) {
 			syscall.Kill(pid, syscall.SIGKILL)
 			t.Fatalf("child %d still runs 10 s after its parent was killed", pid)
@@ -67,22 +65,4 @@ func parent() {
 	os.Stdout.WriteString(strconv.Itoa(c.Process.Pid))
 	c.Wait()
 	os.Exit(0)
-}
-
-// alive says whether pid is a process that has not exited; a zombie
-// (exited, not yet reaped by init) counts as gone.
-func alive(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if errors.Is(err, os.ErrNotExist) {
-		return false
-	}
-	if err != nil {
-		return true
-	}
-	// pid (comm) S ...: the state follows the last ')'.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return true
-	}
-	return i+2 < len(b) && b[i+2] != 'Z'
 }

@@ -12,8 +12,8 @@ import (
 )
 
 // The conditions below repeat the partial indexes of migrations 013 and
-// 018 word for word, so that PostgreSQL uses them: a run reads only what is left to
-// erase, however long the history.
+// 018 word for word, so that PostgreSQL uses them: a run reads only what
+// is left to erase, however long the history.
 const (
 	personalRes = `state IN ('left', 'expired', 'no_show', 'cancelled') AND (car_id <> '' OR token_hash IS NOT NULL)
 		AND coalesce(ended_at, reserved_until) < $1`

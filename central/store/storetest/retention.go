@@ -79,14 +79,15 @@ func testRetention(t *testing.T, s store.Store) {
 			return err
 		}
 		for i, received := range []time.Time{now.Add(-120 * day), now.Add(-95 * day), now.Add(-day)} {
-			if err := tx.PutGateEvent(store.GateEvent{EventID: "ev" + string(rune('a'+i)), GateID: "entry-1", Seq: int64(i + 1),
+			id := "ev" + string(rune('a'+i))
+			if err := tx.PutGateEvent(store.GateEvent{EventID: id, GateID: "entry-1", Seq: int64(i + 1),
 				Kind: "decision", Role: "entry", Time: received, Source: "plate", Granted: i != 1, Reason: "ticket",
 				ReservationID: "old", SpotID: "1", CarID: plate, Plate: plate, ReceivedAt: received,
 				Detail: "no reservation for plate " + plate, Note: "central's note",
 				Outcome: store.EventException}); err != nil {
 				return err
 			}
-			if err := tx.ResolveGateEvent("ev"+string(rune('a'+i)), "alice", "waved "+plate+" through", received.Add(time.Hour)); err != nil {
+			if err := tx.ResolveGateEvent(id, "alice", "waved "+plate+" through", received.Add(time.Hour)); err != nil {
 				return err
 			}
 		}
